@@ -1,0 +1,40 @@
+#include "engine/model/float_convert.h"
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+
+namespace anyprec {
+
+float BF16ToF32(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
+
+float F16ToF32(uint16_t bits) {
+  const uint32_t sign = static_cast<uint32_t>(bits & 0x8000u) << 16;
+  const uint32_t exponent = (bits >> 10) & 0x1f;
+  const uint32_t mantissa = bits & 0x3ffu;
+  if (exponent == 0) {
+    // Zero or subnormal: value = mantissa * 2^-24.
+    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
+    return sign ? -magnitude : magnitude;
+  }
+  if (exponent == 0x1f) return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));
+  return std::bit_cast<float>(sign | ((exponent + 112) << 23) | (mantissa << 13));
+}
+
+void WidenToF32(DType dtype, std::span<const std::byte> raw, std::span<float> out) {
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(out.data(), raw.data(), out.size() * sizeof(float));
+      return;
+    case DType::kBF16:
+    case DType::kF16:
+      for (size_t i = 0; i < out.size(); ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, raw.data() + 2 * i, 2);
+        out[i] = dtype == DType::kBF16 ? BF16ToF32(bits) : F16ToF32(bits);
+      }
+      return;
+  }
+}
+
+}  // namespace anyprec

@@ -1,0 +1,18 @@
+// Widening of 16-bit floats (IEEE half and bfloat16) to fp32.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "engine/model/safetensors.h"
+
+namespace anyprec {
+
+float BF16ToF32(uint16_t bits);
+float F16ToF32(uint16_t bits);
+
+// `out` holds as many elements as `raw` encodes in `dtype`.
+void WidenToF32(DType dtype, std::span<const std::byte> raw, std::span<float> out);
+
+}  // namespace anyprec

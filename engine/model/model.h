@@ -1,0 +1,65 @@
+// A Llama-family model loaded from a Hugging Face folder: its config and fp32 weights.
+// F32 tensors stay memory-mapped; F16/BF16 tensors are widened once at load.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/model/model_config.h"
+
+namespace anyprec {
+
+// Row-major [rows, cols]; rows are output features, as in PyTorch's Linear.weight.
+struct Matrix {
+  int rows = 0;
+  int cols = 0;
+  std::span<const float> values;
+
+  std::span<const float> Row(int r) const { return values.subspan(static_cast<size_t>(r) * cols, cols); }
+};
+
+struct LayerWeights {
+  std::span<const float> attn_norm;
+  std::span<const float> ffn_norm;
+  Matrix wq, wk, wv, wo;
+  std::span<const float> bq, bk, bv;  // empty unless config.attention_bias
+  Matrix w_gate, w_up, w_down;
+};
+
+struct ModelWeights {
+  Matrix embedding;  // [vocab, hidden]
+  std::vector<LayerWeights> layers;
+  std::span<const float> final_norm;
+  Matrix head;  // [vocab, hidden]; aliases `embedding` when tied
+};
+
+class Model {
+ public:
+  // Loads `dir`/config.json and model.safetensors, or the shards that
+  // model.safetensors.index.json names.
+  static absl::StatusOr<Model> Load(const std::string& dir);
+
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  const std::string& dir() const { return dir_; }
+  // The folder's base name, e.g. "TinyStories-656K".
+  std::string name() const;
+
+ private:
+  struct Storage;
+  Model() = default;
+
+  std::string dir_;
+  ModelConfig config_;
+  ModelWeights weights_;
+  std::unique_ptr<Storage> storage_;  // owns the mappings and widened tensors that weights_ views
+};
+
+}  // namespace anyprec

@@ -1,0 +1,37 @@
+// Splitting of normalized text into the words that BPE encodes one by one.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace anyprec {
+
+class PreTokenizer {
+ public:
+  virtual ~PreTokenizer() = default;
+  // `at_text_start` is true when `segment` starts the original text (Metaspace's "first" scheme).
+  virtual void Split(std::string_view segment, bool at_text_start, std::vector<std::string>& words) const = 0;
+};
+
+// Metaspace: spaces become "▁", and "▁" is prepended (always, or to the first segment only).
+std::unique_ptr<PreTokenizer> MakeMetaspacePreTokenizer(std::string replacement, bool prepend_always,
+                                                        bool prepend_first, bool split);
+
+// Byte-level (GPT-2 family): split by each regex of `splits` in turn (Digits, Split steps;
+// matches and the text between them both become pieces), then by the GPT-2 regex when
+// `use_gpt2_regex`, then write each byte as its printable stand-in.
+absl::StatusOr<std::unique_ptr<PreTokenizer>> MakeByteLevelPreTokenizer(std::vector<std::string> splits,
+                                                                        bool use_gpt2_regex, bool add_prefix_space);
+
+// The byte-level alphabet: byte b is written as the code point ByteLevelChar(b).
+char32_t ByteLevelChar(uint8_t b);
+// The inverse of ByteLevelChar, for code points in the alphabet.
+std::optional<uint8_t> ByteLevelByte(char32_t cp);
+
+}  // namespace anyprec

@@ -1,0 +1,233 @@
+#include "engine/tokenizer/tokenizer.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "engine/base/mapped_file.h"
+#include "engine/tokenizer/tokenizer_impl.h"
+#include "engine/tokenizer/utf8.h"
+
+namespace anyprec {
+namespace {
+
+// A piece of input text, or an added token found in it.
+struct Segment {
+  std::string_view text;
+  size_t offset;       // byte offset of `text` in the string that was split
+  TokenId token = -1;  // >= 0 for an added token
+};
+
+bool IsWordByte(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  return u >= 0x80 || std::isalnum(u) || c == '_';
+}
+
+// Length of the whitespace character ending right before `pos`, or 0.
+size_t WhitespaceBefore(std::string_view s, size_t pos) {
+  for (size_t n = 1; n <= 4 && n <= pos; ++n) {
+    const std::string_view ch = s.substr(pos - n, n);
+    if (utf8::SequenceLength(ch) == n && utf8::IsWhitespace(utf8::DecodeCodePoint(ch, n))) return n;
+  }
+  return 0;
+}
+
+size_t WhitespaceAt(std::string_view s, size_t pos) {
+  const size_t n = utf8::SequenceLength(s.substr(pos));
+  return n > 0 && utf8::IsWhitespace(utf8::DecodeCodePoint(s.substr(pos), n)) ? n : 0;
+}
+
+// Splits `text` around the added tokens whose `normalized` flag equals `normalized`:
+// leftmost-longest matches, extended over whitespace where lstrip/rstrip ask for it.
+std::vector<Segment> SplitOnAddedTokens(std::string_view text, const std::vector<AddedToken>& tokens, bool normalized) {
+  std::vector<Segment> segments;
+  size_t plain_start = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const AddedToken* best = nullptr;
+    for (const AddedToken& t : tokens) {
+      if (t.normalized != normalized || t.content.empty()) continue;
+      if (text.compare(pos, t.content.size(), t.content) != 0) continue;
+      if (best != nullptr && t.content.size() <= best->content.size()) continue;
+      const size_t end = pos + t.content.size();
+      if (t.single_word && ((pos > 0 && IsWordByte(text[pos - 1])) || (end < text.size() && IsWordByte(text[end])))) continue;
+      best = &t;
+    }
+    if (best == nullptr) {
+      ++pos;
+      continue;
+    }
+    size_t start = pos;
+    size_t end = pos + best->content.size();
+    if (best->lstrip) {
+      while (start > plain_start) {
+        const size_t n = WhitespaceBefore(text, start);
+        if (n == 0) break;
+        start -= n;
+      }
+    }
+    if (best->rstrip) {
+      while (end < text.size()) {
+        const size_t n = WhitespaceAt(text, end);
+        if (n == 0) break;
+        end += n;
+      }
+    }
+    if (start > plain_start) segments.push_back({text.substr(plain_start, start - plain_start), plain_start});
+    segments.push_back({text.substr(start, end - start), start, best->id});
+    plain_start = pos = end;
+  }
+  if (plain_start < text.size()) segments.push_back({text.substr(plain_start), plain_start});
+  return segments;
+}
+
+}  // namespace
+
+std::string ApplyRewrites(std::string_view text, const std::vector<TextRewrite>& steps) {
+  std::string out(text);
+  for (const TextRewrite& step : steps) {
+    if (step.kind == TextRewrite::Kind::kPrepend) {
+      if (!out.empty()) out.insert(0, step.to);
+      continue;
+    }
+    std::string replaced;
+    replaced.reserve(out.size());
+    size_t start = 0;
+    for (size_t hit = out.find(step.from); hit != std::string::npos; hit = out.find(step.from, start)) {
+      replaced.append(out, start, hit - start);
+      replaced += step.to;
+      start = hit + step.from.size();
+    }
+    replaced.append(out, start);
+    out = std::move(replaced);
+  }
+  return out;
+}
+
+std::optional<uint8_t> ParseBytePiece(std::string_view piece) {
+  if (piece.size() != 6 || !piece.starts_with("<0x") || piece[5] != '>') return std::nullopt;
+  int value = 0;
+  for (char c : piece.substr(3, 2)) {
+    value <<= 4;
+    if (c >= '0' && c <= '9') {
+      value |= c - '0';
+    } else if (c >= 'A' && c <= 'F') {
+      value |= c - 'A' + 10;
+    } else {
+      return std::nullopt;
+    }
+  }
+  return static_cast<uint8_t>(value);
+}
+
+void TokenizerParts::IndexVocabulary() {
+  TokenId max_id = -1;
+  for (const auto& [piece, id] : model->vocab()) max_id = std::max(max_id, id);
+  for (const AddedToken& t : added_tokens) max_id = std::max(max_id, t.id);
+  pieces.assign(max_id + 1, "");
+  special.assign(max_id + 1, false);
+  for (const auto& [piece, id] : model->vocab()) pieces[id] = piece;
+  for (const AddedToken& t : added_tokens) {
+    pieces[t.id] = t.content;
+    special[t.id] = t.special;
+  }
+}
+
+Tokenizer::Tokenizer(std::unique_ptr<const TokenizerParts> impl) : impl_(std::move(impl)) {}
+Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
+Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
+Tokenizer::~Tokenizer() = default;
+
+absl::StatusOr<Tokenizer> Tokenizer::Load(const std::string& path) {
+  auto contents = ReadTextFile(path);
+  if (!contents.ok()) return contents.status();
+  const size_t first = contents->find_first_not_of(" \t\r\n");
+  auto impl = first != std::string::npos && (*contents)[first] == '{' ? LoadHuggingFaceTokenizer(path, *contents)
+                                                                      : LoadLlama2cTokenizer(path, *contents);
+  if (!impl.ok()) return impl.status();
+  return Tokenizer(std::move(*impl));
+}
+
+std::vector<TokenId> Tokenizer::Encode(std::string_view raw_text) const {
+  const TokenizerParts& impl = *impl_;
+  std::string sanitized;
+  if (!utf8::IsValid(raw_text)) {
+    sanitized = utf8::Sanitize(raw_text);
+    raw_text = sanitized;
+  }
+  std::vector<TokenId> ids;
+  std::vector<std::string> words;
+  for (const Segment& raw : SplitOnAddedTokens(raw_text, impl.added_tokens, /*normalized=*/false)) {
+    if (raw.token >= 0) {
+      ids.push_back(raw.token);
+      continue;
+    }
+    const std::string normalized = ApplyRewrites(raw.text, impl.normalizer);
+    for (const Segment& seg : SplitOnAddedTokens(normalized, impl.added_tokens, /*normalized=*/true)) {
+      if (seg.token >= 0) {
+        ids.push_back(seg.token);
+        continue;
+      }
+      if (impl.pre_tokenizer == nullptr) {
+        impl.model->EncodeWord(seg.text, ids);
+        continue;
+      }
+      words.clear();
+      impl.pre_tokenizer->Split(seg.text, raw.offset == 0 && seg.offset == 0, words);
+      for (const std::string& word : words) impl.model->EncodeWord(word, ids);
+    }
+  }
+  return ids;
+}
+
+std::vector<TokenId> Tokenizer::EncodeWithSpecialTokens(std::string_view text) const {
+  std::vector<TokenId> ids = impl_->template_prefix;
+  const std::vector<TokenId> body = Encode(text);
+  ids.insert(ids.end(), body.begin(), body.end());
+  ids.insert(ids.end(), impl_->template_suffix.begin(), impl_->template_suffix.end());
+  return ids;
+}
+
+std::string Tokenizer::Decode(std::span<const TokenId> ids, bool skip_special_tokens) const {
+  std::string bytes;
+  for (TokenId id : ids) {
+    if (id < 0 || id >= vocab_size()) continue;
+    if (skip_special_tokens && impl_->special[id]) continue;
+    bytes += impl_->decoded_bytes[id];
+  }
+  for (int i = 0; i < impl_->strip_leading_spaces && !bytes.empty() && bytes[0] == ' '; ++i) bytes.erase(0, 1);
+  return utf8::Sanitize(bytes);
+}
+
+int Tokenizer::vocab_size() const { return static_cast<int>(impl_->pieces.size()); }
+
+bool Tokenizer::IsSpecial(TokenId id) const { return id >= 0 && id < vocab_size() && impl_->special[id]; }
+
+std::string_view Tokenizer::Piece(TokenId id) const {
+  if (id < 0 || id >= vocab_size()) return {};
+  return impl_->pieces[id];
+}
+
+std::string DecodeStream::Next(TokenId id) {
+  const TokenizerParts& impl = *tokenizer_.impl_;
+  if (id < 0 || id >= tokenizer_.vocab_size() || impl.special[id]) return {};
+  std::string_view bytes = impl.decoded_bytes[id];
+  if (at_start_) {
+    while (spaces_stripped_ < impl.strip_leading_spaces && bytes.starts_with(' ')) {
+      bytes.remove_prefix(1);
+      ++spaces_stripped_;
+    }
+    at_start_ = bytes.empty();
+  }
+  pending_ += bytes;
+  std::string out;
+  utf8::DrainComplete(pending_, out);
+  return out;
+}
+
+std::string DecodeStream::Finish() {
+  std::string out = utf8::Sanitize(pending_);
+  pending_.clear();
+  return out;
+}
+
+}  // namespace anyprec

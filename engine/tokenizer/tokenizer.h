@@ -1,0 +1,69 @@
+// Text <-> token ids for the model families anyprec serves: Hugging Face tokenizer.json
+// (SentencePiece-style BPE with byte fallback, and GPT-2-style byte-level BPE) and
+// llama2.c's tokenizer.bin.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace anyprec {
+
+using TokenId = int32_t;
+
+struct TokenizerParts;  // internal: what a loaded tokenizer is assembled from
+
+class Tokenizer {
+ public:
+  // Loads a tokenizer.json, or a llama2.c tokenizer.bin (told apart by content).
+  static absl::StatusOr<Tokenizer> Load(const std::string& path);
+
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+  ~Tokenizer();
+
+  // Ids of `text` without special tokens around it (add_special_tokens=false).
+  // Ill-formed UTF-8 in `text` is read as U+FFFD.
+  std::vector<TokenId> Encode(std::string_view text) const;
+  // As Encode, with the special tokens the tokenizer's post-processor adds (e.g. BOS).
+  std::vector<TokenId> EncodeWithSpecialTokens(std::string_view text) const;
+
+  std::string Decode(std::span<const TokenId> ids, bool skip_special_tokens = false) const;
+
+  int vocab_size() const;
+  bool IsSpecial(TokenId id) const;
+  // The literal piece of `id` (e.g. "▁upon"), or "" when out of range.
+  std::string_view Piece(TokenId id) const;
+
+ private:
+  friend class DecodeStream;
+  explicit Tokenizer(std::unique_ptr<const TokenizerParts> impl);
+
+  std::unique_ptr<const TokenizerParts> impl_;
+};
+
+// Turns ids into text one at a time without ever emitting half a UTF-8 character;
+// special tokens are skipped. Concatenated output equals Decode(all ids, true).
+class DecodeStream {
+ public:
+  explicit DecodeStream(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+
+  // Text that became complete with `id` (possibly empty).
+  std::string Next(TokenId id);
+  // Whatever is still pending, with an unfinished sequence written as U+FFFD.
+  std::string Finish();
+
+ private:
+  const Tokenizer& tokenizer_;
+  std::string pending_;
+  bool at_start_ = true;  // nothing but stripped spaces seen yet
+  int spaces_stripped_ = 0;
+};
+
+}  // namespace anyprec

@@ -1,0 +1,60 @@
+// The parts a Tokenizer is assembled from, shared by its loaders and its pipeline.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/tokenizer/bpe_model.h"
+#include "engine/tokenizer/pre_tokenizer.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace anyprec {
+
+struct AddedToken {
+  std::string content;
+  TokenId id;
+  bool special = false;
+  bool lstrip = false;
+  bool rstrip = false;
+  bool normalized = false;  // matched in normalized text rather than in the raw input
+  bool single_word = false;
+};
+
+// One step of a normalizer or of a Replace decoder.
+struct TextRewrite {
+  enum class Kind { kPrepend, kReplace } kind;
+  std::string from;  // kReplace only
+  std::string to;
+};
+
+struct TokenizerParts {
+  std::unique_ptr<BpeModel> model;
+  std::vector<TextRewrite> normalizer;
+  std::unique_ptr<PreTokenizer> pre_tokenizer;  // null: each segment is one word
+  std::vector<AddedToken> added_tokens;
+  std::vector<TokenId> template_prefix;  // post-processor ids around the sequence
+  std::vector<TokenId> template_suffix;
+
+  std::vector<std::string> pieces;         // id -> piece as the vocabulary writes it
+  std::vector<std::string> decoded_bytes;  // id -> bytes the decoder makes of it
+  std::vector<bool> special;
+  int strip_leading_spaces = 0;            // decoder's Strip(" ", n, 0)
+
+  // Fills pieces/special from the model vocabulary and added tokens.
+  void IndexVocabulary();
+};
+
+absl::StatusOr<std::unique_ptr<const TokenizerParts>> LoadHuggingFaceTokenizer(const std::string& path,
+                                                                                 const std::string& json_text);
+absl::StatusOr<std::unique_ptr<const TokenizerParts>> LoadLlama2cTokenizer(const std::string& path,
+                                                                            const std::string& bytes);
+
+// Applies the rewrites in order (a normalizer, or a decoder's Replace steps).
+std::string ApplyRewrites(std::string_view text, const std::vector<TextRewrite>& steps);
+
+// Byte 0xNN for a "<0xNN>" piece.
+std::optional<uint8_t> ParseBytePiece(std::string_view piece);
+
+}  // namespace anyprec

@@ -1,0 +1,134 @@
+#include "engine/tokenizer/tokenizer.h"
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "engine/base/mapped_file.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/shared_data.h"
+
+namespace anyprec {
+namespace {
+
+using testing::SharedPath;
+
+Tokenizer LoadOrDie(const std::string& path) {
+  auto tokenizer = Tokenizer::Load(path);
+  EXPECT_TRUE(tokenizer.ok()) << tokenizer.status();
+  if (!tokenizer.ok()) std::abort();
+  return std::move(*tokenizer);
+}
+
+std::string ReadOrDie(const std::string& path) {
+  auto text = ReadTextFile(path);
+  EXPECT_TRUE(text.ok()) << text.status();
+  return text.ok() ? *text : "";
+}
+
+// Every case of shared/tokenizers/<name>/reference.jsonl, produced by Hugging Face's tokenizers.
+class ReferenceTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ReferenceTest, MatchesHuggingFace) {
+  const std::string dir = "tokenizers/" + GetParam() + "/";
+  const Tokenizer tokenizer = LoadOrDie(SharedPath(dir + "tokenizer.json"));
+  std::ifstream in(SharedPath(dir + "reference.jsonl"));
+  std::string line;
+  int cases = 0;
+  while (std::getline(in, line)) {
+    const auto ref = nlohmann::json::parse(line);
+    const std::string text = ref["text"];
+    SCOPED_TRACE("case " + ref["case"].get<std::string>());
+    const auto ids = ref["ids"].get<std::vector<TokenId>>();
+    const auto ids_with_special = ref["ids_with_special"].get<std::vector<TokenId>>();
+    EXPECT_EQ(tokenizer.Encode(text), ids);
+    EXPECT_EQ(tokenizer.EncodeWithSpecialTokens(text), ids_with_special);
+    EXPECT_EQ(tokenizer.Decode(ids), ref["decoded"].get<std::string>());
+    EXPECT_EQ(tokenizer.Decode(ids_with_special), ref["decoded_with_special"].get<std::string>());
+    EXPECT_EQ(tokenizer.Decode(ids_with_special, /*skip_special_tokens=*/true),
+              ref["decoded_with_special_skip_special"].get<std::string>());
+    ++cases;
+  }
+  EXPECT_EQ(cases, 61);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllKinds, ReferenceTest,
+                         ::testing::Values("gpt2", "smollm2", "mistral-7b-v0.1", "phi-3.5-mini"));
+
+TEST(TinyStoriesTokenizer, ReadmeExample) {
+  const Tokenizer tokenizer = LoadOrDie(SharedPath("models/TinyStories-656K/tokenizer.json"));
+  EXPECT_EQ(tokenizer.EncodeWithSpecialTokens("Once upon a time"), (std::vector<TokenId>{1, 80, 147, 201, 282, 57}));
+  EXPECT_EQ(tokenizer.Decode(std::vector<TokenId>{80, 147, 201, 282, 57}), "Once upon a time");
+}
+
+TEST(TinyStoriesTokenizer, UnknownCharactersFuseIntoOneUnk) {
+  const Tokenizer tokenizer = LoadOrDie(SharedPath("models/TinyStories-656K/tokenizer.json"));
+  const std::vector<TokenId> ids = tokenizer.Encode("a#%&b");
+  int unks = 0;
+  for (TokenId id : ids) unks += id == 0;
+  EXPECT_EQ(unks, 1);
+}
+
+TEST(TinyStoriesTokenizer, FileStartsWithReferenceIds) {
+  const Tokenizer tokenizer = LoadOrDie(SharedPath("models/TinyStories-656K/tokenizer.json"));
+  const std::vector<TokenId> stories = tokenizer.Encode(ReadOrDie(SharedPath("data/tinystories/tinystories_val_head.txt")));
+  ASSERT_EQ(stories.size(), 193346u);
+  EXPECT_EQ(std::vector<TokenId>(stories.begin(), stories.begin() + 8), (std::vector<TokenId>{80, 1030, 1063, 677, 1169, 237, 624, 1681}));
+  const std::vector<TokenId> wiki = tokenizer.Encode(ReadOrDie(SharedPath("data/wikitext-2-raw/wiki.test.raw")));
+  ASSERT_EQ(wiki.size(), 554431u);
+  EXPECT_EQ(std::vector<TokenId>(wiki.begin(), wiki.begin() + 8), (std::vector<TokenId>{80, 80, 3, 80, 0, 80, 43, 492}));
+  EXPECT_EQ(std::count(wiki.begin(), wiki.end(), 0), 14463);
+}
+
+TEST(Llama2cTokenizer, ReadmeExampleAndFileStarts) {
+  const Tokenizer tokenizer = LoadOrDie(SharedPath("models/stories260K/tok512.bin"));
+  EXPECT_EQ(tokenizer.vocab_size(), 512);
+  EXPECT_EQ(tokenizer.EncodeWithSpecialTokens("Once upon a time"), (std::vector<TokenId>{1, 403, 407, 261, 378}));
+  const std::vector<TokenId> stories = tokenizer.Encode(ReadOrDie(SharedPath("data/tinystories/tinystories_val_head.txt")));
+  ASSERT_EQ(stories.size(), 393018u);
+  EXPECT_EQ(std::vector<TokenId>(stories.begin(), stories.begin() + 8), (std::vector<TokenId>{301, 427, 309, 426, 301, 427, 309, 394}));
+  const std::vector<TokenId> wiki = tokenizer.Encode(ReadOrDie(SharedPath("data/wikitext-2-raw/wiki.test.raw")));
+  ASSERT_EQ(wiki.size(), 809289u);
+  EXPECT_EQ(std::vector<TokenId>(wiki.begin(), wiki.begin() + 8), (std::vector<TokenId>{410, 410, 13, 410, 64, 410, 461, 414}));
+}
+
+// Byte fallback makes every text representable, so decoding restores it exactly.
+TEST(RoundTrip, ByteFallbackTokenizersOnTinyStories) {
+  const std::string text = ReadOrDie(SharedPath("data/tinystories/tinystories_val_head.txt"));
+  for (const std::string path : {SharedPath("models/stories260K/tok512.bin"), SharedPath("tokenizers/mistral-7b-v0.1/tokenizer.json"),
+                                 SharedPath("tokenizers/phi-3.5-mini/tokenizer.json"), SharedPath("tokenizers/gpt2/tokenizer.json")}) {
+    SCOPED_TRACE(path);
+    const Tokenizer tokenizer = LoadOrDie(path);
+    EXPECT_EQ(tokenizer.Decode(tokenizer.Encode(text)), text);
+  }
+}
+
+TEST(DecodeStream, NeverEmitsPartialCharactersAndMatchesDecode) {
+  const Tokenizer tokenizer = LoadOrDie(SharedPath("tokenizers/mistral-7b-v0.1/tokenizer.json"));
+  const std::string text = "Grüße 🙂 日本語 — done";
+  const std::vector<TokenId> ids = tokenizer.Encode(text);
+  DecodeStream stream(tokenizer);
+  std::string streamed;
+  for (TokenId id : ids) {
+    const std::string piece = stream.Next(id);
+    for (size_t i = 0; i < piece.size();) {
+      const auto lead = static_cast<unsigned char>(piece[i]);
+      const size_t n = lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
+      ASSERT_LE(i + n, piece.size()) << "half a character emitted";
+      i += n;
+    }
+    streamed += piece;
+  }
+  streamed += stream.Finish();
+  EXPECT_EQ(streamed, tokenizer.Decode(ids, true));
+  EXPECT_EQ(streamed, text);
+}
+
+TEST(Tokenizer, IllFormedUtf8InputIsReadAsReplacementCharacter) {
+  const Tokenizer tokenizer = LoadOrDie(SharedPath("tokenizers/gpt2/tokenizer.json"));
+  EXPECT_EQ(tokenizer.Decode(tokenizer.Encode("a\xff" "b")), "a\xEF\xBF\xBD" "b");
+}
+
+}  // namespace
+}  // namespace anyprec
