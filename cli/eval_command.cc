@@ -1,0 +1,48 @@
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "cli/model_bundle.h"
+#include "engine/base/mapped_file.h"
+#include "engine/runtime/perplexity.h"
+#include "nlohmann/json.hpp"
+
+namespace anyprec::cli {
+
+void AddEvalCommand(CLI::App& app, EvalOptions& o) {
+  CLI::App* cmd = app.add_subcommand("eval", "Perplexity of a model on a text file");
+  cmd->add_option("--model", o.model_dir, "Hugging Face model folder")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("--tokenizer", o.tokenizer_path, "tokenizer.json or llama2.c tokenizer.bin (default: the model's tokenizer.json)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--text", o.text_path, "UTF-8 text, tokenized whole without BOS")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--windows", o.windows, "Windows to evaluate (K)")->check(CLI::Range(1, 1 << 20))->capture_default_str();
+  cmd->add_option("--window-len", o.window_len, "Tokens per window; each runs as [BOS] + window")
+      ->check(CLI::Range(1, 1 << 20))->capture_default_str();
+  cmd->add_flag("--json", o.json, "One JSON line per evaluated precision: {\"bits\", \"ppl\", \"tokens\"}");
+}
+
+int RunEval(const EvalOptions& o) {
+  auto bundle = LoadModelBundle(o.model_dir, o.tokenizer_path);
+  if (!bundle.ok()) return ReportError(bundle.status(), 1);
+  auto text = ReadTextFile(o.text_path);
+  if (!text.ok()) return ReportError(text.status(), 1);
+  const std::vector<TokenId> tokens = bundle->tokenizer.Encode(*text);
+  Transformer transformer(bundle->model);
+  const bool show_progress = ::isatty(STDERR_FILENO);
+  const auto progress = [show_progress](int done, int total) {
+    if (show_progress) std::fprintf(stderr, "\rwindow %d/%d%s", done, total, done == total ? "\n" : "");
+  };
+  auto result = EvaluatePerplexity(transformer, tokens, bundle->bos(), o.windows, o.window_len, progress);
+  if (!result.ok()) return ReportError(result.status(), 1);
+  if (o.json) {
+    const nlohmann::json line = {{"bits", 0}, {"ppl", result->perplexity}, {"tokens", result->tokens}};
+    std::printf("%s\n", line.dump().c_str());
+  } else {
+    std::printf("%s (unquantized): perplexity %.4f over %ld tokens (%d windows of %d)\n", bundle->model.name().c_str(),
+                result->perplexity, result->tokens, o.windows, o.window_len);
+  }
+  return 0;
+}
+
+}  // namespace anyprec::cli

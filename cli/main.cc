@@ -1,0 +1,35 @@
+// anyprec: run any-precision LLMs from the command line.
+#include "CLI/CLI.hpp"
+#include "cli/commands.h"
+#include "spdlog/spdlog.h"
+
+namespace anyprec::cli {
+
+int ReportError(const absl::Status& status, int exit_code) {
+  spdlog::error("{}", std::string(status.message()));
+  return exit_code;
+}
+
+}  // namespace anyprec::cli
+
+int main(int argc, char** argv) {
+  spdlog::set_pattern("anyprec: %^%l%$: %v");
+  CLI::App app{"anyprec: one model, quantized once, served at every precision"};
+  app.require_subcommand(1);
+  anyprec::cli::GenerateOptions generate;
+  anyprec::cli::EvalOptions eval;
+  anyprec::cli::AddGenerateCommand(app, generate);
+  anyprec::cli::AddEvalCommand(app, eval);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+  if (app.got_subcommand("generate")) return anyprec::cli::RunGenerate(generate);
+  return anyprec::cli::RunEval(eval);
+}

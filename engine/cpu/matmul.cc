@@ -1,0 +1,88 @@
+// MatMul with Highway: four weight rows at a time share each load of an activation row,
+// and blocks of rows are spread over the cores.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "engine/cpu/matmul.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+
+#include <algorithm>
+#include <span>
+
+#include "engine/cpu/ops.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace anyprec::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// out[t, n] for n in [row_begin, row_end), all t.
+void MatMulRows(const float* HWY_RESTRICT x, int tokens, const float* HWY_RESTRICT w, int rows, int cols,
+                int row_begin, int row_end, float* HWY_RESTRICT out) {
+  const hn::ScalableTag<float> d;
+  const int lanes = static_cast<int>(hn::Lanes(d));
+  const int vector_cols = cols - cols % lanes;
+  int n = row_begin;
+  for (; n + 4 <= row_end; n += 4) {
+    const float* w0 = w + static_cast<size_t>(n) * cols;
+    const float* w1 = w0 + cols;
+    const float* w2 = w1 + cols;
+    const float* w3 = w2 + cols;
+    for (int t = 0; t < tokens; ++t) {
+      const float* xt = x + static_cast<size_t>(t) * cols;
+      auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+      for (int k = 0; k < vector_cols; k += lanes) {
+        const auto xv = hn::LoadU(d, xt + k);
+        a0 = hn::MulAdd(xv, hn::LoadU(d, w0 + k), a0);
+        a1 = hn::MulAdd(xv, hn::LoadU(d, w1 + k), a1);
+        a2 = hn::MulAdd(xv, hn::LoadU(d, w2 + k), a2);
+        a3 = hn::MulAdd(xv, hn::LoadU(d, w3 + k), a3);
+      }
+      float s0 = hn::GetLane(hn::SumOfLanes(d, a0)), s1 = hn::GetLane(hn::SumOfLanes(d, a1)), s2 = hn::GetLane(hn::SumOfLanes(d, a2)), s3 = hn::GetLane(hn::SumOfLanes(d, a3));
+      for (int k = vector_cols; k < cols; ++k) {
+        s0 += xt[k] * w0[k];
+        s1 += xt[k] * w1[k];
+        s2 += xt[k] * w2[k];
+        s3 += xt[k] * w3[k];
+      }
+      float* o = out + static_cast<size_t>(t) * rows + n;
+      o[0] = s0;
+      o[1] = s1;
+      o[2] = s2;
+      o[3] = s3;
+    }
+  }
+  for (; n < row_end; ++n) {
+    const float* wn = w + static_cast<size_t>(n) * cols;
+    for (int t = 0; t < tokens; ++t) {
+      const float* xt = x + static_cast<size_t>(t) * cols;
+      auto acc = hn::Zero(d);
+      for (int k = 0; k < vector_cols; k += lanes) acc = hn::MulAdd(hn::LoadU(d, xt + k), hn::LoadU(d, wn + k), acc);
+      float s = hn::GetLane(hn::SumOfLanes(d, acc));
+      for (int k = vector_cols; k < cols; ++k) s += xt[k] * wn[k];
+      out[static_cast<size_t>(t) * rows + n] = s;
+    }
+  }
+}
+
+}  // namespace anyprec::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace anyprec::cpu {
+
+HWY_EXPORT(MatMulRows);
+
+void MatMul(std::span<const float> x, int tokens, std::span<const float> w, int rows, int cols, std::span<float> out) {
+  constexpr int kRowsPerBlock = 16;
+  const int blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+  // Below about a million multiply-adds, waking the other threads costs more than it saves.
+  const bool parallel = static_cast<long>(tokens) * rows * cols >= (1l << 20);
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int b = 0; b < blocks; ++b) {
+    const int begin = b * kRowsPerBlock;
+    const int end = std::min(rows, begin + kRowsPerBlock);
+    HWY_DYNAMIC_DISPATCH(MatMulRows)(x.data(), tokens, w.data(), rows, cols, begin, end, out.data());
+  }
+}
+
+}  // namespace anyprec::cpu
+#endif

@@ -1,0 +1,137 @@
+#include <cmath>
+#include <vector>
+
+#include "engine/cpu/ops.h"
+
+namespace anyprec::cpu {
+
+void RmsNorm(std::span<const float> x, std::span<const float> weight, float eps, std::span<float> out) {
+  const size_t width = weight.size();
+  for (size_t row = 0; row < x.size() / width; ++row) {
+    const float* in = x.data() + row * width;
+    float* o = out.data() + row * width;
+    double sum_squares = 0;
+    for (size_t i = 0; i < width; ++i) sum_squares += static_cast<double>(in[i]) * in[i];
+    const auto scale = static_cast<float>(1.0 / std::sqrt(sum_squares / width + eps));
+    for (size_t i = 0; i < width; ++i) o[i] = in[i] * scale * weight[i];
+  }
+}
+
+void Rope(std::span<float> x, std::span<const int> positions, int num_heads, int head_dim, float theta) {
+  const int half = head_dim / 2;
+  std::vector<float> cos_table(half);
+  std::vector<float> sin_table(half);
+  const size_t row_width = static_cast<size_t>(num_heads) * head_dim;
+  for (size_t t = 0; t < positions.size(); ++t) {
+    for (int i = 0; i < half; ++i) {
+      const double inv_freq = std::pow(static_cast<double>(theta), -2.0 * i / head_dim);
+      const double angle = positions[t] * inv_freq;
+      cos_table[i] = static_cast<float>(std::cos(angle));
+      sin_table[i] = static_cast<float>(std::sin(angle));
+    }
+    for (int h = 0; h < num_heads; ++h) {
+      float* v = x.data() + t * row_width + static_cast<size_t>(h) * head_dim;
+      for (int i = 0; i < half; ++i) {
+        const float x0 = v[i];
+        const float x1 = v[i + half];
+        v[i] = x0 * cos_table[i] - x1 * sin_table[i];
+        v[i + half] = x0 * sin_table[i] + x1 * cos_table[i];
+      }
+    }
+  }
+}
+
+void SwiGlu(std::span<float> gate, std::span<const float> up) {
+  for (size_t i = 0; i < gate.size(); ++i) {
+    const float g = gate[i];
+    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void Attention(std::span<const float> q, std::span<const int> positions, std::span<const float> k_cache,
+               std::span<const float> v_cache, const AttentionShape& shape, std::span<float> out) {
+  const int hd = shape.head_dim;
+  const int group = shape.num_heads / shape.num_kv_heads;
+  const size_t q_width = static_cast<size_t>(shape.num_heads) * hd;
+  const size_t kv_width = static_cast<size_t>(shape.num_kv_heads) * hd;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int tokens = static_cast<int>(positions.size());
+  const int work = tokens * shape.num_heads;
+#pragma omp parallel if (work >= 8)
+  {
+    std::vector<float> scores;
+    std::vector<float> acc(hd);
+#pragma omp for schedule(dynamic, 4)
+    for (int item = 0; item < work; ++item) {
+      const int t = item / shape.num_heads;
+      const int h = item % shape.num_heads;
+      const int kv_head = h / group;
+      const float* qv = q.data() + t * q_width + static_cast<size_t>(h) * hd;
+      const int length = positions[t] + 1;
+      scores.resize(length);
+      float max_score = -INFINITY;
+      for (int p = 0; p < length; ++p) {
+        const float* kv = k_cache.data() + p * kv_width + static_cast<size_t>(kv_head) * hd;
+        float dot = 0;
+        for (int i = 0; i < hd; ++i) dot += qv[i] * kv[i];
+        scores[p] = dot * scale;
+        max_score = std::max(max_score, scores[p]);
+      }
+      float total = 0;
+      for (int p = 0; p < length; ++p) {
+        scores[p] = std::exp(scores[p] - max_score);
+        total += scores[p];
+      }
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int p = 0; p < length; ++p) {
+        const float* vv = v_cache.data() + p * kv_width + static_cast<size_t>(kv_head) * hd;
+        const float weight = scores[p];
+        for (int i = 0; i < hd; ++i) acc[i] += weight * vv[i];
+      }
+      float* o = out.data() + t * q_width + static_cast<size_t>(h) * hd;
+      for (int i = 0; i < hd; ++i) o[i] = acc[i] / total;
+    }
+  }
+}
+
+namespace reference {
+
+void MatMul(std::span<const float> x, int tokens, std::span<const float> w, int rows, int cols, std::span<float> out) {
+  for (int t = 0; t < tokens; ++t) {
+    for (int n = 0; n < rows; ++n) {
+      double sum = 0;
+      for (int k = 0; k < cols; ++k) sum += static_cast<double>(x[t * cols + k]) * w[static_cast<size_t>(n) * cols + k];
+      out[static_cast<size_t>(t) * rows + n] = static_cast<float>(sum);
+    }
+  }
+}
+
+void Attention(std::span<const float> q, std::span<const int> positions, std::span<const float> k_cache,
+               std::span<const float> v_cache, const AttentionShape& shape, std::span<float> out) {
+  const int hd = shape.head_dim;
+  const int q_width = shape.num_heads * hd;
+  const int kv_width = shape.num_kv_heads * hd;
+  for (size_t t = 0; t < positions.size(); ++t) {
+    for (int h = 0; h < shape.num_heads; ++h) {
+      const int kv_head = h * shape.num_kv_heads / shape.num_heads;
+      std::vector<double> weights(positions[t] + 1);
+      double max_score = -INFINITY;
+      for (int p = 0; p <= positions[t]; ++p) {
+        double dot = 0;
+        for (int i = 0; i < hd; ++i) dot += static_cast<double>(q[t * q_width + h * hd + i]) * k_cache[p * kv_width + kv_head * hd + i];
+        weights[p] = dot / std::sqrt(static_cast<double>(hd));
+        max_score = std::max(max_score, weights[p]);
+      }
+      double total = 0;
+      for (double& w : weights) total += (w = std::exp(w - max_score));
+      for (int i = 0; i < hd; ++i) {
+        double value = 0;
+        for (int p = 0; p <= positions[t]; ++p) value += weights[p] / total * v_cache[p * kv_width + kv_head * hd + i];
+        out[t * q_width + h * hd + i] = static_cast<float>(value);
+      }
+    }
+  }
+}
+
+}  // namespace reference
+}  // namespace anyprec::cpu

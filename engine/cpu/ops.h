@@ -1,0 +1,42 @@
+// The CPU operators of the forward pass. Each fast operator has a plain scalar reference
+// beside it (namespace reference) that the tests hold it to.
+#pragma once
+
+#include <span>
+
+namespace anyprec::cpu {
+
+// out[t, n] = sum_k x[t, k] * w[n, k] for t < tokens, n < rows: a batch of token rows times
+// a PyTorch-layout weight [rows, cols]. SIMD (Highway, dispatched at run time) and spread
+// over all cores.
+void MatMul(std::span<const float> x, int tokens, std::span<const float> w, int rows, int cols, std::span<float> out);
+
+// x[t] = x[t] / rms(x[t]) * weight, for each row of width weight.size().
+void RmsNorm(std::span<const float> x, std::span<const float> weight, float eps, std::span<float> out);
+
+// Rotary embedding in Hugging Face's half-split layout: within each head, element i pairs
+// with i + head_dim/2. `positions[t]` is the absolute position of row t.
+void Rope(std::span<float> x, std::span<const int> positions, int num_heads, int head_dim, float theta);
+
+// Causal grouped-query attention for rows at `positions`, against a cache that holds keys
+// and values for positions [0, positions.back()]. q: [tokens, heads*head_dim];
+// k_cache/v_cache: [capacity, kv_heads*head_dim]; out: like q.
+struct AttentionShape {
+  int num_heads;
+  int num_kv_heads;
+  int head_dim;
+};
+void Attention(std::span<const float> q, std::span<const int> positions, std::span<const float> k_cache,
+               std::span<const float> v_cache, const AttentionShape& shape, std::span<float> out);
+
+// gate = silu(gate) * up, element-wise.
+void SwiGlu(std::span<float> gate, std::span<const float> up);
+
+namespace reference {
+
+void MatMul(std::span<const float> x, int tokens, std::span<const float> w, int rows, int cols, std::span<float> out);
+void Attention(std::span<const float> q, std::span<const int> positions, std::span<const float> k_cache,
+               std::span<const float> v_cache, const AttentionShape& shape, std::span<float> out);
+
+}  // namespace reference
+}  // namespace anyprec::cpu

@@ -1,0 +1,57 @@
+#include "engine/runtime/perplexity.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace anyprec {
+
+double NegativeLogLikelihood(std::span<const float> logits, TokenId target) {
+  const double max_logit = *std::max_element(logits.begin(), logits.end());
+  double sum = 0;
+  for (float v : logits) sum += std::exp(v - max_logit);
+  return std::log(sum) + max_logit - logits[target];
+}
+
+absl::StatusOr<PerplexityResult> EvaluatePerplexity(Transformer& transformer, std::span<const TokenId> text_tokens,
+                                                    TokenId bos, int windows, int window_len,
+                                                    const std::function<void(int, int)>& progress) {
+  if (windows <= 0 || window_len <= 0) return absl::InvalidArgumentError("windows and window length must be positive");
+  const long needed = static_cast<long>(windows) * window_len;
+  if (static_cast<long>(text_tokens.size()) < needed) {
+    return absl::InvalidArgumentError(absl::StrCat("the text has ", text_tokens.size(), " tokens, fewer than ", windows,
+                                                   " windows x ", window_len));
+  }
+  const ModelConfig& config = transformer.config();
+  if (window_len + 1 > config.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat("window of ", window_len, " tokens plus BOS exceeds the model's ",
+                                                   config.max_position_embeddings, " positions"));
+  }
+  KvCache cache(config, window_len + 1);
+  std::vector<TokenId> input(window_len + 1);
+  std::vector<float> logits(static_cast<size_t>(window_len + 1) * config.vocab_size);
+  double nll_sum = 0;
+  for (int w = 0; w < windows; ++w) {
+    const std::span<const TokenId> window = text_tokens.subspan(static_cast<size_t>(w) * window_len, window_len);
+    input[0] = bos;
+    std::copy(window.begin(), window.end(), input.begin() + 1);
+    cache.Clear();
+    // The last input token predicts nothing inside the window, so it need not be run.
+    const std::span<const TokenId> run = std::span<const TokenId>(input).first(window_len);
+    const std::span<float> run_logits = std::span<float>(logits).first(static_cast<size_t>(window_len) * config.vocab_size);
+    if (absl::Status s = transformer.Forward(run, cache, LogitsFor::kAllTokens, run_logits); !s.ok()) return s;
+    for (int t = 0; t < window_len; ++t) {
+      nll_sum += NegativeLogLikelihood(run_logits.subspan(static_cast<size_t>(t) * config.vocab_size, config.vocab_size), window[t]);
+    }
+    if (progress) progress(w + 1, windows);
+  }
+  PerplexityResult result;
+  result.tokens = needed;
+  result.mean_nll = nll_sum / needed;
+  result.perplexity = std::exp(result.mean_nll);
+  return result;
+}
+
+}  // namespace anyprec

@@ -1,0 +1,28 @@
+// Perplexity by anyprec's protocol (the one shared/models/README.md's references use):
+// the first windows x window_len tokens of a text, each window run as [BOS] + window
+// from an empty cache, ppl = exp(mean NLL of every window token).
+#pragma once
+
+#include <functional>
+#include <span>
+
+#include "absl/status/statusor.h"
+#include "engine/runtime/transformer.h"
+
+namespace anyprec {
+
+struct PerplexityResult {
+  double perplexity = 0;
+  double mean_nll = 0;
+  long tokens = 0;
+};
+
+// `progress` (if set) is called after each window with (windows done, windows in all).
+absl::StatusOr<PerplexityResult> EvaluatePerplexity(Transformer& transformer, std::span<const TokenId> text_tokens,
+                                                    TokenId bos, int windows, int window_len,
+                                                    const std::function<void(int, int)>& progress = {});
+
+// -log softmax(logits)[target], computed in double.
+double NegativeLogLikelihood(std::span<const float> logits, TokenId target);
+
+}  // namespace anyprec

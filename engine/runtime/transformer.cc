@@ -1,0 +1,102 @@
+#include "engine/runtime/transformer.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "engine/cpu/ops.h"
+
+namespace anyprec {
+
+void Transformer::Scratch::Resize(const ModelConfig& c, int tokens) {
+  const size_t t = tokens;
+  x.resize(t * c.hidden_size);
+  normed.resize(t * c.hidden_size);
+  q.resize(t * c.q_dim());
+  k.resize(t * c.kv_dim());
+  v.resize(t * c.kv_dim());
+  attention.resize(t * c.q_dim());
+  gate.resize(t * c.intermediate_size);
+  up.resize(t * c.intermediate_size);
+  projected.resize(t * c.hidden_size);
+  positions.resize(t);
+}
+
+namespace {
+
+void AddBias(std::span<float> rows, std::span<const float> bias) {
+  if (bias.empty()) return;
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] += bias[i % bias.size()];
+}
+
+void AddInPlace(std::span<float> x, std::span<const float> delta) {
+  for (size_t i = 0; i < x.size(); ++i) x[i] += delta[i];
+}
+
+}  // namespace
+
+absl::Status Transformer::Forward(std::span<const TokenId> tokens, KvCache& cache, LogitsFor which,
+                                  std::span<float> logits) {
+  const ModelConfig& c = model_.config();
+  const ModelWeights& w = model_.weights();
+  const int n = static_cast<int>(tokens.size());
+  if (n == 0) return absl::InvalidArgumentError("no tokens to run");
+  if (cache.length() + n > cache.capacity()) {
+    return absl::OutOfRangeError(absl::StrCat("context full: ", cache.length(), " + ", n, " tokens exceed ", cache.capacity()));
+  }
+  const size_t logit_rows = which == LogitsFor::kAllTokens ? n : 1;
+  if (logits.size() != logit_rows * c.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("logits buffer holds ", logits.size(), " floats, need ", logit_rows * c.vocab_size));
+  }
+  for (TokenId id : tokens) {
+    if (id < 0 || id >= c.vocab_size) return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary"));
+  }
+
+  Scratch& s = scratch_;
+  s.Resize(c, n);
+  const int start = cache.length();
+  for (int t = 0; t < n; ++t) {
+    s.positions[t] = start + t;
+    const std::span<const float> row = w.embedding.Row(tokens[t]);
+    std::copy(row.begin(), row.end(), s.x.begin() + static_cast<size_t>(t) * c.hidden_size);
+  }
+
+  const cpu::AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim};
+  for (int layer = 0; layer < c.num_layers; ++layer) {
+    const LayerWeights& l = w.layers[layer];
+
+    // Attention block: the new keys and values go straight into the cache.
+    cpu::RmsNorm(s.x, l.attn_norm, c.rms_norm_eps, s.normed);
+    const std::span<float> k_rows = cache.keys(layer).subspan(static_cast<size_t>(start) * c.kv_dim(), static_cast<size_t>(n) * c.kv_dim());
+    const std::span<float> v_rows = cache.values(layer).subspan(static_cast<size_t>(start) * c.kv_dim(), static_cast<size_t>(n) * c.kv_dim());
+    cpu::MatMul(s.normed, n, l.wq.values, l.wq.rows, l.wq.cols, s.q);
+    cpu::MatMul(s.normed, n, l.wk.values, l.wk.rows, l.wk.cols, k_rows);
+    cpu::MatMul(s.normed, n, l.wv.values, l.wv.rows, l.wv.cols, v_rows);
+    AddBias(s.q, l.bq);
+    AddBias(k_rows, l.bk);
+    AddBias(v_rows, l.bv);
+    cpu::Rope(s.q, s.positions, c.num_heads, c.head_dim, c.rope_theta);
+    cpu::Rope(k_rows, s.positions, c.num_kv_heads, c.head_dim, c.rope_theta);
+    cpu::Attention(s.q, s.positions, cache.keys(layer), cache.values(layer), shape, s.attention);
+    cpu::MatMul(s.attention, n, l.wo.values, l.wo.rows, l.wo.cols, s.projected);
+    AddInPlace(s.x, s.projected);
+
+    // MLP block.
+    cpu::RmsNorm(s.x, l.ffn_norm, c.rms_norm_eps, s.normed);
+    cpu::MatMul(s.normed, n, l.w_gate.values, l.w_gate.rows, l.w_gate.cols, s.gate);
+    cpu::MatMul(s.normed, n, l.w_up.values, l.w_up.rows, l.w_up.cols, s.up);
+    cpu::SwiGlu(s.gate, s.up);
+    cpu::MatMul(s.gate, n, l.w_down.values, l.w_down.rows, l.w_down.cols, s.projected);
+    AddInPlace(s.x, s.projected);
+  }
+  cache.Advance(n);
+
+  const size_t first_row = which == LogitsFor::kAllTokens ? 0 : n - 1;
+  const std::span<const float> final_rows = std::span<const float>(s.x).subspan(first_row * c.hidden_size);
+  const std::span<float> normed = std::span<float>(s.normed).subspan(0, logit_rows * c.hidden_size);
+  cpu::RmsNorm(final_rows, w.final_norm, c.rms_norm_eps, normed);
+  cpu::MatMul(normed, static_cast<int>(logit_rows), w.head.values, w.head.rows, w.head.cols, logits);
+  return absl::OkStatus();
+}
+
+}  // namespace anyprec

@@ -1,0 +1,42 @@
+// The fp32 forward pass of a Llama-family model on the CPU, readable top to bottom in
+// transformer.cc: embedding, then per layer RMSNorm, attention with RoPE and a KV cache,
+// SwiGLU MLP and residuals, then the final norm and the head.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "engine/model/model.h"
+#include "engine/runtime/kv_cache.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace anyprec {
+
+enum class LogitsFor { kLastToken, kAllTokens };
+
+class Transformer {
+ public:
+  // `model` must outlive the transformer.
+  explicit Transformer(const Model& model) : model_(model) {}
+
+  const ModelConfig& config() const { return model_.config(); }
+
+  // Runs `tokens` at positions cache.length() onwards (a whole prompt at once, or one
+  // decode step), appends their keys and values to `cache`, and writes logits into
+  // `logits`: vocab_size floats for the last token, or tokens x vocab_size for all.
+  absl::Status Forward(std::span<const TokenId> tokens, KvCache& cache, LogitsFor which, std::span<float> logits);
+
+ private:
+  // Activations of one Forward call, kept between calls to avoid reallocating.
+  struct Scratch {
+    std::vector<float> x, normed, q, k, v, attention, gate, up, projected;
+    std::vector<int> positions;
+    void Resize(const ModelConfig& c, int tokens);
+  };
+
+  const Model& model_;
+  Scratch scratch_;
+};
+
+}  // namespace anyprec
