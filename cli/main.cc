@@ -1,6 +1,7 @@
 // anyprec: run any-precision LLMs from the command line.
 #include "CLI/CLI.hpp"
 #include "cli/commands.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 
 namespace anyprec::cli {
@@ -13,6 +14,8 @@ int ReportError(const absl::Status& status, int exit_code) {
 }  // namespace anyprec::cli
 
 int main(int argc, char** argv) {
+  // stdout carries the generated text; diagnostics go to stderr.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("anyprec"));
   spdlog::set_pattern("anyprec: %^%l%$: %v");
   CLI::App app{"anyprec: one model, quantized once, served at every precision"};
   app.require_subcommand(1);

@@ -1,0 +1,100 @@
+// The `anyprec` command line as users run it: exit codes, output formats, errors.
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/shared_data.h"
+
+namespace anyprec {
+namespace {
+
+using testing::SharedPath;
+
+struct CliRun {
+  int exit_code;
+  std::string out;
+  std::string err;
+};
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+CliRun RunCli(const std::string& args) {
+  const std::string dir = std::filesystem::temp_directory_path().string();
+  const std::string out = dir + "/anyprec-cli-test-" + std::to_string(::getpid()) + ".out";
+  const std::string err = dir + "/anyprec-cli-test-" + std::to_string(::getpid()) + ".err";
+  const int status = std::system((std::string(ANYPREC_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null").c_str());
+  CliRun run{WIFEXITED(status) ? WEXITSTATUS(status) : -1, Slurp(out), Slurp(err)};
+  std::filesystem::remove(out);
+  std::filesystem::remove(err);
+  return run;
+}
+
+TEST(Cli, HelpOnEveryCommand) {
+  for (const char* command : {"--help", "generate --help", "eval --help"}) {
+    const CliRun run = RunCli(command);
+    EXPECT_EQ(run.exit_code, 0) << command;
+    EXPECT_NE(run.out.find("Usage"), std::string::npos) << command;
+  }
+}
+
+TEST(Cli, BadUsageExitsWithTwo) {
+  const std::string model = SharedPath("models/TinyStories-656K");
+  for (const std::string args : {std::string(""), std::string("frobnicate"), "generate --model " + model,
+                                 "generate --model " + model + " --prompt hi --temperature -1",
+                                 "generate --model " + model + " --prompt hi --max-new-tokens abc",
+                                 "generate --model " + model + " --prompt hi --no-such-flag",
+                                 "eval --model " + model + " --text /nonexistent.txt"}) {
+    const CliRun run = RunCli(args);
+    EXPECT_EQ(run.exit_code, 2) << args << "\n" << run.err;
+    EXPECT_FALSE(run.err.empty()) << args;
+  }
+}
+
+TEST(Cli, GenerateStreamsGreedyStory) {
+  const CliRun run = RunCli("generate --model " + SharedPath("models/TinyStories-656K") +
+                         " --prompt 'Once upon a time' --temperature 0 --max-new-tokens 20");
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_TRUE(run.out.starts_with("Once upon a time, a little girl named Lily lived in a small house")) << run.out;
+}
+
+TEST(Cli, EvalPrintsOneJsonLinePerPrecision) {
+  const CliRun run = RunCli("eval --model " + SharedPath("models/stories260K-hf") + " --tokenizer " +
+                         SharedPath("models/stories260K/tok512.bin") + " --text " +
+                         SharedPath("data/tinystories/tinystories_val_head.txt") + " --windows 2 --json");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto line = nlohmann::json::parse(run.out);
+  EXPECT_EQ(line["bits"], 0);
+  EXPECT_EQ(line["tokens"], 2 * 511);
+  EXPECT_GT(line["ppl"].get<double>(), 1.0);
+}
+
+TEST(Cli, RuntimeErrorsAreOneClearLine) {
+  const std::string dir = std::filesystem::temp_directory_path().string() + "/anyprec-cli-bad-model";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/config.json") << "{\"architectures\": [\"BertModel\"]}";
+  const CliRun run = RunCli("generate --model " + dir + " --prompt hi");
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_NE(run.err.find("unsupported architecture 'BertModel'"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("config.json"), std::string::npos) << run.err;
+  EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+
+  const CliRun too_short = RunCli("eval --model " + SharedPath("models/TinyStories-656K") + " --text " +
+                               SharedPath("data/tinystories/tinystories_v2_train_sample.txt"));
+  EXPECT_EQ(too_short.exit_code, 1);
+  EXPECT_NE(too_short.err.find("fewer than 8 windows"), std::string::npos) << too_short.err;
+}
+
+}  // namespace
+}  // namespace anyprec

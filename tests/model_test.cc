@@ -1,0 +1,198 @@
+#include "engine/model/model.h"
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "engine/base/mapped_file.h"
+#include "engine/model/safetensors.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/shared_data.h"
+
+namespace anyprec {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::SharedPath;
+
+// A scratch model folder, removed when the test ends.
+class TempModelDir {
+ public:
+  TempModelDir() : path_(fs::temp_directory_path() / ("anyprec-model-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++))) {
+    fs::create_directories(path_);
+  }
+  ~TempModelDir() { fs::remove_all(path_); }
+  std::string path() const { return path_.string(); }
+  void Write(const std::string& name, const std::string& contents) const {
+    std::ofstream(path_ / name, std::ios::binary) << contents;
+  }
+  void CopyFrom(const std::string& source_file, const std::string& name) const {
+    fs::copy_file(source_file, path_ / name, fs::copy_options::overwrite_existing);
+  }
+
+ private:
+  static inline int counter_ = 0;
+  fs::path path_;
+};
+
+// Serializes `names` of `source` into one safetensors file.
+std::string WriteShard(const SafetensorsFile& source, const std::vector<std::string>& names) {
+  nlohmann::json header = nlohmann::json::object();
+  std::string data;
+  for (const std::string& name : names) {
+    const TensorView& t = source.tensors().at(name);
+    header[name] = {{"dtype", DTypeName(t.dtype)}, {"shape", t.shape}, {"data_offsets", {data.size(), data.size() + t.data.size()}}};
+    data.append(reinterpret_cast<const char*>(t.data.data()), t.data.size());
+  }
+  const std::string text = header.dump();
+  const uint64_t len = text.size();
+  std::string out(8, '\0');
+  std::memcpy(out.data(), &len, 8);
+  return out + text + data;
+}
+
+std::string ErrorOf(const std::string& dir) {
+  auto model = Model::Load(dir);
+  EXPECT_FALSE(model.ok());
+  return model.ok() ? "" : std::string(model.status().message());
+}
+
+TEST(Model, LoadsTinyStoriesInBothLayouts) {
+  auto bf16 = Model::Load(SharedPath("models/TinyStories-656K"));
+  auto f32 = Model::Load(SharedPath("models/TinyStories-656K-f32"));
+  ASSERT_TRUE(bf16.ok()) << bf16.status();
+  ASSERT_TRUE(f32.ok()) << f32.status();
+  const ModelConfig& c = bf16->config();
+  EXPECT_EQ(c.hidden_size, 128);
+  EXPECT_EQ(c.num_kv_heads, 4);
+  EXPECT_EQ(c.head_dim, 16);
+  EXPECT_EQ(c.bos_token_id, 1);
+  EXPECT_EQ(c.eos_token_ids, std::vector<int>{2});
+  EXPECT_EQ(bf16->name(), "TinyStories-656K");
+  // The F32 copy stores the tied matrix only as lm_head.weight, aliased by metadata.
+  const auto a = bf16->weights().embedding.values;
+  const auto b = f32->weights().embedding.values;
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin()));
+  EXPECT_EQ(f32->weights().head.values.data(), f32->weights().embedding.values.data());
+  const auto down_a = bf16->weights().layers[1].w_down.values;
+  const auto down_b = f32->weights().layers[1].w_down.values;
+  EXPECT_TRUE(std::equal(down_a.begin(), down_a.end(), down_b.begin()));
+}
+
+TEST(Model, LoadsShardedCheckpoints) {
+  const std::string source_dir = SharedPath("models/stories260K-hf");
+  auto source = SafetensorsFile::Open(source_dir + "/model.safetensors");
+  ASSERT_TRUE(source.ok()) << source.status();
+  std::vector<std::string> first;
+  std::vector<std::string> second;
+  nlohmann::json index = {{"metadata", nlohmann::json::object()}, {"weight_map", nlohmann::json::object()}};
+  for (const auto& [name, view] : source->tensors()) {
+    const bool in_first = name.find("layers.3") == std::string::npos && name.find("layers.4") == std::string::npos;
+    (in_first ? first : second).push_back(name);
+    index["weight_map"][name] = in_first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+  }
+  TempModelDir dir;
+  dir.CopyFrom(source_dir + "/config.json", "config.json");
+  dir.Write("model-00001-of-00002.safetensors", WriteShard(*source, first));
+  dir.Write("model-00002-of-00002.safetensors", WriteShard(*source, second));
+  dir.Write("model.safetensors.index.json", index.dump());
+  auto sharded = Model::Load(dir.path());
+  auto whole = Model::Load(source_dir);
+  ASSERT_TRUE(sharded.ok()) << sharded.status();
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  const auto a = sharded->weights().layers[4].wq.values;
+  const auto b = whole->weights().layers[4].wq.values;
+  EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin(), b.end()));
+
+  // A shard missing a tensor, and a path escaping the folder, are named in the error.
+  dir.Write("model-00002-of-00002.safetensors", WriteShard(*source, {second.begin(), second.end() - 1}));
+  EXPECT_NE(ErrorOf(dir.path()).find("missing tensor"), std::string::npos);
+  index["weight_map"][second.front()] = "../evil.safetensors";
+  dir.Write("model.safetensors.index.json", index.dump());
+  EXPECT_NE(ErrorOf(dir.path()).find("plain file name"), std::string::npos);
+  dir.Write("model.safetensors.index.json", "{\"weight_map\": 3}");
+  EXPECT_NE(ErrorOf(dir.path()).find("weight_map"), std::string::npos);
+}
+
+TEST(Model, ReportsBadFoldersClearly) {
+  const std::string source_dir = SharedPath("models/TinyStories-656K");
+  EXPECT_NE(ErrorOf("/nonexistent-model").find("not a model folder"), std::string::npos);
+
+  TempModelDir dir;
+  EXPECT_NE(ErrorOf(dir.path()).find("config.json"), std::string::npos);
+
+  auto config_text = ReadTextFile(source_dir + "/config.json");
+  ASSERT_TRUE(config_text.ok());
+  dir.Write("config.json", *config_text);
+  EXPECT_NE(ErrorOf(dir.path()).find("model.safetensors"), std::string::npos);
+
+  // Truncated weights.
+  auto weights = ReadTextFile(source_dir + "/model.safetensors");
+  ASSERT_TRUE(weights.ok());
+  dir.Write("model.safetensors", weights->substr(0, weights->size() / 2));
+  EXPECT_NE(ErrorOf(dir.path()).find("run past the data section"), std::string::npos);
+
+  // A config whose shapes disagree with the tensors.
+  dir.Write("model.safetensors", *weights);
+  nlohmann::json config = nlohmann::json::parse(*config_text);
+  config["intermediate_size"] = 512;
+  dir.Write("config.json", config.dump());
+  const std::string shape_error = ErrorOf(dir.path());
+  EXPECT_NE(shape_error.find("has shape [384, 128], the config needs [512, 128]"), std::string::npos) << shape_error;
+  EXPECT_NE(shape_error.find("model.safetensors"), std::string::npos) << shape_error;
+}
+
+absl::Status ConfigStatus(const std::string& text) { return ParseModelConfig(text, "config.json").status(); }
+
+TEST(ModelConfig, RejectsMalformedConfigs) {
+  const nlohmann::json good = {{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", 64}, {"intermediate_size", 172},
+                               {"num_hidden_layers", 5}, {"num_attention_heads", 8}, {"num_key_value_heads", 4},
+                               {"vocab_size", 512}, {"eos_token_id", 2}};
+  ASSERT_TRUE(ConfigStatus(good.dump()).ok());
+  const auto expect_error = [](const std::string& text, const std::string& fragment) {
+    const absl::Status status = ConfigStatus(text);
+    ASSERT_FALSE(status.ok()) << text;
+    EXPECT_NE(std::string(status.message()).find(fragment), std::string::npos) << status;
+    EXPECT_NE(std::string(status.message()).find("config.json"), std::string::npos) << status;
+  };
+  expect_error("{\"hidden_size\": 6", "not valid JSON");
+  expect_error("{\"architectures\": [\"Llama\xff\"]}", "not valid JSON");
+  expect_error("[]", "not a JSON object");
+  auto bad = good;
+  bad["architectures"] = {"GPT2LMHeadModel"};
+  expect_error(bad.dump(), "unsupported architecture 'GPT2LMHeadModel'");
+  bad = good;
+  bad.erase("hidden_size");
+  expect_error(bad.dump(), "missing required field 'hidden_size'");
+  bad = good;
+  bad["num_key_value_heads"] = 3;
+  expect_error(bad.dump(), "not a multiple");
+  bad = good;
+  bad["hidden_size"] = -64;
+  expect_error(bad.dump(), "out of range");
+  bad = good;
+  bad["vocab_size"] = "512";
+  expect_error(bad.dump(), "must be an integer");
+  bad = good;
+  bad["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
+  expect_error(bad.dump(), "rope_scaling");
+  bad = good;
+  bad["eos_token_id"] = 9999;
+  expect_error(bad.dump(), "outside the vocabulary");
+}
+
+TEST(ModelConfig, ReadsDefaultsAndVariants) {
+  auto qwen = ParseModelConfig(R"({"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"intermediate_size":128,
+      "num_hidden_layers":1,"num_attention_heads":4,"vocab_size":100,"eos_token_id":[5,7],"rope_theta":1000000.0})", "config.json");
+  ASSERT_TRUE(qwen.ok()) << qwen.status();
+  EXPECT_TRUE(qwen->attention_bias);
+  EXPECT_EQ(qwen->num_kv_heads, 4);
+  EXPECT_EQ(qwen->head_dim, 16);
+  EXPECT_EQ(qwen->eos_token_ids, (std::vector<int>{5, 7}));
+  EXPECT_FLOAT_EQ(qwen->rope_theta, 1e6f);
+}
+
+}  // namespace
+}  // namespace anyprec

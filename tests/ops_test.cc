@@ -1,0 +1,107 @@
+// Every fast CPU operator against its scalar reference on random inputs, in the spirit of
+// llama.cpp's test-backend-ops.
+#include "engine/cpu/ops.h"
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace anyprec::cpu {
+namespace {
+
+std::vector<float> Random(size_t n, std::mt19937& rng, float scale = 1.0f) {
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+double MaxRelativeError(const std::vector<float>& got, const std::vector<float>& want) {
+  double max_abs = 0;
+  double max_err = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    max_abs = std::max(max_abs, std::abs(static_cast<double>(want[i])));
+    max_err = std::max(max_err, std::abs(static_cast<double>(got[i]) - want[i]));
+  }
+  return max_err / std::max(max_abs, 1e-30);
+}
+
+TEST(MatMul, MatchesReferenceOnEveryShapeClass) {
+  std::mt19937 rng(7);
+  for (int tokens : {1, 3, 17}) {
+    for (int rows : {1, 5, 64, 172, 515}) {
+      for (int cols : {1, 7, 64, 172, 384}) {
+        SCOPED_TRACE(testing::Message() << tokens << "x" << cols << " * " << rows << "x" << cols);
+        const auto x = Random(static_cast<size_t>(tokens) * cols, rng);
+        const auto w = Random(static_cast<size_t>(rows) * cols, rng);
+        std::vector<float> fast(static_cast<size_t>(tokens) * rows);
+        std::vector<float> slow(fast.size());
+        MatMul(x, tokens, w, rows, cols, fast);
+        reference::MatMul(x, tokens, w, rows, cols, slow);
+        EXPECT_LT(MaxRelativeError(fast, slow), 1e-5);
+      }
+    }
+  }
+}
+
+TEST(Attention, MatchesReferenceForPrefillAndDecode) {
+  std::mt19937 rng(11);
+  for (const AttentionShape shape : {AttentionShape{8, 4, 16}, AttentionShape{8, 4, 8}, AttentionShape{4, 1, 64}, AttentionShape{2, 2, 6}}) {
+    const int capacity = 40;
+    const int q_width = shape.num_heads * shape.head_dim;
+    const int kv_width = shape.num_kv_heads * shape.head_dim;
+    const auto k_cache = Random(static_cast<size_t>(capacity) * kv_width, rng);
+    const auto v_cache = Random(static_cast<size_t>(capacity) * kv_width, rng);
+    for (const std::vector<int>& positions : {std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, std::vector<int>{39}, std::vector<int>{17, 18}}) {
+      const auto q = Random(positions.size() * q_width, rng, 2.0f);
+      std::vector<float> fast(q.size());
+      std::vector<float> slow(q.size());
+      Attention(q, positions, k_cache, v_cache, shape, fast);
+      reference::Attention(q, positions, k_cache, v_cache, shape, slow);
+      EXPECT_LT(MaxRelativeError(fast, slow), 1e-5);
+    }
+  }
+}
+
+TEST(RmsNorm, NormalizesEachRow) {
+  std::mt19937 rng(3);
+  const auto x = Random(3 * 10, rng, 5.0f);
+  const auto weight = Random(10, rng);
+  std::vector<float> out(x.size());
+  RmsNorm(x, weight, 1e-6f, out);
+  for (int row = 0; row < 3; ++row) {
+    double ms = 0;
+    for (int i = 0; i < 10; ++i) ms += x[row * 10 + i] * x[row * 10 + i] / 10.0;
+    for (int i = 0; i < 10; ++i) EXPECT_NEAR(out[row * 10 + i], x[row * 10 + i] / std::sqrt(ms + 1e-6) * weight[i], 1e-5);
+  }
+}
+
+TEST(Rope, RotatesHalfSplitPairsByPosition) {
+  const int head_dim = 8;
+  std::vector<float> x(2 * head_dim);
+  for (int i = 0; i < 2 * head_dim; ++i) x[i] = static_cast<float>(i + 1);
+  const std::vector<float> original = x;
+  const std::vector<int> positions = {0, 5};
+  Rope(x, positions, /*num_heads=*/1, head_dim, 10000.0f);
+  for (int i = 0; i < head_dim; ++i) EXPECT_FLOAT_EQ(x[i], original[i]) << "position 0 is the identity";
+  for (int i = 0; i < head_dim / 2; ++i) {
+    const double angle = 5 * std::pow(10000.0, -2.0 * i / head_dim);
+    const double a = original[head_dim + i];
+    const double b = original[head_dim + i + head_dim / 2];
+    EXPECT_NEAR(x[head_dim + i], a * std::cos(angle) - b * std::sin(angle), 1e-5);
+    EXPECT_NEAR(x[head_dim + i + head_dim / 2], a * std::sin(angle) + b * std::cos(angle), 1e-5);
+  }
+}
+
+TEST(SwiGlu, IsSiluOfGateTimesUp) {
+  std::vector<float> gate = {-3.0f, -0.5f, 0.0f, 2.0f};
+  const std::vector<float> up = {1.0f, 2.0f, 3.0f, -1.5f};
+  const std::vector<float> g = gate;
+  SwiGlu(gate, up);
+  for (size_t i = 0; i < gate.size(); ++i) EXPECT_NEAR(gate[i], g[i] / (1 + std::exp(-g[i])) * up[i], 1e-6);
+}
+
+}  // namespace
+}  // namespace anyprec::cpu
