@@ -77,11 +77,7 @@ void Attention(std::span<const float> q, std::span<const int> positions, std::sp
         scores[p] = dot * scale;
         max_score = std::max(max_score, scores[p]);
       }
-      float total = 0;
-      for (int p = 0; p < length; ++p) {
-        scores[p] = std::exp(scores[p] - max_score);
-        total += scores[p];
-      }
+      const float total = ExpShiftedAndSum(scores, max_score);
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (int p = 0; p < length; ++p) {
         const float* vv = v_cache.data() + p * kv_width + static_cast<size_t>(kv_head) * hd;

@@ -29,6 +29,9 @@ struct AttentionShape {
 void Attention(std::span<const float> q, std::span<const int> positions, std::span<const float> k_cache,
                std::span<const float> v_cache, const AttentionShape& shape, std::span<float> out);
 
+// x[i] = exp(x[i] - shift); returns the sum of the new x.
+float ExpShiftedAndSum(std::span<float> x, float shift);
+
 // gate = silu(gate) * up, element-wise.
 void SwiGlu(std::span<float> gate, std::span<const float> up);
 
