@@ -1,28 +1,24 @@
 // The subcommands of the `anyprec` command line.
 #pragma once
 
-#include <cstdint>
 #include <string>
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "cli/model_bundle.h"
+#include "engine/runtime/sampler.h"
 
 namespace anyprec::cli {
 
 struct GenerateOptions {
-  std::string model_dir;
-  std::string tokenizer_path;
+  ModelOptions model;
   std::string prompt;
   int max_new_tokens = 256;
-  float temperature = 0.8f;
-  float top_p = 0.95f;
-  int top_k = 0;
-  uint64_t seed = 0;
+  SamplingParams sampling;
 };
 
 struct EvalOptions {
-  std::string model_dir;
-  std::string tokenizer_path;
+  ModelOptions model;
   std::string text_path;
   int windows = 8;
   int window_len = 511;

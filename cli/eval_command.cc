@@ -12,9 +12,7 @@ namespace anyprec::cli {
 
 void AddEvalCommand(CLI::App& app, EvalOptions& o) {
   CLI::App* cmd = app.add_subcommand("eval", "Perplexity of a model on a text file");
-  cmd->add_option("--model", o.model_dir, "Hugging Face model folder")->required()->check(CLI::ExistingDirectory);
-  cmd->add_option("--tokenizer", o.tokenizer_path, "tokenizer.json or llama2.c tokenizer.bin (default: the model's tokenizer.json)")
-      ->check(CLI::ExistingFile);
+  AddModelOptions(*cmd, o.model);
   cmd->add_option("--text", o.text_path, "UTF-8 text, tokenized whole without BOS")->required()->check(CLI::ExistingFile);
   cmd->add_option("--windows", o.windows, "Windows to evaluate (K)")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   cmd->add_option("--window-len", o.window_len, "Tokens per window; each runs as [BOS] + window")
@@ -23,7 +21,7 @@ void AddEvalCommand(CLI::App& app, EvalOptions& o) {
 }
 
 int RunEval(const EvalOptions& o) {
-  auto bundle = LoadModelBundle(o.model_dir, o.tokenizer_path);
+  auto bundle = LoadModelBundle(o.model);
   if (!bundle.ok()) return ReportError(bundle.status(), 1);
   auto text = ReadTextFile(o.text_path);
   if (!text.ok()) return ReportError(text.status(), 1);

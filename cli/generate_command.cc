@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <vector>
 
@@ -11,23 +12,20 @@ namespace anyprec::cli {
 
 void AddGenerateCommand(CLI::App& app, GenerateOptions& o) {
   CLI::App* cmd = app.add_subcommand("generate", "Stream a continuation of a prompt to stdout");
-  cmd->add_option("--model", o.model_dir, "Hugging Face model folder")->required()->check(CLI::ExistingDirectory);
-  cmd->add_option("--tokenizer", o.tokenizer_path, "tokenizer.json or llama2.c tokenizer.bin (default: the model's tokenizer.json)")
-      ->check(CLI::ExistingFile);
+  AddModelOptions(*cmd, o.model);
   cmd->add_option("--prompt", o.prompt, "Text to continue")->required();
   cmd->add_option("--max-new-tokens", o.max_new_tokens, "Tokens to generate at most")->check(CLI::Range(1, 1 << 20))->capture_default_str();
-  cmd->add_option("--temperature", o.temperature, "Sampling temperature; 0 is greedy")->check(CLI::Range(0.0f, 100.0f))->capture_default_str();
-  cmd->add_option("--top-p", o.top_p, "Nucleus sampling mass")->check(CLI::Range(1e-6f, 1.0f))->capture_default_str();
-  cmd->add_option("--top-k", o.top_k, "Sample among the k most likely tokens; 0 = all")->check(CLI::NonNegativeNumber)->capture_default_str();
-  cmd->add_option("--seed", o.seed, "Random seed")->capture_default_str();
+  cmd->add_option("--temperature", o.sampling.temperature, "Sampling temperature; 0 is greedy")->check(CLI::Range(0.0f, 100.0f))->capture_default_str();
+  cmd->add_option("--top-p", o.sampling.top_p, "Nucleus sampling mass")->check(CLI::Range(1e-6f, 1.0f))->capture_default_str();
+  cmd->add_option("--top-k", o.sampling.top_k, "Sample among the k most likely tokens; 0 = all")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--seed", o.sampling.seed, "Random seed")->capture_default_str();
 }
 
 int RunGenerate(const GenerateOptions& o) {
-  auto bundle = LoadModelBundle(o.model_dir, o.tokenizer_path);
+  auto bundle = LoadModelBundle(o.model);
   if (!bundle.ok()) return ReportError(bundle.status(), 1);
   const ModelConfig& config = bundle->model.config();
-  const SamplingParams params{o.temperature, o.top_k, o.top_p, o.seed};
-  if (absl::Status s = params.Validate(); !s.ok()) return ReportError(s, 2);
+  if (absl::Status s = o.sampling.Validate(); !s.ok()) return ReportError(s, 2);
   const std::vector<TokenId> prompt = bundle->EncodePrompt(o.prompt);
   if (static_cast<int>(prompt.size()) >= config.max_position_embeddings) {
     spdlog::error("prompt of {} tokens fills the model's {} positions", prompt.size(), config.max_position_embeddings);
@@ -35,8 +33,10 @@ int RunGenerate(const GenerateOptions& o) {
   }
 
   Transformer transformer(bundle->model);
-  KvCache cache(config, config.max_position_embeddings);
-  Sampler sampler(params);
+  // Room for what this run can use, not the model's whole context (which may be huge).
+  const long wanted = static_cast<long>(prompt.size()) + o.max_new_tokens;
+  KvCache cache(config, static_cast<int>(std::min<long>(wanted, config.max_position_embeddings)));
+  Sampler sampler(o.sampling);
   DecodeStream stream(bundle->tokenizer);
   std::vector<float> logits(config.vocab_size);
   for (TokenId id : prompt) std::fputs(stream.Next(id).c_str(), stdout);

@@ -7,9 +7,16 @@
 
 namespace anyprec::cli {
 
-absl::StatusOr<ModelBundle> LoadModelBundle(const std::string& model_dir, const std::string& tokenizer_path) {
+void AddModelOptions(CLI::App& command, ModelOptions& o) {
+  command.add_option("--model", o.model_dir, "Hugging Face model folder")->required()->check(CLI::ExistingDirectory);
+  command.add_option("--tokenizer", o.tokenizer_path, "tokenizer.json or llama2.c tokenizer.bin (default: the model's tokenizer.json)")
+      ->check(CLI::ExistingFile);
+}
+
+absl::StatusOr<ModelBundle> LoadModelBundle(const ModelOptions& options) {
+  const std::string& model_dir = options.model_dir;
   ASSIGN_OR_RETURN(Model model, Model::Load(model_dir));
-  std::string path = tokenizer_path;
+  std::string path = options.tokenizer_path;
   if (path.empty()) {
     path = (std::filesystem::path(model_dir) / "tokenizer.json").string();
     if (!std::filesystem::exists(path)) {

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
 #include "engine/model/model.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -19,7 +20,14 @@ struct ModelBundle {
   TokenId bos() const;
 };
 
-// Loads `model_dir`; the tokenizer is `tokenizer_path` if given, else the folder's tokenizer.json.
-absl::StatusOr<ModelBundle> LoadModelBundle(const std::string& model_dir, const std::string& tokenizer_path);
+// Where a command finds its model: --model DIR [--tokenizer FILE].
+struct ModelOptions {
+  std::string model_dir;
+  std::string tokenizer_path;  // empty: the folder's tokenizer.json
+};
+
+void AddModelOptions(CLI::App& command, ModelOptions& options);
+
+absl::StatusOr<ModelBundle> LoadModelBundle(const ModelOptions& options);
 
 }  // namespace anyprec::cli

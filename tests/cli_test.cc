@@ -80,7 +80,7 @@ TEST(Cli, EvalPrintsOneJsonLinePerPrecision) {
 }
 
 TEST(Cli, RuntimeErrorsAreOneClearLine) {
-  const std::string dir = std::filesystem::temp_directory_path().string() + "/anyprec-cli-bad-model";
+  const std::string dir = std::filesystem::temp_directory_path().string() + "/anyprec-cli-bad-model-" + std::to_string(::getpid());
   std::filesystem::create_directories(dir);
   std::ofstream(dir + "/config.json") << "{\"architectures\": [\"BertModel\"]}";
   const CliRun run = RunCli("generate --model " + dir + " --prompt hi");

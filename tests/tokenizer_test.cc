@@ -1,5 +1,7 @@
 #include "engine/tokenizer/tokenizer.h"
 
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -54,7 +56,12 @@ TEST_P(ReferenceTest, MatchesHuggingFace) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllKinds, ReferenceTest,
-                         ::testing::Values("gpt2", "smollm2", "mistral-7b-v0.1", "phi-3.5-mini"));
+                         ::testing::Values("gpt2", "smollm2", "mistral-7b-v0.1", "phi-3.5-mini"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string name = info.param;
+                           std::replace_if(name.begin(), name.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '_');
+                           return name;
+                         });
 
 TEST(TinyStoriesTokenizer, ReadmeExample) {
   const Tokenizer tokenizer = LoadOrDie(SharedPath("models/TinyStories-656K/tokenizer.json"));
@@ -128,6 +135,55 @@ TEST(DecodeStream, NeverEmitsPartialCharactersAndMatchesDecode) {
 TEST(Tokenizer, IllFormedUtf8InputIsReadAsReplacementCharacter) {
   const Tokenizer tokenizer = LoadOrDie(SharedPath("tokenizers/gpt2/tokenizer.json"));
   EXPECT_EQ(tokenizer.Decode(tokenizer.Encode("a\xff" "b")), "a\xEF\xBF\xBD" "b");
+}
+
+}  // namespace
+}  // namespace anyprec
+
+namespace anyprec {
+namespace {
+
+// Writes `contents` to a scratch file and loads it as a tokenizer.
+absl::Status LoadStatus(const std::string& contents) {
+  const std::string path = std::filesystem::temp_directory_path().string() + "/anyprec-tokenizer-test-" + std::to_string(::getpid());
+  std::ofstream(path, std::ios::binary) << contents;
+  const absl::Status status = Tokenizer::Load(path).status();
+  std::filesystem::remove(path);
+  return status;
+}
+
+void ExpectLoadError(const std::string& contents, const std::string& fragment) {
+  const absl::Status status = LoadStatus(contents);
+  ASSERT_FALSE(status.ok()) << fragment;
+  EXPECT_NE(std::string(status.message()).find(fragment), std::string::npos) << status;
+  EXPECT_NE(std::string(status.message()).find("anyprec-tokenizer-test"), std::string::npos) << status;
+}
+
+TEST(TokenizerFiles, MalformedOrUnsupportedFilesGiveClearErrors) {
+  EXPECT_FALSE(Tokenizer::Load("/nonexistent/tokenizer.json").ok());
+  ExpectLoadError("{\"model\": ", "not valid JSON");
+  ExpectLoadError("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a \xff\"]}}", "not valid JSON");
+  ExpectLoadError("{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", "model type 'Unigram'");
+  ExpectLoadError("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -1}, \"merges\": []}}", "vocab id");
+  ExpectLoadError("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a b\"]}}", "missing from the vocabulary");
+  ExpectLoadError("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"normalizer\": {\"type\": \"NFKC\"}}",
+                  "normalizer 'NFKC'");
+  ExpectLoadError("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": {\"type\": \"Whitespace\"}}",
+                  "pre-tokenizer 'Whitespace'");
+
+  // llama2.c tokenizer.bin: truncated, and with a hostile token length.
+  auto real = ReadTextFile(testing::SharedPath("models/stories260K/tok512.bin"));
+  ASSERT_TRUE(real.ok());
+  ExpectLoadError(real->substr(0, 2), "max_token_length");
+  ExpectLoadError(real->substr(0, real->size() - 3), "malformed llama2.c tokenizer");
+  std::string hostile = *real;
+  const int32_t huge = 1 << 30;
+  std::memcpy(hostile.data() + 8, &huge, 4);
+  ExpectLoadError(hostile, "has length");
+  std::string small(4, '\0');
+  small[0] = 7;
+  for (int i = 0; i < 100; ++i) small += std::string("\0\0\0\0\1\0\0\0a", 9);
+  ExpectLoadError(small, "expected <unk>, BOS, EOS and 256 byte tokens");
 }
 
 }  // namespace

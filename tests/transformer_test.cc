@@ -104,11 +104,14 @@ TEST(Transformer, RejectsBadCalls) {
 }
 
 struct PerplexityCase {
+  const char* name;
   const char* model;
   const char* tokenizer;
   const char* text;
   double reference;  // K = 8, from shared/models/README.md
 };
+
+void PrintTo(const PerplexityCase& c, std::ostream* os) { *os << c.name; }
 
 class PerplexityTest : public ::testing::TestWithParam<PerplexityCase> {};
 
@@ -128,12 +131,13 @@ TEST_P(PerplexityTest, MatchesReferenceWithinOneThousandth) {
 INSTANTIATE_TEST_SUITE_P(
     SharedModels, PerplexityTest,
     ::testing::Values(
-        PerplexityCase{"models/TinyStories-656K", "models/TinyStories-656K/tokenizer.json", "data/tinystories/tinystories_val_head.txt", 35.183},
-        PerplexityCase{"models/TinyStories-656K", "models/TinyStories-656K/tokenizer.json", "data/wikitext-2-raw/wiki.test.raw", 707.59},
-        PerplexityCase{"models/TinyStories-656K-f32", "models/TinyStories-656K-f32/tokenizer.json", "data/tinystories/tinystories_val_head.txt", 35.183},
-        PerplexityCase{"models/TinyStories-656K-f32", "models/TinyStories-656K-f32/tokenizer.json", "data/wikitext-2-raw/wiki.test.raw", 707.59},
-        PerplexityCase{"models/stories260K-hf", "models/stories260K/tok512.bin", "data/tinystories/tinystories_val_head.txt", 4.0032},
-        PerplexityCase{"models/stories260K-hf", "models/stories260K/tok512.bin", "data/wikitext-2-raw/wiki.test.raw", 128.68}));
+        PerplexityCase{"TinyStories656K_TinyStories", "models/TinyStories-656K", "models/TinyStories-656K/tokenizer.json", "data/tinystories/tinystories_val_head.txt", 35.183},
+        PerplexityCase{"TinyStories656K_WikiText2", "models/TinyStories-656K", "models/TinyStories-656K/tokenizer.json", "data/wikitext-2-raw/wiki.test.raw", 707.59},
+        PerplexityCase{"TinyStories656KF32_TinyStories", "models/TinyStories-656K-f32", "models/TinyStories-656K-f32/tokenizer.json", "data/tinystories/tinystories_val_head.txt", 35.183},
+        PerplexityCase{"TinyStories656KF32_WikiText2", "models/TinyStories-656K-f32", "models/TinyStories-656K-f32/tokenizer.json", "data/wikitext-2-raw/wiki.test.raw", 707.59},
+        PerplexityCase{"Stories260K_TinyStories", "models/stories260K-hf", "models/stories260K/tok512.bin", "data/tinystories/tinystories_val_head.txt", 4.0032},
+        PerplexityCase{"Stories260K_WikiText2", "models/stories260K-hf", "models/stories260K/tok512.bin", "data/wikitext-2-raw/wiki.test.raw", 128.68}),
+    [](const ::testing::TestParamInfo<PerplexityCase>& info) { return std::string(info.param.name); });
 
 TEST(Sampler, GreedyAtZeroTemperatureAndReproducibleWithSeed) {
   const std::vector<float> logits = {0.1f, 2.0f, 1.9f, -1.0f};
