@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/simd_targets.h"
 
 namespace anyprec::cpu {
 namespace {
@@ -33,14 +34,16 @@ TEST(MatMul, MatchesReferenceOnEveryShapeClass) {
   for (int tokens : {1, 3, 17}) {
     for (int rows : {1, 5, 64, 172, 515}) {
       for (int cols : {1, 7, 64, 172, 384}) {
-        SCOPED_TRACE(testing::Message() << tokens << "x" << cols << " * " << rows << "x" << cols);
+        SCOPED_TRACE(::testing::Message() << tokens << "x" << cols << " * " << rows << "x" << cols);
         const auto x = Random(static_cast<size_t>(tokens) * cols, rng);
         const auto w = Random(static_cast<size_t>(rows) * cols, rng);
-        std::vector<float> fast(static_cast<size_t>(tokens) * rows);
-        std::vector<float> slow(fast.size());
-        MatMul(x, tokens, w, rows, cols, fast);
+        std::vector<float> slow(static_cast<size_t>(tokens) * rows);
         reference::MatMul(x, tokens, w, rows, cols, slow);
-        EXPECT_LT(MaxRelativeError(fast, slow), 1e-5);
+        testing::ForEachSimdTarget([&] {
+          std::vector<float> fast(slow.size());
+          MatMul(x, tokens, w, rows, cols, fast);
+          EXPECT_LT(MaxRelativeError(fast, slow), 1e-5);
+        });
       }
     }
   }
@@ -56,11 +59,13 @@ TEST(Attention, MatchesReferenceForPrefillAndDecode) {
     const auto v_cache = Random(static_cast<size_t>(capacity) * kv_width, rng);
     for (const std::vector<int>& positions : {std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, std::vector<int>{39}, std::vector<int>{17, 18}}) {
       const auto q = Random(positions.size() * q_width, rng, 2.0f);
-      std::vector<float> fast(q.size());
       std::vector<float> slow(q.size());
-      Attention(q, positions, k_cache, v_cache, shape, fast);
       reference::Attention(q, positions, k_cache, v_cache, shape, slow);
-      EXPECT_LT(MaxRelativeError(fast, slow), 1e-5);
+      testing::ForEachSimdTarget([&] {
+        std::vector<float> fast(q.size());
+        Attention(q, positions, k_cache, v_cache, shape, fast);
+        EXPECT_LT(MaxRelativeError(fast, slow), 1e-5);
+      });
     }
   }
 }

@@ -129,5 +129,16 @@ void Attention(std::span<const float> q, std::span<const int> positions, std::sp
   }
 }
 
+void BitplaneMatMul(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out) {
+  for (size_t t = 0; t < bits.size(); ++t) {
+    for (int n = 0; n < w.rows; ++n) {
+      const float* lut = w.Lut(bits[t], n);
+      double sum = 0;
+      for (int k = 0; k < w.cols; ++k) sum += static_cast<double>(lut[w.Index(n, k, bits[t])]) * x[t * w.cols + k];
+      out[t * w.rows + n] = static_cast<float>(sum);
+    }
+  }
+}
+
 }  // namespace reference
 }  // namespace anyprec::cpu

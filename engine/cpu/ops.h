@@ -4,12 +4,19 @@
 
 #include <span>
 
+#include "engine/cpu/bitplane_view.h"
+
 namespace anyprec::cpu {
 
 // out[t, n] = sum_k x[t, k] * w[n, k] for t < tokens, n < rows: a batch of token rows times
 // a PyTorch-layout weight [rows, cols]. SIMD (Highway, dispatched at run time) and spread
 // over all cores.
 void MatMul(std::span<const float> x, int tokens, std::span<const float> w, int rows, int cols, std::span<float> out);
+
+// out[t, n] = sum_k LUT_b[n][index_b(n, k)] * x[t, k] with b = bits[t]: a batch whose token
+// rows may each ask for a different width. Planes up to the largest b are read once; each
+// row looks up its own LUT. Every bits[t] must lie in [w.seed_bits, w.max_bits].
+void BitplaneMatMul(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out);
 
 // x[t] = x[t] / rms(x[t]) * weight, for each row of width weight.size().
 void RmsNorm(std::span<const float> x, std::span<const float> weight, float eps, std::span<float> out);
@@ -40,6 +47,7 @@ namespace reference {
 void MatMul(std::span<const float> x, int tokens, std::span<const float> w, int rows, int cols, std::span<float> out);
 void Attention(std::span<const float> q, std::span<const int> positions, std::span<const float> k_cache,
                std::span<const float> v_cache, const AttentionShape& shape, std::span<float> out);
+void BitplaneMatMul(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out);
 
 }  // namespace reference
 }  // namespace anyprec::cpu
