@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "engine/base/mapped_file.h"
+#include "engine/model/float_convert.h"
 #include "engine/model/safetensors.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -76,8 +77,8 @@ TEST(Model, LoadsTinyStoriesInBothLayouts) {
   ASSERT_EQ(a.size(), b.size());
   EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin()));
   EXPECT_EQ(f32->weights().head.values.data(), f32->weights().embedding.values.data());
-  const auto down_a = bf16->weights().layers[1].w_down.values;
-  const auto down_b = f32->weights().layers[1].w_down.values;
+  const auto down_a = bf16->weights().layers[1].w_down.dense;
+  const auto down_b = f32->weights().layers[1].w_down.dense;
   EXPECT_TRUE(std::equal(down_a.begin(), down_a.end(), down_b.begin()));
 }
 
@@ -102,8 +103,8 @@ TEST(Model, LoadsShardedCheckpoints) {
   auto whole = Model::Load(source_dir);
   ASSERT_TRUE(sharded.ok()) << sharded.status();
   ASSERT_TRUE(whole.ok()) << whole.status();
-  const auto a = sharded->weights().layers[4].wq.values;
-  const auto b = whole->weights().layers[4].wq.values;
+  const auto a = sharded->weights().layers[4].wq.dense;
+  const auto b = whole->weights().layers[4].wq.dense;
   EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin(), b.end()));
 
   // A shard missing a tensor, and a path escaping the folder, are named in the error.
@@ -181,17 +182,43 @@ TEST(ModelConfig, RejectsMalformedConfigs) {
   bad = good;
   bad["eos_token_id"] = 9999;
   expect_error(bad.dump(), "outside the vocabulary");
+  // Products that would overflow the engine's buffer arithmetic.
+  bad = good;
+  bad["num_attention_heads"] = 65536;
+  bad["num_key_value_heads"] = 65536;
+  bad["head_dim"] = 65538;
+  expect_error(bad.dump(), "exceeds");
+  bad = good;
+  bad["anyprec"] = {{"format_version", 2}, {"seed_bits", 3}, {"max_bits", 8}, {"mode", "anyprec"}, {"weights_file", "a.safetensors"}};
+  expect_error(bad.dump(), "format version 2");
+  bad["anyprec"]["format_version"] = 1;
+  bad["anyprec"]["weights_file"] = "../a.safetensors";
+  expect_error(bad.dump(), "plain file name");
 }
 
 TEST(ModelConfig, ReadsDefaultsAndVariants) {
   auto qwen = ParseModelConfig(R"({"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"intermediate_size":128,
       "num_hidden_layers":1,"num_attention_heads":4,"vocab_size":100,"eos_token_id":[5,7],"rope_theta":1000000.0})", "config.json");
   ASSERT_TRUE(qwen.ok()) << qwen.status();
-  EXPECT_TRUE(qwen->attention_bias);
   EXPECT_EQ(qwen->num_kv_heads, 4);
   EXPECT_EQ(qwen->head_dim, 16);
   EXPECT_EQ(qwen->eos_token_ids, (std::vector<int>{5, 7}));
   EXPECT_FLOAT_EQ(qwen->rope_theta, 1e6f);
+
+  // Mistral's sliding window caps the context the engine runs exactly.
+  auto mistral = ParseModelConfig(R"({"architectures":["MistralForCausalLM"],"hidden_size":64,"intermediate_size":128,
+      "num_hidden_layers":1,"num_attention_heads":4,"vocab_size":100,"max_position_embeddings":32768,"sliding_window":4096})", "config.json");
+  ASSERT_TRUE(mistral.ok()) << mistral.status();
+  EXPECT_EQ(mistral->max_position_embeddings, 4096);
+}
+
+TEST(FloatConvert, HalfRoundTripsExactlyAndRoundsToNearestEven) {
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    if ((h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0) continue;  // NaN payloads
+    ASSERT_EQ(F32ToF16(F16ToF32(static_cast<uint16_t>(h))), h) << std::hex << h;
+  }
+  EXPECT_EQ(F32ToF16(1.0f + 1.0f / 2048), F32ToF16(1.0f)) << "a tie rounds to the even neighbour";
+  EXPECT_EQ(F32ToF16(1e6f), 0x7c00u);
 }
 
 }  // namespace

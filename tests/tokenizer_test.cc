@@ -132,6 +132,13 @@ TEST(DecodeStream, NeverEmitsPartialCharactersAndMatchesDecode) {
   EXPECT_EQ(streamed, text);
 }
 
+TEST(Tokenizer, IllFormedByteRunsDecodeToOneReplacementPerByte) {
+  const Tokenizer tokenizer = LoadOrDie(SharedPath("tokenizers/mistral-7b-v0.1/tokenizer.json"));
+  // <0x41> <0xFF> is not UTF-8 as a run, so both bytes become U+FFFD, as in Hugging Face.
+  EXPECT_EQ(tokenizer.Decode(std::vector<TokenId>{3 + 0x41, 3 + 0xFF}), "\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(tokenizer.Decode(std::vector<TokenId>{3 + 0xC3, 3 + 0xA9}), "\xC3\xA9");
+}
+
 TEST(Tokenizer, IllFormedUtf8InputIsReadAsReplacementCharacter) {
   const Tokenizer tokenizer = LoadOrDie(SharedPath("tokenizers/gpt2/tokenizer.json"));
   EXPECT_EQ(tokenizer.Decode(tokenizer.Encode("a\xff" "b")), "a\xEF\xBF\xBD" "b");
@@ -145,7 +152,8 @@ namespace {
 
 // Writes `contents` to a scratch file and loads it as a tokenizer.
 absl::Status LoadStatus(const std::string& contents) {
-  const std::string path = std::filesystem::temp_directory_path().string() + "/anyprec-tokenizer-test-" + std::to_string(::getpid());
+  const std::string path = std::filesystem::temp_directory_path().string() + "/anyprec-tokenizer-test-" + std::to_string(::getpid()) +
+                           (contents.starts_with("{") ? ".json" : ".bin");
   std::ofstream(path, std::ios::binary) << contents;
   const absl::Status status = Tokenizer::Load(path).status();
   std::filesystem::remove(path);
@@ -170,6 +178,15 @@ TEST(TokenizerFiles, MalformedOrUnsupportedFilesGiveClearErrors) {
                   "normalizer 'NFKC'");
   ExpectLoadError("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": {\"type\": \"Whitespace\"}}",
                   "pre-tokenizer 'Whitespace'");
+  ExpectLoadError("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"decoder\": {\"type\": \"Metaspace\", \"replacement\": \"\"}}",
+                  "must be one character");
+  ExpectLoadError("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"post_processor\": "
+                  "{\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": 5}}], \"special_tokens\": {}}}",
+                  "TemplateProcessing piece");
+  std::string nested = "{\"type\": \"Prepend\", \"prepend\": \"x\"}";
+  for (int i = 0; i < 20; ++i) nested = "{\"type\": \"Sequence\", \"normalizers\": [" + nested + "]}";
+  ExpectLoadError("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"normalizer\": " + nested + "}",
+                  "nested too deeply");
 
   // llama2.c tokenizer.bin: truncated, and with a hostile token length.
   auto real = ReadTextFile(testing::SharedPath("models/stories260K/tok512.bin"));

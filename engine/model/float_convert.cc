@@ -21,10 +21,29 @@ float F16ToF32(uint16_t bits) {
   return std::bit_cast<float>(sign | ((exponent + 112) << 23) | (mantissa << 13));
 }
 
+uint16_t F32ToF16(float value) {
+  const uint32_t bits = std::bit_cast<uint32_t>(value);
+  const uint32_t sign = (bits >> 16) & 0x8000u;
+  const uint32_t abs = bits & 0x7fffffffu;
+  if (abs >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0));  // inf, nan
+  if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds past the largest half
+  if (abs < 0x38800000u) {
+    // Subnormal half (or zero): value / 2^-24, rounded to nearest even.
+    const float scaled = std::bit_cast<float>(abs) * 16777216.0f;
+    return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(scaled)));
+  }
+  const uint32_t mantissa_lsb = (abs >> 13) & 1u;
+  const uint32_t rounded = abs + 0xfffu + mantissa_lsb;  // round to nearest, ties to even
+  return static_cast<uint16_t>(sign | ((rounded - 0x38000000u) >> 13));
+}
+
 void WidenToF32(DType dtype, std::span<const std::byte> raw, std::span<float> out) {
   switch (dtype) {
     case DType::kF32:
       std::memcpy(out.data(), raw.data(), out.size() * sizeof(float));
+      return;
+    case DType::kU8:
+      for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(static_cast<uint8_t>(raw[i]));
       return;
     case DType::kBF16:
     case DType::kF16:

@@ -11,6 +11,8 @@ namespace anyprec {
 
 float BF16ToF32(uint16_t bits);
 float F16ToF32(uint16_t bits);
+// Rounds to the nearest half, ties to even; overflow becomes infinity.
+uint16_t F32ToF16(float value);
 
 // `out` holds as many elements as `raw` encodes in `dtype`.
 void WidenToF32(DType dtype, std::span<const std::byte> raw, std::span<float> out);

@@ -1,6 +1,9 @@
 #include "engine/model/model.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <tuple>
 #include <filesystem>
 #include <map>
 
@@ -8,7 +11,9 @@
 #include "absl/strings/str_join.h"
 #include "engine/base/mapped_file.h"
 #include "engine/base/status_macros.h"
+#include "engine/model/bitplanes.h"
 #include "engine/model/float_convert.h"
+#include "engine/model/image_format.h"
 #include "engine/model/safetensors.h"
 #include "nlohmann/json.hpp"
 
@@ -19,6 +24,7 @@ namespace fs = std::filesystem;
 struct Model::Storage {
   std::vector<SafetensorsFile> files;
   std::vector<std::vector<float>> widened;
+  std::vector<std::vector<uint8_t>> tiled_planes;
 };
 
 namespace {
@@ -83,6 +89,9 @@ class WeightReader {
     const Located* found = index_.Find(name);
     if (found == nullptr) return absl::NotFoundError(absl::StrCat(dir_, ": missing tensor '", name, "'"));
     const TensorView& view = *found->view;
+    if (view.dtype == DType::kU8) {
+      return absl::InvalidArgumentError(absl::StrCat(*found->file, ": tensor '", name, "' is U8, not floating point"));
+    }
     if (view.shape != shape) {
       return absl::InvalidArgumentError(absl::StrCat(*found->file, ": tensor '", name, "' has shape [",
                                                      absl::StrJoin(view.shape, ", "), "], the config needs [",
@@ -122,6 +131,73 @@ std::string Model::name() const {
   return p.filename().string();
 }
 
+namespace {
+
+// Rows and columns of linear `index` (in image::kLinearNames order).
+std::pair<int, int> LinearShape(const ModelConfig& c, size_t index) {
+  switch (index) {
+    case 0: return {c.q_dim(), c.hidden_size};
+    case 1:
+    case 2: return {c.kv_dim(), c.hidden_size};
+    case 3: return {c.hidden_size, c.q_dim()};
+    case 4:
+    case 5: return {c.intermediate_size, c.hidden_size};
+    default: return {c.hidden_size, c.intermediate_size};
+  }
+}
+
+absl::Status ChecksumError(const std::string& file, const std::string& tensor, const std::string& what) {
+  return absl::DataLossError(absl::StrCat(file, ": tensor '", tensor, "' ", what, "; the image is damaged"));
+}
+
+absl::Status VerifyChecksums(const SafetensorsFile& file) {
+  for (const auto& [name, view] : file.tensors()) {
+    const auto it = file.metadata().find(image::ChecksumKey(name));
+    if (it == file.metadata().end()) return ChecksumError(file.source(), name, "has no checksum");
+    if (it->second != image::Checksum(view.data)) return ChecksumError(file.source(), name, "fails its checksum");
+  }
+  return absl::OkStatus();
+}
+
+// Reads one quantized linear of an image: its canonical planes, re-tiled for the kernels
+// into `tiled_planes`, and its LUTs widened to fp32 into `widened`.
+absl::StatusOr<cpu::BitplaneView> LoadQuantizedLinear(const TensorIndex& index, const ModelConfig::Quantization& q,
+                                                      const std::string& dir, const std::string& prefix, int rows, int cols,
+                                                      std::vector<std::vector<uint8_t>>& tiled_planes,
+                                                      std::vector<std::vector<float>>& widened) {
+  const std::string planes_name = image::PlanesTensor(prefix);
+  const Located* planes = index.Find(planes_name);
+  if (planes == nullptr) return absl::NotFoundError(absl::StrCat(dir, ": missing tensor '", planes_name, "'"));
+  const std::vector<int64_t> planes_shape = {q.max_bits, rows, static_cast<int64_t>(RowBytes(cols))};
+  if (planes->view->dtype != DType::kU8 || planes->view->shape != planes_shape) {
+    return absl::InvalidArgumentError(absl::StrCat(*planes->file, ": tensor '", planes_name, "' must be U8 [",
+                                                   absl::StrJoin(planes_shape, ", "), "]"));
+  }
+  const auto canonical = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(planes->view->data.data()), planes->view->data.size());
+  std::vector<uint8_t>& tiled = tiled_planes.emplace_back(cpu::RetilePlanes(canonical, rows, cols, q.max_bits));
+
+  cpu::BitplaneView view;
+  view.rows = rows;
+  view.cols = cols;
+  view.seed_bits = q.seed_bits;
+  view.max_bits = q.max_bits;
+  view.planes = tiled.data();
+  view.row_stride = cpu::PaddedRowStride(cols);
+  view.plane_stride = static_cast<size_t>(rows) * view.row_stride;
+  WeightReader reader(index, widened, dir);
+  for (int bits = q.seed_bits; bits <= q.max_bits; ++bits) {
+    const std::string lut_name = image::LutTensor(prefix, bits);
+    ASSIGN_OR_RETURN(std::span<const float> lut, reader.Get(lut_name, {rows, int64_t{1} << bits}));
+    if (!std::all_of(lut.begin(), lut.end(), [](float v) { return std::isfinite(v); })) {
+      return absl::InvalidArgumentError(absl::StrCat(dir, ": tensor '", lut_name, "' holds a non-finite centroid"));
+    }
+    view.luts.push_back(lut.data());
+  }
+  return view;
+}
+
+}  // namespace
+
 absl::StatusOr<Model> Model::Load(const std::string& dir) {
   const fs::path root(dir);
   std::error_code ec;
@@ -133,9 +209,13 @@ absl::StatusOr<Model> Model::Load(const std::string& dir) {
   const std::string config_path = (root / "config.json").string();
   ASSIGN_OR_RETURN(const std::string config_text, ReadTextFile(config_path));
   ASSIGN_OR_RETURN(model.config_, ParseModelConfig(config_text, config_path));
+  const ModelConfig& c = model.config_;
+  const bool is_image = c.quantization.has_value();
 
   std::vector<std::string> shard_names;
-  if (const fs::path index_path = root / "model.safetensors.index.json"; fs::exists(index_path, ec)) {
+  if (is_image) {
+    shard_names = {c.quantization->weights_file};
+  } else if (const fs::path index_path = root / "model.safetensors.index.json"; fs::exists(index_path, ec)) {
     ASSIGN_OR_RETURN(shard_names, ShardNames(index_path));
   } else {
     shard_names = {"model.safetensors"};
@@ -145,10 +225,10 @@ absl::StatusOr<Model> Model::Load(const std::string& dir) {
   TensorIndex index;
   for (const std::string& shard : shard_names) {
     ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Open((root / shard).string()));
+    if (is_image) RETURN_IF_ERROR(VerifyChecksums(file));
     index.AddFile(storage.files.emplace_back(std::move(file)));
   }
 
-  const ModelConfig& c = model.config_;
   WeightReader reader(index, storage.widened, dir);
   ModelWeights& w = model.weights_;
   const bool has_embedding = reader.Has("model.embed_tokens.weight");
@@ -168,22 +248,26 @@ absl::StatusOr<Model> Model::Load(const std::string& dir) {
 
   w.layers.resize(c.num_layers);
   for (int i = 0; i < c.num_layers; ++i) {
-    const std::string p = absl::StrCat("model.layers.", i, ".");
     LayerWeights& l = w.layers[i];
+    const std::string p = absl::StrCat("model.layers.", i, ".");
     ASSIGN_OR_RETURN(l.attn_norm, reader.Get(p + "input_layernorm.weight", {c.hidden_size}));
     ASSIGN_OR_RETURN(l.ffn_norm, reader.Get(p + "post_attention_layernorm.weight", {c.hidden_size}));
-    ASSIGN_OR_RETURN(l.wq, reader.GetMatrix(p + "self_attn.q_proj.weight", c.q_dim(), c.hidden_size));
-    ASSIGN_OR_RETURN(l.wk, reader.GetMatrix(p + "self_attn.k_proj.weight", c.kv_dim(), c.hidden_size));
-    ASSIGN_OR_RETURN(l.wv, reader.GetMatrix(p + "self_attn.v_proj.weight", c.kv_dim(), c.hidden_size));
-    ASSIGN_OR_RETURN(l.wo, reader.GetMatrix(p + "self_attn.o_proj.weight", c.hidden_size, c.q_dim()));
-    if (c.attention_bias) {
-      ASSIGN_OR_RETURN(l.bq, reader.Get(p + "self_attn.q_proj.bias", {c.q_dim()}));
-      ASSIGN_OR_RETURN(l.bk, reader.Get(p + "self_attn.k_proj.bias", {c.kv_dim()}));
-      ASSIGN_OR_RETURN(l.bv, reader.Get(p + "self_attn.v_proj.bias", {c.kv_dim()}));
+    const auto linears = l.linears();
+    for (size_t j = 0; j < linears.size(); ++j) {
+      Linear& linear = *linears[j];
+      std::tie(linear.rows, linear.cols) = LinearShape(c, j);
+      const std::string prefix = image::LinearPrefix(i, image::kLinearNames[j]);
+      if (is_image) {
+        ASSIGN_OR_RETURN(linear.quantized, LoadQuantizedLinear(index, *c.quantization, dir, prefix, linear.rows, linear.cols,
+                                                               storage.tiled_planes, storage.widened));
+      } else {
+        ASSIGN_OR_RETURN(linear.dense, reader.Get(prefix + ".weight", {linear.rows, linear.cols}));
+      }
+      // Biases are used wherever the checkpoint has them (Qwen2's q/k/v, Llama's attention_bias).
+      if (reader.Has(prefix + ".bias")) {
+        ASSIGN_OR_RETURN(linear.bias, reader.Get(prefix + ".bias", {linear.rows}));
+      }
     }
-    ASSIGN_OR_RETURN(l.w_gate, reader.GetMatrix(p + "mlp.gate_proj.weight", c.intermediate_size, c.hidden_size));
-    ASSIGN_OR_RETURN(l.w_up, reader.GetMatrix(p + "mlp.up_proj.weight", c.intermediate_size, c.hidden_size));
-    ASSIGN_OR_RETURN(l.w_down, reader.GetMatrix(p + "mlp.down_proj.weight", c.hidden_size, c.intermediate_size));
   }
   return model;
 }

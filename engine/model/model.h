@@ -2,12 +2,14 @@
 // F32 tensors stay memory-mapped; F16/BF16 tensors are widened once at load.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/cpu/bitplane_view.h"
 #include "engine/model/model_config.h"
 
 namespace anyprec {
@@ -21,12 +23,27 @@ struct Matrix {
   std::span<const float> Row(int r) const { return values.subspan(static_cast<size_t>(r) * cols, cols); }
 };
 
+// A linear layer's weight [rows, cols]: dense fp32, or bitplanes readable at any width in
+// [seed_bits, max_bits] of an anyprec image.
+struct Linear {
+  int rows = 0;
+  int cols = 0;
+  std::span<const float> dense;  // empty when quantized
+  cpu::BitplaneView quantized;   // planes == nullptr when dense
+  std::span<const float> bias;   // empty when the layer has none
+
+  bool is_quantized() const { return quantized.planes != nullptr; }
+};
+
 struct LayerWeights {
   std::span<const float> attn_norm;
   std::span<const float> ffn_norm;
-  Matrix wq, wk, wv, wo;
-  std::span<const float> bq, bk, bv;  // empty unless config.attention_bias
-  Matrix w_gate, w_up, w_down;
+  Linear wq, wk, wv, wo;
+  Linear w_gate, w_up, w_down;
+
+  // In the order of image::kLinearNames.
+  std::array<Linear*, 7> linears() { return {&wq, &wk, &wv, &wo, &w_gate, &w_up, &w_down}; }
+  std::array<const Linear*, 7> linears() const { return {&wq, &wk, &wv, &wo, &w_gate, &w_up, &w_down}; }
 };
 
 struct ModelWeights {
@@ -38,8 +55,9 @@ struct ModelWeights {
 
 class Model {
  public:
-  // Loads `dir`/config.json and model.safetensors, or the shards that
-  // model.safetensors.index.json names.
+  // Loads a Hugging Face folder (config.json and model.safetensors, or the shards that
+  // model.safetensors.index.json names), or an anyprec image (config.json with an "anyprec"
+  // section and anyprec.safetensors, every tensor checked against its checksum).
   static absl::StatusOr<Model> Load(const std::string& dir);
 
   Model(Model&&) noexcept;

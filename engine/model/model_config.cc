@@ -1,9 +1,12 @@
 #include "engine/model/model_config.h"
 
+#include <algorithm>
 #include <limits>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "engine/base/status_macros.h"
+#include "engine/model/image_format.h"
 #include "nlohmann/json.hpp"
 
 namespace anyprec {
@@ -98,7 +101,6 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, const s
     return reader.Error(absl::StrCat("unsupported architecture '", config.architecture,
                                      "' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)"));
   }
-  const bool is_qwen2 = config.architecture == "Qwen2ForCausalLM";
 
   ASSIGN_OR_RETURN(config.hidden_size, reader.PositiveInt("hidden_size"));
   ASSIGN_OR_RETURN(config.intermediate_size, reader.PositiveInt("intermediate_size"));
@@ -114,14 +116,32 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, const s
   ASSIGN_OR_RETURN(config.rms_norm_eps, reader.PositiveFloat("rms_norm_eps", 1e-6f));
   ASSIGN_OR_RETURN(config.rope_theta, reader.PositiveFloat("rope_theta", 10000.0f));
   ASSIGN_OR_RETURN(config.tie_word_embeddings, reader.Bool("tie_word_embeddings", false));
-  ASSIGN_OR_RETURN(config.attention_bias, reader.Bool("attention_bias", is_qwen2));
 
+  // Bounds on the products the engine sizes buffers with, so that no int arithmetic on
+  // them overflows.
+  constexpr int64_t kMaxWidth = 1 << 20;
+  for (const auto& [name, value] : {std::pair<const char*, int64_t>{"num_attention_heads x head_dim", int64_t{config.num_heads} * config.head_dim},
+                                    {"num_key_value_heads x head_dim", int64_t{config.num_kv_heads} * config.head_dim},
+                                    {"hidden_size", config.hidden_size},
+                                    {"intermediate_size", config.intermediate_size}}) {
+    if (value > kMaxWidth) return reader.Error(absl::StrCat(name, " = ", value, " exceeds ", kMaxWidth));
+  }
+  if (config.num_layers > 4096) return reader.Error("num_hidden_layers exceeds 4096");
   if (config.num_heads % config.num_kv_heads != 0) {
     return reader.Error(absl::StrCat("num_attention_heads (", config.num_heads, ") is not a multiple of num_key_value_heads (", config.num_kv_heads, ")"));
   }
   if (config.head_dim % 2 != 0) return reader.Error("head_dim must be even for rotary embeddings");
   if (const auto act = root.find("hidden_act"); act != root.end() && !(act->is_string() && act->get<std::string>() == "silu")) {
     return reader.Error("unsupported hidden_act (only silu)");
+  }
+  // Without sliding-window attention, the engine is exact only within the window: cap the context there.
+  const auto use_window = root.find("use_sliding_window");
+  const bool window_applies = config.architecture == "MistralForCausalLM" ||
+                              (use_window != root.end() && use_window->is_boolean() && use_window->get<bool>());
+  if (const auto window = root.find("sliding_window"); window_applies && window != root.end() && !window->is_null()) {
+    int sliding_window = 0;
+    ASSIGN_OR_RETURN(sliding_window, reader.PositiveInt("sliding_window"));
+    config.max_position_embeddings = std::min(config.max_position_embeddings, sliding_window);
   }
   if (const auto scaling = root.find("rope_scaling"); scaling != root.end() && !scaling->is_null()) {
     return reader.Error("rope_scaling is not supported yet");
@@ -136,6 +156,32 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, const s
     if (id >= config.vocab_size) return reader.Error(absl::StrCat("eos_token_id ", id, " is outside the vocabulary"));
   }
   if (config.bos_token_id >= config.vocab_size) return reader.Error("bos_token_id is outside the vocabulary");
+
+  if (const auto section = root.find(image::kConfigSection); section != root.end()) {
+    if (!section->is_object()) return reader.Error("'anyprec' section is not an object");
+    const ConfigReader image_reader(*section, source);
+    int version = 0;
+    ASSIGN_OR_RETURN(version, image_reader.PositiveInt("format_version"));
+    if (version != image::kFormatVersion) {
+      return reader.Error(absl::StrCat("anyprec image format version ", version, " is not supported (this build reads ",
+                                       image::kFormatVersion, ")"));
+    }
+    ModelConfig::Quantization q;
+    ASSIGN_OR_RETURN(q.seed_bits, image_reader.PositiveInt("seed_bits"));
+    ASSIGN_OR_RETURN(q.max_bits, image_reader.PositiveInt("max_bits"));
+    if (q.max_bits > 8 || q.seed_bits > q.max_bits) return reader.Error("anyprec bit-widths must satisfy 1 <= seed_bits <= max_bits <= 8");
+    const auto mode = section->find("mode");
+    const auto file = section->find("weights_file");
+    if (mode == section->end() || !mode->is_string() || file == section->end() || !file->is_string()) {
+      return reader.Error("anyprec section needs string fields 'mode' and 'weights_file'");
+    }
+    q.mode = mode->get<std::string>();
+    q.weights_file = file->get<std::string>();
+    if (q.weights_file.empty() || q.weights_file.find('/') != std::string::npos || q.weights_file == "..") {
+      return reader.Error("anyprec weights_file must be a plain file name in the image folder");
+    }
+    config.quantization = std::move(q);
+  }
   return config;
 }
 

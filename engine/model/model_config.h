@@ -1,6 +1,7 @@
 // The architecture hyper-parameters of a Llama-family model, read from Hugging Face config.json.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,9 +23,17 @@ struct ModelConfig {
   float rms_norm_eps = 1e-6f;
   float rope_theta = 10000.0f;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;  // q/k/v projections carry biases (Qwen2)
   int bos_token_id = -1;        // -1: the model names none
   std::vector<int> eos_token_ids;
+
+  // Set for an anyprec image: the widths its bitplanes serve, and how it was made.
+  struct Quantization {
+    int seed_bits = 0;
+    int max_bits = 0;
+    std::string mode;         // "anyprec", "independent" or "rtn"
+    std::string weights_file;
+  };
+  std::optional<Quantization> quantization;
 
   int q_dim() const { return num_heads * head_dim; }
   int kv_dim() const { return num_kv_heads * head_dim; }

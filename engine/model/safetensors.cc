@@ -1,7 +1,9 @@
 #include "engine/model/safetensors.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -22,7 +24,8 @@ absl::StatusOr<DType> ParseDType(const std::string& name) {
   if (name == "F32") return DType::kF32;
   if (name == "F16") return DType::kF16;
   if (name == "BF16") return DType::kBF16;
-  return absl::UnimplementedError(absl::StrCat("unsupported dtype ", name, " (supported: F32, F16, BF16)"));
+  if (name == "U8") return DType::kU8;
+  return absl::UnimplementedError(absl::StrCat("unsupported dtype ", name, " (supported: F32, F16, BF16, U8)"));
 }
 
 struct ByteRange {
@@ -38,6 +41,7 @@ size_t DTypeSize(DType dtype) {
     case DType::kF32: return 4;
     case DType::kF16:
     case DType::kBF16: return 2;
+    case DType::kU8: return 1;
   }
   return 0;
 }
@@ -47,6 +51,7 @@ const char* DTypeName(DType dtype) {
     case DType::kF32: return "F32";
     case DType::kF16: return "F16";
     case DType::kBF16: return "BF16";
+    case DType::kU8: return "U8";
   }
   return "?";
 }
@@ -55,6 +60,34 @@ int64_t TensorView::NumElements() const {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   return n;
+}
+
+absl::Status WriteSafetensors(const std::string& path, std::span<const TensorToWrite> tensors,
+                              const std::map<std::string, std::string>& metadata) {
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const TensorToWrite& t : tensors) {
+    header[t.name] = {{"dtype", DTypeName(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.data.size()}}};
+    offset += t.data.size();
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  const uint64_t header_len = text.size();
+
+  const std::string temporary = path + ".partial";
+  {
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(&header_len), 8);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    for (const TensorToWrite& t : tensors) out.write(reinterpret_cast<const char*>(t.data.data()), static_cast<std::streamsize>(t.data.size()));
+    out.flush();
+    if (!out) return absl::DataLossError(absl::StrCat(temporary, ": write failed: ", std::strerror(errno)));
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    return absl::DataLossError(absl::StrCat(path, ": cannot rename from ", temporary, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {

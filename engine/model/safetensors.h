@@ -15,7 +15,7 @@
 
 namespace anyprec {
 
-enum class DType { kF32, kF16, kBF16 };
+enum class DType { kF32, kF16, kBF16, kU8 };
 
 size_t DTypeSize(DType dtype);
 const char* DTypeName(DType dtype);
@@ -27,6 +27,18 @@ struct TensorView {
 
   int64_t NumElements() const;
 };
+
+struct TensorToWrite {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  std::span<const std::byte> data;
+};
+
+// Writes a safetensors file (header padded to 8 bytes, tensors in the given order) to a
+// temporary name beside `path`, then renames it, so a reader never sees half a file.
+absl::Status WriteSafetensors(const std::string& path, std::span<const TensorToWrite> tensors,
+                              const std::map<std::string, std::string>& metadata);
 
 class SafetensorsFile {
  public:

@@ -22,7 +22,10 @@ TokenId Sampler::Sample(std::span<const float> logits) {
   if (params_.temperature == 0) return ArgMax(logits);
 
   candidates_.clear();
-  for (size_t i = 0; i < logits.size(); ++i) candidates_.emplace_back(logits[i], static_cast<TokenId>(i));
+  // NaN would break the ordering the sorts rely on; it never wins.
+  for (size_t i = 0; i < logits.size(); ++i) {
+    candidates_.emplace_back(std::isnan(logits[i]) ? -INFINITY : logits[i], static_cast<TokenId>(i));
+  }
   const auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
   size_t keep = candidates_.size();
   if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
@@ -35,6 +38,7 @@ TokenId Sampler::Sample(std::span<const float> logits) {
 
   // Softmax over the survivors, then the smallest prefix whose mass reaches top_p.
   const float max_logit = candidates_.front().first;
+  if (!std::isfinite(max_logit)) return candidates_.front().second;
   double total = 0;
   for (auto& [value, id] : candidates_) total += (value = std::exp((value - max_logit) / params_.temperature));
   if (params_.top_p < 1) {

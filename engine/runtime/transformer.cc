@@ -20,13 +20,30 @@ void Transformer::Scratch::Resize(const ModelConfig& c, int tokens) {
   up.resize(t * c.intermediate_size);
   projected.resize(t * c.hidden_size);
   positions.resize(t);
+  bits.resize(t);
 }
 
 namespace {
 
-void AddBias(std::span<float> rows, std::span<const float> bias) {
-  if (bias.empty()) return;
-  for (size_t i = 0; i < rows.size(); ++i) rows[i] += bias[i % bias.size()];
+void ApplyLinear(const Linear& linear, std::span<const float> x, std::span<const int> bits, std::span<float> out) {
+  const int tokens = static_cast<int>(bits.size());
+  if (linear.is_quantized()) {
+    cpu::BitplaneMatMul(x, bits, linear.quantized, out);
+  } else {
+    cpu::MatMul(x, tokens, linear.dense, linear.rows, linear.cols, out);
+  }
+  if (linear.bias.empty()) return;
+  for (size_t i = 0; i < out.size(); ++i) out[i] += linear.bias[i % linear.bias.size()];
+}
+
+absl::Status ValidateBits(const ModelConfig& c, int bits) {
+  if (!c.quantization) {
+    if (bits == 0) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat("bits ", bits, " asked of an unquantized model (only 0)"));
+  }
+  if (bits >= c.quantization->seed_bits && bits <= c.quantization->max_bits) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("bits ", bits, " is outside this image's widths ", c.quantization->seed_bits,
+                                                 "..", c.quantization->max_bits));
 }
 
 void AddInPlace(std::span<float> x, std::span<const float> delta) {
@@ -36,7 +53,7 @@ void AddInPlace(std::span<float> x, std::span<const float> delta) {
 }  // namespace
 
 absl::Status Transformer::Forward(std::span<const TokenId> tokens, KvCache& cache, LogitsFor which,
-                                  std::span<float> logits) {
+                                  std::span<float> logits, const ForwardOptions& options) {
   const ModelConfig& c = model_.config();
   const ModelWeights& w = model_.weights();
   const int n = static_cast<int>(tokens.size());
@@ -51,10 +68,15 @@ absl::Status Transformer::Forward(std::span<const TokenId> tokens, KvCache& cach
   for (TokenId id : tokens) {
     if (id < 0 || id >= c.vocab_size) return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary"));
   }
+  if (absl::Status s = ValidateBits(c, options.bits); !s.ok()) return s;
 
   Scratch& s = scratch_;
   s.Resize(c, n);
   const int start = cache.length();
+  std::fill(s.bits.begin(), s.bits.end(), options.bits);
+  const auto observe = [&](int layer, LinearInput input, std::span<const float> rows, int width) {
+    if (options.observer != nullptr) options.observer->Observe(layer, input, rows, width);
+  };
   for (int t = 0; t < n; ++t) {
     s.positions[t] = start + t;
     const std::span<const float> row = w.embedding.Row(tokens[t]);
@@ -69,24 +91,25 @@ absl::Status Transformer::Forward(std::span<const TokenId> tokens, KvCache& cach
     cpu::RmsNorm(s.x, l.attn_norm, c.rms_norm_eps, s.normed);
     const std::span<float> k_rows = cache.keys(layer).subspan(static_cast<size_t>(start) * c.kv_dim(), static_cast<size_t>(n) * c.kv_dim());
     const std::span<float> v_rows = cache.values(layer).subspan(static_cast<size_t>(start) * c.kv_dim(), static_cast<size_t>(n) * c.kv_dim());
-    cpu::MatMul(s.normed, n, l.wq.values, l.wq.rows, l.wq.cols, s.q);
-    cpu::MatMul(s.normed, n, l.wk.values, l.wk.rows, l.wk.cols, k_rows);
-    cpu::MatMul(s.normed, n, l.wv.values, l.wv.rows, l.wv.cols, v_rows);
-    AddBias(s.q, l.bq);
-    AddBias(k_rows, l.bk);
-    AddBias(v_rows, l.bv);
+    observe(layer, LinearInput::kAttention, s.normed, c.hidden_size);
+    ApplyLinear(l.wq, s.normed, s.bits, s.q);
+    ApplyLinear(l.wk, s.normed, s.bits, k_rows);
+    ApplyLinear(l.wv, s.normed, s.bits, v_rows);
     cpu::Rope(s.q, s.positions, c.num_heads, c.head_dim, c.rope_theta);
     cpu::Rope(k_rows, s.positions, c.num_kv_heads, c.head_dim, c.rope_theta);
     cpu::Attention(s.q, s.positions, cache.keys(layer), cache.values(layer), shape, s.attention);
-    cpu::MatMul(s.attention, n, l.wo.values, l.wo.rows, l.wo.cols, s.projected);
+    observe(layer, LinearInput::kAttentionOutput, s.attention, c.q_dim());
+    ApplyLinear(l.wo, s.attention, s.bits, s.projected);
     AddInPlace(s.x, s.projected);
 
     // MLP block.
     cpu::RmsNorm(s.x, l.ffn_norm, c.rms_norm_eps, s.normed);
-    cpu::MatMul(s.normed, n, l.w_gate.values, l.w_gate.rows, l.w_gate.cols, s.gate);
-    cpu::MatMul(s.normed, n, l.w_up.values, l.w_up.rows, l.w_up.cols, s.up);
+    observe(layer, LinearInput::kMlp, s.normed, c.hidden_size);
+    ApplyLinear(l.w_gate, s.normed, s.bits, s.gate);
+    ApplyLinear(l.w_up, s.normed, s.bits, s.up);
     cpu::SwiGlu(s.gate, s.up);
-    cpu::MatMul(s.gate, n, l.w_down.values, l.w_down.rows, l.w_down.cols, s.projected);
+    observe(layer, LinearInput::kMlpHidden, s.gate, c.intermediate_size);
+    ApplyLinear(l.w_down, s.gate, s.bits, s.projected);
     AddInPlace(s.x, s.projected);
   }
   cache.Advance(n);

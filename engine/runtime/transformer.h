@@ -15,6 +15,29 @@ namespace anyprec {
 
 enum class LogitsFor { kLastToken, kAllTokens };
 
+// Which activations feed a group of linear layers.
+enum class LinearInput {
+  kAttention,        // normed hidden state: q, k and v
+  kAttentionOutput,  // attention output: o
+  kMlp,              // normed hidden state: gate and up
+  kMlpHidden,        // silu(gate) * up: down
+};
+
+// Sees every linear layer's input rows as the forward pass runs (e.g. to gather
+// calibration statistics for quantization).
+class LinearInputObserver {
+ public:
+  virtual ~LinearInputObserver() = default;
+  // `rows` holds tokens x width activations.
+  virtual void Observe(int layer, LinearInput input, std::span<const float> rows, int width) = 0;
+};
+
+struct ForwardOptions {
+  // The width to read an anyprec image at, in [seed_bits, max_bits]; 0 for an unquantized model.
+  int bits = 0;
+  LinearInputObserver* observer = nullptr;
+};
+
 class Transformer {
  public:
   // `model` must outlive the transformer.
@@ -25,13 +48,15 @@ class Transformer {
   // Runs `tokens` at positions cache.length() onwards (a whole prompt at once, or one
   // decode step), appends their keys and values to `cache`, and writes logits into
   // `logits`: vocab_size floats for the last token, or tokens x vocab_size for all.
-  absl::Status Forward(std::span<const TokenId> tokens, KvCache& cache, LogitsFor which, std::span<float> logits);
+  absl::Status Forward(std::span<const TokenId> tokens, KvCache& cache, LogitsFor which, std::span<float> logits,
+                       const ForwardOptions& options = {});
 
  private:
   // Activations of one Forward call, kept between calls to avoid reallocating.
   struct Scratch {
     std::vector<float> x, normed, q, k, v, attention, gate, up, projected;
     std::vector<int> positions;
+    std::vector<int> bits;
     void Resize(const ModelConfig& c, int tokens);
   };
 

@@ -8,12 +8,13 @@
 namespace anyprec {
 
 BpeModel::BpeModel(TokenMap vocab, std::unordered_map<uint64_t, Merge> merges, bool byte_fallback,
-                   std::optional<TokenId> unk, bool fuse_unk)
+                   std::optional<TokenId> unk, bool fuse_unk, bool ignore_merges)
     : vocab_(std::move(vocab)),
       merges_(std::move(merges)),
       byte_fallback_(byte_fallback),
       unk_(unk),
-      fuse_unk_(fuse_unk) {
+      fuse_unk_(fuse_unk),
+      ignore_merges_(ignore_merges) {
   for (int b = 0; b < 256; ++b) {
     char name[8];
     std::snprintf(name, sizeof(name), "<0x%02X>", b);
@@ -62,6 +63,12 @@ void BpeModel::InitialSymbols(std::string_view word, std::vector<Symbol>& symbol
 }
 
 void BpeModel::EncodeWord(std::string_view word, std::vector<TokenId>& out) const {
+  if (ignore_merges_) {
+    if (const auto whole = Find(word)) {
+      out.push_back(*whole);
+      return;
+    }
+  }
   std::vector<Symbol> symbols;
   symbols.reserve(word.size());
   InitialSymbols(word, symbols);

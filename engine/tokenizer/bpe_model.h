@@ -29,8 +29,9 @@ class BpeModel {
   };
 
   // `vocab` maps pieces to ids; `merges` maps a pair of ids to its rank and result.
+  // `ignore_merges`: a word found whole in the vocabulary is one token (Llama-3).
   BpeModel(TokenMap vocab, std::unordered_map<uint64_t, Merge> merges, bool byte_fallback,
-           std::optional<TokenId> unk, bool fuse_unk);
+           std::optional<TokenId> unk, bool fuse_unk, bool ignore_merges = false);
 
   static uint64_t PairKey(TokenId left, TokenId right) {
     return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
@@ -56,6 +57,7 @@ class BpeModel {
   bool byte_fallback_;
   std::optional<TokenId> unk_;
   bool fuse_unk_;
+  bool ignore_merges_;
   TokenId byte_tokens_[256];  // -1 where the vocabulary lacks <0xNN>
 };
 

@@ -15,6 +15,7 @@ namespace {
 using nlohmann::json;
 
 constexpr int64_t kMaxVocabulary = 1 << 24;
+constexpr int kMaxNesting = 8;
 
 class JsonTokenizerReader {
  public:
@@ -25,6 +26,11 @@ class JsonTokenizerReader {
   }
   absl::Status Unsupported(const std::string& what) const {
     return absl::UnimplementedError(absl::StrCat(path_, ": unsupported ", what));
+  }
+
+  absl::Status OneCharacter(const std::string& s, const char* what) const {
+    if (s.empty() || utf8::SequenceLength(s) != s.size()) return Error(absl::StrCat(what, " must be one character"));
+    return absl::OkStatus();
   }
 
   static std::string TypeOf(const json& j) {
@@ -95,16 +101,17 @@ class JsonTokenizerReader {
       unk = it->second;
     }
     return std::make_unique<BpeModel>(std::move(vocab), std::move(merges), BoolOr(model, "byte_fallback", false), unk,
-                                      BoolOr(model, "fuse_unk", false));
+                                      BoolOr(model, "fuse_unk", false), BoolOr(model, "ignore_merges", false));
   }
 
-  absl::Status Normalizer(const json& n, std::vector<TextRewrite>& steps) const {
+  absl::Status Normalizer(const json& n, std::vector<TextRewrite>& steps, int depth = 0) const {
     if (n.is_null()) return absl::OkStatus();
+    if (depth > kMaxNesting) return Error("normalizer Sequences nested too deeply");
     const std::string type = TypeOf(n);
     if (type == "Sequence") {
       const auto list = n.find("normalizers");
       if (list == n.end() || !list->is_array()) return Error("normalizer Sequence without 'normalizers'");
-      for (const json& item : *list) RETURN_IF_ERROR(Normalizer(item, steps));
+      for (const json& item : *list) RETURN_IF_ERROR(Normalizer(item, steps, depth + 1));
       return absl::OkStatus();
     }
     if (type == "Prepend") {
@@ -135,6 +142,7 @@ class JsonTokenizerReader {
     const std::string type = TypeOf(p);
     if (type == "Metaspace") {
       const std::string replacement = StringOr(p, "replacement", "\u2581");
+      RETURN_IF_ERROR(OneCharacter(replacement, "Metaspace replacement"));
       std::string scheme = StringOr(p, "prepend_scheme", BoolOr(p, "add_prefix_space", true) ? "always" : "never");
       if (scheme != "always" && scheme != "first" && scheme != "never") return Unsupported("Metaspace prepend_scheme " + scheme);
       return MakeMetaspacePreTokenizer(replacement, scheme == "always", scheme == "first", BoolOr(p, "split", true));
@@ -179,13 +187,14 @@ class JsonTokenizerReader {
     int strip_leading_spaces = 0;
   };
 
-  absl::Status Decoder(const json& d, DecoderSpec& spec) const {
+  absl::Status Decoder(const json& d, DecoderSpec& spec, int depth = 0) const {
     if (d.is_null()) return absl::OkStatus();
+    if (depth > kMaxNesting) return Error("decoder Sequences nested too deeply");
     const std::string type = TypeOf(d);
     if (type == "Sequence") {
       const auto list = d.find("decoders");
       if (list == d.end() || !list->is_array()) return Error("decoder Sequence without 'decoders'");
-      for (const json& item : *list) RETURN_IF_ERROR(Decoder(item, spec));
+      for (const json& item : *list) RETURN_IF_ERROR(Decoder(item, spec, depth + 1));
     } else if (type == "Replace") {
       ASSIGN_OR_RETURN(TextRewrite rewrite, Replace(d));
       spec.replacements.push_back(std::move(rewrite));
@@ -204,7 +213,9 @@ class JsonTokenizerReader {
     } else if (type == "ByteLevel") {
       spec.byte_level = true;
     } else if (type == "Metaspace") {
-      spec.replacements.push_back({TextRewrite::Kind::kReplace, StringOr(d, "replacement", "\u2581"), " "});
+      const std::string replacement = StringOr(d, "replacement", "\u2581");
+      RETURN_IF_ERROR(OneCharacter(replacement, "Metaspace replacement"));
+      spec.replacements.push_back({TextRewrite::Kind::kReplace, replacement, " "});
       const std::string scheme = StringOr(d, "prepend_scheme", BoolOr(d, "add_prefix_space", true) ? "always" : "never");
       if (scheme != "never") spec.strip_leading_spaces = 1;
     } else {
@@ -230,14 +241,15 @@ class JsonTokenizerReader {
     return absl::OkStatus();
   }
 
-  absl::Status PostProcessor(const json& p, TokenizerParts& impl) const {
+  absl::Status PostProcessor(const json& p, TokenizerParts& impl, int depth = 0) const {
     if (p.is_null()) return absl::OkStatus();
+    if (depth > kMaxNesting) return Error("post_processor Sequences nested too deeply");
     const std::string type = TypeOf(p);
     if (type == "ByteLevel") return absl::OkStatus();  // only adjusts offsets
     if (type == "Sequence") {
       const auto list = p.find("processors");
       if (list == p.end() || !list->is_array()) return Error("post_processor Sequence without 'processors'");
-      for (const json& item : *list) RETURN_IF_ERROR(PostProcessor(item, impl));
+      for (const json& item : *list) RETURN_IF_ERROR(PostProcessor(item, impl, depth + 1));
       return absl::OkStatus();
     }
     if (type != "TemplateProcessing") return Unsupported(absl::StrCat("post-processor '", type, "'"));
@@ -251,7 +263,8 @@ class JsonTokenizerReader {
         continue;
       }
       const auto special = piece.find("SpecialToken");
-      if (special == piece.end() || !special->contains("id") || specials == p.end() || !specials->is_object()) {
+      if (special == piece.end() || !special->is_object() || !special->contains("id") || !(*special)["id"].is_string() ||
+          specials == p.end() || !specials->is_object()) {
         return Error("TemplateProcessing piece is neither a Sequence nor a known SpecialToken");
       }
       const auto entry = specials->find((*special)["id"].get<std::string>());
@@ -320,6 +333,10 @@ absl::StatusOr<std::unique_ptr<const TokenizerParts>> LoadHuggingFaceTokenizer(c
   RETURN_IF_ERROR(reader.Decoder(field("decoder"), decoder));
 
   impl->IndexVocabulary();
+  // Hugging Face matches a normalized added token by its content as the normalizer writes it.
+  for (AddedToken& t : impl->added_tokens) {
+    if (t.normalized) t.content = ApplyRewrites(t.content, impl->normalizer);
+  }
   for (TokenId id : impl->template_prefix) {
     if (id >= static_cast<TokenId>(impl->pieces.size())) return reader.Error("post-processor token id outside the vocabulary");
   }
@@ -328,7 +345,10 @@ absl::StatusOr<std::unique_ptr<const TokenizerParts>> LoadHuggingFaceTokenizer(c
   }
   impl->strip_leading_spaces = decoder.strip_leading_spaces;
   impl->decoded_bytes.reserve(impl->pieces.size());
-  for (const std::string& piece : impl->pieces) impl->decoded_bytes.push_back(DecodePiece(piece, decoder));
+  for (const std::string& piece : impl->pieces) {
+    impl->decoded_bytes.push_back(DecodePiece(piece, decoder));
+    impl->byte_token.push_back(decoder.byte_fallback && ParseBytePiece(piece).has_value());
+  }
   return std::unique_ptr<const TokenizerParts>(std::move(impl));
 }
 

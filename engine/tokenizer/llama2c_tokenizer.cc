@@ -4,6 +4,7 @@
 // adjacent pair whose concatenation scores highest is merged first, leftmost on ties.
 // That is BPE whose merges are every split of a vocabulary piece, ranked by its score.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 
@@ -15,7 +16,9 @@ namespace {
 
 constexpr int kBos = 1;
 constexpr int kEos = 2;
-constexpr int32_t kMaxPieceBytes = 1 << 16;
+// Real files use pieces of a few dozen bytes; the bound keeps deriving merges (quadratic in
+// a piece's length) cheap for hostile files.
+constexpr int32_t kMaxPieceBytes = 512;
 
 }  // namespace
 
@@ -45,6 +48,7 @@ absl::StatusOr<std::unique_ptr<const TokenizerParts>> LoadLlama2cTokenizer(const
       return error(absl::StrCat("token ", pieces.size(), " has length ", length, " (max_token_length ",
                                 max_token_length, ", ", bytes.size() - pos, " bytes left)"));
     }
+    if (!std::isfinite(score)) return error(absl::StrCat("token ", pieces.size(), " has a non-finite score"));
     pieces.emplace_back(bytes.data() + pos, length);
     scores.push_back(score);
     pos += length;
@@ -83,6 +87,7 @@ absl::StatusOr<std::unique_ptr<const TokenizerParts>> LoadLlama2cTokenizer(const
   for (size_t id = 0; id < impl->pieces.size(); ++id) {
     const auto byte = ParseBytePiece(impl->pieces[id]);
     impl->decoded_bytes.push_back(byte ? std::string(1, static_cast<char>(*byte)) : impl->pieces[id]);
+    impl->byte_token.push_back(byte.has_value());
   }
   return std::unique_ptr<const TokenizerParts>(std::move(impl));
 }

@@ -6,6 +6,7 @@
 #include "engine/base/mapped_file.h"
 #include "engine/tokenizer/tokenizer_impl.h"
 #include "engine/tokenizer/utf8.h"
+#include "nlohmann/json.hpp"
 
 namespace anyprec {
 namespace {
@@ -85,6 +86,7 @@ std::vector<Segment> SplitOnAddedTokens(std::string_view text, const std::vector
 std::string ApplyRewrites(std::string_view text, const std::vector<TextRewrite>& steps) {
   std::string out(text);
   for (const TextRewrite& step : steps) {
+    if (step.kind == TextRewrite::Kind::kReplace && step.from.empty()) continue;  // loaders reject these
     if (step.kind == TextRewrite::Kind::kPrepend) {
       if (!out.empty()) out.insert(0, step.to);
       continue;
@@ -140,9 +142,11 @@ Tokenizer::~Tokenizer() = default;
 absl::StatusOr<Tokenizer> Tokenizer::Load(const std::string& path) {
   auto contents = ReadTextFile(path);
   if (!contents.ok()) return contents.status();
+  // A llama2.c header may begin with '{' (max_token_length 123), so content alone does not decide.
   const size_t first = contents->find_first_not_of(" \t\r\n");
-  auto impl = first != std::string::npos && (*contents)[first] == '{' ? LoadHuggingFaceTokenizer(path, *contents)
-                                                                      : LoadLlama2cTokenizer(path, *contents);
+  const bool json = path.ends_with(".json") ||
+                    (first != std::string::npos && (*contents)[first] == '{' && nlohmann::json::accept(*contents));
+  auto impl = json ? LoadHuggingFaceTokenizer(path, *contents) : LoadLlama2cTokenizer(path, *contents);
   if (!impl.ok()) return impl.status();
   return Tokenizer(std::move(*impl));
 }
@@ -189,11 +193,28 @@ std::vector<TokenId> Tokenizer::EncodeWithSpecialTokens(std::string_view text) c
 
 std::string Tokenizer::Decode(std::span<const TokenId> ids, bool skip_special_tokens) const {
   std::string bytes;
+  // As Hugging Face's ByteFallback: a run of byte tokens that is not valid UTF-8 becomes one
+  // U+FFFD per byte.
+  std::string run;
+  const auto flush_run = [&] {
+    if (utf8::IsValid(run)) {
+      bytes += run;
+    } else {
+      for (size_t i = 0; i < run.size(); ++i) bytes += "\xEF\xBF\xBD";
+    }
+    run.clear();
+  };
   for (TokenId id : ids) {
     if (id < 0 || id >= vocab_size()) continue;
     if (skip_special_tokens && impl_->special[id]) continue;
+    if (impl_->byte_token[id]) {
+      run += impl_->decoded_bytes[id];
+      continue;
+    }
+    flush_run();
     bytes += impl_->decoded_bytes[id];
   }
+  flush_run();
   for (int i = 0; i < impl_->strip_leading_spaces && !bytes.empty() && bytes[0] == ' '; ++i) bytes.erase(0, 1);
   return utf8::Sanitize(bytes);
 }

@@ -49,7 +49,9 @@ class Tokenizer {
 };
 
 // Turns ids into text one at a time without ever emitting half a UTF-8 character;
-// special tokens are skipped. Concatenated output equals Decode(all ids, true).
+// special tokens are skipped. Concatenated output equals Decode(all ids, true) except where
+// a run of byte tokens is ill-formed: characters complete before the bad byte have already
+// been emitted, where Decode replaces the whole run.
 class DecodeStream {
  public:
   explicit DecodeStream(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}

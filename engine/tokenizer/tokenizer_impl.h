@@ -40,6 +40,7 @@ struct TokenizerParts {
   std::vector<std::string> pieces;         // id -> piece as the vocabulary writes it
   std::vector<std::string> decoded_bytes;  // id -> bytes the decoder makes of it
   std::vector<bool> special;
+  std::vector<bool> byte_token;            // id decodes to one raw byte (<0xNN> with ByteFallback)
   int strip_leading_spaces = 0;            // decoder's Strip(" ", n, 0)
 
   // Fills pieces/special from the model vocabulary and added tokens.
