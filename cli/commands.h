@@ -12,6 +12,7 @@ namespace anyprec::cli {
 
 struct GenerateOptions {
   ModelOptions model;
+  int bits = -1;  // -1: the widest an image offers (0 for an unquantized model)
   std::string prompt;
   int max_new_tokens = 256;
   SamplingParams sampling;
@@ -19,14 +20,21 @@ struct GenerateOptions {
 
 struct EvalOptions {
   ModelOptions model;
+  std::string bits = "all";  // comma-separated widths, or "all"
   std::string text_path;
   int windows = 8;
   int window_len = 511;
   bool json = false;
 };
 
+struct InspectOptions {
+  std::string image_dir;
+  bool json = false;
+};
+
 void AddGenerateCommand(CLI::App& app, GenerateOptions& options);
 void AddEvalCommand(CLI::App& app, EvalOptions& options);
+void AddInspectCommand(CLI::App& app, InspectOptions& options);
 
 // Logs `status` as one line and returns `exit_code`.
 int ReportError(const absl::Status& status, int exit_code);
@@ -34,5 +42,6 @@ int ReportError(const absl::Status& status, int exit_code);
 // Each returns the process exit code.
 int RunGenerate(const GenerateOptions& options);
 int RunEval(const EvalOptions& options);
+int RunInspect(const InspectOptions& options);
 
 }  // namespace anyprec::cli

@@ -13,6 +13,8 @@ namespace anyprec::cli {
 void AddEvalCommand(CLI::App& app, EvalOptions& o) {
   CLI::App* cmd = app.add_subcommand("eval", "Perplexity of a model on a text file");
   AddModelOptions(*cmd, o.model);
+  cmd->add_option("--bits", o.bits, "Widths to evaluate: comma-separated (e.g. 3,4,8) or all; 0 is an unquantized model")
+      ->capture_default_str();
   cmd->add_option("--text", o.text_path, "UTF-8 text, tokenized whole without BOS")->required()->check(CLI::ExistingFile);
   cmd->add_option("--windows", o.windows, "Windows to evaluate (K)")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   cmd->add_option("--window-len", o.window_len, "Tokens per window; each runs as [BOS] + window")
@@ -31,14 +33,19 @@ int RunEval(const EvalOptions& o) {
   const auto progress = [show_progress](int done, int total) {
     if (show_progress) std::fprintf(stderr, "\rwindow %d/%d%s", done, total, done == total ? "\n" : "");
   };
-  auto result = EvaluatePerplexity(transformer, tokens, bundle->bos(), o.windows, o.window_len, progress);
-  if (!result.ok()) return ReportError(result.status(), 1);
-  if (o.json) {
-    const nlohmann::json line = {{"bits", 0}, {"ppl", result->perplexity}, {"tokens", result->tokens}};
-    std::printf("%s\n", line.dump().c_str());
-  } else {
-    std::printf("%s (unquantized): perplexity %.4f over %ld tokens (%d windows of %d)\n", bundle->model.name().c_str(),
-                result->perplexity, result->tokens, o.windows, o.window_len);
+  auto widths = ParseWidths(o.bits, bundle->model.config());
+  if (!widths.ok()) return ReportError(widths.status(), 2);
+  for (const int bits : *widths) {
+    auto result = EvaluatePerplexity(transformer, tokens, bundle->bos(), o.windows, o.window_len, bits, progress);
+    if (!result.ok()) return ReportError(result.status(), 1);
+    if (o.json) {
+      const nlohmann::json line = {{"bits", bits}, {"ppl", result->perplexity}, {"tokens", result->tokens}};
+      std::printf("%s\n", line.dump().c_str());
+    } else {
+      std::printf("%s: perplexity %.4f over %ld tokens (%d windows of %d)\n", bundle->LogicalName(bits).c_str(),
+                  result->perplexity, result->tokens, o.windows, o.window_len);
+    }
+    std::fflush(stdout);
   }
   return 0;
 }

@@ -14,6 +14,7 @@ void AddGenerateCommand(CLI::App& app, GenerateOptions& o) {
   CLI::App* cmd = app.add_subcommand("generate", "Stream a continuation of a prompt to stdout");
   AddModelOptions(*cmd, o.model);
   cmd->add_option("--prompt", o.prompt, "Text to continue")->required();
+  cmd->add_option("--bits", o.bits, "Width of an anyprec image to run (default: its widest)")->check(CLI::Range(0, 8));
   cmd->add_option("--max-new-tokens", o.max_new_tokens, "Tokens to generate at most")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   cmd->add_option("--temperature", o.sampling.temperature, "Sampling temperature; 0 is greedy")->check(CLI::Range(0.0f, 100.0f))->capture_default_str();
   cmd->add_option("--top-p", o.sampling.top_p, "Nucleus sampling mass")->check(CLI::Range(1e-6f, 1.0f))->capture_default_str();
@@ -26,6 +27,9 @@ int RunGenerate(const GenerateOptions& o) {
   if (!bundle.ok()) return ReportError(bundle.status(), 1);
   const ModelConfig& config = bundle->model.config();
   if (absl::Status s = o.sampling.Validate(); !s.ok()) return ReportError(s, 2);
+  ForwardOptions forward;
+  forward.bits = o.bits >= 0 ? o.bits : (config.quantization ? config.quantization->max_bits : 0);
+  if (auto widths = ParseWidths(std::to_string(forward.bits), config); !widths.ok()) return ReportError(widths.status(), 2);
   const std::vector<TokenId> prompt = bundle->EncodePrompt(o.prompt);
   if (static_cast<int>(prompt.size()) >= config.max_position_embeddings) {
     spdlog::error("prompt of {} tokens fills the model's {} positions", prompt.size(), config.max_position_embeddings);
@@ -44,7 +48,7 @@ int RunGenerate(const GenerateOptions& o) {
   std::vector<TokenId> step = prompt;
   for (int generated = 0; generated < o.max_new_tokens && cache.length() + step.size() <= static_cast<size_t>(cache.capacity());
        ++generated) {
-    if (absl::Status s = transformer.Forward(step, cache, LogitsFor::kLastToken, logits); !s.ok()) return ReportError(s, 1);
+    if (absl::Status s = transformer.Forward(step, cache, LogitsFor::kLastToken, logits, forward); !s.ok()) return ReportError(s, 1);
     const TokenId next = sampler.Sample(logits);
     if (std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), next) != config.eos_token_ids.end()) break;
     std::fputs(stream.Next(next).c_str(), stdout);

@@ -21,8 +21,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   anyprec::cli::GenerateOptions generate;
   anyprec::cli::EvalOptions eval;
+  anyprec::cli::InspectOptions inspect;
   anyprec::cli::AddGenerateCommand(app, generate);
   anyprec::cli::AddEvalCommand(app, eval);
+  anyprec::cli::AddInspectCommand(app, inspect);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -34,5 +36,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (app.got_subcommand("generate")) return anyprec::cli::RunGenerate(generate);
+  if (app.got_subcommand("inspect")) return anyprec::cli::RunInspect(inspect);
   return anyprec::cli::RunEval(eval);
 }

@@ -2,7 +2,9 @@
 
 #include <filesystem>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "engine/base/status_macros.h"
 
 namespace anyprec::cli {
@@ -18,10 +20,13 @@ absl::StatusOr<ModelBundle> LoadModelBundle(const ModelOptions& options) {
   ASSIGN_OR_RETURN(Model model, Model::Load(model_dir));
   std::string path = options.tokenizer_path;
   if (path.empty()) {
-    path = (std::filesystem::path(model_dir) / "tokenizer.json").string();
-    if (!std::filesystem::exists(path)) {
-      return absl::NotFoundError(absl::StrCat(model_dir, ": no tokenizer.json; pass --tokenizer FILE"));
+    for (const char* name : {"tokenizer.json", "tokenizer.bin"}) {
+      if (const auto candidate = std::filesystem::path(model_dir) / name; std::filesystem::exists(candidate)) {
+        path = candidate.string();
+        break;
+      }
     }
+    if (path.empty()) return absl::NotFoundError(absl::StrCat(model_dir, ": no tokenizer.json or tokenizer.bin; pass --tokenizer FILE"));
   }
   ASSIGN_OR_RETURN(Tokenizer tokenizer, Tokenizer::Load(path));
   if (tokenizer.vocab_size() > model.config().vocab_size) {
@@ -35,6 +40,31 @@ TokenId ModelBundle::bos() const {
   if (model.config().bos_token_id >= 0) return model.config().bos_token_id;
   const std::vector<TokenId> template_ids = tokenizer.EncodeWithSpecialTokens("");
   return template_ids.empty() ? -1 : template_ids.front();
+}
+
+std::string ModelBundle::LogicalName(int bits) const {
+  return bits == 0 ? model.name() : absl::StrCat(model.name(), "@", bits);
+}
+
+absl::StatusOr<std::vector<int>> ParseWidths(const std::string& spec, const ModelConfig& config) {
+  const int seed = config.quantization ? config.quantization->seed_bits : 0;
+  const int max = config.quantization ? config.quantization->max_bits : 0;
+  std::vector<int> widths;
+  if (spec == "all") {
+    for (int b = seed; b <= max; ++b) widths.push_back(b);
+    return widths;
+  }
+  for (const absl::string_view part : absl::StrSplit(spec, ',')) {
+    int b = 0;
+    if (!absl::SimpleAtoi(part, &b)) return absl::InvalidArgumentError(absl::StrCat("--bits: '", std::string(part), "' is not a width"));
+    if (b != 0 || config.quantization) {
+      if (b < seed || b > max) {
+        return absl::InvalidArgumentError(absl::StrCat("--bits: ", b, " is outside the model's widths ", seed, "..", max));
+      }
+    }
+    widths.push_back(b);
+  }
+  return widths;
 }
 
 std::vector<TokenId> ModelBundle::EncodePrompt(const std::string& text) const {

@@ -18,7 +18,13 @@ struct ModelBundle {
   // [BOS] + ids of `text`; BOS comes from config.json, else from the tokenizer's template.
   std::vector<TokenId> EncodePrompt(const std::string& text) const;
   TokenId bos() const;
+  // "TinyStories-656K@3" for width 3 of an image; the folder name for bits 0.
+  std::string LogicalName(int bits) const;
 };
+
+// The widths `spec` names for `config`: "all" (every width an image offers, or 0 for an
+// unquantized model) or a comma-separated list; each checked against the model.
+absl::StatusOr<std::vector<int>> ParseWidths(const std::string& spec, const ModelConfig& config);
 
 // Where a command finds its model: --model DIR [--tokenizer FILE].
 struct ModelOptions {

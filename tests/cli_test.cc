@@ -29,19 +29,22 @@ std::string Slurp(const std::string& path) {
   return s.str();
 }
 
-CliRun RunCli(const std::string& args) {
+CliRun RunProgram(const std::string& program, const std::string& args) {
   const std::string dir = std::filesystem::temp_directory_path().string();
   const std::string out = dir + "/anyprec-cli-test-" + std::to_string(::getpid()) + ".out";
   const std::string err = dir + "/anyprec-cli-test-" + std::to_string(::getpid()) + ".err";
-  const int status = std::system((std::string(ANYPREC_CLI) + " " + args + " >" + out + " 2>" + err + " </dev/null").c_str());
+  const int status = std::system((program + " " + args + " >" + out + " 2>" + err + " </dev/null").c_str());
   CliRun run{WIFEXITED(status) ? WEXITSTATUS(status) : -1, Slurp(out), Slurp(err)};
   std::filesystem::remove(out);
   std::filesystem::remove(err);
   return run;
 }
 
+CliRun RunCli(const std::string& args) { return RunProgram(ANYPREC_CLI, args); }
+CliRun RunQuantize(const std::string& args) { return RunProgram(ANYPREC_QUANTIZE, args); }
+
 TEST(Cli, HelpOnEveryCommand) {
-  for (const char* command : {"--help", "generate --help", "eval --help"}) {
+  for (const char* command : {"--help", "generate --help", "eval --help", "inspect --help"}) {
     const CliRun run = RunCli(command);
     EXPECT_EQ(run.exit_code, 0) << command;
     EXPECT_NE(run.out.find("Usage"), std::string::npos) << command;
@@ -94,6 +97,75 @@ TEST(Cli, RuntimeErrorsAreOneClearLine) {
                                SharedPath("data/tinystories/tinystories_v2_train_sample.txt"));
   EXPECT_EQ(too_short.exit_code, 1);
   EXPECT_NE(too_short.err.find("fewer than 8 windows"), std::string::npos) << too_short.err;
+}
+
+// Quantize, inspect, evaluate and generate through the two command-line tools.
+class CliImageTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = std::filesystem::temp_directory_path() / ("anyprec-cli-image-" + std::to_string(::getpid()));
+    image_ = (root_ / "anyprec").string();
+    const CliRun run = RunQuantize("--model " + SharedPath("models/TinyStories-656K") + " --out " + image_ + " --calib " +
+                                   SharedPath("data/tinystories/tinystories_val_head.txt") + " --calib-tokens 4096");
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_NE(run.err.find("layer 2/2 quantized"), std::string::npos) << run.err;
+  }
+  static void TearDownTestSuite() { std::filesystem::remove_all(root_); }
+
+  static inline std::filesystem::path root_;
+  static inline std::string image_;
+};
+
+TEST_F(CliImageTest, InspectReportsOverlaidSizes) {
+  const CliRun run = RunCli("inspect " + image_ + " --json");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto report = nlohmann::json::parse(run.out);
+  // 128-column rows pack into whole bytes, so the planes carry no padding.
+  EXPECT_EQ(report["plane_bytes"].get<uint64_t>(), 8 * report["quantized_weights"].get<uint64_t>() / 8);
+  ASSERT_EQ(report["widths"].size(), 6u);
+  uint64_t previous = 0;
+  for (const auto& w : report["widths"]) {
+    EXPECT_GT(w["bytes_per_token"].get<uint64_t>(), previous);
+    previous = w["bytes_per_token"].get<uint64_t>();
+  }
+
+  // The one image against six images quantized separately at 3..8 bits, as files.
+  uint64_t separate = 0;
+  for (int b = 3; b <= 8; ++b) {
+    const std::string out = (root_ / ("independent" + std::to_string(b))).string();
+    const CliRun quantize = RunQuantize("--model " + SharedPath("models/TinyStories-656K") + " --out " + out +
+                                        " --mode independent --bits " + std::to_string(b) + " --sensitivity none");
+    ASSERT_EQ(quantize.exit_code, 0) << quantize.err;
+    separate += std::filesystem::file_size(out + "/anyprec.safetensors");
+  }
+  EXPECT_LT(report["image_bytes"].get<uint64_t>(), separate);
+}
+
+TEST_F(CliImageTest, EvalPrintsALinePerWidth) {
+  const CliRun run = RunCli("eval --model " + image_ + " --text " + SharedPath("data/tinystories/tinystories_val_head.txt") +
+                            " --windows 1 --bits 3,4,8 --json");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::istringstream lines(run.out);
+  std::string line;
+  std::vector<int> widths;
+  while (std::getline(lines, line)) {
+    const auto j = nlohmann::json::parse(line);
+    widths.push_back(j["bits"]);
+    EXPECT_EQ(j["tokens"], 511);
+  }
+  EXPECT_EQ(widths, (std::vector<int>{3, 4, 8}));
+  EXPECT_EQ(RunCli("eval --model " + image_ + " --text " + SharedPath("data/tinystories/tinystories_val_head.txt") + " --bits 9")
+                .exit_code,
+            2);
+}
+
+TEST_F(CliImageTest, GenerateRunsAnyWidth) {
+  for (const char* bits : {"3", "8"}) {
+    const CliRun run = RunCli("generate --model " + image_ + " --bits " + bits + " --prompt 'Once upon a time' --temperature 0 --max-new-tokens 10");
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_TRUE(run.out.starts_with("Once upon a time")) << run.out;
+  }
+  EXPECT_EQ(RunCli("generate --model " + image_ + " --bits 2 --prompt hi").exit_code, 2);
 }
 
 }  // namespace

@@ -126,6 +126,7 @@ Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
 std::string Model::name() const {
+  if (config_.quantization && !config_.quantization->source_model.empty()) return config_.quantization->source_model;
   fs::path p(dir_);
   if (!p.has_filename()) p = p.parent_path();
   return p.filename().string();

@@ -67,7 +67,8 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   const std::string& dir() const { return dir_; }
-  // The folder's base name, e.g. "TinyStories-656K".
+  // The model's name, e.g. "TinyStories-656K": the folder's base name, or for an image the
+  // name of the model it was quantized from.
   std::string name() const;
 
  private:

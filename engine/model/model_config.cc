@@ -180,6 +180,9 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, const s
     if (q.weights_file.empty() || q.weights_file.find('/') != std::string::npos || q.weights_file == "..") {
       return reader.Error("anyprec weights_file must be a plain file name in the image folder");
     }
+    if (const auto source = section->find("source_model"); source != section->end() && source->is_string()) {
+      q.source_model = source->get<std::string>();
+    }
     config.quantization = std::move(q);
   }
   return config;

@@ -30,8 +30,9 @@ struct ModelConfig {
   struct Quantization {
     int seed_bits = 0;
     int max_bits = 0;
-    std::string mode;         // "anyprec", "independent" or "rtn"
+    std::string mode;          // "anyprec", "independent" or "rtn"
     std::string weights_file;
+    std::string source_model;  // name of the quantized model, e.g. "TinyStories-656K"
   };
   std::optional<Quantization> quantization;
 

@@ -1,0 +1,87 @@
+#include <cstdio>
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "cli/commands.h"
+#include "engine/model/bitplanes.h"
+#include "engine/model/image_format.h"
+#include "engine/model/model.h"
+#include "engine/model/safetensors.h"
+#include "nlohmann/json.hpp"
+
+namespace anyprec::cli {
+
+void AddInspectCommand(CLI::App& app, InspectOptions& o) {
+  CLI::App* cmd = app.add_subcommand("inspect", "Sizes of an anyprec image and the bytes each width reads per token");
+  cmd->add_option("image", o.image_dir, "Image folder")->required()->check(CLI::ExistingDirectory);
+  cmd->add_flag("--json", o.json, "Print one JSON object");
+}
+
+int RunInspect(const InspectOptions& o) {
+  auto model = Model::Load(o.image_dir);  // validates every size, offset and checksum
+  if (!model.ok()) return ReportError(model.status(), 1);
+  const ModelConfig& c = model->config();
+  if (!c.quantization) return ReportError(absl::InvalidArgumentError(o.image_dir + ": not an anyprec image"), 1);
+  const std::string weights_path = (std::filesystem::path(o.image_dir) / c.quantization->weights_file).string();
+  auto file = SafetensorsFile::Open(weights_path);
+  if (!file.ok()) return ReportError(file.status(), 1);
+
+  const int seed = c.quantization->seed_bits;
+  const int max = c.quantization->max_bits;
+  uint64_t plane_bytes = 0;
+  uint64_t dense_bytes = 0;
+  uint64_t embedding_bytes = 0;
+  std::vector<uint64_t> lut_bytes(max + 1, 0);
+  for (const auto& [name, view] : file->tensors()) {
+    if (absl::EndsWith(name, ".planes")) {
+      plane_bytes += view.data.size();
+    } else if (const size_t lut = name.rfind(".lut"); lut != std::string::npos && absl::StrContains(name, "layers.")) {
+      lut_bytes[std::stoi(name.substr(lut + 4))] += view.data.size();
+    } else {
+      dense_bytes += view.data.size();
+      if (name == "model.embed_tokens.weight") embedding_bytes = view.data.size();
+    }
+  }
+  uint64_t quantized_weights = 0;
+  for (const LayerWeights& layer : model->weights().layers) {
+    for (const Linear* linear : layer.linears()) quantized_weights += static_cast<uint64_t>(linear->rows) * linear->cols;
+  }
+  // Per token, the embedding contributes one row unless it is also the (tied) head.
+  const bool tied = file->tensors().count("lm_head.weight") == 0;
+  const uint64_t dense_read = dense_bytes - embedding_bytes + (tied ? embedding_bytes : embedding_bytes / c.vocab_size);
+  const uint64_t image_bytes = std::filesystem::file_size(weights_path);
+
+  nlohmann::json report = {{"image", o.image_dir},
+                           {"seed_bits", seed},
+                           {"max_bits", max},
+                           {"quantized_weights", quantized_weights},
+                           {"plane_bytes", plane_bytes},
+                           {"dense_bytes", dense_bytes},
+                           {"image_bytes", image_bytes}};
+  uint64_t separate_images = 0;
+  for (int b = seed; b <= max; ++b) {
+    const uint64_t planes_b = plane_bytes / max * b;
+    const uint64_t read = planes_b + lut_bytes[b] + dense_read;
+    separate_images += planes_b + lut_bytes[b] + dense_bytes;
+    report["widths"].push_back({{"bits", b}, {"lut_bytes", lut_bytes[b]}, {"plane_bytes_read", planes_b}, {"bytes_per_token", read}});
+  }
+  report["separate_images_bytes"] = separate_images;
+
+  if (o.json) {
+    std::printf("%s\n", report.dump().c_str());
+    return 0;
+  }
+  std::printf("%s: anyprec image, widths %d..%d, %llu quantized weights\n", o.image_dir.c_str(), seed, max,
+              static_cast<unsigned long long>(quantized_weights));
+  std::printf("  bitplanes %llu B, dense tensors %llu B, file %llu B (separate %d..%d-bit images: %llu B)\n",
+              static_cast<unsigned long long>(plane_bytes), static_cast<unsigned long long>(dense_bytes),
+              static_cast<unsigned long long>(image_bytes), seed, max, static_cast<unsigned long long>(separate_images));
+  std::printf("  %5s %14s %14s %16s\n", "bits", "LUT bytes", "plane bytes", "bytes per token");
+  for (const auto& w : report["widths"]) {
+    std::printf("  %5d %14llu %14llu %16llu\n", w["bits"].get<int>(), w["lut_bytes"].get<unsigned long long>(),
+                w["plane_bytes_read"].get<unsigned long long>(), w["bytes_per_token"].get<unsigned long long>());
+  }
+  return 0;
+}
+
+}  // namespace anyprec::cli

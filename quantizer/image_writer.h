@@ -1,0 +1,26 @@
+// Writes an anyprec image folder (docs/FORMAT.md): anyprec.safetensors with the bitplanes,
+// fp16 LUTs and unquantized tensors, each with a checksum; the tokenizer files; and
+// config.json (written last, so an interrupted write leaves no loadable image).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "engine/model/model.h"
+#include "nlohmann/json.hpp"
+#include "quantizer/matrix_quantizer.h"
+
+namespace anyprec::quant {
+
+struct ImageContents {
+  const Model* source = nullptr;                 // unquantized tensors and config.json come from here
+  std::vector<QuantizedMatrix> linears;          // per layer, in image::kLinearNames order
+  // Copied into the image: (source path, file name in the image).
+  std::vector<std::pair<std::string, std::string>> tokenizer_files;
+  nlohmann::json provenance;                     // how it was made: mode, sensitivity, calibration
+};
+
+absl::Status WriteImage(const std::string& out_dir, const ImageContents& image);
+
+}  // namespace anyprec::quant

@@ -1,0 +1,92 @@
+// anyprec-quantize: turn a Hugging Face Llama-family folder into one overlaid anyprec image.
+#include <omp.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "CLI/CLI.hpp"
+#include "quantizer/quantizer.h"
+
+namespace {
+
+// The default calibration text, beside the repository in ../shared.
+std::string DefaultCalibrationText() {
+  const std::filesystem::path candidate = std::filesystem::path(ANYPREC_DEFAULT_SHARED_DIR) / "data/wikitext-2-raw/wiki.valid.raw";
+  return std::filesystem::exists(candidate) ? candidate.string() : "";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"anyprec-quantize: quantize a Hugging Face model into one any-precision image"};
+  std::string model_dir;
+  std::string out_dir;
+  anyprec::quant::ModelQuantizeOptions options;
+  std::string mode = "anyprec";
+  std::string sensitivity = "activation";
+  std::string seed_method = "exact";
+  int bits = 0;
+  int threads = 0;
+  app.add_option("--model", model_dir, "Hugging Face model folder")->required()->check(CLI::ExistingDirectory);
+  app.add_option("--out", out_dir, "Image folder to write")->required();
+  app.add_option("--seed-bits", options.quant.seed_bits, "Width of the k-means seed (anyprec mode)")->check(CLI::Range(1, 8))->capture_default_str();
+  app.add_option("--max-bits", options.quant.max_bits, "Widest model in the image (anyprec mode)")->check(CLI::Range(1, 8))->capture_default_str();
+  app.add_option("--mode", mode, "anyprec: overlaid seed..max image; independent: k-means at --bits alone; rtn: round-to-nearest at --bits")
+      ->check(CLI::IsMember({"anyprec", "independent", "rtn"}))
+      ->capture_default_str();
+  app.add_option("--bits", bits, "The one width of independent and rtn images")->check(CLI::Range(1, 8));
+  app.add_option("--calib", options.calibration_text, "Calibration text (default: ../shared/data/wikitext-2-raw/wiki.valid.raw)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--calib-tokens", options.calibration_tokens, "Calibration tokens at most")->check(CLI::Range(1l, 1l << 30))->capture_default_str();
+  app.add_option("--sensitivity", sensitivity, "Per-weight sample weights: activation (sum of squared inputs) or none")
+      ->check(CLI::IsMember({"activation", "none"}))
+      ->capture_default_str();
+  app.add_option("--seed-method", seed_method, "exact: optimal k-means by dynamic programming; lloyd: k-means++ and Lloyd steps")
+      ->check(CLI::IsMember({"exact", "lloyd"}))
+      ->capture_default_str();
+  app.add_option("--tokenizer", options.tokenizer_path, "Tokenizer for calibration when the folder has no tokenizer.json")
+      ->check(CLI::ExistingFile);
+  app.add_option("--threads", threads, "Worker threads (default: all cores)")->check(CLI::PositiveNumber);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+
+  using anyprec::quant::Mode;
+  options.quant.mode = mode == "anyprec" ? Mode::kAnyPrecision : mode == "independent" ? Mode::kIndependent : Mode::kRoundToNearest;
+  if (options.quant.mode != Mode::kAnyPrecision) {
+    if (bits == 0) {
+      std::fprintf(stderr, "anyprec-quantize: --mode %s needs --bits B\n", mode.c_str());
+      return 2;
+    }
+    options.quant.seed_bits = options.quant.max_bits = bits;
+  } else if (options.quant.seed_bits > options.quant.max_bits) {
+    std::fprintf(stderr, "anyprec-quantize: --seed-bits must not exceed --max-bits\n");
+    return 2;
+  }
+  options.quant.seed_method = seed_method == "exact" ? anyprec::quant::SeedMethod::kExact : anyprec::quant::SeedMethod::kLloyd;
+  options.sensitivity = sensitivity == "none" ? anyprec::quant::Sensitivity::kNone : anyprec::quant::Sensitivity::kActivation;
+  if (options.sensitivity == anyprec::quant::Sensitivity::kActivation && options.calibration_text.empty()) {
+    options.calibration_text = DefaultCalibrationText();
+    if (options.calibration_text.empty()) {
+      std::fprintf(stderr,
+                   "anyprec-quantize: no calibration text: pass --calib FILE (the default, "
+                   "../shared/data/wikitext-2-raw/wiki.valid.raw, is not there), or --sensitivity none\n");
+      return 2;
+    }
+  }
+  if (threads > 0) omp_set_num_threads(threads);
+
+  const absl::Status status = anyprec::quant::QuantizeModel(model_dir, out_dir, options, [](const std::string& line) {
+    std::fprintf(stderr, "anyprec-quantize: %s\n", line.c_str());
+  });
+  if (!status.ok()) {
+    std::fprintf(stderr, "anyprec-quantize: error: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,89 @@
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "engine/base/mapped_file.h"
+#include "engine/base/status_macros.h"
+#include "engine/model/image_format.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "quantizer/calibration.h"
+#include "quantizer/image_writer.h"
+#include "quantizer/quantizer.h"
+
+namespace anyprec::quant {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* ModeName(Mode mode) {
+  switch (mode) {
+    case Mode::kAnyPrecision: return "anyprec";
+    case Mode::kIndependent: return "independent";
+    case Mode::kRoundToNearest: return "rtn";
+  }
+  return "?";
+}
+
+// The tokenizer files an image carries; a tokenizer given on the command line becomes the
+// image's tokenizer.json or, for llama2.c's format, tokenizer.bin.
+std::vector<std::pair<std::string, std::string>> TokenizerFiles(const std::string& model_dir, const std::string& tokenizer_path) {
+  std::vector<std::pair<std::string, std::string>> files;
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {
+    if (const fs::path p = fs::path(model_dir) / name; fs::exists(p)) files.emplace_back(p.string(), name);
+  }
+  if (!tokenizer_path.empty()) files.emplace_back(tokenizer_path, tokenizer_path.ends_with(".json") ? "tokenizer.json" : "tokenizer.bin");
+  return files;
+}
+
+}  // namespace
+
+absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_dir, const ModelQuantizeOptions& options,
+                           const std::function<void(const std::string&)>& progress) {
+  const QuantOptions& q = options.quant;
+  if (q.max_bits < 1 || q.max_bits > 8 || (q.mode == Mode::kAnyPrecision && (q.seed_bits < 1 || q.seed_bits > q.max_bits))) {
+    return absl::InvalidArgumentError(absl::StrCat("bit-widths must satisfy 1 <= seed <= max <= 8 (got seed ", q.seed_bits,
+                                                   ", max ", q.max_bits, ")"));
+  }
+  ASSIGN_OR_RETURN(const Model model, Model::Load(model_dir));
+  const ModelConfig& c = model.config();
+  if (c.quantization) return absl::InvalidArgumentError(absl::StrCat(model_dir, ": is already an anyprec image"));
+
+  nlohmann::json provenance = {{"source_model", model.name()},
+                               {"mode", ModeName(q.mode)},
+                               {"seed_method", q.seed_method == SeedMethod::kExact ? "exact" : "lloyd"},
+                               {"sensitivity", options.sensitivity == Sensitivity::kActivation ? "activation" : "none"}};
+  std::optional<ActivationStatistics> statistics;
+  if (options.sensitivity == Sensitivity::kActivation && q.mode != Mode::kRoundToNearest) {
+    const std::string tokenizer_path =
+        options.tokenizer_path.empty() ? (fs::path(model_dir) / "tokenizer.json").string() : options.tokenizer_path;
+    ASSIGN_OR_RETURN(const Tokenizer tokenizer, Tokenizer::Load(tokenizer_path));
+    ASSIGN_OR_RETURN(const std::string text, ReadTextFile(options.calibration_text));
+    const std::vector<TokenId> tokens = tokenizer.Encode(text);
+    const TokenId bos = c.bos_token_id >= 0 ? c.bos_token_id : -1;
+    ASSIGN_OR_RETURN(statistics, CollectActivationStatistics(model, tokens, bos, options.calibration_window,
+                                                             options.calibration_tokens));
+    progress(absl::StrCat("calibration: ", statistics->tokens(), " tokens (BOS included) from ", options.calibration_text));
+    provenance["calibration"] = {{"file", fs::path(options.calibration_text).filename().string()},
+                                 {"tokens", statistics->tokens()},
+                                 {"window", options.calibration_window}};
+  }
+
+  ImageContents image;
+  image.source = &model;
+  image.provenance = provenance;
+  image.tokenizer_files = TokenizerFiles(model_dir, options.tokenizer_path);
+  for (int layer = 0; layer < c.num_layers; ++layer) {
+    const auto linears = model.weights().layers[layer].linears();
+    for (size_t j = 0; j < linears.size(); ++j) {
+      const Linear& linear = *linears[j];
+      const std::vector<float> sensitivity = statistics ? statistics->ColumnSensitivity(layer, InputOfLinear(j))
+                                                        : std::vector<float>(linear.cols, 1.0f);
+      image.linears.push_back(QuantizeMatrix(linear.dense, linear.rows, linear.cols, sensitivity, q));
+    }
+    progress(absl::StrCat("layer ", layer + 1, "/", c.num_layers, " quantized"));
+  }
+  RETURN_IF_ERROR(WriteImage(out_dir, image));
+  progress(absl::StrCat("wrote ", out_dir));
+  return absl::OkStatus();
+}
+
+}  // namespace anyprec::quant

@@ -1,0 +1,91 @@
+// The anyprec image on disk: sizes as inspect reports them, and damage detected at load.
+#include <filesystem>
+#include <fstream>
+
+#include "engine/base/mapped_file.h"
+#include "engine/model/bitplanes.h"
+#include "engine/model/model.h"
+#include "gtest/gtest.h"
+#include "quantizer/quantizer.h"
+#include "tests/shared_data.h"
+
+namespace anyprec {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::SharedPath;
+
+class ImageTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() / ("anyprec-image-test-" + std::to_string(::getpid()));
+    image_ = (root_ / "image").string();
+    quant::ModelQuantizeOptions options;
+    options.sensitivity = quant::Sensitivity::kNone;
+    ASSERT_TRUE(quant::QuantizeModel(SharedPath("models/stories260K-hf"), image_, options, [](const std::string&) {}).ok());
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  std::string WeightsPath() const { return image_ + "/anyprec.safetensors"; }
+
+  std::string LoadError() const {
+    auto model = Model::Load(image_);
+    EXPECT_FALSE(model.ok());
+    return model.ok() ? "" : std::string(model.status().message());
+  }
+
+  fs::path root_;
+  std::string image_;
+};
+
+TEST_F(ImageTest, LoadsAndCarriesEveryWidth) {
+  auto model = Model::Load(image_);
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_TRUE(model->config().quantization.has_value());
+  EXPECT_EQ(model->config().quantization->seed_bits, 3);
+  EXPECT_EQ(model->config().quantization->max_bits, 8);
+  EXPECT_EQ(model->name(), "stories260K-hf");
+  const Linear& down = model->weights().layers[4].w_down;
+  EXPECT_TRUE(down.is_quantized());
+  EXPECT_EQ(down.cols, 172);
+  EXPECT_EQ(down.quantized.luts.size(), 6u);
+}
+
+TEST_F(ImageTest, BitFlipsAnywhereAreRejected) {
+  auto original = ReadTextFile(WeightsPath());
+  ASSERT_TRUE(original.ok());
+  // A flip in the data section, one in a plane, and one near the end.
+  for (const size_t offset : {original->size() / 2, original->size() - 3, original->size() / 3}) {
+    std::string damaged = *original;
+    damaged[offset] ^= 0x10;
+    std::ofstream(WeightsPath(), std::ios::binary | std::ios::trunc) << damaged;
+    const std::string error = LoadError();
+    EXPECT_NE(error.find("fails its checksum"), std::string::npos) << error;
+    EXPECT_NE(error.find("anyprec.safetensors"), std::string::npos) << error;
+  }
+}
+
+TEST_F(ImageTest, TruncationIsRejected) {
+  auto original = ReadTextFile(WeightsPath());
+  ASSERT_TRUE(original.ok());
+  for (const size_t size : {size_t{0}, size_t{100}, original->size() - 1}) {
+    std::ofstream(WeightsPath(), std::ios::binary | std::ios::trunc) << original->substr(0, size);
+    const std::string error = LoadError();
+    EXPECT_NE(error.find("anyprec.safetensors"), std::string::npos) << error;
+  }
+}
+
+TEST_F(ImageTest, MissingChecksumAndWrongVersionAreRejected) {
+  auto config = ReadTextFile(image_ + "/config.json");
+  ASSERT_TRUE(config.ok());
+  std::string future = *config;
+  future.replace(future.find("\"format_version\": 1"), 19, "\"format_version\": 9");
+  std::ofstream(image_ + "/config.json", std::ios::trunc) << future;
+  EXPECT_NE(LoadError().find("format version 9"), std::string::npos);
+  std::ofstream(image_ + "/config.json", std::ios::trunc) << *config;
+  fs::remove(WeightsPath());
+  EXPECT_NE(LoadError().find("anyprec.safetensors"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace anyprec
