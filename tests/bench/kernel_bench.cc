@@ -1,0 +1,155 @@
+// anyprec-bench-kernels: bitplane-LUT GEMV/GEMM against the fp32 dense kernel, with the
+// weights streamed from DRAM (each op reads a different matrix, from a rotation larger
+// than 1 GiB) and cache-hot (one matrix again and again), plus the machine's read
+// bandwidth and the quantizer's time on one Llama-2-7B-shaped layer. Prints markdown.
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/cpu/bitplane_view.h"
+#include "engine/cpu/ops.h"
+#include "quantizer/matrix_quantizer.h"
+
+namespace anyprec {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr size_t kRotationBytes = size_t{1200} << 20;
+
+// Runs op(i) for i = 0, 1, ... until at least `seconds` have passed; returns seconds per op.
+template <typename Op>
+double TimePerOp(Op op, double seconds = 0.4) {
+  for (int i = 0; i < 3; ++i) op(i);  // warm-up
+  int ops = 0;
+  const auto start = Clock::now();
+  double elapsed = 0;
+  while (elapsed < seconds) {
+    op(ops++);
+    elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  }
+  return elapsed / ops;
+}
+
+double ReadBandwidth() {
+  std::vector<uint64_t> buffer(kRotationBytes / 8, 1);
+  uint64_t sink = 0;
+  const double t = TimePerOp([&](int) {
+    uint64_t sum = 0;
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+    for (size_t i = 0; i < buffer.size(); i += 8) {
+      sum += buffer[i] + buffer[i + 1] + buffer[i + 2] + buffer[i + 3] + buffer[i + 4] + buffer[i + 5] + buffer[i + 6] + buffer[i + 7];
+    }
+    sink += sum;
+  }, 1.0);
+  if (sink == 42) std::printf(" ");
+  return kRotationBytes / t / 1e9;
+}
+
+struct QuantizedCopy {
+  std::vector<uint8_t> planes;
+  std::vector<std::vector<float>> luts;
+  cpu::BitplaneView view;
+};
+
+// Random planes and tables: kernel speed does not depend on the values.
+QuantizedCopy RandomBitplanes(int rows, int cols, std::mt19937& rng) {
+  QuantizedCopy q;
+  q.view.rows = rows;
+  q.view.cols = cols;
+  q.view.seed_bits = 3;
+  q.view.max_bits = 8;
+  q.view.row_stride = cpu::PaddedRowStride(cols);
+  q.view.plane_stride = static_cast<size_t>(rows) * q.view.row_stride;
+  q.planes.resize(8 * q.view.plane_stride);
+  for (auto& byte : q.planes) byte = static_cast<uint8_t>(rng());
+  for (int b = 3; b <= 8; ++b) {
+    auto& lut = q.luts.emplace_back(static_cast<size_t>(rows) << b);
+    for (float& v : lut) v = static_cast<float>(rng() % 2001) * 1e-5f - 0.01f;
+  }
+  q.view.planes = q.planes.data();
+  for (const auto& lut : q.luts) q.view.luts.push_back(lut.data());
+  return q;
+}
+
+void BenchShape(int rows, int cols, double bandwidth) {
+  std::mt19937 rng(rows + cols);
+  const size_t dense_bytes = static_cast<size_t>(rows) * cols * 4;
+  const size_t plane_bytes = static_cast<size_t>(rows) * cpu::PaddedRowStride(cols);
+  const int dense_count = static_cast<int>(kRotationBytes / dense_bytes) + 1;
+  const size_t quantized_bytes = 8 * plane_bytes + static_cast<size_t>(rows) * 504 * 4;
+  const int quantized_count = static_cast<int>(kRotationBytes / quantized_bytes) + 1;
+
+  std::vector<std::vector<float>> dense(dense_count, std::vector<float>(static_cast<size_t>(rows) * cols));
+  for (auto& m : dense) {
+    for (float& v : m) v = static_cast<float>(rng() % 1000) * 1e-5f;
+  }
+  std::vector<QuantizedCopy> quantized;
+  for (int i = 0; i < quantized_count; ++i) quantized.push_back(RandomBitplanes(rows, cols, rng));
+
+  std::printf("\n### %d x %d (rows x cols)\n\n", rows, cols);
+  std::printf("| batch | kernel | streamed µs | GB/s | of DRAM read | speedup vs fp32 | cache-hot µs |\n|---|---|---|---|---|---|---|\n");
+  for (const int batch : {1, 4, 16}) {
+    std::vector<float> x(static_cast<size_t>(batch) * cols, 0.5f);
+    std::vector<float> y(static_cast<size_t>(batch) * rows);
+    const double dense_streamed = TimePerOp([&](int i) { cpu::MatMul(x, batch, dense[i % dense_count], rows, cols, y); });
+    const double dense_hot = TimePerOp([&](int) { cpu::MatMul(x, batch, dense[0], rows, cols, y); });
+    std::printf("| %d | fp32 dense | %.0f | %.1f | %.0f%% | 1.00 | %.0f |\n", batch, dense_streamed * 1e6, dense_bytes / dense_streamed / 1e9,
+                100 * dense_bytes / dense_streamed / 1e9 / bandwidth, dense_hot * 1e6);
+    std::vector<std::pair<std::string, std::vector<int>>> cases;
+    for (int b = 3; b <= 8; ++b) cases.emplace_back(std::to_string(b) + "-bit", std::vector<int>(batch, b));
+    if (batch >= 4) {
+      std::vector<int> mixed(batch);
+      for (int t = 0; t < batch; ++t) mixed[t] = std::vector<int>{3, 4, 8}[t % 3];
+      cases.emplace_back("mixed {3,4,8}", mixed);
+    }
+    for (const auto& [name, bits] : cases) {
+      const int widest = *std::max_element(bits.begin(), bits.end());
+      const double bytes = static_cast<double>(widest) * plane_bytes;
+      const double streamed = TimePerOp([&](int i) { cpu::BitplaneMatMul(x, bits, quantized[i % quantized_count].view, y); });
+      const double hot = TimePerOp([&](int) { cpu::BitplaneMatMul(x, bits, quantized[0].view, y); });
+      std::printf("| %d | %s | %.0f | %.1f | %.0f%% | %.2f | %.0f |\n", batch, name.c_str(), streamed * 1e6, bytes / streamed / 1e9,
+                  100 * bytes / streamed / 1e9 / bandwidth, dense_streamed / streamed, hot * 1e6);
+    }
+  }
+}
+
+void BenchQuantizer() {
+  // One Llama-2-7B layer: q, k, v, o (4096 x 4096), gate, up (11008 x 4096), down (4096 x 11008).
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist(0.0f, 0.02f);
+  std::printf("\n### Quantizer, one Llama-2-7B-shaped layer (7 matrices, %d threads)\n\n| seed method | seconds |\n|---|---|\n",
+              omp_get_max_threads());
+  const std::vector<std::pair<int, int>> shapes = {{4096, 4096}, {4096, 4096}, {4096, 4096}, {4096, 4096},
+                                                   {11008, 4096}, {11008, 4096}, {4096, 11008}};
+  for (const auto method : {quant::SeedMethod::kExact, quant::SeedMethod::kLloyd}) {
+    double total = 0;
+    for (const auto& [rows, cols] : shapes) {
+      std::vector<float> w(static_cast<size_t>(rows) * cols);
+      for (float& v : w) v = dist(rng);
+      const std::vector<float> sensitivity(cols, 1.0f);
+      const auto start = Clock::now();
+      const quant::QuantizedMatrix q = quant::QuantizeMatrix(w, rows, cols, sensitivity, {quant::Mode::kAnyPrecision, 3, 8, method});
+      total += std::chrono::duration<double>(Clock::now() - start).count();
+    }
+    std::printf("| %s | %.1f |\n", method == quant::SeedMethod::kExact ? "exact (DP)" : "Lloyd (k-means++, 50 steps)", total);
+  }
+}
+
+}  // namespace
+}  // namespace anyprec
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::string(argv[1]) == "--kernels-only";
+  const double bandwidth = anyprec::ReadBandwidth();
+  std::printf("DRAM read bandwidth (%d threads, 1.2 GB buffer): %.1f GB/s\n", omp_get_max_threads(), bandwidth);
+  for (const auto& [rows, cols] : std::vector<std::pair<int, int>>{{4096, 4096}, {11008, 4096}, {4096, 11008}}) {
+    anyprec::BenchShape(rows, cols, bandwidth);
+  }
+  if (!quick) anyprec::BenchQuantizer();
+  return 0;
+}
