@@ -1,5 +1,6 @@
 // anyprec: run any-precision LLMs from the command line.
 #include "CLI/CLI.hpp"
+#include "cli/parse.h"
 #include "cli/commands.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
@@ -25,16 +26,7 @@ int main(int argc, char** argv) {
   anyprec::cli::AddGenerateCommand(app, generate);
   anyprec::cli::AddEvalCommand(app, eval);
   anyprec::cli::AddInspectCommand(app, inspect);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
-  }
+  if (const auto exit_code = anyprec::cli::ParseOrExitCode(app, argc, argv)) return *exit_code;
   if (app.got_subcommand("generate")) return anyprec::cli::RunGenerate(generate);
   if (app.got_subcommand("inspect")) return anyprec::cli::RunInspect(inspect);
   return anyprec::cli::RunEval(eval);

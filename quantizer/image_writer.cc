@@ -109,6 +109,11 @@ absl::Status WriteImage(const std::string& out_dir, const ImageContents& image) 
   section["seed_bits"] = first.seed_bits;
   section["max_bits"] = first.max_bits;
   section["weights_file"] = std::string(image::kWeightsFile);
+  nlohmann::json quantized = nlohmann::json::array();
+  for (int layer = 0; layer < c.num_layers; ++layer) {
+    for (const std::string_view linear : image::kLinearNames) quantized.push_back(image::LinearPrefix(layer, linear));
+  }
+  section["quantized"] = quantized;
   config[std::string(image::kConfigSection)] = section;
   return WriteText(root / "config.json", config.dump(2) + "\n");
 }

@@ -15,6 +15,7 @@ namespace {
 struct Fixture {
   quant::QuantizedMatrix q;
   std::vector<uint8_t> tiled;
+  std::vector<Int8Lut> int8;
   BitplaneView view;
 };
 
@@ -26,30 +27,61 @@ Fixture Make(int rows, int cols, std::mt19937& rng) {
   f.q = quant::QuantizeMatrix(w, rows, cols, std::vector<float>(cols, 1.0f), {quant::Mode::kAnyPrecision, 3, 8});
   f.tiled = RetilePlanes(f.q.planes, rows, cols, 8);
   f.view = {rows, cols, 3, 8, f.tiled.data(), PaddedRowStride(cols), static_cast<size_t>(rows) * PaddedRowStride(cols), {}};
-  for (const auto& lut : f.q.luts) f.view.luts.push_back(lut.data());
+  for (int b = 3; b <= 8; ++b) {
+    f.view.luts.push_back(f.q.luts[b - 3].data());
+    f.int8.push_back(QuantizeLut(f.q.luts[b - 3].data(), rows, b));
+  }
+  for (const Int8Lut& lut : f.int8) {
+    f.view.luts_u8.push_back(lut.values.data());
+    f.view.lut_scales.push_back(lut.scales.data());
+  }
   return f;
 }
 
-void ExpectMatchesReference(const BitplaneView& view, const std::vector<int>& bits, std::mt19937& rng) {
+double RelativeError(const std::vector<float>& got, const std::vector<float>& want, size_t begin, size_t end) {
+  double err = 0;
+  double norm = 0;
+  for (size_t i = begin; i < end; ++i) {
+    err += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
+    norm += static_cast<double>(want[i]) * want[i];
+  }
+  return std::sqrt(err / norm);
+}
+
+std::vector<float> RandomActivations(size_t n, std::mt19937& rng) {
   std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> x(bits.size() * view.cols);
+  std::vector<float> x(n);
   for (float& v : x) v = dist(rng);
+  return x;
+}
+
+// The integer kernel equals its scalar reference (the same integer arithmetic), and stays
+// within a few percent of the exact product.
+void ExpectInt8MatchesReference(const BitplaneView& view, const std::vector<int>& bits, std::mt19937& rng) {
+  if (!HasInt8BitplaneKernel()) GTEST_SKIP() << "this CPU lacks AVX-512 VBMI/VNNI";
+  const std::vector<float> x = RandomActivations(bits.size() * view.cols, rng);
+  std::vector<float> fast(bits.size() * view.rows);
+  std::vector<float> slow(fast.size());
+  std::vector<float> exact(fast.size());
+  BitplaneMatMulInt8(x, bits, view, fast);
+  reference::BitplaneMatMulInt8(x, bits, view, slow);
+  reference::BitplaneMatMul(x, bits, view, exact);
+  for (size_t t = 0; t < bits.size(); ++t) {
+    EXPECT_LT(RelativeError(fast, slow, t * view.rows, (t + 1) * view.rows), 1e-5) << "token " << t << " bits " << bits[t];
+    EXPECT_LT(RelativeError(fast, exact, t * view.rows, (t + 1) * view.rows), 0.03) << "token " << t << " bits " << bits[t];
+  }
+}
+
+void ExpectMatchesReference(const BitplaneView& view, const std::vector<int>& bits, std::mt19937& rng) {
+  const std::vector<float> x = RandomActivations(bits.size() * view.cols, rng);
   std::vector<float> slow(bits.size() * view.rows);
   reference::BitplaneMatMul(x, bits, view, slow);
   testing::ForEachSimdTarget([&] {
-  std::vector<float> fast(slow.size());
-  BitplaneMatMul(x, bits, view, fast);
-  for (size_t t = 0; t < bits.size(); ++t) {
-    double err = 0;
-    double norm = 0;
-    for (int n = 0; n < view.rows; ++n) {
-      const double a = fast[t * view.rows + n];
-      const double b = slow[t * view.rows + n];
-      err += (a - b) * (a - b);
-      norm += b * b;
+    std::vector<float> fast(slow.size());
+    BitplaneMatMul(x, bits, view, fast);
+    for (size_t t = 0; t < bits.size(); ++t) {
+      EXPECT_LT(RelativeError(fast, slow, t * view.rows, (t + 1) * view.rows), 1e-5) << "token " << t << " bits " << bits[t];
     }
-    EXPECT_LT(std::sqrt(err / norm), 1e-5) << "token " << t << " bits " << bits[t];
-  }
   });
 }
 
@@ -61,6 +93,7 @@ TEST(BitplaneMatMul, EveryWidthAndBatchSize) {
       for (int batch : {1, 2, 3, 4, 7, 8, 9, 16}) {
         SCOPED_TRACE(::testing::Message() << "cols " << cols << " bits " << b << " batch " << batch);
         ExpectMatchesReference(f.view, std::vector<int>(batch, b), rng);
+        ExpectInt8MatchesReference(f.view, std::vector<int>(batch, b), rng);
       }
     }
   }
@@ -70,13 +103,16 @@ TEST(BitplaneMatMul, MixedWidthsInOneBatch) {
   std::mt19937 rng(23);
   for (int cols : {64, 172}) {
     const Fixture f = Make(50, cols, rng);
-    ExpectMatchesReference(f.view, {3, 4, 8}, rng);
-    ExpectMatchesReference(f.view, {8, 3, 3, 5, 4, 8, 6, 7, 3, 4, 8, 8, 5, 3, 7, 6}, rng);
+    for (const std::vector<int>& bits : {std::vector<int>{3, 4, 8}, std::vector<int>{8, 3, 3, 5, 4, 8, 6, 7, 3, 4, 8, 8, 5, 3, 7, 6}}) {
+      ExpectMatchesReference(f.view, bits, rng);
+      ExpectInt8MatchesReference(f.view, bits, rng);
+    }
     std::uniform_int_distribution<int> width(3, 8);
     for (int trial = 0; trial < 10; ++trial) {
       std::vector<int> bits(1 + trial);
       for (int& b : bits) b = width(rng);
       ExpectMatchesReference(f.view, bits, rng);
+      ExpectInt8MatchesReference(f.view, bits, rng);
     }
   }
 }

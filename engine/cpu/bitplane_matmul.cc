@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/cpu/ops.h"
+#include "engine/cpu/row_blocks.h"
 
 // This file is compiled once per SIMD target; target-independent declarations go here once.
 #ifndef ANYPREC_ENGINE_CPU_BITPLANE_MATMUL_ONCE
@@ -132,17 +133,11 @@ void BitplaneMatMul(std::span<const float> x, std::span<const int> bits, const B
     }
   }
 
-  constexpr int kRowsPerBlock = 16;
-  const int blocks = (w.rows + kRowsPerBlock - 1) / kRowsPerBlock;
-  const bool parallel = static_cast<long>(w.rows) * w.cols * tokens >= (1l << 18);
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int b = 0; b < blocks; ++b) {
-    const int begin = b * kRowsPerBlock;
-    const int end = std::min(w.rows, begin + kRowsPerBlock);
+  ForEachRowBlock(w.rows, static_cast<long>(w.rows) * w.cols * tokens, [&](int begin, int end) {
     for (const WidthGroups& pass : passes) {
       HWY_DYNAMIC_DISPATCH(BitplaneRows)(padded.data(), padded_cols, w, pass, begin, end, out.data(), w.rows);
     }
-  }
+  });
 }
 
 }  // namespace anyprec::cpu

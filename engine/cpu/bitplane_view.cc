@@ -1,5 +1,6 @@
 #include "engine/cpu/bitplane_view.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "engine/model/bitplanes.h"
@@ -17,6 +18,25 @@ std::vector<uint8_t> RetilePlanes(std::span<const uint8_t> canonical, int rows, 
     }
   }
   return tiled;
+}
+
+Int8Lut QuantizeLut(const float* lut, int rows, int bits) {
+  const size_t entries = size_t{1} << bits;
+  const size_t stride = BitplaneView::Int8LutStride(bits);
+  Int8Lut q;
+  q.values.assign(rows * stride + 256, 128);
+  q.scales.resize(rows);
+  for (int r = 0; r < rows; ++r) {
+    const float* row = lut + r * entries;
+    float max_abs = 0;
+    for (size_t c = 0; c < entries; ++c) max_abs = std::max(max_abs, std::abs(row[c]));
+    const float scale = max_abs > 0 ? max_abs / 127.0f : 1.0f;
+    q.scales[r] = scale;
+    for (size_t c = 0; c < entries; ++c) {
+      q.values[r * stride + c] = static_cast<uint8_t>(static_cast<int>(std::lround(row[c] / scale)) + 128);
+    }
+  }
+  return q;
 }
 
 }  // namespace anyprec::cpu

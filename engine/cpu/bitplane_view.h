@@ -1,7 +1,9 @@
 // A quantized matrix as the CPU kernels read it: max_bits bitplanes re-tiled at load with
-// each row padded to a multiple of 64 columns (zero bits), and one fp32 LUT per width.
+// each row padded to a multiple of 128 columns (zero bits), and per width one fp32 LUT and
+// its int8 copy for the integer kernel.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -18,8 +20,15 @@ struct BitplaneView {
   size_t row_stride = 0;            // bytes; a multiple of 8
   size_t plane_stride = 0;          // bytes
   std::vector<const float*> luts;   // luts[b - seed_bits]: [rows][2^b]
+  // Int8 tables: lut ~= scale[row] * (u8 - 128); rows of max(2^b, 64) bytes (room for one
+  // 64-byte load), plus 256 bytes of slack at the end. Empty when not prepared.
+  std::vector<const uint8_t*> luts_u8;
+  std::vector<const float*> lut_scales;
 
   const float* Lut(int bits, int row) const { return luts[bits - seed_bits] + (static_cast<size_t>(row) << bits); }
+  const uint8_t* LutU8(int bits, int row) const { return luts_u8[bits - seed_bits] + row * Int8LutStride(bits); }
+  float LutScale(int bits, int row) const { return lut_scales[bits - seed_bits][row]; }
+  static size_t Int8LutStride(int bits) { return std::max<size_t>(size_t{1} << bits, 64); }
   uint32_t Index(int row, int col, int bits) const {
     uint32_t index = 0;
     const size_t byte = static_cast<size_t>(row) * row_stride + col / 8;
@@ -28,9 +37,18 @@ struct BitplaneView {
   }
 };
 
-inline size_t PaddedRowStride(int cols) { return (static_cast<size_t>(cols) + 63) / 64 * 8; }
+// Rows are padded to whole blocks of 128 columns, the int8 kernels' activation block.
+inline size_t PaddedRowStride(int cols) { return (static_cast<size_t>(cols) + 127) / 128 * 16; }
 
 // Copies canonical planes (engine/model/bitplanes.h) into the kernels' padded layout.
 std::vector<uint8_t> RetilePlanes(std::span<const uint8_t> canonical, int rows, int cols, int max_bits);
+
+// The int8 form of one width's fp32 LUT [rows][2^bits]: per row, scale = max|c| / 127 and
+// each centroid stored as round(c / scale) + 128.
+struct Int8Lut {
+  std::vector<uint8_t> values;
+  std::vector<float> scales;
+};
+Int8Lut QuantizeLut(const float* lut, int rows, int bits);
 
 }  // namespace anyprec::cpu

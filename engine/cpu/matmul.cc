@@ -9,6 +9,7 @@
 #include <span>
 
 #include "engine/cpu/ops.h"
+#include "engine/cpu/row_blocks.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace anyprec::cpu::HWY_NAMESPACE {
@@ -72,16 +73,9 @@ namespace anyprec::cpu {
 HWY_EXPORT(MatMulRows);
 
 void MatMul(std::span<const float> x, int tokens, std::span<const float> w, int rows, int cols, std::span<float> out) {
-  constexpr int kRowsPerBlock = 16;
-  const int blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
-  // Below about a million multiply-adds, waking the other threads costs more than it saves.
-  const bool parallel = static_cast<long>(tokens) * rows * cols >= (1l << 20);
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int b = 0; b < blocks; ++b) {
-    const int begin = b * kRowsPerBlock;
-    const int end = std::min(rows, begin + kRowsPerBlock);
+  ForEachRowBlock(rows, static_cast<long>(tokens) * rows * cols, [&](int begin, int end) {
     HWY_DYNAMIC_DISPATCH(MatMulRows)(x.data(), tokens, w.data(), rows, cols, begin, end, out.data());
-  }
+  });
 }
 
 }  // namespace anyprec::cpu

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -90,7 +91,59 @@ void Attention(std::span<const float> q, std::span<const int> positions, std::sp
   }
 }
 
+Int8Activations QuantizeActivations(std::span<const float> x, int tokens, int cols, size_t padded_cols) {
+  Int8Activations a;
+  a.padded_cols = padded_cols;
+  const size_t blocks = padded_cols / kInt8Block;
+  a.values.assign(tokens * padded_cols, 0);
+  a.scales.assign(tokens * blocks, 0.0f);
+  a.offset.assign(tokens, 0.0);
+  for (int t = 0; t < tokens; ++t) {
+    const float* row = x.data() + static_cast<size_t>(t) * cols;
+    for (size_t b = 0; b < blocks; ++b) {
+      const size_t begin = b * kInt8Block;
+      const size_t end = std::min<size_t>(begin + kInt8Block, cols);
+      float max_abs = 0;
+      for (size_t k = begin; k < end; ++k) max_abs = std::max(max_abs, std::abs(row[k]));
+      const float scale = max_abs > 0 ? max_abs / 127.0f : 1.0f;
+      const float inverse = 1.0f / scale;
+      int sum = 0;
+      for (size_t k = begin; k < end; ++k) {
+        const int q = static_cast<int>(std::lrint(row[k] * inverse));
+        a.values[t * padded_cols + k] = static_cast<int8_t>(std::clamp(q, -127, 127));
+        sum += a.values[t * padded_cols + k];
+      }
+      a.scales[t * blocks + b] = scale;
+      a.offset[t] += 128.0 * scale * sum;
+    }
+  }
+  return a;
+}
+
 namespace reference {
+
+void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out) {
+  const size_t padded_cols = w.row_stride * 8;
+  const int tokens = static_cast<int>(bits.size());
+  const Int8Activations a = QuantizeActivations(x, tokens, w.cols, padded_cols);
+  const size_t blocks = padded_cols / kInt8Block;
+  for (int t = 0; t < tokens; ++t) {
+    for (int n = 0; n < w.rows; ++n) {
+      const uint8_t* lut = w.LutU8(bits[t], n);
+      double sum = 0;
+      for (size_t b = 0; b < blocks; ++b) {
+        int64_t block_sum = 0;
+        for (size_t k = b * kInt8Block; k < (b + 1) * kInt8Block; ++k) {
+          const uint32_t index = k < static_cast<size_t>(w.cols) ? w.Index(n, static_cast<int>(k), bits[t]) : 0;
+          block_sum += static_cast<int64_t>(lut[index]) * a.values[t * padded_cols + k];
+        }
+        sum += static_cast<double>(block_sum) * a.scales[t * blocks + b];
+      }
+      out[static_cast<size_t>(t) * w.rows + n] = static_cast<float>(w.LutScale(bits[t], n) * (sum - a.offset[t]));
+    }
+  }
+}
+
 
 void MatMul(std::span<const float> x, int tokens, std::span<const float> w, int rows, int cols, std::span<float> out) {
   for (int t = 0; t < tokens; ++t) {

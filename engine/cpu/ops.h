@@ -18,6 +18,14 @@ void MatMul(std::span<const float> x, int tokens, std::span<const float> w, int 
 // row looks up its own LUT. Every bits[t] must lie in [w.seed_bits, w.max_bits].
 void BitplaneMatMul(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out);
 
+// BitplaneMatMul with integer arithmetic: activations quantized to int8 per block of
+// kInt8Block columns, LUTs to int8 per row (BitplaneView::luts_u8), products summed in int32
+// with AVX-512 VNNI. About 1% relative error against the exact kernel, and several times
+// faster. Needs HasInt8BitplaneKernel(); the view's int8 tables must be prepared.
+constexpr int kInt8Block = 128;
+bool HasInt8BitplaneKernel();
+void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out);
+
 // x[t] = x[t] / rms(x[t]) * weight, for each row of width weight.size().
 void RmsNorm(std::span<const float> x, std::span<const float> weight, float eps, std::span<float> out);
 
@@ -48,6 +56,18 @@ void MatMul(std::span<const float> x, int tokens, std::span<const float> w, int 
 void Attention(std::span<const float> q, std::span<const int> positions, std::span<const float> k_cache,
                std::span<const float> v_cache, const AttentionShape& shape, std::span<float> out);
 void BitplaneMatMul(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out);
+void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out);
 
 }  // namespace reference
+
+// Activations as the int8 kernels read them: rows padded to `padded_cols` (zeros), one scale
+// per kInt8Block columns, and per token the term 128 * sum(scale * sum(q)) that the +128
+// offset of the u8 LUT entries adds.
+struct Int8Activations {
+  size_t padded_cols = 0;
+  std::vector<int8_t> values;  // [tokens][padded_cols]
+  std::vector<float> scales;   // [tokens][padded_cols / kInt8Block]
+  std::vector<double> offset;  // [tokens]
+};
+Int8Activations QuantizeActivations(std::span<const float> x, int tokens, int cols, size_t padded_cols);
 }  // namespace anyprec::cpu

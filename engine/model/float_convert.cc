@@ -37,6 +37,12 @@ uint16_t F32ToF16(float value) {
   return static_cast<uint16_t>(sign | ((rounded - 0x38000000u) >> 13));
 }
 
+uint16_t F32ToBF16(float value) {
+  const uint32_t bits = std::bit_cast<uint32_t>(value);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);  // quiet NaN
+  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
 void WidenToF32(DType dtype, std::span<const std::byte> raw, std::span<float> out) {
   switch (dtype) {
     case DType::kF32:

@@ -25,6 +25,7 @@ struct Model::Storage {
   std::vector<SafetensorsFile> files;
   std::vector<std::vector<float>> widened;
   std::vector<std::vector<uint8_t>> tiled_planes;
+  std::vector<cpu::Int8Lut> int8_luts;
 };
 
 namespace {
@@ -161,11 +162,13 @@ absl::Status VerifyChecksums(const SafetensorsFile& file) {
 }
 
 // Reads one quantized linear of an image: its canonical planes, re-tiled for the kernels
-// into `tiled_planes`, and its LUTs widened to fp32 into `widened`.
+// into `tiled_planes`, and its LUTs widened to fp32 into `widened` and quantized to int8
+// into `int8_luts`.
 absl::StatusOr<cpu::BitplaneView> LoadQuantizedLinear(const TensorIndex& index, const ModelConfig::Quantization& q,
                                                       const std::string& dir, const std::string& prefix, int rows, int cols,
                                                       std::vector<std::vector<uint8_t>>& tiled_planes,
-                                                      std::vector<std::vector<float>>& widened) {
+                                                      std::vector<std::vector<float>>& widened,
+                                                      std::vector<cpu::Int8Lut>& int8_luts) {
   const std::string planes_name = image::PlanesTensor(prefix);
   const Located* planes = index.Find(planes_name);
   if (planes == nullptr) return absl::NotFoundError(absl::StrCat(dir, ": missing tensor '", planes_name, "'"));
@@ -193,6 +196,9 @@ absl::StatusOr<cpu::BitplaneView> LoadQuantizedLinear(const TensorIndex& index, 
       return absl::InvalidArgumentError(absl::StrCat(dir, ": tensor '", lut_name, "' holds a non-finite centroid"));
     }
     view.luts.push_back(lut.data());
+    const cpu::Int8Lut& int8 = int8_luts.emplace_back(cpu::QuantizeLut(lut.data(), rows, bits));
+    view.luts_u8.push_back(int8.values.data());
+    view.lut_scales.push_back(int8.scales.data());
   }
   return view;
 }
@@ -260,7 +266,7 @@ absl::StatusOr<Model> Model::Load(const std::string& dir) {
       const std::string prefix = image::LinearPrefix(i, image::kLinearNames[j]);
       if (is_image) {
         ASSIGN_OR_RETURN(linear.quantized, LoadQuantizedLinear(index, *c.quantization, dir, prefix, linear.rows, linear.cols,
-                                                               storage.tiled_planes, storage.widened));
+                                                               storage.tiled_planes, storage.widened, storage.int8_luts));
       } else {
         ASSIGN_OR_RETURN(linear.dense, reader.Get(prefix + ".weight", {linear.rows, linear.cols}));
       }

@@ -25,9 +25,12 @@ void Transformer::Scratch::Resize(const ModelConfig& c, int tokens) {
 
 namespace {
 
-void ApplyLinear(const Linear& linear, std::span<const float> x, std::span<const int> bits, std::span<float> out) {
+void ApplyLinear(const Linear& linear, std::span<const float> x, std::span<const int> bits, bool exact,
+                 std::span<float> out) {
   const int tokens = static_cast<int>(bits.size());
-  if (linear.is_quantized()) {
+  if (linear.is_quantized() && !exact && cpu::HasInt8BitplaneKernel()) {
+    cpu::BitplaneMatMulInt8(x, bits, linear.quantized, out);
+  } else if (linear.is_quantized()) {
     cpu::BitplaneMatMul(x, bits, linear.quantized, out);
   } else {
     cpu::MatMul(x, tokens, linear.dense, linear.rows, linear.cols, out);
@@ -92,24 +95,24 @@ absl::Status Transformer::Forward(std::span<const TokenId> tokens, KvCache& cach
     const std::span<float> k_rows = cache.keys(layer).subspan(static_cast<size_t>(start) * c.kv_dim(), static_cast<size_t>(n) * c.kv_dim());
     const std::span<float> v_rows = cache.values(layer).subspan(static_cast<size_t>(start) * c.kv_dim(), static_cast<size_t>(n) * c.kv_dim());
     observe(layer, LinearInput::kAttention, s.normed, c.hidden_size);
-    ApplyLinear(l.wq, s.normed, s.bits, s.q);
-    ApplyLinear(l.wk, s.normed, s.bits, k_rows);
-    ApplyLinear(l.wv, s.normed, s.bits, v_rows);
+    ApplyLinear(l.wq, s.normed, s.bits, options.exact_kernels, s.q);
+    ApplyLinear(l.wk, s.normed, s.bits, options.exact_kernels, k_rows);
+    ApplyLinear(l.wv, s.normed, s.bits, options.exact_kernels, v_rows);
     cpu::Rope(s.q, s.positions, c.num_heads, c.head_dim, c.rope_theta);
     cpu::Rope(k_rows, s.positions, c.num_kv_heads, c.head_dim, c.rope_theta);
     cpu::Attention(s.q, s.positions, cache.keys(layer), cache.values(layer), shape, s.attention);
     observe(layer, LinearInput::kAttentionOutput, s.attention, c.q_dim());
-    ApplyLinear(l.wo, s.attention, s.bits, s.projected);
+    ApplyLinear(l.wo, s.attention, s.bits, options.exact_kernels, s.projected);
     AddInPlace(s.x, s.projected);
 
     // MLP block.
     cpu::RmsNorm(s.x, l.ffn_norm, c.rms_norm_eps, s.normed);
     observe(layer, LinearInput::kMlp, s.normed, c.hidden_size);
-    ApplyLinear(l.w_gate, s.normed, s.bits, s.gate);
-    ApplyLinear(l.w_up, s.normed, s.bits, s.up);
+    ApplyLinear(l.w_gate, s.normed, s.bits, options.exact_kernels, s.gate);
+    ApplyLinear(l.w_up, s.normed, s.bits, options.exact_kernels, s.up);
     cpu::SwiGlu(s.gate, s.up);
     observe(layer, LinearInput::kMlpHidden, s.gate, c.intermediate_size);
-    ApplyLinear(l.w_down, s.gate, s.bits, s.projected);
+    ApplyLinear(l.w_down, s.gate, s.bits, options.exact_kernels, s.projected);
     AddInPlace(s.x, s.projected);
   }
   cache.Advance(n);

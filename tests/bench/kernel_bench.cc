@@ -13,6 +13,7 @@
 
 #include "engine/cpu/bitplane_view.h"
 #include "engine/cpu/ops.h"
+#include "engine/model/bitplanes.h"
 #include "quantizer/matrix_quantizer.h"
 
 namespace anyprec {
@@ -21,18 +22,26 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr size_t kRotationBytes = size_t{1200} << 20;
 
-// Runs op(i) for i = 0, 1, ... until at least `seconds` have passed; returns seconds per op.
+// Seconds per op(i), i = 0, 1, ...: the median of 5 rounds of at least seconds / 5 each, so
+// that a burst of load from other tenants of this shared machine moves it little.
 template <typename Op>
 double TimePerOp(Op op, double seconds = 0.4) {
   for (int i = 0; i < 3; ++i) op(i);  // warm-up
-  int ops = 0;
-  const auto start = Clock::now();
-  double elapsed = 0;
-  while (elapsed < seconds) {
-    op(ops++);
-    elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  std::vector<double> rounds;
+  int next = 0;
+  for (int round = 0; round < 5; ++round) {
+    int ops = 0;
+    const auto start = Clock::now();
+    double elapsed = 0;
+    while (elapsed < seconds / 5) {
+      op(next++);
+      ++ops;
+      elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    }
+    rounds.push_back(elapsed / ops);
   }
-  return elapsed / ops;
+  std::sort(rounds.begin(), rounds.end());
+  return rounds[2];
 }
 
 double ReadBandwidth() {
@@ -53,6 +62,7 @@ double ReadBandwidth() {
 struct QuantizedCopy {
   std::vector<uint8_t> planes;
   std::vector<std::vector<float>> luts;
+  std::vector<cpu::Int8Lut> int8;
   cpu::BitplaneView view;
 };
 
@@ -72,7 +82,12 @@ QuantizedCopy RandomBitplanes(int rows, int cols, std::mt19937& rng) {
     for (float& v : lut) v = static_cast<float>(rng() % 2001) * 1e-5f - 0.01f;
   }
   q.view.planes = q.planes.data();
+  for (int b = 3; b <= 8; ++b) q.int8.push_back(cpu::QuantizeLut(q.luts[b - 3].data(), rows, b));
   for (const auto& lut : q.luts) q.view.luts.push_back(lut.data());
+  for (const auto& lut : q.int8) {
+    q.view.luts_u8.push_back(lut.values.data());
+    q.view.lut_scales.push_back(lut.scales.data());
+  }
   return q;
 }
 
@@ -92,7 +107,7 @@ void BenchShape(int rows, int cols, double bandwidth) {
   for (int i = 0; i < quantized_count; ++i) quantized.push_back(RandomBitplanes(rows, cols, rng));
 
   std::printf("\n### %d x %d (rows x cols)\n\n", rows, cols);
-  std::printf("| batch | kernel | streamed µs | GB/s | of DRAM read | speedup vs fp32 | cache-hot µs |\n|---|---|---|---|---|---|---|\n");
+  std::printf("| batch | kernel | streamed µs | GB/s | of DRAM read | speedup vs fp32 | same matrix µs |\n|---|---|---|---|---|---|---|\n");
   for (const int batch : {1, 4, 16}) {
     std::vector<float> x(static_cast<size_t>(batch) * cols, 0.5f);
     std::vector<float> y(static_cast<size_t>(batch) * rows);
@@ -107,13 +122,18 @@ void BenchShape(int rows, int cols, double bandwidth) {
       for (int t = 0; t < batch; ++t) mixed[t] = std::vector<int>{3, 4, 8}[t % 3];
       cases.emplace_back("mixed {3,4,8}", mixed);
     }
+    using Kernel = void (*)(std::span<const float>, std::span<const int>, const cpu::BitplaneView&, std::span<float>);
+    std::vector<std::pair<const char*, Kernel>> kernels = {{"fp32 LUT", &cpu::BitplaneMatMul}};
+    if (cpu::HasInt8BitplaneKernel()) kernels.emplace_back("int8", &cpu::BitplaneMatMulInt8);
     for (const auto& [name, bits] : cases) {
-      const int widest = *std::max_element(bits.begin(), bits.end());
-      const double bytes = static_cast<double>(widest) * plane_bytes;
-      const double streamed = TimePerOp([&](int i) { cpu::BitplaneMatMul(x, bits, quantized[i % quantized_count].view, y); });
-      const double hot = TimePerOp([&](int) { cpu::BitplaneMatMul(x, bits, quantized[0].view, y); });
-      std::printf("| %d | %s | %.0f | %.1f | %.0f%% | %.2f | %.0f |\n", batch, name.c_str(), streamed * 1e6, bytes / streamed / 1e9,
-                  100 * bytes / streamed / 1e9 / bandwidth, dense_streamed / streamed, hot * 1e6);
+      for (const auto& [kernel_name, kernel] : kernels) {
+        const int widest = *std::max_element(bits.begin(), bits.end());
+        const double bytes = static_cast<double>(widest) * plane_bytes;
+        const double streamed = TimePerOp([&, kernel = kernel](int i) { kernel(x, bits, quantized[i % quantized_count].view, y); });
+        const double hot = TimePerOp([&, kernel = kernel](int) { kernel(x, bits, quantized[0].view, y); });
+        std::printf("| %d | %s, %s | %.0f | %.1f | %.0f%% | %.2f | %.0f |\n", batch, name.c_str(), kernel_name, streamed * 1e6,
+                    bytes / streamed / 1e9, 100 * bytes / streamed / 1e9 / bandwidth, dense_streamed / streamed, hot * 1e6);
+      }
     }
   }
 }
@@ -122,34 +142,50 @@ void BenchQuantizer() {
   // One Llama-2-7B layer: q, k, v, o (4096 x 4096), gate, up (11008 x 4096), down (4096 x 11008).
   std::mt19937 rng(7);
   std::normal_distribution<float> dist(0.0f, 0.02f);
-  std::printf("\n### Quantizer, one Llama-2-7B-shaped layer (7 matrices, %d threads)\n\n| seed method | seconds |\n|---|---|\n",
+  std::printf("\n### Quantizer, one Llama-2-7B-shaped layer (7 matrices, %d threads)\n\n| seed method | seconds (3..8 bits) | 3-bit seed SSE vs exact |\n|---|---|---|\n",
               omp_get_max_threads());
   const std::vector<std::pair<int, int>> shapes = {{4096, 4096}, {4096, 4096}, {4096, 4096}, {4096, 4096},
                                                    {11008, 4096}, {11008, 4096}, {4096, 11008}};
+  std::vector<std::vector<float>> weights;
+  for (const auto& [rows, cols] : shapes) {
+    std::vector<float>& w = weights.emplace_back(static_cast<size_t>(rows) * cols);
+    for (float& v : w) v = dist(rng);
+  }
+  std::vector<double> seed_error;
   for (const auto method : {quant::SeedMethod::kExact, quant::SeedMethod::kLloyd}) {
     double total = 0;
-    for (const auto& [rows, cols] : shapes) {
-      std::vector<float> w(static_cast<size_t>(rows) * cols);
-      for (float& v : w) v = dist(rng);
+    double error = 0;
+    for (size_t m = 0; m < shapes.size(); ++m) {
+      const auto [rows, cols] = shapes[m];
       const std::vector<float> sensitivity(cols, 1.0f);
       const auto start = Clock::now();
-      const quant::QuantizedMatrix q = quant::QuantizeMatrix(w, rows, cols, sensitivity, {quant::Mode::kAnyPrecision, 3, 8, method});
+      const quant::QuantizedMatrix q = quant::QuantizeMatrix(weights[m], rows, cols, sensitivity, {quant::Mode::kAnyPrecision, 3, 8, method});
       total += std::chrono::duration<double>(Clock::now() - start).count();
+      for (int r = 0; r < rows; r += 16) {  // the 3-bit seed's squared error on every 16th row
+        for (int c = 0; c < cols; ++c) {
+          const float* lut = q.Lut(3, r).data();
+          const double e = lut[ReadIndex(q.planes, rows, cols, r, c, 3)] - weights[m][static_cast<size_t>(r) * cols + c];
+          error += e * e;
+        }
+      }
     }
-    std::printf("| %s | %.1f |\n", method == quant::SeedMethod::kExact ? "exact (DP)" : "Lloyd (k-means++, 50 steps)", total);
+    seed_error.push_back(error);
+    std::printf("| %s | %.1f | %.4f |\n", method == quant::SeedMethod::kExact ? "exact (DP)" : "Lloyd (k-means++, 50 steps)", total,
+                error / seed_error.front());
   }
 }
 
 }  // namespace
 }  // namespace anyprec
 
+// --kernels-only skips the quantizer; --quick also keeps only the 4096 x 4096 shape.
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::string(argv[1]) == "--kernels-only";
+  const std::string mode = argc > 1 ? argv[1] : "";
   const double bandwidth = anyprec::ReadBandwidth();
   std::printf("DRAM read bandwidth (%d threads, 1.2 GB buffer): %.1f GB/s\n", omp_get_max_threads(), bandwidth);
-  for (const auto& [rows, cols] : std::vector<std::pair<int, int>>{{4096, 4096}, {11008, 4096}, {4096, 11008}}) {
-    anyprec::BenchShape(rows, cols, bandwidth);
-  }
-  if (!quick) anyprec::BenchQuantizer();
+  std::vector<std::pair<int, int>> shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
+  if (mode == "--quick") shapes.resize(1);
+  for (const auto& [rows, cols] : shapes) anyprec::BenchShape(rows, cols, bandwidth);
+  if (mode.empty()) anyprec::BenchQuantizer();
   return 0;
 }

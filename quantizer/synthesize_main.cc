@@ -1,0 +1,106 @@
+// anyprec-synthesize: a Llama-shaped Hugging Face folder with random weights, from a config
+// (e.g. Llama-2-7B's shapes with fewer layers), for benchmarks at realistic sizes where no
+// real checkpoint can be downloaded.
+#include <omp.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "CLI/CLI.hpp"
+#include "cli/parse.h"
+#include "engine/base/mapped_file.h"
+#include "engine/model/float_convert.h"
+#include "engine/model/image_format.h"
+#include "engine/model/model_config.h"
+#include "engine/model/safetensors.h"
+#include "nlohmann/json.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Normal(0, stddev) weights as BF16, deterministic in (seed, tensor index) whatever the threads.
+std::vector<uint16_t> RandomBf16(size_t count, float stddev, uint64_t seed) {
+  std::vector<uint16_t> out(count);
+  constexpr size_t kChunk = 1 << 16;
+#pragma omp parallel for schedule(static)
+  for (size_t chunk = 0; chunk < (count + kChunk - 1) / kChunk; ++chunk) {
+    std::mt19937_64 rng(seed * 1000003 + chunk);
+    std::normal_distribution<float> dist(0.0f, stddev);
+    for (size_t i = chunk * kChunk; i < std::min(count, (chunk + 1) * kChunk); ++i) out[i] = anyprec::F32ToBF16(dist(rng));
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"anyprec-synthesize: a Llama-shaped model folder with random BF16 weights"};
+  std::string config_path;
+  std::string out_dir;
+  int layers = 0;
+  uint64_t seed = 1;
+  app.add_option("--config", config_path, "A Hugging Face config.json (Llama family)")->required()->check(CLI::ExistingFile);
+  app.add_option("--out", out_dir, "Model folder to write")->required();
+  app.add_option("--layers", layers, "Decoder layers (default: the config's)")->check(CLI::PositiveNumber);
+  app.add_option("--seed", seed, "Random seed")->capture_default_str();
+  if (const auto exit_code = anyprec::cli::ParseOrExitCode(app, argc, argv)) return *exit_code;
+  const auto fail = [](const std::string& message) {
+    std::fprintf(stderr, "anyprec-synthesize: error: %s\n", message.c_str());
+    return 1;
+  };
+  auto text = anyprec::ReadTextFile(config_path);
+  if (!text.ok()) return fail(std::string(text.status().message()));
+  nlohmann::json config = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (config.is_discarded() || !config.is_object()) return fail(config_path + ": not a JSON object");
+  if (layers > 0) config["num_hidden_layers"] = layers;
+  config["torch_dtype"] = "bfloat16";
+  auto parsed = anyprec::ParseModelConfig(config.dump(), config_path);
+  if (!parsed.ok()) return fail(std::string(parsed.status().message()));
+  const anyprec::ModelConfig& c = *parsed;
+
+  struct Tensor {
+    std::string name;
+    std::vector<int64_t> shape;
+    std::vector<uint16_t> values;
+  };
+  std::vector<Tensor> tensors;
+  const auto add = [&](std::string name, std::vector<int64_t> shape, float stddev) {
+    size_t count = 1;
+    for (int64_t d : shape) count *= d;
+    std::vector<uint16_t> values = stddev > 0 ? RandomBf16(count, stddev, seed + tensors.size())
+                                              : std::vector<uint16_t>(count, anyprec::F32ToBF16(1.0f));
+    tensors.push_back({std::move(name), std::move(shape), std::move(values)});
+  };
+  add("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, 0.02f);
+  if (!c.tie_word_embeddings) add("lm_head.weight", {c.vocab_size, c.hidden_size}, 0.02f);
+  add("model.norm.weight", {c.hidden_size}, 0.0f);
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {c.q_dim(), c.hidden_size}, {c.kv_dim(), c.hidden_size}, {c.kv_dim(), c.hidden_size}, {c.hidden_size, c.q_dim()},
+      {c.intermediate_size, c.hidden_size}, {c.intermediate_size, c.hidden_size}, {c.hidden_size, c.intermediate_size}};
+  for (int layer = 0; layer < c.num_layers; ++layer) {
+    const std::string p = "model.layers." + std::to_string(layer) + ".";
+    add(p + "input_layernorm.weight", {c.hidden_size}, 0.0f);
+    add(p + "post_attention_layernorm.weight", {c.hidden_size}, 0.0f);
+    for (size_t j = 0; j < shapes.size(); ++j) {
+      add(anyprec::image::LinearPrefix(layer, anyprec::image::kLinearNames[j]) + ".weight", {shapes[j].first, shapes[j].second}, 0.02f);
+    }
+    std::fprintf(stderr, "anyprec-synthesize: layer %d/%d\n", layer + 1, c.num_layers);
+  }
+
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) return fail(out_dir + ": " + ec.message());
+  std::vector<anyprec::TensorToWrite> to_write;
+  for (const Tensor& t : tensors) {
+    to_write.push_back({t.name, anyprec::DType::kBF16, t.shape, std::as_bytes(std::span<const uint16_t>(t.values))});
+  }
+  if (auto s = anyprec::WriteSafetensors((fs::path(out_dir) / "model.safetensors").string(), to_write, {{"format", "pt"}}); !s.ok()) {
+    return fail(std::string(s.message()));
+  }
+  std::ofstream(fs::path(out_dir) / "config.json") << config.dump(2) << "\n";
+  std::fprintf(stderr, "anyprec-synthesize: wrote %s\n", out_dir.c_str());
+  return 0;
+}
