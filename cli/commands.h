@@ -13,6 +13,7 @@ namespace anyprec::cli {
 struct GenerateOptions {
   ModelOptions model;
   int bits = -1;  // -1: the widest an image offers (0 for an unquantized model)
+  bool exact_kernels = false;
   std::string prompt;
   int max_new_tokens = 256;
   SamplingParams sampling;
@@ -21,6 +22,7 @@ struct GenerateOptions {
 struct EvalOptions {
   ModelOptions model;
   std::string bits = "all";  // comma-separated widths, or "all"
+  bool exact_kernels = false;
   std::string text_path;
   int windows = 8;
   int window_len = 511;

@@ -19,6 +19,7 @@ void AddEvalCommand(CLI::App& app, EvalOptions& o) {
   cmd->add_option("--windows", o.windows, "Windows to evaluate (K)")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   cmd->add_option("--window-len", o.window_len, "Tokens per window; each runs as [BOS] + window")
       ->check(CLI::Range(1, 1 << 20))->capture_default_str();
+  AddExactKernelsFlag(*cmd, o.exact_kernels);
   cmd->add_flag("--json", o.json, "One JSON line per evaluated precision: {\"bits\", \"ppl\", \"tokens\"}");
 }
 
@@ -36,7 +37,7 @@ int RunEval(const EvalOptions& o) {
   auto widths = ParseWidths(o.bits, bundle->model.config());
   if (!widths.ok()) return ReportError(widths.status(), 2);
   for (const int bits : *widths) {
-    auto result = EvaluatePerplexity(transformer, tokens, bundle->bos(), o.windows, o.window_len, bits, progress);
+    auto result = EvaluatePerplexity(transformer, tokens, bundle->bos(), o.windows, o.window_len, {bits, o.exact_kernels}, progress);
     if (!result.ok()) return ReportError(result.status(), 1);
     if (o.json) {
       const nlohmann::json line = {{"bits", bits}, {"ppl", result->perplexity}, {"tokens", result->tokens}};

@@ -15,6 +15,7 @@ void AddGenerateCommand(CLI::App& app, GenerateOptions& o) {
   AddModelOptions(*cmd, o.model);
   cmd->add_option("--prompt", o.prompt, "Text to continue")->required();
   cmd->add_option("--bits", o.bits, "Width of an anyprec image to run (default: its widest)")->check(CLI::Range(0, 8));
+  AddExactKernelsFlag(*cmd, o.exact_kernels);
   cmd->add_option("--max-new-tokens", o.max_new_tokens, "Tokens to generate at most")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   cmd->add_option("--temperature", o.sampling.temperature, "Sampling temperature; 0 is greedy")->check(CLI::Range(0.0f, 100.0f))->capture_default_str();
   cmd->add_option("--top-p", o.sampling.top_p, "Nucleus sampling mass")->check(CLI::Range(1e-6f, 1.0f))->capture_default_str();
@@ -29,6 +30,7 @@ int RunGenerate(const GenerateOptions& o) {
   if (absl::Status s = o.sampling.Validate(); !s.ok()) return ReportError(s, 2);
   ForwardOptions forward;
   forward.bits = o.bits >= 0 ? o.bits : (config.quantization ? config.quantization->max_bits : 0);
+  forward.exact_kernels = o.exact_kernels;
   if (auto widths = ParseWidths(std::to_string(forward.bits), config); !widths.ok()) return ReportError(widths.status(), 2);
   const std::vector<TokenId> prompt = bundle->EncodePrompt(o.prompt);
   if (static_cast<int>(prompt.size()) >= config.max_position_embeddings) {

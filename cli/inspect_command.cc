@@ -1,7 +1,6 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "absl/strings/match.h"
 #include "cli/commands.h"
 #include "engine/model/bitplanes.h"
 #include "engine/model/image_format.h"
@@ -28,26 +27,30 @@ int RunInspect(const InspectOptions& o) {
 
   const int seed = c.quantization->seed_bits;
   const int max = c.quantization->max_bits;
+  // Sizes by the names the format gives each tensor; everything else is dense.
   uint64_t plane_bytes = 0;
-  uint64_t dense_bytes = 0;
-  uint64_t embedding_bytes = 0;
+  uint64_t lut_total = 0;
   std::vector<uint64_t> lut_bytes(max + 1, 0);
-  for (const auto& [name, view] : file->tensors()) {
-    if (absl::EndsWith(name, ".planes")) {
-      plane_bytes += view.data.size();
-    } else if (const size_t lut = name.rfind(".lut"); lut != std::string::npos && absl::StrContains(name, "layers.")) {
-      lut_bytes[std::stoi(name.substr(lut + 4))] += view.data.size();
-    } else {
-      dense_bytes += view.data.size();
-      if (name == "model.embed_tokens.weight") embedding_bytes = view.data.size();
+  const auto& tensors = file->tensors();
+  for (int layer = 0; layer < c.num_layers; ++layer) {
+    for (const std::string_view linear : image::kLinearNames) {
+      const std::string prefix = image::LinearPrefix(layer, linear);
+      plane_bytes += tensors.at(image::PlanesTensor(prefix)).data.size();
+      for (int b = seed; b <= max; ++b) lut_bytes[b] += tensors.at(image::LutTensor(prefix, b)).data.size();
     }
   }
+  for (int b = seed; b <= max; ++b) lut_total += lut_bytes[b];
+  uint64_t all_bytes = 0;
+  for (const auto& [name, view] : tensors) all_bytes += view.data.size();
+  const uint64_t dense_bytes = all_bytes - plane_bytes - lut_total;
+  const auto embedding = tensors.find("model.embed_tokens.weight");
+  const uint64_t embedding_bytes = embedding == tensors.end() ? 0 : embedding->second.data.size();
   uint64_t quantized_weights = 0;
   for (const LayerWeights& layer : model->weights().layers) {
     for (const Linear* linear : layer.linears()) quantized_weights += static_cast<uint64_t>(linear->rows) * linear->cols;
   }
   // Per token, the embedding contributes one row unless it is also the (tied) head.
-  const bool tied = file->tensors().count("lm_head.weight") == 0;
+  const bool tied = tensors.count("lm_head.weight") == 0;
   const uint64_t dense_read = dense_bytes - embedding_bytes + (tied ? embedding_bytes : embedding_bytes / c.vocab_size);
   const uint64_t image_bytes = std::filesystem::file_size(weights_path);
 

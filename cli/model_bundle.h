@@ -33,6 +33,8 @@ struct ModelOptions {
 };
 
 void AddModelOptions(CLI::App& command, ModelOptions& options);
+// --exact-kernels: the exact fp32 bitplane kernel even where the int8 one is available.
+void AddExactKernelsFlag(CLI::App& command, bool& exact_kernels);
 
 absl::StatusOr<ModelBundle> LoadModelBundle(const ModelOptions& options);
 

@@ -71,10 +71,13 @@ absl::Status WriteImage(const std::string& out_dir, const ImageContents& image) 
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat(out_dir, ": cannot create: ", ec.message()));
+  // An earlier image's config.json would make a half-rewritten folder look loadable.
+  fs::remove(fs::path(out_dir) / "config.json", ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(out_dir, "/config.json: cannot remove: ", ec.message()));
 
   TensorList list;
   list.AddF32("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, w.embedding.values);
-  if (w.head.values.data() != w.embedding.values.data()) list.AddF32("lm_head.weight", {c.vocab_size, c.hidden_size}, w.head.values);
+  if (!c.tie_word_embeddings) list.AddF32("lm_head.weight", {c.vocab_size, c.hidden_size}, w.head.values);
   list.AddF32("model.norm.weight", {c.hidden_size}, w.final_norm);
   const QuantizedMatrix& first = image.linears.front();
   for (int layer = 0; layer < c.num_layers; ++layer) {

@@ -52,15 +52,18 @@ int main(int argc, char** argv) {
 
   using anyprec::quant::Mode;
   options.quant.mode = mode == "anyprec" ? Mode::kAnyPrecision : mode == "independent" ? Mode::kIndependent : Mode::kRoundToNearest;
-  if (options.quant.mode != Mode::kAnyPrecision) {
-    if (bits == 0) {
-      std::fprintf(stderr, "anyprec-quantize: --mode %s needs --bits B\n", mode.c_str());
-      return 2;
-    }
-    options.quant.seed_bits = options.quant.max_bits = bits;
-  } else if (options.quant.seed_bits > options.quant.max_bits) {
-    std::fprintf(stderr, "anyprec-quantize: --seed-bits must not exceed --max-bits\n");
+  const auto usage_error = [](const std::string& message) {
+    std::fprintf(stderr, "anyprec-quantize: %s\n", message.c_str());
     return 2;
+  };
+  if (options.quant.mode != Mode::kAnyPrecision) {
+    if (bits == 0) return usage_error("--mode " + mode + " needs --bits B");
+    if (app.count("--seed-bits") + app.count("--max-bits") > 0) return usage_error("--seed-bits and --max-bits are for --mode anyprec");
+    options.quant.seed_bits = options.quant.max_bits = bits;
+  } else if (bits != 0) {
+    return usage_error("--bits is for --mode independent and rtn; anyprec images take --seed-bits and --max-bits");
+  } else if (options.quant.seed_bits > options.quant.max_bits) {
+    return usage_error("--seed-bits must not exceed --max-bits");
   }
   options.quant.seed_method = seed_method == "exact" ? anyprec::quant::SeedMethod::kExact : anyprec::quant::SeedMethod::kLloyd;
   options.sensitivity = sensitivity == "none" ? anyprec::quant::Sensitivity::kNone : anyprec::quant::Sensitivity::kActivation;

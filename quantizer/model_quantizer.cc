@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +16,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
+constexpr float kMaxF16 = 65504.0f;
+
 const char* ModeName(Mode mode) {
   switch (mode) {
     case Mode::kAnyPrecision: return "anyprec";
@@ -23,14 +27,18 @@ const char* ModeName(Mode mode) {
   return "?";
 }
 
-// The tokenizer files an image carries; a tokenizer given on the command line becomes the
-// image's tokenizer.json or, for llama2.c's format, tokenizer.bin.
+// The tokenizer files an image carries: the folder's, or only the tokenizer given on the
+// command line (the one calibration used), as tokenizer.json or, for llama2.c's format,
+// tokenizer.bin.
 std::vector<std::pair<std::string, std::string>> TokenizerFiles(const std::string& model_dir, const std::string& tokenizer_path) {
   std::vector<std::pair<std::string, std::string>> files;
+  if (!tokenizer_path.empty()) {
+    files.emplace_back(tokenizer_path, tokenizer_path.ends_with(".json") ? "tokenizer.json" : "tokenizer.bin");
+    return files;
+  }
   for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {
     if (const fs::path p = fs::path(model_dir) / name; fs::exists(p)) files.emplace_back(p.string(), name);
   }
-  if (!tokenizer_path.empty()) files.emplace_back(tokenizer_path, tokenizer_path.ends_with(".json") ? "tokenizer.json" : "tokenizer.bin");
   return files;
 }
 
@@ -50,7 +58,9 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
   nlohmann::json provenance = {{"source_model", model.name()},
                                {"mode", ModeName(q.mode)},
                                {"seed_method", q.seed_method == SeedMethod::kExact ? "exact" : "lloyd"},
-                               {"sensitivity", options.sensitivity == Sensitivity::kActivation ? "activation" : "none"}};
+                               {"sensitivity", options.sensitivity == Sensitivity::kActivation && q.mode != Mode::kRoundToNearest
+                                                   ? "activation"
+                                                   : "none"}};
   std::optional<ActivationStatistics> statistics;
   if (options.sensitivity == Sensitivity::kActivation && q.mode != Mode::kRoundToNearest) {
     const std::string tokenizer_path =
@@ -75,9 +85,18 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
     const auto linears = model.weights().layers[layer].linears();
     for (size_t j = 0; j < linears.size(); ++j) {
       const Linear& linear = *linears[j];
+      const std::string name = image::LinearPrefix(layer, image::kLinearNames[j]);
+      if (!std::all_of(linear.dense.begin(), linear.dense.end(), [](float v) { return std::isfinite(v); })) {
+        return absl::InvalidArgumentError(absl::StrCat(model_dir, ": ", name, ".weight holds a non-finite value"));
+      }
       const std::vector<float> sensitivity = statistics ? statistics->ColumnSensitivity(layer, InputOfLinear(j))
                                                         : std::vector<float>(linear.cols, 1.0f);
-      image.linears.push_back(QuantizeMatrix(linear.dense, linear.rows, linear.cols, sensitivity, q));
+      QuantizedMatrix& quantized = image.linears.emplace_back(QuantizeMatrix(linear.dense, linear.rows, linear.cols, sensitivity, q));
+      for (const std::vector<float>& lut : quantized.luts) {
+        if (std::any_of(lut.begin(), lut.end(), [](float v) { return std::abs(v) > kMaxF16; })) {
+          return absl::InvalidArgumentError(absl::StrCat(model_dir, ": ", name, " has centroids beyond the fp16 range of the image's LUTs"));
+        }
+      }
     }
     progress(absl::StrCat("layer ", layer + 1, "/", c.num_layers, " quantized"));
   }

@@ -64,6 +64,16 @@ TEST(Cli, BadUsageExitsWithTwo) {
   }
 }
 
+TEST(Cli, QuantizeRejectsFlagsOfAnotherMode) {
+  const std::string model = SharedPath("models/TinyStories-656K");
+  for (const std::string args : {"--model " + model + " --out /tmp/x --bits 4", "--model " + model + " --out /tmp/x --mode rtn",
+                                 "--model " + model + " --out /tmp/x --mode rtn --bits 4 --max-bits 6",
+                                 "--model " + model + " --out /tmp/x --seed-bits 5 --max-bits 4", "--model " + model}) {
+    const CliRun run = RunQuantize(args);
+    EXPECT_EQ(run.exit_code, 2) << args << "\n" << run.err;
+  }
+}
+
 TEST(Cli, GenerateStreamsGreedyStory) {
   const CliRun run = RunCli("generate --model " + SharedPath("models/TinyStories-656K") +
                          " --prompt 'Once upon a time' --temperature 0 --max-new-tokens 20");

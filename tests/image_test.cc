@@ -5,6 +5,7 @@
 #include "engine/base/mapped_file.h"
 #include "engine/model/bitplanes.h"
 #include "engine/model/model.h"
+#include "engine/model/safetensors.h"
 #include "gtest/gtest.h"
 #include "quantizer/quantizer.h"
 #include "tests/shared_data.h"
@@ -85,6 +86,22 @@ TEST_F(ImageTest, MissingChecksumAndWrongVersionAreRejected) {
   std::ofstream(image_ + "/config.json", std::ios::trunc) << *config;
   fs::remove(WeightsPath());
   EXPECT_NE(LoadError().find("anyprec.safetensors"), std::string::npos);
+}
+
+TEST(TiedImage, StoresTheTiedHeadOnce) {
+  // The F32 copy of TinyStories-656K stores its tied matrix only as lm_head.weight.
+  const fs::path out = fs::temp_directory_path() / ("anyprec-tied-" + std::to_string(::getpid()));
+  quant::ModelQuantizeOptions options;
+  options.sensitivity = quant::Sensitivity::kNone;
+  ASSERT_TRUE(quant::QuantizeModel(SharedPath("models/TinyStories-656K-f32"), out.string(), options, [](const std::string&) {}).ok());
+  auto weights = SafetensorsFile::Open((out / "anyprec.safetensors").string());
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  EXPECT_EQ(weights->tensors().count("lm_head.weight"), 0u);
+  EXPECT_EQ(weights->tensors().count("model.embed_tokens.weight"), 1u);
+  auto model = Model::Load(out.string());
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(model->weights().head.values.data(), model->weights().embedding.values.data());
+  fs::remove_all(out);
 }
 
 }  // namespace

@@ -56,7 +56,9 @@ class QualityTest : public ::testing::Test {
     EXPECT_TRUE(model.ok()) << model.status();
     if (!model.ok()) return 0;
     Transformer transformer(*model);
-    auto result = EvaluatePerplexity(transformer, tokens_, model->config().bos_token_id, 8, 511, bits);
+    ForwardOptions options;
+    options.bits = bits;
+    auto result = EvaluatePerplexity(transformer, tokens_, model->config().bos_token_id, 8, 511, options);
     EXPECT_TRUE(result.ok()) << result.status();
     return result.ok() ? result->perplexity : 0;
   }

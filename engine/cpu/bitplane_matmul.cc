@@ -52,8 +52,8 @@ void BitplaneRows(const float* HWY_RESTRICT x, size_t padded_cols, const Bitplan
         for (int n = row_begin; n < row_end; ++n) {
           const float* lut = w.Lut(groups.widths[g], n);
           float sum = 0;
-          for (int k = 0; k < w.cols; ++k) sum += lut[w.Index(n, k, groups.widths[g])] * x[t * padded_cols + k];
-          out[t * out_stride + n] = sum;
+          for (int k = 0; k < w.cols; ++k) sum += lut[w.Index(n, k, groups.widths[g])] * x[static_cast<size_t>(t) * padded_cols + k];
+          out[static_cast<size_t>(t) * out_stride + n] = sum;
         }
       }
     }
@@ -89,14 +89,14 @@ void BitplaneRows(const float* HWY_RESTRICT x, size_t padded_cols, const Bitplan
           const VF weights = (size_t{1} << b) <= kLanes ? hn::TableLookupLanes(table[g], hn::IndicesFromVec(d, own))
                                                         : hn::GatherIndex(d, w.Lut(b, n), own);
           for (int t : groups.tokens[g]) {
-            acc[slot] = hn::MulAdd(weights, hn::LoadU(d, x + t * padded_cols + k), acc[slot]);
+            acc[slot] = hn::MulAdd(weights, hn::LoadU(d, x + static_cast<size_t>(t) * padded_cols + k), acc[slot]);
             ++slot;
           }
         }
       }
       int slot = 0;
       for (size_t g = 0; g < num_groups; ++g) {
-        for (int t : groups.tokens[g]) out[t * out_stride + n] = hn::GetLane(hn::SumOfLanes(d, acc[slot++]));
+        for (int t : groups.tokens[g]) out[static_cast<size_t>(t) * out_stride + n] = hn::GetLane(hn::SumOfLanes(d, acc[slot++]));
       }
     }
   }

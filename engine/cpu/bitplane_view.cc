@@ -30,7 +30,8 @@ Int8Lut QuantizeLut(const float* lut, int rows, int bits) {
     const float* row = lut + r * entries;
     float max_abs = 0;
     for (size_t c = 0; c < entries; ++c) max_abs = std::max(max_abs, std::abs(row[c]));
-    const float scale = max_abs > 0 ? max_abs / 127.0f : 1.0f;
+    // Tables of (sub)normal zeros would give a zero scale; any non-zero scale reproduces them.
+    const float scale = max_abs / 127.0f > 0 ? max_abs / 127.0f : 1.0f;
     q.scales[r] = scale;
     for (size_t c = 0; c < entries; ++c) {
       q.values[r * stride + c] = static_cast<uint8_t>(static_cast<int>(std::lround(row[c] / scale)) + 128);

@@ -104,7 +104,16 @@ Int8Activations QuantizeActivations(std::span<const float> x, int tokens, int co
       const size_t begin = b * kInt8Block;
       const size_t end = std::min<size_t>(begin + kInt8Block, cols);
       float max_abs = 0;
-      for (size_t k = begin; k < end; ++k) max_abs = std::max(max_abs, std::abs(row[k]));
+      bool finite = true;
+      for (size_t k = begin; k < end; ++k) {
+        max_abs = std::max(max_abs, std::abs(row[k]));
+        finite = finite && std::isfinite(row[k]);
+      }
+      if (!finite) {  // the whole result turns NaN, as the exact product would
+        a.scales[t * blocks + b] = NAN;
+        a.offset[t] = NAN;
+        continue;
+      }
       const float scale = max_abs > 0 ? max_abs / 127.0f : 1.0f;
       const float inverse = 1.0f / scale;
       int sum = 0;

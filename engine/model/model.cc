@@ -191,6 +191,9 @@ absl::StatusOr<cpu::BitplaneView> LoadQuantizedLinear(const TensorIndex& index, 
   WeightReader reader(index, widened, dir);
   for (int bits = q.seed_bits; bits <= q.max_bits; ++bits) {
     const std::string lut_name = image::LutTensor(prefix, bits);
+    if (const Located* found = index.Find(lut_name); found != nullptr && found->view->dtype != DType::kF16) {
+      return absl::InvalidArgumentError(absl::StrCat(*found->file, ": tensor '", lut_name, "' must be F16"));
+    }
     ASSIGN_OR_RETURN(std::span<const float> lut, reader.Get(lut_name, {rows, int64_t{1} << bits}));
     if (!std::all_of(lut.begin(), lut.end(), [](float v) { return std::isfinite(v); })) {
       return absl::InvalidArgumentError(absl::StrCat(dir, ": tensor '", lut_name, "' holds a non-finite centroid"));
@@ -244,10 +247,11 @@ absl::StatusOr<Model> Model::Load(const std::string& dir) {
     return absl::NotFoundError(absl::StrCat(dir, ": missing tensor 'model.embed_tokens.weight'"));
   }
   ASSIGN_OR_RETURN(w.embedding, reader.GetMatrix(has_embedding ? "model.embed_tokens.weight" : "lm_head.weight", c.vocab_size, c.hidden_size));
-  if (has_head) {
-    ASSIGN_OR_RETURN(w.head, reader.GetMatrix("lm_head.weight", c.vocab_size, c.hidden_size));
-  } else if (c.tie_word_embeddings) {
+  // As in Hugging Face, tied embeddings make the head the embedding, whatever lm_head holds.
+  if (c.tie_word_embeddings) {
     w.head = w.embedding;
+  } else if (has_head) {
+    ASSIGN_OR_RETURN(w.head, reader.GetMatrix("lm_head.weight", c.vocab_size, c.hidden_size));
   } else {
     return absl::NotFoundError(absl::StrCat(dir, ": missing tensor 'lm_head.weight' (tie_word_embeddings is false)"));
   }

@@ -176,6 +176,10 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, const s
       return reader.Error("anyprec section needs string fields 'mode' and 'weights_file'");
     }
     q.mode = mode->get<std::string>();
+    if (q.mode != "anyprec" && q.mode != "independent" && q.mode != "rtn") {
+      return reader.Error(absl::StrCat("anyprec mode '", q.mode, "' is not one of anyprec, independent, rtn"));
+    }
+    if (q.mode != "anyprec" && q.seed_bits != q.max_bits) return reader.Error("independent and rtn images hold one width (seed_bits = max_bits)");
     q.weights_file = file->get<std::string>();
     if (q.weights_file.empty() || q.weights_file.find('/') != std::string::npos || q.weights_file == "..") {
       return reader.Error("anyprec weights_file must be a plain file name in the image folder");

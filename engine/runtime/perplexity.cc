@@ -16,7 +16,8 @@ double NegativeLogLikelihood(std::span<const float> logits, TokenId target) {
 }
 
 absl::StatusOr<PerplexityResult> EvaluatePerplexity(Transformer& transformer, std::span<const TokenId> text_tokens,
-                                                    TokenId bos, int windows, int window_len, int bits,
+                                                    TokenId bos, int windows, int window_len,
+                                                    const ForwardOptions& options,
                                                     const std::function<void(int, int)>& progress) {
   if (windows <= 0 || window_len <= 0) return absl::InvalidArgumentError("windows and window length must be positive");
   const long needed = static_cast<long>(windows) * window_len;
@@ -41,8 +42,6 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(Transformer& transformer, st
     // The last input token predicts nothing inside the window, so it need not be run.
     const std::span<const TokenId> run = std::span<const TokenId>(input).first(window_len);
     const std::span<float> run_logits = std::span<float>(logits).first(static_cast<size_t>(window_len) * config.vocab_size);
-    ForwardOptions options;
-    options.bits = bits;
     if (absl::Status s = transformer.Forward(run, cache, LogitsFor::kAllTokens, run_logits, options); !s.ok()) return s;
     for (int t = 0; t < window_len; ++t) {
       nll_sum += NegativeLogLikelihood(run_logits.subspan(static_cast<size_t>(t) * config.vocab_size, config.vocab_size), window[t]);

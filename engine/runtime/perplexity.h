@@ -17,10 +17,11 @@ struct PerplexityResult {
   long tokens = 0;
 };
 
-// `bits` picks the width of an anyprec image (0 for an unquantized model). `progress` (if
-// set) is called after each window with (windows done, windows in all).
+// `options` picks the width of an anyprec image and the kernels. `progress` (if set) is
+// called after each window with (windows done, windows in all).
 absl::StatusOr<PerplexityResult> EvaluatePerplexity(Transformer& transformer, std::span<const TokenId> text_tokens,
-                                                    TokenId bos, int windows, int window_len, int bits = 0,
+                                                    TokenId bos, int windows, int window_len,
+                                                    const ForwardOptions& options = {},
                                                     const std::function<void(int, int)>& progress = {});
 
 // -log softmax(logits)[target], computed in double.
