@@ -90,7 +90,7 @@ TEST(BitplaneMatMul, EveryWidthAndBatchSize) {
   for (int cols : {5, 64, 100, 172, 300}) {
     const Fixture f = Make(37, cols, rng);
     for (int b = 3; b <= 8; ++b) {
-      for (int batch : {1, 2, 3, 4, 7, 8, 9, 16}) {
+      for (int batch = 1; batch <= 16; ++batch) {
         SCOPED_TRACE(::testing::Message() << "cols " << cols << " bits " << b << " batch " << batch);
         ExpectMatchesReference(f.view, std::vector<int>(batch, b), rng);
         ExpectInt8MatchesReference(f.view, std::vector<int>(batch, b), rng);
