@@ -6,6 +6,7 @@
 #include "engine/model/bitplanes.h"
 #include "engine/model/model.h"
 #include "engine/model/safetensors.h"
+#include "engine/runtime/transformer.h"
 #include "gtest/gtest.h"
 #include "quantizer/quantizer.h"
 #include "tests/shared_data.h"
@@ -86,6 +87,49 @@ TEST_F(ImageTest, MissingChecksumAndWrongVersionAreRejected) {
   std::ofstream(image_ + "/config.json", std::ios::trunc) << *config;
   fs::remove(WeightsPath());
   EXPECT_NE(LoadError().find("anyprec.safetensors"), std::string::npos);
+}
+
+// Continuous batching must not change any sequence's result: one batched step over several
+// sequences (prompt chunks and decode tokens, different widths) gives each sequence exactly
+// the logits it gets when run alone.
+TEST_F(ImageTest, BatchedStepsEqualSingleSequences) {
+  auto model = Model::Load(image_);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const ModelConfig& c = model->config();
+  const int vocab = c.vocab_size;
+  const std::vector<TokenId> prefix_b = {1, 403, 407, 261};
+  const std::vector<TokenId> a = {1, 403, 407, 261, 378};
+  const std::vector<TokenId> b = {432};
+  const std::vector<TokenId> d = {1, 300, 301};
+
+  Transformer alone(*model);
+  std::vector<float> want_a(vocab), want_b(vocab), want_d(d.size() * vocab), scratch(vocab);
+  KvCache cache_a(c, 16), cache_b(c, 16), cache_d(c, 16);
+  ASSERT_TRUE(alone.Forward(a, cache_a, LogitsFor::kLastToken, want_a, {3}).ok());
+  ASSERT_TRUE(alone.Forward(prefix_b, cache_b, LogitsFor::kLastToken, scratch, {8}).ok());
+  ASSERT_TRUE(alone.Forward(b, cache_b, LogitsFor::kLastToken, want_b, {8}).ok());
+  ASSERT_TRUE(alone.Forward(d, cache_d, LogitsFor::kAllTokens, want_d, {4}).ok());
+
+  Transformer batched(*model);
+  KvCache batch_a(c, 16), batch_b(c, 16), batch_d(c, 16);
+  ASSERT_TRUE(batched.Forward(prefix_b, batch_b, LogitsFor::kLastToken, scratch, {8}).ok());
+  const std::vector<SequenceStep> steps = {{a, &batch_a, 3, LogitsFor::kLastToken},
+                                           {b, &batch_b, 8, LogitsFor::kLastToken},
+                                           {d, &batch_d, 4, LogitsFor::kAllTokens}};
+  std::vector<float> got((2 + d.size()) * vocab);
+  ASSERT_TRUE(batched.ForwardBatch(steps, got).ok());
+  EXPECT_TRUE(std::equal(want_a.begin(), want_a.end(), got.begin()));
+  EXPECT_TRUE(std::equal(want_b.begin(), want_b.end(), got.begin() + vocab));
+  EXPECT_TRUE(std::equal(want_d.begin(), want_d.end(), got.begin() + 2 * vocab));
+  EXPECT_EQ(batch_a.length(), 5);
+  EXPECT_EQ(batch_b.length(), 5);
+  EXPECT_EQ(batch_d.length(), 3);
+
+  // A bad width in any step rejects the whole batch and leaves every cache as it was.
+  const std::vector<SequenceStep> bad = {{b, &batch_a, 3, LogitsFor::kLastToken}, {b, &batch_b, 9, LogitsFor::kLastToken}};
+  std::vector<float> two(2 * vocab);
+  EXPECT_EQ(batched.ForwardBatch(bad, two).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(batch_a.length(), 5);
 }
 
 TEST(TiedImage, StoresTheTiedHeadOnce) {

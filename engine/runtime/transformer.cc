@@ -57,50 +57,80 @@ void AddInPlace(std::span<float> x, std::span<const float> delta) {
 
 absl::Status Transformer::Forward(std::span<const TokenId> tokens, KvCache& cache, LogitsFor which,
                                   std::span<float> logits, const ForwardOptions& options) {
+  const SequenceStep step{tokens, &cache, options.bits, which};
+  return ForwardBatch(std::span<const SequenceStep>(&step, 1), logits, options);
+}
+
+absl::Status Transformer::ForwardBatch(std::span<const SequenceStep> steps, std::span<float> logits,
+                                       const ForwardOptions& options) {
   const ModelConfig& c = model_.config();
   const ModelWeights& w = model_.weights();
-  const int n = static_cast<int>(tokens.size());
-  if (n == 0) return absl::InvalidArgumentError("no tokens to run");
-  if (cache.length() + n > cache.capacity()) {
-    return absl::OutOfRangeError(absl::StrCat("context full: ", cache.length(), " + ", n, " tokens exceed ", cache.capacity()));
+  if (steps.empty()) return absl::InvalidArgumentError("no sequences to run");
+  int n = 0;
+  size_t logit_rows = 0;
+  for (const SequenceStep& step : steps) {
+    const int count = static_cast<int>(step.tokens.size());
+    if (count == 0) return absl::InvalidArgumentError("no tokens to run");
+    if (step.cache->length() + count > step.cache->capacity()) {
+      return absl::OutOfRangeError(absl::StrCat("context full: ", step.cache->length(), " + ", count, " tokens exceed ",
+                                                step.cache->capacity()));
+    }
+    for (TokenId id : step.tokens) {
+      if (id < 0 || id >= c.vocab_size) return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary"));
+    }
+    if (absl::Status s = ValidateBits(c, step.bits); !s.ok()) return s;
+    n += count;
+    logit_rows += step.which == LogitsFor::kAllTokens ? count : 1;
   }
-  const size_t logit_rows = which == LogitsFor::kAllTokens ? n : 1;
   if (logits.size() != logit_rows * c.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat("logits buffer holds ", logits.size(), " floats, need ", logit_rows * c.vocab_size));
   }
-  for (TokenId id : tokens) {
-    if (id < 0 || id >= c.vocab_size) return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary"));
-  }
-  if (absl::Status s = ValidateBits(c, options.bits); !s.ok()) return s;
 
+  // The token rows of all sequences, one after another; linear layers run on all of them at
+  // once (each row at its sequence's width), attention on each sequence against its cache.
   Scratch& s = scratch_;
   s.Resize(c, n);
-  const int start = cache.length();
-  std::fill(s.bits.begin(), s.bits.end(), options.bits);
+  std::vector<int> logit_rows_index;
+  for (int row = 0; const SequenceStep& step : steps) {
+    for (size_t i = 0; i < step.tokens.size(); ++i, ++row) {
+      s.positions[row] = step.cache->length() + static_cast<int>(i);
+      s.bits[row] = step.bits;
+      const std::span<const float> embedding = w.embedding.Row(step.tokens[i]);
+      std::copy(embedding.begin(), embedding.end(), s.x.begin() + static_cast<size_t>(row) * c.hidden_size);
+      if (step.which == LogitsFor::kAllTokens || i + 1 == step.tokens.size()) logit_rows_index.push_back(row);
+    }
+  }
   const auto observe = [&](int layer, LinearInput input, std::span<const float> rows, int width) {
     if (options.observer != nullptr) options.observer->Observe(layer, input, rows, width);
   };
-  for (int t = 0; t < n; ++t) {
-    s.positions[t] = start + t;
-    const std::span<const float> row = w.embedding.Row(tokens[t]);
-    std::copy(row.begin(), row.end(), s.x.begin() + static_cast<size_t>(t) * c.hidden_size);
-  }
+  const auto rows_of = [](std::span<float> data, int first, int count, int width) {
+    return data.subspan(static_cast<size_t>(first) * width, static_cast<size_t>(count) * width);
+  };
 
   const cpu::AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim};
+  const int kv = c.kv_dim();
   for (int layer = 0; layer < c.num_layers; ++layer) {
     const LayerWeights& l = w.layers[layer];
 
-    // Attention block: the new keys and values go straight into the cache.
+    // Attention block.
     cpu::RmsNorm(s.x, l.attn_norm, c.rms_norm_eps, s.normed);
-    const std::span<float> k_rows = cache.keys(layer).subspan(static_cast<size_t>(start) * c.kv_dim(), static_cast<size_t>(n) * c.kv_dim());
-    const std::span<float> v_rows = cache.values(layer).subspan(static_cast<size_t>(start) * c.kv_dim(), static_cast<size_t>(n) * c.kv_dim());
     observe(layer, LinearInput::kAttention, s.normed, c.hidden_size);
     ApplyLinear(l.wq, s.normed, s.bits, options.exact_kernels, s.q);
-    ApplyLinear(l.wk, s.normed, s.bits, options.exact_kernels, k_rows);
-    ApplyLinear(l.wv, s.normed, s.bits, options.exact_kernels, v_rows);
+    ApplyLinear(l.wk, s.normed, s.bits, options.exact_kernels, s.k);
+    ApplyLinear(l.wv, s.normed, s.bits, options.exact_kernels, s.v);
     cpu::Rope(s.q, s.positions, c.num_heads, c.head_dim, c.rope_theta);
-    cpu::Rope(k_rows, s.positions, c.num_kv_heads, c.head_dim, c.rope_theta);
-    cpu::Attention(s.q, s.positions, cache.keys(layer), cache.values(layer), shape, s.attention);
+    cpu::Rope(s.k, s.positions, c.num_kv_heads, c.head_dim, c.rope_theta);
+    for (int first = 0; const SequenceStep& step : steps) {
+      const int count = static_cast<int>(step.tokens.size());
+      KvCache& cache = *step.cache;
+      const auto k_new = rows_of(s.k, first, count, kv);
+      const auto v_new = rows_of(s.v, first, count, kv);
+      std::copy(k_new.begin(), k_new.end(), cache.keys(layer).begin() + static_cast<size_t>(cache.length()) * kv);
+      std::copy(v_new.begin(), v_new.end(), cache.values(layer).begin() + static_cast<size_t>(cache.length()) * kv);
+      cpu::Attention(rows_of(s.q, first, count, c.q_dim()), std::span<const int>(s.positions).subspan(first, count),
+                     cache.keys(layer), cache.values(layer), shape, rows_of(s.attention, first, count, c.q_dim()));
+      first += count;
+    }
     observe(layer, LinearInput::kAttentionOutput, s.attention, c.q_dim());
     ApplyLinear(l.wo, s.attention, s.bits, options.exact_kernels, s.projected);
     AddInPlace(s.x, s.projected);
@@ -115,13 +145,15 @@ absl::Status Transformer::Forward(std::span<const TokenId> tokens, KvCache& cach
     ApplyLinear(l.w_down, s.gate, s.bits, options.exact_kernels, s.projected);
     AddInPlace(s.x, s.projected);
   }
-  cache.Advance(n);
+  for (const SequenceStep& step : steps) step.cache->Advance(static_cast<int>(step.tokens.size()));
 
-  const size_t first_row = which == LogitsFor::kAllTokens ? 0 : n - 1;
-  const std::span<const float> final_rows = std::span<const float>(s.x).subspan(first_row * c.hidden_size);
-  const std::span<float> normed = std::span<float>(s.normed).subspan(0, logit_rows * c.hidden_size);
-  cpu::RmsNorm(final_rows, w.final_norm, c.rms_norm_eps, normed);
-  cpu::MatMul(normed, static_cast<int>(logit_rows), w.head.values, w.head.rows, w.head.cols, logits);
+  // Final norm and head, only for the rows whose logits are wanted.
+  for (size_t i = 0; i < logit_rows_index.size(); ++i) {
+    const auto row = std::span<const float>(s.x).subspan(static_cast<size_t>(logit_rows_index[i]) * c.hidden_size, c.hidden_size);
+    cpu::RmsNorm(row, w.final_norm, c.rms_norm_eps, std::span<float>(s.normed).subspan(i * c.hidden_size, c.hidden_size));
+  }
+  cpu::MatMul(std::span<const float>(s.normed).first(logit_rows * c.hidden_size), static_cast<int>(logit_rows), w.head.values,
+              w.head.rows, w.head.cols, logits);
   return absl::OkStatus();
 }
 

@@ -41,6 +41,14 @@ struct ForwardOptions {
   LinearInputObserver* observer = nullptr;
 };
 
+// One sequence's share of a batched forward step.
+struct SequenceStep {
+  std::span<const TokenId> tokens;  // run at positions cache->length() onwards
+  KvCache* cache;
+  int bits = 0;                      // this sequence's width (see ForwardOptions::bits)
+  LogitsFor which = LogitsFor::kLastToken;
+};
+
 class Transformer {
  public:
   // `model` must outlive the transformer.
@@ -53,6 +61,12 @@ class Transformer {
   // `logits`: vocab_size floats for the last token, or tokens x vocab_size for all.
   absl::Status Forward(std::span<const TokenId> tokens, KvCache& cache, LogitsFor which, std::span<float> logits,
                        const ForwardOptions& options = {});
+
+  // Several sequences in one step (continuous batching): each with its own cache, tokens
+  // (a prompt chunk or one decode token) and width; the linear layers run once over all
+  // their rows, mixing widths. `logits` holds each step's rows in order (one, or one per
+  // token for kAllTokens). options.bits is ignored; each step carries its own.
+  absl::Status ForwardBatch(std::span<const SequenceStep> steps, std::span<float> logits, const ForwardOptions& options = {});
 
  private:
   // Activations of one Forward call, kept between calls to avoid reallocating.
