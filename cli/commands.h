@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
@@ -34,7 +35,20 @@ struct InspectOptions {
   bool json = false;
 };
 
+struct ClientOptions {
+  std::string address = "127.0.0.1:50051";
+  std::string api_key;
+  std::string prompt;
+  int bits = 0;
+  int max_new_tokens = 256;
+  SamplingParams sampling;
+  std::vector<std::string> stop;
+  double timeout_seconds = 0;
+  bool list_models = false;
+};
+
 void AddGenerateCommand(CLI::App& app, GenerateOptions& options);
+void AddClientCommand(CLI::App& app, ClientOptions& options);
 void AddEvalCommand(CLI::App& app, EvalOptions& options);
 void AddInspectCommand(CLI::App& app, InspectOptions& options);
 
@@ -45,5 +59,6 @@ int ReportError(const absl::Status& status, int exit_code);
 int RunGenerate(const GenerateOptions& options);
 int RunEval(const EvalOptions& options);
 int RunInspect(const InspectOptions& options);
+int RunClient(const ClientOptions& options);
 
 }  // namespace anyprec::cli

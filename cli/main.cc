@@ -23,11 +23,14 @@ int main(int argc, char** argv) {
   anyprec::cli::GenerateOptions generate;
   anyprec::cli::EvalOptions eval;
   anyprec::cli::InspectOptions inspect;
+  anyprec::cli::ClientOptions client;
   anyprec::cli::AddGenerateCommand(app, generate);
   anyprec::cli::AddEvalCommand(app, eval);
   anyprec::cli::AddInspectCommand(app, inspect);
+  anyprec::cli::AddClientCommand(app, client);
   if (const auto exit_code = anyprec::cli::ParseOrExitCode(app, argc, argv)) return *exit_code;
   if (app.got_subcommand("generate")) return anyprec::cli::RunGenerate(generate);
   if (app.got_subcommand("inspect")) return anyprec::cli::RunInspect(inspect);
+  if (app.got_subcommand("client")) return anyprec::cli::RunClient(client);
   return anyprec::cli::RunEval(eval);
 }

@@ -1,0 +1,250 @@
+#include "server/generation_service.h"
+
+#include <cmath>
+#include <deque>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "engine/tokenizer/utf8.h"
+
+namespace anyprec::server {
+namespace {
+
+namespace pb = anyprec::v1;
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+pb::FinishReason ToProto(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kLength: return pb::LENGTH;
+    case FinishReason::kEos: return pb::EOS;
+    case FinishReason::kStopSequence: return pb::STOP_SEQUENCE;
+    case FinishReason::kCancelled: return pb::CANCELLED;
+    case FinishReason::kTimeLimit: return pb::TIME_LIMIT;
+  }
+  return pb::FINISH_REASON_UNSPECIFIED;
+}
+
+// One Generate call. The engine loop pushes messages into the outbox; gRPC drains it one
+// write at a time. Tokens that arrive while a write is in flight are merged into the next
+// message, so a slow reader costs one growing message, never a blocked engine loop.
+class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateResponse>,
+                              public GenerationSink,
+                              public std::enable_shared_from_this<GenerateReactor> {
+ public:
+  GenerateReactor(grpc::CallbackServerContext* context, int bits, std::string model)
+      : context_(context), bits_(bits), model_(std::move(model)) {}
+
+  void Begin(std::shared_ptr<RequestHandle> handle) {
+    std::lock_guard lock(mutex_);
+    handle_ = std::move(handle);
+  }
+
+  void OnToken(GeneratedToken token) override {
+    std::unique_lock lock(mutex_);
+    if (pending_.empty() || pending_.back().finish_reason() != pb::FINISH_REASON_UNSPECIFIED) pending_.emplace_back();
+    pb::Token* t = pending_.back().add_tokens();
+    t->set_id(token.id);
+    t->set_text(std::move(token.text));
+    if (token.logprob) t->set_logprob(*token.logprob);
+    MaybeWrite(lock);
+  }
+
+  void OnFinish(FinishReason reason, int prompt_tokens, int completion_tokens) override {
+    std::unique_lock lock(mutex_);
+    pb::GenerateResponse& last = pending_.emplace_back();
+    last.set_finish_reason(ToProto(reason));
+    last.mutable_usage()->set_prompt_tokens(prompt_tokens);
+    last.mutable_usage()->set_completion_tokens(completion_tokens);
+    last.set_bits(bits_);
+    last.set_model(model_);
+    finished_ = true;
+    if (reason == FinishReason::kTimeLimit) final_status_ = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded");
+    if (reason == FinishReason::kCancelled) final_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "request cancelled");
+    MaybeWrite(lock);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::unique_lock lock(mutex_);
+    writing_ = false;
+    if (!ok) {  // the client is gone: stop generating, and end once the engine has let go
+      broken_ = true;
+      if (handle_) handle_->Cancel();
+    }
+    MaybeWrite(lock);
+  }
+
+  void OnCancel() override {
+    std::lock_guard lock(mutex_);
+    if (!handle_) return;
+    handle_->Cancel(Clock::now() >= deadline() ? FinishReason::kTimeLimit : FinishReason::kCancelled);
+  }
+
+  void OnDone() override {
+    // The engine may still hold a reference; if not, this reactor dies as `self` does, so
+    // the lock must be released first.
+    std::shared_ptr<GenerateReactor> self;
+    {
+      std::lock_guard lock(mutex_);
+      self = std::move(self_);
+    }
+  }
+
+  void KeepAliveUntilDone(std::shared_ptr<GenerateReactor> self) { self_ = std::move(self); }
+
+ private:
+  Clock::time_point deadline() const {
+    const auto remaining = context_->deadline() - std::chrono::system_clock::now();
+    return Clock::now() + std::chrono::duration_cast<Clock::duration>(remaining);
+  }
+
+  // Starts the next write, or finishes the call once everything is written. Called with
+  // the lock held; releases it before calling into gRPC.
+  void MaybeWrite(std::unique_lock<std::mutex>& lock) {
+    if (writing_ || done_) return;
+    if (broken_) pending_.clear();  // nobody is reading any more
+    if (!pending_.empty()) {
+      current_ = std::move(pending_.front());
+      pending_.pop_front();
+      writing_ = true;
+      const bool last = current_.finish_reason() != pb::FINISH_REASON_UNSPECIFIED && pending_.empty() && final_status_.ok();
+      lock.unlock();
+      if (last) {
+        StartWriteLast(&current_, grpc::WriteOptions());
+      } else {
+        StartWrite(&current_);
+      }
+      return;
+    }
+    if (finished_) {
+      done_ = true;
+      const grpc::Status status = broken_ ? grpc::Status(grpc::StatusCode::CANCELLED, "client went away") : final_status_;
+      lock.unlock();
+      Finish(status);
+    }
+  }
+
+  grpc::CallbackServerContext* context_;
+  const int bits_;
+  const std::string model_;
+  std::mutex mutex_;
+  std::shared_ptr<RequestHandle> handle_;
+  std::deque<pb::GenerateResponse> pending_;
+  pb::GenerateResponse current_;
+  bool writing_ = false;
+  bool finished_ = false;
+  bool broken_ = false;
+  bool done_ = false;
+  grpc::Status final_status_ = grpc::Status::OK;
+  std::shared_ptr<GenerateReactor> self_;
+};
+
+// A reactor that only reports an error.
+class RejectedReactor final : public grpc::ServerWriteReactor<pb::GenerateResponse> {
+ public:
+  explicit RejectedReactor(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+GenerationService::GenerationService(const Model& model, const Tokenizer& tokenizer, Scheduler& scheduler, ServiceConfig config)
+    : model_(model), tokenizer_(tokenizer), scheduler_(scheduler), config_(config) {}
+
+std::string GenerationService::LogicalName(int bits) const { return absl::StrCat(model_.name(), "@", bits); }
+
+absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::GenerateRequest& r) const {
+  const ModelConfig& c = model_.config();
+  GenerationRequest out;
+  out.bits = r.bits() == 0 ? config_.default_bits : static_cast<int>(r.bits());
+  const int seed = c.quantization ? c.quantization->seed_bits : 0;
+  const int max = c.quantization ? c.quantization->max_bits : 0;
+  if (out.bits < seed || out.bits > max) {
+    return absl::InvalidArgumentError(absl::StrCat("bits ", r.bits(), " is outside the served widths ", seed, "..", max));
+  }
+  if (r.has_token_ids()) {
+    if (r.token_ids().ids().empty()) return absl::InvalidArgumentError("prompt token_ids is empty");
+    for (const int id : r.token_ids().ids()) {
+      if (id < 0 || id >= c.vocab_size) return absl::InvalidArgumentError(absl::StrCat("prompt token id ", id, " is outside the vocabulary"));
+      out.prompt.push_back(id);
+    }
+  } else {
+    if (r.text().empty()) return absl::InvalidArgumentError("prompt is empty");
+    if (!utf8::IsValid(r.text())) return absl::InvalidArgumentError("prompt text is not valid UTF-8");
+    if (c.bos_token_id >= 0) out.prompt.push_back(c.bos_token_id);
+    const std::vector<TokenId> body = tokenizer_.Encode(r.text());
+    out.prompt.insert(out.prompt.end(), body.begin(), body.end());
+  }
+  if (static_cast<int>(out.prompt.size()) >= c.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt of ", out.prompt.size(), " tokens leaves no room in the model's ",
+                                                   c.max_position_embeddings, "-token context"));
+  }
+  if (r.max_new_tokens() == 0 || r.max_new_tokens() > static_cast<uint32_t>(config_.max_new_tokens_limit)) {
+    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens must be in 1..", config_.max_new_tokens_limit, ", got ",
+                                                   r.max_new_tokens()));
+  }
+  out.max_new_tokens = static_cast<int>(r.max_new_tokens());
+  const pb::Sampling& s = r.sampling();
+  out.sampling.temperature = s.temperature();
+  out.sampling.top_p = s.top_p() == 0 ? 1.0f : s.top_p();
+  out.sampling.top_k = s.top_k();
+  out.sampling.seed = s.seed();
+  if (absl::Status status = out.sampling.Validate(); !status.ok()) return status;
+  if (s.repetition_penalty() != 0 && s.repetition_penalty() != 1) {
+    return absl::InvalidArgumentError("repetition_penalty is not supported yet (0 or 1 only)");
+  }
+  for (const std::string& stop : r.stop()) {
+    if (stop.empty()) return absl::InvalidArgumentError("stop sequences must not be empty");
+    out.stop.push_back(stop);
+  }
+  out.ignore_eos = r.ignore_eos();
+  out.return_logprobs = r.return_logprobs();
+  return out;
+}
+
+grpc::ServerWriteReactor<pb::GenerateResponse>* GenerationService::Generate(grpc::CallbackServerContext* context,
+                                                                           const pb::GenerateRequest* request) {
+  absl::StatusOr<GenerationRequest> validated = Validate(*request);
+  if (!validated.ok()) return new RejectedReactor(ToGrpc(validated.status()));
+  const auto remaining = context->deadline() - std::chrono::system_clock::now();
+  if (remaining < std::chrono::hours(24 * 365)) {
+    validated->deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(remaining);
+  }
+  auto reactor = std::make_shared<GenerateReactor>(context, validated->bits, LogicalName(validated->bits));
+  reactor->KeepAliveUntilDone(reactor);
+  absl::StatusOr<std::shared_ptr<RequestHandle>> handle = scheduler_.Submit(*std::move(validated), reactor);
+  if (!handle.ok()) {
+    reactor->KeepAliveUntilDone(nullptr);
+    return new RejectedReactor(ToGrpc(handle.status()));
+  }
+  reactor->Begin(*handle);
+  return reactor.get();
+}
+
+grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerContext* context, const pb::ListModelsRequest*,
+                                                        pb::ListModelsResponse* response) {
+  const ModelConfig& c = model_.config();
+  if (c.quantization) {
+    for (int b = c.quantization->seed_bits; b <= c.quantization->max_bits; ++b) {
+      pb::LogicalModel* m = response->add_models();
+      m->set_name(LogicalName(b));
+      m->set_bits(b);
+      uint64_t bytes = 0;
+      for (const LayerWeights& layer : model_.weights().layers) {
+        for (const Linear* linear : layer.linears()) {
+          bytes += static_cast<uint64_t>(b) * linear->rows * ((linear->cols + 7) / 8) + (static_cast<uint64_t>(linear->rows) << b) * 2;
+        }
+      }
+      bytes += static_cast<uint64_t>(model_.weights().head.rows) * model_.weights().head.cols * sizeof(float);
+      m->set_bytes_per_token(bytes);
+    }
+  }
+  response->set_default_bits(config_.default_bits);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace anyprec::server
