@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/tokenizer/utf8.h"
+#include "server/metrics.h"
 
 namespace anyprec::server {
 namespace {
@@ -150,8 +151,9 @@ class RejectedReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
 
 }  // namespace
 
-GenerationService::GenerationService(const Model& model, const Tokenizer& tokenizer, Scheduler& scheduler, ServiceConfig config)
-    : model_(model), tokenizer_(tokenizer), scheduler_(scheduler), config_(config) {}
+GenerationService::GenerationService(const Model& model, const Tokenizer& tokenizer, Scheduler& scheduler, ServiceConfig config,
+                                     ServerMetrics* metrics)
+    : model_(model), tokenizer_(tokenizer), scheduler_(scheduler), config_(config), metrics_(metrics) {}
 
 std::string GenerationService::LogicalName(int bits) const { return absl::StrCat(model_.name(), "@", bits); }
 
@@ -207,7 +209,10 @@ absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::Generate
 grpc::ServerWriteReactor<pb::GenerateResponse>* GenerationService::Generate(grpc::CallbackServerContext* context,
                                                                            const pb::GenerateRequest* request) {
   absl::StatusOr<GenerationRequest> validated = Validate(*request);
-  if (!validated.ok()) return new RejectedReactor(ToGrpc(validated.status()));
+  if (!validated.ok()) {
+    if (metrics_) metrics_->RequestRejected("invalid_argument");
+    return new RejectedReactor(ToGrpc(validated.status()));
+  }
   const auto remaining = context->deadline() - std::chrono::system_clock::now();
   if (remaining < std::chrono::hours(24 * 365)) {
     validated->deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(remaining);

@@ -18,7 +18,9 @@ struct ServiceConfig {
 
 class GenerationService final : public anyprec::v1::Generation::CallbackService {
  public:
-  GenerationService(const Model& model, const Tokenizer& tokenizer, Scheduler& scheduler, ServiceConfig config);
+  // `metrics` may be null.
+  GenerationService(const Model& model, const Tokenizer& tokenizer, Scheduler& scheduler, ServiceConfig config,
+                    ServerMetrics* metrics = nullptr);
 
   grpc::ServerWriteReactor<anyprec::v1::GenerateResponse>* Generate(grpc::CallbackServerContext* context,
                                                                    const anyprec::v1::GenerateRequest* request) override;
@@ -34,6 +36,7 @@ class GenerationService final : public anyprec::v1::Generation::CallbackService 
   const Tokenizer& tokenizer_;
   Scheduler& scheduler_;
   const ServiceConfig config_;
+  ServerMetrics* const metrics_;
 };
 
 }  // namespace anyprec::server

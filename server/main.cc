@@ -10,12 +10,38 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/generation_service.h"
+#include "server/metrics.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 
 namespace {
 
 volatile std::sig_atomic_t g_signal = 0;
+
+// Resident weight bytes as the engine holds them: re-tiled planes, fp32 and int8 LUTs, and
+// fp32 dense tensors.
+void ReportWeightBytes(const anyprec::Model& model, anyprec::server::ServerMetrics& metrics) {
+  double planes = 0;
+  double luts = 0;
+  double dense = 0;
+  const anyprec::ModelWeights& w = model.weights();
+  for (const anyprec::LayerWeights& layer : w.layers) {
+    for (const anyprec::Linear* linear : layer.linears()) {
+      const anyprec::cpu::BitplaneView& q = linear->quantized;
+      planes += static_cast<double>(q.max_bits) * q.plane_stride;
+      for (int b = q.seed_bits; b <= q.max_bits; ++b) {
+        luts += static_cast<double>(q.rows) * ((4 << b) + anyprec::cpu::BitplaneView::Int8LutStride(b) + 4);
+      }
+      dense += 4.0 * linear->bias.size();
+    }
+    dense += 4.0 * (layer.attn_norm.size() + layer.ffn_norm.size());
+  }
+  dense += 4.0 * (w.embedding.values.size() + w.final_norm.size());
+  if (w.head.values.data() != w.embedding.values.data()) dense += 4.0 * w.head.values.size();
+  metrics.WeightBytes("planes", planes);
+  metrics.WeightBytes("luts", luts);
+  metrics.WeightBytes("dense", dense);
+}
 void OnSignal(int signal) { g_signal = signal; }
 
 }  // namespace
@@ -29,6 +55,8 @@ int main(int argc, char** argv) {
   anyprec::server::SchedulerOptions scheduler_options;
   anyprec::cli::AddModelOptions(app, model_options);
   app.add_option("--listen", listen, "gRPC address; port 0 picks a free one")->capture_default_str();
+  std::string metrics_listen = "127.0.0.1:9464";
+  app.add_option("--metrics-listen", metrics_listen, "Prometheus /metrics address")->capture_default_str();
   app.add_option("--default-bits", default_bits, "Width of requests that name none (default: the image's widest)")->check(CLI::Range(1, 8));
   app.add_option("--max-running", scheduler_options.max_running, "Requests decoded together")->check(CLI::Range(1, 1024))->capture_default_str();
   app.add_option("--max-queued", scheduler_options.max_queued, "Waiting requests; past it, RESOURCE_EXHAUSTED")
@@ -62,8 +90,14 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  anyprec::server::Scheduler scheduler(bundle->model, bundle->tokenizer, scheduler_options);
-  anyprec::server::GenerationService service(bundle->model, bundle->tokenizer, scheduler, {default_bits, 4096});
+  auto metrics = anyprec::server::ServerMetrics::Start(metrics_listen);
+  if (!metrics.ok()) {
+    spdlog::error("{}", std::string(metrics.status().message()));
+    return 1;
+  }
+  ReportWeightBytes(bundle->model, **metrics);
+  anyprec::server::Scheduler scheduler(bundle->model, bundle->tokenizer, scheduler_options, metrics->get());
+  anyprec::server::GenerationService service(bundle->model, bundle->tokenizer, scheduler, {default_bits, 4096}, metrics->get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -77,9 +111,11 @@ int main(int argc, char** argv) {
   }
   server->GetHealthCheckService()->SetServingStatus(true);
   const std::string host = listen.substr(0, listen.rfind(':'));
-  spdlog::info("serving {} widths {}..{} (default {}) on {}:{}", bundle->model.name(), config.quantization->seed_bits,
-               config.quantization->max_bits, default_bits, host, port);
-  std::printf("listening on %s:%d\n", host.c_str(), port);
+  const std::string metrics_host = metrics_listen.substr(0, metrics_listen.rfind(':'));
+  spdlog::info("serving {} widths {}..{} (default {}) on {}:{}, metrics on {}:{}/metrics", bundle->model.name(),
+               config.quantization->seed_bits, config.quantization->max_bits, default_bits, host, port, metrics_host,
+               (*metrics)->port());
+  std::printf("listening on %s:%d, metrics on %s:%d\n", host.c_str(), port, metrics_host.c_str(), (*metrics)->port());
   std::fflush(stdout);
 
   std::signal(SIGTERM, OnSignal);

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/runtime/perplexity.h"
+#include "server/metrics.h"
 
 namespace anyprec::server {
 
@@ -19,10 +20,18 @@ struct Scheduler::Sequence {
   std::vector<TokenId> output;   // generated tokens
   std::string generated_text;
   bool done = false;
+  Clock::time_point submitted;
+  Clock::time_point last_token;
 };
 
-Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, SchedulerOptions options)
-    : model_(model), tokenizer_(tokenizer), options_(options), transformer_(model) {
+namespace {
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+}  // namespace
+
+Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, SchedulerOptions options, ServerMetrics* metrics)
+    : model_(model), tokenizer_(tokenizer), options_(options), metrics_(metrics), transformer_(model) {
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -35,16 +44,22 @@ absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerationReque
   const long positions = static_cast<long>(request.prompt.size()) + request.max_new_tokens;
   s->reserved = std::min<long>(positions, model_.config().max_position_embeddings);
   if (s->reserved > options_.kv_cache_tokens) {
+    if (metrics_) metrics_->RequestRejected("kv_too_large");
     return absl::InvalidArgumentError(absl::StrCat("prompt and max_new_tokens need ", s->reserved,
                                                    " KV positions, more than the server's ", options_.kv_cache_tokens));
   }
   s->request = std::move(request);
   s->sink = std::move(sink);
+  s->submitted = Clock::now();
   std::shared_ptr<RequestHandle> handle = s->handle;
   {
     std::lock_guard lock(mutex_);
-    if (!accepting_) return absl::UnavailableError("the server is shutting down");
+    if (!accepting_) {
+      if (metrics_) metrics_->RequestRejected("shutting_down");
+      return absl::UnavailableError("the server is shutting down");
+    }
     if (static_cast<int>(queue_.size()) >= options_.max_queued) {
+      if (metrics_) metrics_->RequestRejected("queue_full");
       return absl::ResourceExhaustedError(absl::StrCat("queue full (", options_.max_queued, " waiting requests)"));
     }
     queue_.push_back(std::move(s));
@@ -77,6 +92,7 @@ void Scheduler::Stop() {
 void Scheduler::Finish(Sequence& s, FinishReason reason) {
   if (s.done) return;
   s.done = true;
+  if (metrics_) metrics_->RequestFinished(s.request.bits, reason, Seconds(Clock::now() - s.submitted));
   s.sink->OnFinish(reason, static_cast<int>(s.request.prompt.size()), static_cast<int>(s.output.size()));
 }
 
@@ -105,6 +121,9 @@ void Scheduler::Loop() {
         std::unique_ptr<Sequence> s = std::move(queue_.front());
         queue_.pop_front();
         kv_reserved_ += s->reserved;
+        if (metrics_) {
+          metrics_->RequestAdmitted(s->request.bits, Seconds(Clock::now() - s->submitted), static_cast<int>(s->request.prompt.size()));
+        }
         running.push_back(std::move(s));
       }
       waiting_count_ = static_cast<int>(queue_.size());
@@ -120,6 +139,7 @@ void Scheduler::Loop() {
       running_count_ = static_cast<int>(running.size());
       if (running.empty() && queue_.empty()) idle_.notify_all();
     }
+    if (metrics_) metrics_->Load(running_count_, waiting_count_, static_cast<double>(kv_reserved_) / options_.kv_cache_tokens);
   }
   for (auto& s : running) Finish(*s, FinishReason::kCancelled);
   running_count_ = 0;
@@ -171,7 +191,14 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
   std::vector<float> logits(steps.size() * vocab);
   ForwardOptions options;
   options.exact_kernels = options_.exact_kernels;
-  if (absl::Status status = transformer_.ForwardBatch(steps, logits, options); !status.ok()) {
+  const Clock::time_point step_start = Clock::now();
+  const absl::Status status = transformer_.ForwardBatch(steps, logits, options);
+  if (metrics_) {
+    int tokens = 0;
+    for (const SequenceStep& step : steps) tokens += static_cast<int>(step.tokens.size());
+    metrics_->Step(options_.step_tokens > prompt_budget ? "prefill" : "decode", tokens, Seconds(Clock::now() - step_start));
+  }
+  if (!status.ok()) {
     // Requests were validated on entry; an engine error ends them rather than the server.
     for (Sequence* s : stepped) Finish(*s, FinishReason::kCancelled);
     return;
@@ -187,6 +214,12 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
       continue;
     }
     s.output.push_back(next);
+    const Clock::time_point now_token = Clock::now();
+    if (metrics_) {
+      const bool first = s.output.size() == 1;
+      metrics_->TokenGenerated(s.request.bits, Seconds(now_token - (first ? s.submitted : s.last_token)), first);
+    }
+    s.last_token = now_token;
     GeneratedToken token{next, s.text->Next(next), std::nullopt};
     if (s.request.return_logprobs) token.logprob = static_cast<float>(-NegativeLogLikelihood(row, next));
     const size_t text_before = s.generated_text.size();

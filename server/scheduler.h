@@ -75,9 +75,12 @@ struct SchedulerOptions {
   bool exact_kernels = false;
 };
 
+class ServerMetrics;
+
 class Scheduler {
  public:
-  Scheduler(const Model& model, const Tokenizer& tokenizer, SchedulerOptions options);
+  // `metrics` may be null; it must outlive the scheduler.
+  Scheduler(const Model& model, const Tokenizer& tokenizer, SchedulerOptions options, ServerMetrics* metrics = nullptr);
   ~Scheduler();  // stops the loop; requests still running end as CANCELLED
 
   // Queues a validated request. RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE
@@ -105,6 +108,7 @@ class Scheduler {
   const Model& model_;
   const Tokenizer& tokenizer_;
   const SchedulerOptions options_;
+  ServerMetrics* const metrics_;
   Transformer transformer_;
 
   std::mutex mutex_;

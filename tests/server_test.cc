@@ -1,6 +1,9 @@
 // anyprec-server as clients meet it: the real binary on a free loopback port, a real gRPC
 // client, an image quantized from the real TinyStories-656K.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,12 +13,14 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <sstream>
 #include <thread>
 
 #include "anyprec/v1/generation.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "quantizer/quantizer.h"
 #include "tests/shared_data.h"
 
@@ -38,7 +43,7 @@ class ServerProcess {
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
     posix_spawn_file_actions_addclose(&actions, out[0]);
-    std::vector<std::string> argv_storage = {ANYPREC_SERVER};
+    std::vector<std::string> argv_storage = {ANYPREC_SERVER, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"};
     argv_storage.insert(argv_storage.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (std::string& a : argv_storage) argv.push_back(a.data());
@@ -46,13 +51,15 @@ class ServerProcess {
     EXPECT_EQ(posix_spawn(&pid_, ANYPREC_SERVER, &actions, nullptr, argv.data(), environ), 0);
     posix_spawn_file_actions_destroy(&actions);
     ::close(out[1]);
-    // The server prints "listening on HOST:PORT" once it serves.
+    // The server prints "listening on HOST:PORT, metrics on HOST:PORT" once it serves.
     FILE* stream = ::fdopen(out[0], "r");
     char line[256] = {};
     if (std::fgets(line, sizeof(line), stream) != nullptr) {
       const std::string text(line);
-      if (const size_t colon = text.rfind(':'); text.starts_with("listening on ") && colon != std::string::npos) {
-        address_ = text.substr(13, text.size() - 14);
+      const size_t comma = text.find(", metrics on ");
+      if (text.starts_with("listening on ") && comma != std::string::npos) {
+        address_ = text.substr(13, comma - 13);
+        metrics_address_ = text.substr(comma + 13, text.size() - comma - 14);
       }
     }
     std::fclose(stream);
@@ -75,6 +82,7 @@ class ServerProcess {
     pid_ = -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
+  const std::string& metrics_address() const { return metrics_address_; }
   std::unique_ptr<pb::Generation::Stub> Stub() const {
     return pb::Generation::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
   }
@@ -82,6 +90,7 @@ class ServerProcess {
  private:
   pid_t pid_ = -1;
   std::string address_;
+  std::string metrics_address_;
 };
 
 struct Result {
@@ -116,15 +125,32 @@ pb::GenerateRequest Greedy(const std::string& prompt, int bits, int max_new_toke
   return r;
 }
 
-std::string RunGenerate(const std::string& image, const std::string& prompt, int bits, int max_new_tokens) {
-  const std::string command = std::string(ANYPREC_CLI) + " generate --model " + image + " --bits " + std::to_string(bits) +
-                              " --temperature 0 --max-new-tokens " + std::to_string(max_new_tokens) + " --prompt '" + prompt + "'";
+// Standard output of a shell command.
+std::string Capture(const std::string& command) {
   FILE* pipe = ::popen(command.c_str(), "r");
   std::string out;
   char buffer[4096];
   while (size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) out.append(buffer, n);
   ::pclose(pipe);
   return out;
+}
+
+std::string RunGenerate(const std::string& image, const std::string& prompt, int bits, int max_new_tokens) {
+  return Capture(std::string(ANYPREC_CLI) + " generate --model " + image + " --bits " + std::to_string(bits) +
+                 " --temperature 0 --max-new-tokens " + std::to_string(max_new_tokens) + " --prompt '" + prompt + "'");
+}
+
+// A port nothing listens on now: bind port 0 on loopback, read it back, release it.
+int FreeLoopbackPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  ::close(fd);
+  return ntohs(address.sin_port);
 }
 
 class ServerTest : public ::testing::Test {
@@ -140,7 +166,7 @@ class ServerTest : public ::testing::Test {
 };
 
 TEST_F(ServerTest, StreamsTokensAndEndsWithUsage) {
-  ServerProcess server({"--model", image_, "--listen", "127.0.0.1:0"});
+  ServerProcess server({"--model", image_});
   const auto stub = server.Stub();
   const Result r = Generate(*stub, Greedy("Once upon a time", 3, 20));
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
@@ -169,7 +195,7 @@ TEST_F(ServerTest, StreamsTokensAndEndsWithUsage) {
 // Twelve concurrent greedy requests over widths {3, 4, 8} each get exactly the text that
 // `anyprec generate` gives for the same request alone.
 TEST_F(ServerTest, ConcurrentMixedWidthsMatchRunningAlone) {
-  ServerProcess server({"--model", image_, "--listen", "127.0.0.1:0", "--step-tokens", "4"});
+  ServerProcess server({"--model", image_, "--step-tokens", "4"});
   const std::vector<std::string> prompts = {"Once upon a time", "The little dog", "Tom and Sue went to the park", "One day"};
   std::vector<std::future<Result>> futures;
   std::vector<std::pair<std::string, int>> cases;
@@ -191,7 +217,7 @@ TEST_F(ServerTest, ConcurrentMixedWidthsMatchRunningAlone) {
 }
 
 TEST_F(ServerTest, BadRequestsSayWhatIsWrong) {
-  ServerProcess server({"--model", image_, "--listen", "127.0.0.1:0"});
+  ServerProcess server({"--model", image_});
   const auto stub = server.Stub();
   const auto expect_invalid = [&](const pb::GenerateRequest& request, const std::string& fragment) {
     const Result r = Generate(*stub, request);
@@ -218,7 +244,7 @@ TEST_F(ServerTest, BadRequestsSayWhatIsWrong) {
 }
 
 TEST_F(ServerTest, OverloadIsRejectedAndAdmittedRequestsComplete) {
-  ServerProcess server({"--model", image_, "--listen", "127.0.0.1:0", "--max-running", "2", "--max-queued", "2"});
+  ServerProcess server({"--model", image_, "--max-running", "2", "--max-queued", "2"});
   std::vector<std::future<Result>> futures;
   for (int i = 0; i < 12; ++i) {
     futures.push_back(std::async(std::launch::async, [&server] {
@@ -249,7 +275,7 @@ TEST_F(ServerTest, OverloadIsRejectedAndAdmittedRequestsComplete) {
 }
 
 TEST_F(ServerTest, CancelledStreamsStopWithoutDisturbingOthers) {
-  ServerProcess server({"--model", image_, "--listen", "127.0.0.1:0", "--max-running", "1"});
+  ServerProcess server({"--model", image_, "--max-running", "1"});
   const auto stub = server.Stub();
   {
     grpc::ClientContext context;
@@ -280,7 +306,7 @@ TEST_F(ServerTest, CancelledStreamsStopWithoutDisturbingOthers) {
 }
 
 TEST_F(ServerTest, SigtermFinishesInFlightRequestsAndExitsZero) {
-  ServerProcess server({"--model", image_, "--listen", "127.0.0.1:0"});
+  ServerProcess server({"--model", image_});
   auto in_flight = std::async(std::launch::async, [&server] {
     pb::GenerateRequest r = Greedy("Once upon a time", 8, 400);
     r.set_ignore_eos(true);
@@ -292,6 +318,43 @@ TEST_F(ServerTest, SigtermFinishesInFlightRequestsAndExitsZero) {
   EXPECT_TRUE(r.status.ok()) << r.status.error_message();
   EXPECT_EQ(r.ids.size(), 400u);
   EXPECT_EQ(exit_code, 0);
+}
+
+// A real Prometheus scrapes the server; what it stored equals what the client received.
+TEST_F(ServerTest, PrometheusSeesTheTokensClientsReceived) {
+  ServerProcess server({"--model", image_});
+  std::map<std::string, int> received;
+  for (const auto& [bits, tokens] : std::vector<std::pair<int, int>>{{3, 7}, {8, 5}, {3, 4}}) {
+    const Result r = Generate(*server.Stub(), Greedy("Once upon a time", bits, tokens));
+    ASSERT_TRUE(r.status.ok());
+    received[std::to_string(bits)] += static_cast<int>(r.ids.size());
+  }
+  EXPECT_EQ(std::system(("curl -sf http://" + server.metrics_address() + "/metrics | promtool check metrics").c_str()), 0);
+
+  const fs::path dir = fs::temp_directory_path() / ("anyprec-prometheus-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "prometheus.yml") << "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: anyprec\n"
+                                        << "    static_configs:\n      - targets: ['" << server.metrics_address() << "']\n";
+  const std::string api = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
+  const std::string prometheus = "prometheus --config.file=" + (dir / "prometheus.yml").string() + " --storage.tsdb.path=" +
+                                 (dir / "data").string() + " --web.listen-address=" + api + " > " + (dir / "log").string() +
+                                 " 2>&1 & echo $!";
+  const std::string pid = Capture(prometheus);
+  std::map<std::string, int> stored;
+  for (int attempt = 0; attempt < 60 && stored != received; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    const std::string body = Capture("curl -sf 'http://" + api + "/api/v1/query?query=anyprec_generation_tokens_total'");
+    const auto json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+    if (json.is_discarded() || !json.contains("data")) continue;
+    stored.clear();
+    for (const auto& series : json["data"]["result"]) {
+      stored[series["metric"]["bits"].get<std::string>()] = std::stoi(series["value"][1].get<std::string>());
+    }
+  }
+  std::system(("kill " + pid).c_str());
+  EXPECT_EQ(stored, received) << Capture("cat " + (dir / "log").string());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  fs::remove_all(dir);
 }
 
 }  // namespace

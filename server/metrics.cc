@@ -1,0 +1,126 @@
+#include "server/metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "absl/strings/str_cat.h"
+#include "server/scheduler.h"
+
+namespace anyprec::server {
+namespace {
+
+const char* ReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kLength: return "length";
+    case FinishReason::kEos: return "eos";
+    case FinishReason::kStopSequence: return "stop_sequence";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kTimeLimit: return "time_limit";
+  }
+  return "unknown";
+}
+
+prometheus::Histogram::BucketBoundaries LatencyBuckets() {
+  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+}
+
+}  // namespace
+
+struct ServerMetrics::Families {
+  explicit Families(prometheus::Registry& r)
+      : generated(prometheus::BuildCounter().Name("anyprec_generation_tokens_total").Help("Tokens generated").Register(r)),
+        prompt(prometheus::BuildCounter().Name("anyprec_prompt_tokens_total").Help("Prompt tokens admitted").Register(r)),
+        finished(prometheus::BuildCounter().Name("anyprec_requests_finished_total").Help("Finished requests by reason").Register(r)),
+        rejected(prometheus::BuildCounter().Name("anyprec_requests_rejected_total").Help("Rejected requests by reason").Register(r)),
+        ttft(prometheus::BuildHistogram().Name("anyprec_time_to_first_token_seconds").Help("Time to first token").Register(r)),
+        itl(prometheus::BuildHistogram().Name("anyprec_inter_token_latency_seconds").Help("Time between tokens").Register(r)),
+        e2e(prometheus::BuildHistogram().Name("anyprec_request_duration_seconds").Help("End-to-end latency").Register(r)),
+        queue(prometheus::BuildHistogram().Name("anyprec_queue_time_seconds").Help("Time queued before admission").Register(r)),
+        step(prometheus::BuildHistogram().Name("anyprec_step_duration_seconds").Help("Engine step duration by phase").Register(r)),
+        batch(prometheus::BuildHistogram().Name("anyprec_batch_tokens").Help("Tokens per engine step by phase").Register(r)),
+        running(prometheus::BuildGauge().Name("anyprec_requests_running").Help("Requests being decoded").Register(r).Add({})),
+        waiting(prometheus::BuildGauge().Name("anyprec_requests_waiting").Help("Requests queued").Register(r).Add({})),
+        kv(prometheus::BuildGauge().Name("anyprec_kv_cache_usage_ratio").Help("KV positions reserved / capacity").Register(r).Add({})),
+        weights(prometheus::BuildGauge().Name("anyprec_weight_bytes").Help("Resident weight bytes by component").Register(r)),
+        build(prometheus::BuildGauge().Name("anyprec_build_info").Help("Build information").Register(r)) {}
+
+  prometheus::Family<prometheus::Counter>& generated;
+  prometheus::Family<prometheus::Counter>& prompt;
+  prometheus::Family<prometheus::Counter>& finished;
+  prometheus::Family<prometheus::Counter>& rejected;
+  prometheus::Family<prometheus::Histogram>& ttft;
+  prometheus::Family<prometheus::Histogram>& itl;
+  prometheus::Family<prometheus::Histogram>& e2e;
+  prometheus::Family<prometheus::Histogram>& queue;
+  prometheus::Family<prometheus::Histogram>& step;
+  prometheus::Family<prometheus::Histogram>& batch;
+  prometheus::Gauge& running;
+  prometheus::Gauge& waiting;
+  prometheus::Gauge& kv;
+  prometheus::Family<prometheus::Gauge>& weights;
+  prometheus::Family<prometheus::Gauge>& build;
+};
+
+ServerMetrics::ServerMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()), families_(std::make_unique<Families>(*registry_)) {
+  families_->build.Add({{"version", "0.1.0"}}).Set(1);
+}
+
+ServerMetrics::~ServerMetrics() = default;
+
+absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(const std::string& listen) {
+  std::unique_ptr<ServerMetrics> metrics(new ServerMetrics());
+  try {
+    metrics->exposer_ = std::make_unique<prometheus::Exposer>(listen);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", listen, ": ", e.what()));
+  }
+  metrics->exposer_->RegisterCollectable(metrics->registry_);
+  return metrics;
+}
+
+int ServerMetrics::port() const {
+  const std::vector<int> ports = exposer_->GetListeningPorts();
+  return ports.empty() ? 0 : ports.front();
+}
+
+void ServerMetrics::RequestAdmitted(int bits, double queue_seconds, int prompt_tokens) {
+  const std::string b = std::to_string(bits);
+  families_->queue.Add({{"bits", b}}, LatencyBuckets()).Observe(queue_seconds);
+  families_->prompt.Add({{"bits", b}}).Increment(prompt_tokens);
+}
+
+void ServerMetrics::TokenGenerated(int bits, double since_previous_seconds, bool first) {
+  const std::string b = std::to_string(bits);
+  families_->generated.Add({{"bits", b}}).Increment();
+  (first ? families_->ttft : families_->itl).Add({{"bits", b}}, LatencyBuckets()).Observe(since_previous_seconds);
+}
+
+void ServerMetrics::RequestFinished(int bits, FinishReason reason, double seconds) {
+  const std::string b = std::to_string(bits);
+  families_->finished.Add({{"bits", b}, {"reason", ReasonName(reason)}}).Increment();
+  families_->e2e.Add({{"bits", b}}, LatencyBuckets()).Observe(seconds);
+}
+
+void ServerMetrics::RequestRejected(const std::string& reason) { families_->rejected.Add({{"reason", reason}}).Increment(); }
+
+void ServerMetrics::Step(const char* phase, int batch_tokens, double seconds) {
+  families_->step.Add({{"phase", phase}}, LatencyBuckets()).Observe(seconds);
+  families_->batch.Add({{"phase", phase}}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})
+      .Observe(batch_tokens);
+}
+
+void ServerMetrics::Load(int running, int waiting, double kv_usage) {
+  families_->running.Set(running);
+  families_->waiting.Set(waiting);
+  families_->kv.Set(kv_usage);
+}
+
+void ServerMetrics::WeightBytes(const std::string& component, double bytes) {
+  families_->weights.Add({{"component", component}}).Set(bytes);
+}
+
+}  // namespace anyprec::server
