@@ -199,6 +199,7 @@ absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::Generate
   }
   for (const std::string& stop : r.stop()) {
     if (stop.empty()) return absl::InvalidArgumentError("stop sequences must not be empty");
+    if (!utf8::IsValid(stop)) return absl::InvalidArgumentError("a stop sequence is not valid UTF-8");
     out.stop.push_back(stop);
   }
   out.ignore_eos = r.ignore_eos();

@@ -236,6 +236,10 @@ TEST_F(ServerTest, BadRequestsSayWhatIsWrong) {
   bad_sampling = Greedy("hi", 3, 5);
   bad_sampling.mutable_sampling()->set_top_p(1.5f);
   expect_invalid(bad_sampling, "top_p");
+  expect_invalid(Greedy("caf\xc3", 3, 5), "not valid UTF-8");
+  pb::GenerateRequest bad_stop = Greedy("hi", 3, 5);
+  bad_stop.add_stop("\xff");
+  expect_invalid(bad_stop, "stop sequence");
   pb::GenerateRequest bad_ids = Greedy("", 3, 5);
   bad_ids.mutable_token_ids()->add_ids(99999);
   expect_invalid(bad_ids, "outside the vocabulary");
