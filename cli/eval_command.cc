@@ -43,7 +43,7 @@ int RunEval(const EvalOptions& o) {
       const nlohmann::json line = {{"bits", bits}, {"ppl", result->perplexity}, {"tokens", result->tokens}};
       std::printf("%s\n", line.dump().c_str());
     } else {
-      std::printf("%s: perplexity %.4f over %ld tokens (%d windows of %d)\n", bundle->LogicalName(bits).c_str(),
+      std::printf("%s: perplexity %.4f over %ld tokens (%d windows of %d)\n", bundle->model.LogicalName(bits).c_str(),
                   result->perplexity, result->tokens, o.windows, o.window_len);
     }
     std::fflush(stdout);

@@ -43,15 +43,10 @@ int RunInspect(const InspectOptions& o) {
   uint64_t all_bytes = 0;
   for (const auto& [name, view] : tensors) all_bytes += view.data.size();
   const uint64_t dense_bytes = all_bytes - plane_bytes - lut_total;
-  const auto embedding = tensors.find("model.embed_tokens.weight");
-  const uint64_t embedding_bytes = embedding == tensors.end() ? 0 : embedding->second.data.size();
   uint64_t quantized_weights = 0;
   for (const LayerWeights& layer : model->weights().layers) {
     for (const Linear* linear : layer.linears()) quantized_weights += static_cast<uint64_t>(linear->rows) * linear->cols;
   }
-  // Per token, the embedding contributes one row unless it is also the (tied) head.
-  const bool tied = tensors.count("lm_head.weight") == 0;
-  const uint64_t dense_read = dense_bytes - embedding_bytes + (tied ? embedding_bytes : embedding_bytes / c.vocab_size);
   const uint64_t image_bytes = std::filesystem::file_size(weights_path);
 
   nlohmann::json report = {{"image", o.image_dir},
@@ -64,7 +59,7 @@ int RunInspect(const InspectOptions& o) {
   uint64_t separate_images = 0;
   for (int b = seed; b <= max; ++b) {
     const uint64_t planes_b = plane_bytes / max * b;
-    const uint64_t read = planes_b + lut_bytes[b] + dense_read;
+    const uint64_t read = model->BytesReadPerToken(b);
     separate_images += planes_b + lut_bytes[b] + dense_bytes;
     report["widths"].push_back({{"bits", b}, {"lut_bytes", lut_bytes[b]}, {"plane_bytes_read", planes_b}, {"bytes_per_token", read}});
   }

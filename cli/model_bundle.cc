@@ -47,10 +47,6 @@ TokenId ModelBundle::bos() const {
   return template_ids.empty() ? -1 : template_ids.front();
 }
 
-std::string ModelBundle::LogicalName(int bits) const {
-  return bits == 0 ? model.name() : absl::StrCat(model.name(), "@", bits);
-}
-
 absl::StatusOr<std::vector<int>> ParseWidths(const std::string& spec, const ModelConfig& config) {
   const int seed = config.quantization ? config.quantization->seed_bits : 0;
   const int max = config.quantization ? config.quantization->max_bits : 0;

@@ -18,8 +18,6 @@ struct ModelBundle {
   // [BOS] + ids of `text`; BOS comes from config.json, else from the tokenizer's template.
   std::vector<TokenId> EncodePrompt(const std::string& text) const;
   TokenId bos() const;
-  // "TinyStories-656K@3" for width 3 of an image; the folder name for bits 0.
-  std::string LogicalName(int bits) const;
 };
 
 // The widths `spec` names for `config`: "all" (every width an image offers, or 0 for an

@@ -155,8 +155,6 @@ GenerationService::GenerationService(const Model& model, const Tokenizer& tokeni
                                      ServerMetrics* metrics)
     : model_(model), tokenizer_(tokenizer), scheduler_(scheduler), config_(config), metrics_(metrics) {}
 
-std::string GenerationService::LogicalName(int bits) const { return absl::StrCat(model_.name(), "@", bits); }
-
 absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::GenerateRequest& r) const {
   const ModelConfig& c = model_.config();
   GenerationRequest out;
@@ -218,7 +216,7 @@ grpc::ServerWriteReactor<pb::GenerateResponse>* GenerationService::Generate(grpc
   if (remaining < std::chrono::hours(24 * 365)) {
     validated->deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(remaining);
   }
-  auto reactor = std::make_shared<GenerateReactor>(context, validated->bits, LogicalName(validated->bits));
+  auto reactor = std::make_shared<GenerateReactor>(context, validated->bits, model_.LogicalName(validated->bits));
   reactor->KeepAliveUntilDone(reactor);
   absl::StatusOr<std::shared_ptr<RequestHandle>> handle = scheduler_.Submit(*std::move(validated), reactor);
   if (!handle.ok()) {
@@ -235,16 +233,9 @@ grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerCont
   if (c.quantization) {
     for (int b = c.quantization->seed_bits; b <= c.quantization->max_bits; ++b) {
       pb::LogicalModel* m = response->add_models();
-      m->set_name(LogicalName(b));
+      m->set_name(model_.LogicalName(b));
       m->set_bits(b);
-      uint64_t bytes = 0;
-      for (const LayerWeights& layer : model_.weights().layers) {
-        for (const Linear* linear : layer.linears()) {
-          bytes += static_cast<uint64_t>(b) * linear->rows * ((linear->cols + 7) / 8) + (static_cast<uint64_t>(linear->rows) << b) * 2;
-        }
-      }
-      bytes += static_cast<uint64_t>(model_.weights().head.rows) * model_.weights().head.cols * sizeof(float);
-      m->set_bytes_per_token(bytes);
+      m->set_bytes_per_token(model_.BytesReadPerToken(b));
     }
   }
   response->set_default_bits(config_.default_bits);

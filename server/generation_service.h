@@ -29,7 +29,6 @@ class GenerationService final : public anyprec::v1::Generation::CallbackService 
 
   // Turns a wire request into a scheduler request, or INVALID_ARGUMENT saying what is wrong.
   absl::StatusOr<GenerationRequest> Validate(const anyprec::v1::GenerateRequest& request) const;
-  std::string LogicalName(int bits) const;
 
  private:
   const Model& model_;

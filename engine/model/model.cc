@@ -208,6 +208,27 @@ absl::StatusOr<cpu::BitplaneView> LoadQuantizedLinear(const TensorIndex& index, 
 
 }  // namespace
 
+std::string Model::LogicalName(int bits) const { return bits == 0 ? name() : absl::StrCat(name(), "@", bits); }
+
+uint64_t Model::BytesReadPerToken(int bits) const {
+  const ModelWeights& w = weights_;
+  uint64_t bytes = 0;
+  for (const LayerWeights& layer : w.layers) {
+    for (const Linear* linear : layer.linears()) {
+      if (linear->is_quantized()) {
+        bytes += static_cast<uint64_t>(bits) * linear->rows * RowBytes(linear->cols) + (static_cast<uint64_t>(linear->rows) << bits) * 2;
+      } else {
+        bytes += sizeof(float) * linear->dense.size();
+      }
+      bytes += sizeof(float) * linear->bias.size();
+    }
+    bytes += sizeof(float) * (layer.attn_norm.size() + layer.ffn_norm.size());
+  }
+  bytes += sizeof(float) * (w.final_norm.size() + w.head.values.size());
+  if (w.head.values.data() != w.embedding.values.data()) bytes += sizeof(float) * w.embedding.cols;
+  return bytes;
+}
+
 absl::StatusOr<Model> Model::Load(const std::string& dir) {
   const fs::path root(dir);
   std::error_code ec;

@@ -70,6 +70,12 @@ class Model {
   // The model's name, e.g. "TinyStories-656K": the folder's base name, or for an image the
   // name of the model it was quantized from.
   std::string name() const;
+  // The logical model served at `bits`: "TinyStories-656K@3"; the plain name for 0.
+  std::string LogicalName(int bits) const;
+  // Bytes one token's forward pass at `bits` reads as an image stores them: planes 0..b-1
+  // and LUT_b (fp16) of every quantized layer, and the dense tensors (fp32), of which the
+  // embedding counts one row unless it is also the head.
+  uint64_t BytesReadPerToken(int bits) const;
 
  private:
   struct Storage;
