@@ -6,16 +6,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/tokenizer/utf8.h"
+#include "server/grpc_status.h"
+#include "server/logging.h"
 #include "server/metrics.h"
 
 namespace anyprec::server {
 namespace {
 
 namespace pb = anyprec::v1;
-
-grpc::Status ToGrpc(const absl::Status& status) {
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
 
 pb::FinishReason ToProto(FinishReason reason) {
   switch (reason) {
@@ -35,8 +33,13 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
                               public GenerationSink,
                               public std::enable_shared_from_this<GenerateReactor> {
  public:
-  GenerateReactor(grpc::CallbackServerContext* context, int bits, std::string model)
-      : context_(context), bits_(bits), model_(std::move(model)) {}
+  GenerateReactor(grpc::CallbackServerContext* context, const GenerationRequest& request, std::string model)
+      : context_(context),
+        bits_(request.bits),
+        model_(std::move(model)),
+        id_(request.id),
+        tenant_(request.tenant),
+        peer_(context->peer()) {}
 
   void Begin(std::shared_ptr<RequestHandle> handle) {
     std::lock_guard lock(mutex_);
@@ -53,12 +56,25 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
     MaybeWrite(lock);
   }
 
-  void OnFinish(FinishReason reason, int prompt_tokens, int completion_tokens) override {
+  void OnFinish(const RequestSummary& summary) override {
+    const FinishReason reason = summary.reason;
+    nlohmann::json fields = {{"id", id_},
+                             {"tenant", tenant_},
+                             {"bits", bits_},
+                             {"prompt_tokens", summary.prompt_tokens},
+                             {"completion_tokens", summary.completion_tokens},
+                             {"finish", pb::FinishReason_Name(ToProto(reason))},
+                             {"queue_ms", summary.queue_seconds * 1e3},
+                             {"total_ms", summary.total_seconds * 1e3},
+                             {"preemptions", summary.preemptions},
+                             {"peer", peer_}};
+    if (summary.ttft_seconds) fields["ttft_ms"] = *summary.ttft_seconds * 1e3;
+    Log(spdlog::level::info, "request", fields);
     std::unique_lock lock(mutex_);
     pb::GenerateResponse& last = pending_.emplace_back();
     last.set_finish_reason(ToProto(reason));
-    last.mutable_usage()->set_prompt_tokens(prompt_tokens);
-    last.mutable_usage()->set_completion_tokens(completion_tokens);
+    last.mutable_usage()->set_prompt_tokens(summary.prompt_tokens);
+    last.mutable_usage()->set_completion_tokens(summary.completion_tokens);
     last.set_bits(bits_);
     last.set_model(model_);
     finished_ = true;
@@ -130,6 +146,9 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
   grpc::CallbackServerContext* context_;
   const int bits_;
   const std::string model_;
+  const std::string id_;
+  const std::string tenant_;
+  const std::string peer_;
   std::mutex mutex_;
   std::shared_ptr<RequestHandle> handle_;
   std::deque<pb::GenerateResponse> pending_;
@@ -151,18 +170,31 @@ class RejectedReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
 
 }  // namespace
 
-GenerationService::GenerationService(const Model& model, const Tokenizer& tokenizer, Scheduler& scheduler, ServiceConfig config,
-                                     ServerMetrics* metrics)
-    : model_(model), tokenizer_(tokenizer), scheduler_(scheduler), config_(config), metrics_(metrics) {}
+GenerationService::GenerationService(const Model& model, const Tokenizer& tokenizer, Scheduler& scheduler,
+                                     const TenantRegistry& tenants, ServiceConfig config, ServerMetrics* metrics)
+    : model_(model), tokenizer_(tokenizer), scheduler_(scheduler), tenants_(tenants), config_(config), metrics_(metrics) {}
 
-absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::GenerateRequest& r) const {
+std::optional<std::string_view> Authorization(const grpc::CallbackServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  const auto it = metadata.find("authorization");
+  if (it == metadata.end()) return std::nullopt;
+  return std::string_view(it->second.data(), it->second.size());
+}
+
+absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::GenerateRequest& r, const Tenant& tenant) const {
   const ModelConfig& c = model_.config();
   GenerationRequest out;
-  out.bits = r.bits() == 0 ? config_.default_bits : static_cast<int>(r.bits());
+  out.tenant = tenant.name;
+  out.limits = tenant.limits;
+  out.bits = r.bits() == 0 ? tenant.default_bits : static_cast<int>(r.bits());
   const int seed = c.quantization ? c.quantization->seed_bits : 0;
   const int max = c.quantization ? c.quantization->max_bits : 0;
   if (out.bits < seed || out.bits > max) {
     return absl::InvalidArgumentError(absl::StrCat("bits ", r.bits(), " is outside the served widths ", seed, "..", max));
+  }
+  if (out.bits < tenant.min_bits || out.bits > tenant.max_bits) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("tenant ", tenant.name, " may use widths ", tenant.min_bits, "..", tenant.max_bits, ", not ", out.bits));
   }
   if (r.has_token_ids()) {
     if (r.token_ids().ids().empty()) return absl::InvalidArgumentError("prompt token_ids is empty");
@@ -192,8 +224,9 @@ absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::Generate
   out.sampling.top_k = s.top_k();
   out.sampling.seed = s.seed();
   if (absl::Status status = out.sampling.Validate(); !status.ok()) return status;
-  if (s.repetition_penalty() != 0 && s.repetition_penalty() != 1) {
-    return absl::InvalidArgumentError("repetition_penalty is not supported yet (0 or 1 only)");
+  out.repetition_penalty = s.repetition_penalty() == 0 ? 1.0f : s.repetition_penalty();
+  if (!(out.repetition_penalty > 0 && out.repetition_penalty <= 10)) {
+    return absl::InvalidArgumentError(absl::StrCat("repetition_penalty must be in (0, 10], got ", s.repetition_penalty()));
   }
   for (const std::string& stop : r.stop()) {
     if (stop.empty()) return absl::InvalidArgumentError("stop sequences must not be empty");
@@ -207,16 +240,25 @@ absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::Generate
 
 grpc::ServerWriteReactor<pb::GenerateResponse>* GenerationService::Generate(grpc::CallbackServerContext* context,
                                                                            const pb::GenerateRequest* request) {
-  absl::StatusOr<GenerationRequest> validated = Validate(*request);
+  const absl::StatusOr<Tenant> tenant = tenants_.Authenticate(Authorization(*context));
+  if (!tenant.ok()) {
+    if (metrics_) metrics_->RequestRejected("unauthenticated", "");
+    return new RejectedReactor(ToGrpc(tenant.status()));
+  }
+  absl::StatusOr<GenerationRequest> validated = Validate(*request, *tenant);
   if (!validated.ok()) {
-    if (metrics_) metrics_->RequestRejected("invalid_argument");
+    if (metrics_) {
+      const bool denied = validated.status().code() == absl::StatusCode::kPermissionDenied;
+      metrics_->RequestRejected(denied ? "permission_denied" : "invalid_argument", tenant->name);
+    }
     return new RejectedReactor(ToGrpc(validated.status()));
   }
+  validated->id = absl::StrCat("req-", next_request_id_++);
   const auto remaining = context->deadline() - std::chrono::system_clock::now();
   if (remaining < std::chrono::hours(24 * 365)) {
     validated->deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(remaining);
   }
-  auto reactor = std::make_shared<GenerateReactor>(context, validated->bits, model_.LogicalName(validated->bits));
+  auto reactor = std::make_shared<GenerateReactor>(context, *validated, model_.LogicalName(validated->bits));
   reactor->KeepAliveUntilDone(reactor);
   absl::StatusOr<std::shared_ptr<RequestHandle>> handle = scheduler_.Submit(*std::move(validated), reactor);
   if (!handle.ok()) {
@@ -229,6 +271,12 @@ grpc::ServerWriteReactor<pb::GenerateResponse>* GenerationService::Generate(grpc
 
 grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerContext* context, const pb::ListModelsRequest*,
                                                         pb::ListModelsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::StatusOr<Tenant> tenant = tenants_.Authenticate(Authorization(*context));
+  if (!tenant.ok()) {
+    reactor->Finish(ToGrpc(tenant.status()));
+    return reactor;
+  }
   const ModelConfig& c = model_.config();
   if (c.quantization) {
     for (int b = c.quantization->seed_bits; b <= c.quantization->max_bits; ++b) {
@@ -238,8 +286,10 @@ grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerCont
       m->set_bytes_per_token(model_.BytesReadPerToken(b));
     }
   }
-  response->set_default_bits(config_.default_bits);
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  response->set_default_bits(tenant->default_bits);
+  response->set_min_bits(tenant->min_bits);
+  response->set_max_bits(tenant->max_bits);
+  response->set_tenant(tenant->name);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

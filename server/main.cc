@@ -1,7 +1,10 @@
 // anyprec-server: keeps one anyprec image resident and serves a logical model for every
-// width in it over gRPC (anyprec.v1.Generation, grpc.health.v1.Health, reflection).
+// width in it over gRPC (anyprec.v1.Generation and Admin, grpc.health.v1.Health,
+// reflection), with tenants from a TOML file and Prometheus metrics.
 #include <csignal>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 #include "CLI/CLI.hpp"
 #include "cli/model_bundle.h"
@@ -9,40 +12,79 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "server/admin_service.h"
 #include "server/generation_service.h"
+#include "server/logging.h"
 #include "server/metrics.h"
-#include "spdlog/sinks/stdout_color_sinks.h"
-#include "spdlog/spdlog.h"
+#include "server/tenants.h"
+#include "server/watchdog.h"
 
 namespace {
 
-volatile std::sig_atomic_t g_signal = 0;
+namespace server = anyprec::server;
+using spdlog::level::err;
+using spdlog::level::info;
+using spdlog::level::warn;
 
-// Resident weight bytes as the engine holds them: re-tiled planes, fp32 and int8 LUTs, and
-// fp32 dense tensors.
-void ReportWeightBytes(const anyprec::Model& model, anyprec::server::ServerMetrics& metrics) {
+volatile std::sig_atomic_t g_stop_signal = 0;
+volatile std::sig_atomic_t g_reload = 0;
+
+void OnStopSignal(int signal) { g_stop_signal = signal; }
+void OnReloadSignal(int) { g_reload = 1; }
+
+struct WeightBytes {
   double planes = 0;
   double luts = 0;
   double dense = 0;
+};
+
+// Resident weight bytes as the engine holds them: re-tiled planes, fp32 and int8 LUTs, and
+// fp32 dense tensors.
+WeightBytes CountWeightBytes(const anyprec::Model& model) {
+  WeightBytes bytes;
   const anyprec::ModelWeights& w = model.weights();
   for (const anyprec::LayerWeights& layer : w.layers) {
     for (const anyprec::Linear* linear : layer.linears()) {
       const anyprec::cpu::BitplaneView& q = linear->quantized;
-      planes += static_cast<double>(q.max_bits) * q.plane_stride;
+      bytes.planes += static_cast<double>(q.max_bits) * q.plane_stride;
       for (int b = q.seed_bits; b <= q.max_bits; ++b) {
-        luts += static_cast<double>(q.rows) * ((4 << b) + anyprec::cpu::BitplaneView::Int8LutStride(b) + 4);
+        bytes.luts += static_cast<double>(q.rows) * ((4 << b) + anyprec::cpu::BitplaneView::Int8LutStride(b) + 4);
       }
-      dense += 4.0 * linear->bias.size();
+      bytes.dense += 4.0 * linear->bias.size();
     }
-    dense += 4.0 * (layer.attn_norm.size() + layer.ffn_norm.size());
+    bytes.dense += 4.0 * (layer.attn_norm.size() + layer.ffn_norm.size());
   }
-  dense += 4.0 * (w.embedding.values.size() + w.final_norm.size());
-  if (w.head.values.data() != w.embedding.values.data()) dense += 4.0 * w.head.values.size();
-  metrics.WeightBytes("planes", planes);
-  metrics.WeightBytes("luts", luts);
-  metrics.WeightBytes("dense", dense);
+  bytes.dense += 4.0 * (w.embedding.values.size() + w.final_norm.size());
+  if (w.head.values.data() != w.embedding.values.data()) bytes.dense += 4.0 * w.head.values.size();
+  return bytes;
 }
-void OnSignal(int signal) { g_signal = signal; }
+
+// One token through every width, so that the first request does not pay for faulting in
+// the image or starting the thread pool.
+void WarmUp(const anyprec::Model& model) {
+  const anyprec::ModelConfig& c = model.config();
+  anyprec::Transformer transformer(model);
+  std::vector<float> logits(c.vocab_size);
+  const anyprec::TokenId token = c.bos_token_id >= 0 ? c.bos_token_id : 0;
+  for (int bits = c.quantization->seed_bits; bits <= c.quantization->max_bits; ++bits) {
+    anyprec::KvCache cache(c, 1);
+    anyprec::ForwardOptions options;
+    options.bits = bits;
+    (void)transformer.Forward(std::span<const anyprec::TokenId>(&token, 1), cache, anyprec::LogitsFor::kLastToken, logits, options);
+  }
+}
+
+std::optional<std::string> ReadText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+bool IsLoopback(const std::string& host) {
+  return host == "127.0.0.1" || host == "localhost" || host == "[::1]" || host.starts_with("127.");
+}
 
 }  // namespace
 
@@ -50,85 +92,192 @@ int main(int argc, char** argv) {
   CLI::App app{"anyprec-server: serve every width of an anyprec image over gRPC"};
   anyprec::cli::ModelOptions model_options;
   std::string listen = "127.0.0.1:50051";
+  std::string metrics_listen = "127.0.0.1:9464";
+  std::string tenants_path;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string log_format = "text";
   int default_bits = 0;
   double shutdown_grace = 30;
-  anyprec::server::SchedulerOptions scheduler_options;
+  double watchdog_seconds = 60;
+  server::SchedulerOptions scheduler_options;
   anyprec::cli::AddModelOptions(app, model_options);
   app.add_option("--listen", listen, "gRPC address; port 0 picks a free one")->capture_default_str();
-  std::string metrics_listen = "127.0.0.1:9464";
   app.add_option("--metrics-listen", metrics_listen, "Prometheus /metrics address")->capture_default_str();
-  app.add_option("--default-bits", default_bits, "Width of requests that name none (default: the image's widest)")->check(CLI::Range(1, 8));
+  app.add_option("--tenants", tenants_path,
+                 "Tenants file (TOML, docs/TENANTS.md); without one, anonymous requests are served, on loopback only")
+      ->check(CLI::ExistingFile);
+  app.add_option("--default-bits", default_bits, "Without --tenants: the width of requests that name none (default: the widest)")
+      ->check(CLI::Range(1, 8));
+  app.add_option("--tls-cert", tls_cert, "PEM certificate chain: serve gRPC over TLS (with --tls-key)")->check(CLI::ExistingFile);
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
   app.add_option("--max-running", scheduler_options.max_running, "Requests decoded together")->check(CLI::Range(1, 1024))->capture_default_str();
   app.add_option("--max-queued", scheduler_options.max_queued, "Waiting requests; past it, RESOURCE_EXHAUSTED")
       ->check(CLI::Range(0, 1 << 20))
       ->capture_default_str();
-  app.add_option("--kv-cache-tokens", scheduler_options.kv_cache_tokens, "KV positions for all running requests together")
+  app.add_option("--kv-cache-tokens", scheduler_options.kv_cache_tokens, "KV positions in the block pool, all requests together")
       ->check(CLI::Range(1l, 1l << 32))
+      ->capture_default_str();
+  app.add_option("--kv-block-tokens", scheduler_options.kv_block_tokens, "KV positions per block of the pool")
+      ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   app.add_option("--step-tokens", scheduler_options.step_tokens, "Prompt tokens one engine step may take (chunked prefill)")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
   app.add_option("--shutdown-grace", shutdown_grace, "Seconds in-flight requests may run on after SIGTERM")->capture_default_str();
+  app.add_option("--watchdog-seconds", watchdog_seconds, "An engine step longer than this marks the server NOT_SERVING")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--log-format", log_format, "text or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   anyprec::cli::AddExactKernelsFlag(app, scheduler_options.exact_kernels);
   if (const auto exit_code = anyprec::cli::ParseOrExitCode(app, argc, argv)) return *exit_code;
-  spdlog::set_default_logger(spdlog::stderr_color_mt("anyprec-server"));
-
-  auto bundle = anyprec::cli::LoadModelBundle(model_options);
-  if (!bundle.ok()) {
-    spdlog::error("{}", std::string(bundle.status().message()));
-    return 1;
+  server::SetUpLogging(log_format == "json" ? server::LogFormat::kJson : server::LogFormat::kText);
+  if (tls_cert.empty() != tls_key.empty()) {
+    server::Log(err, "--tls-cert and --tls-key go together");
+    return 2;
   }
-  const anyprec::ModelConfig& config = bundle->model.config();
-  if (!config.quantization) {
-    spdlog::error("{}: not an anyprec image (quantize it with anyprec-quantize)", model_options.model_dir);
-    return 1;
+  if (scheduler_options.kv_cache_tokens < scheduler_options.kv_block_tokens) {
+    server::Log(err, "--kv-cache-tokens must hold at least one block of --kv-block-tokens");
+    return 2;
   }
-  if (default_bits == 0) default_bits = config.quantization->max_bits;
-  if (default_bits < config.quantization->seed_bits || default_bits > config.quantization->max_bits) {
-    spdlog::error("--default-bits {} is outside the image's widths {}..{}", default_bits, config.quantization->seed_bits,
-                  config.quantization->max_bits);
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  if (tenants_path.empty() && !IsLoopback(host)) {
+    server::Log(err, "without --tenants the server takes anonymous requests, so it listens on loopback only",
+                {{"listen", listen}});
     return 2;
   }
 
-  auto metrics = anyprec::server::ServerMetrics::Start(metrics_listen);
-  if (!metrics.ok()) {
-    spdlog::error("{}", std::string(metrics.status().message()));
+  auto bundle = anyprec::cli::LoadModelBundle(model_options);
+  if (!bundle.ok()) {
+    server::Log(err, std::string(bundle.status().message()));
     return 1;
   }
-  ReportWeightBytes(bundle->model, **metrics);
-  anyprec::server::Scheduler scheduler(bundle->model, bundle->tokenizer, scheduler_options, metrics->get());
-  anyprec::server::GenerationService service(bundle->model, bundle->tokenizer, scheduler, {default_bits, 4096}, metrics->get());
+  const anyprec::Model& model = bundle->model;
+  const anyprec::ModelConfig& config = model.config();
+  if (!config.quantization) {
+    server::Log(err, model_options.model_dir + ": not an anyprec image (quantize it with anyprec-quantize)");
+    return 1;
+  }
+  const server::ServedWidths widths{config.quantization->seed_bits, config.quantization->max_bits};
+  std::unique_ptr<server::TenantRegistry> tenants;
+  if (tenants_path.empty()) {
+    if (default_bits == 0) default_bits = widths.max_bits;
+    if (default_bits < widths.seed_bits || default_bits > widths.max_bits) {
+      server::Log(err, "--default-bits is outside the image's widths",
+                  {{"default_bits", default_bits}, {"seed_bits", widths.seed_bits}, {"max_bits", widths.max_bits}});
+      return 2;
+    }
+    tenants = server::TenantRegistry::Open(widths, default_bits);
+  } else {
+    if (default_bits != 0) server::Log(warn, "--default-bits is ignored: the tenants file sets each tenant's default");
+    auto loaded = server::TenantRegistry::Load(tenants_path, widths);
+    if (!loaded.ok()) {
+      server::Log(err, std::string(loaded.status().message()));
+      return 1;
+    }
+    tenants = *std::move(loaded);
+  }
+
+  auto metrics = server::ServerMetrics::Start(metrics_listen);
+  if (!metrics.ok()) {
+    server::Log(err, std::string(metrics.status().message()));
+    return 1;
+  }
+  const WeightBytes weight_bytes = CountWeightBytes(model);
+  (*metrics)->WeightBytes("planes", weight_bytes.planes);
+  (*metrics)->WeightBytes("luts", weight_bytes.luts);
+  (*metrics)->WeightBytes("dense", weight_bytes.dense);
+  WarmUp(model);
+
+  server::Scheduler scheduler(model, bundle->tokenizer, scheduler_options, metrics->get());
+  server::GenerationService generation(model, bundle->tokenizer, scheduler, *tenants, {4096}, metrics->get());
+  server::AdminService admin(*tenants);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!tls_cert.empty()) {
+    const std::optional<std::string> cert = ReadText(tls_cert);
+    const std::optional<std::string> key = ReadText(tls_key);
+    if (!cert || !key) {
+      server::Log(err, "cannot read the TLS certificate or key", {{"cert", tls_cert}, {"key", tls_key}});
+      return 1;
+    }
+    grpc::SslServerCredentialsOptions options;
+    options.pem_key_cert_pairs.push_back({*key, *cert});
+    credentials = grpc::SslServerCredentials(options);
+  }
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || port == 0) {
-    spdlog::error("cannot listen on {}", listen);
+  builder.AddListeningPort(listen, credentials, &port);
+  builder.RegisterService(&generation);
+  builder.RegisterService(&admin);
+  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
+  if (!grpc_server || port == 0) {
+    server::Log(err, "cannot listen", {{"listen", listen}});
     return 1;
   }
-  server->GetHealthCheckService()->SetServingStatus(true);
-  const std::string host = listen.substr(0, listen.rfind(':'));
+  grpc::HealthCheckServiceInterface* health = grpc_server->GetHealthCheckService();
+  std::atomic<bool> draining = false;
+  std::atomic<bool> stalled = false;
+  const auto update_health = [&] { health->SetServingStatus(!draining && !stalled); };
+  update_health();
+  server::Watchdog watchdog([&] { return scheduler.step_started(); },
+                            std::chrono::duration_cast<server::Clock::duration>(std::chrono::duration<double>(watchdog_seconds)),
+                            std::chrono::milliseconds(100), [&](bool now_stalled) {
+                              stalled = now_stalled;
+                              update_health();
+                              (*metrics)->EngineStalled(now_stalled);
+                              server::Log(now_stalled ? err : info,
+                                          now_stalled ? "engine loop stalled: health NOT_SERVING" : "engine loop moving again: health SERVING",
+                                          {{"watchdog_seconds", watchdog_seconds}});
+                            });
+
   const std::string metrics_host = metrics_listen.substr(0, metrics_listen.rfind(':'));
-  spdlog::info("serving {} widths {}..{} (default {}) on {}:{}, metrics on {}:{}/metrics", bundle->model.name(),
-               config.quantization->seed_bits, config.quantization->max_bits, default_bits, host, port, metrics_host,
-               (*metrics)->port());
+  const long kv_blocks = scheduler.kv_blocks();
+  const double kv_bytes = 2.0 * 4 * config.num_layers * config.kv_dim() * kv_blocks * scheduler_options.kv_block_tokens;
+  const std::shared_ptr<const server::TenantPolicy> policy = tenants->policy();
+  server::Log(info, "serving",
+              {{"model", model.name()},
+               {"image", model_options.model_dir},
+               {"widths", std::to_string(widths.seed_bits) + ".." + std::to_string(widths.max_bits)},
+               {"weight_mib", (weight_bytes.planes + weight_bytes.luts + weight_bytes.dense) / (1 << 20)},
+               {"kv_cache_mib", kv_bytes / (1 << 20)},
+               {"kv_blocks", kv_blocks},
+               {"tenants", tenants->has_file() ? tenants_path : std::string("none (anonymous, loopback)")},
+               {"tenant_count", policy->tenants.size()},
+               {"anonymous", policy->anonymous_tenant.value_or("not allowed")},
+               {"grpc", host + ":" + std::to_string(port)},
+               {"tls", !tls_cert.empty()},
+               {"metrics", metrics_host + ":" + std::to_string((*metrics)->port()) + "/metrics"}});
   std::printf("listening on %s:%d, metrics on %s:%d\n", host.c_str(), port, metrics_host.c_str(), (*metrics)->port());
   std::fflush(stdout);
 
-  std::signal(SIGTERM, OnSignal);
-  std::signal(SIGINT, OnSignal);
-  while (g_signal == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::signal(SIGTERM, OnStopSignal);
+  std::signal(SIGINT, OnStopSignal);
+  std::signal(SIGHUP, OnReloadSignal);
+  while (g_stop_signal == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (g_reload == 0) continue;
+    g_reload = 0;
+    const absl::Status reloaded = tenants->Reload();
+    (*metrics)->TenantsReloaded(reloaded.ok());
+    if (reloaded.ok()) {
+      server::Log(info, "tenants reloaded", {{"tenants", tenants->path()}, {"tenant_count", tenants->policy()->tenants.size()}});
+    } else {
+      server::Log(err, "tenants not reloaded; the previous ones stay in force", {{"error", std::string(reloaded.message())}});
+    }
+  }
 
-  spdlog::info("signal {}: draining for up to {} s", static_cast<int>(g_signal), shutdown_grace);
-  server->GetHealthCheckService()->SetServingStatus(false);
+  server::Log(info, "draining", {{"signal", static_cast<int>(g_stop_signal)}, {"grace_seconds", shutdown_grace}});
+  draining = true;
+  update_health();
   scheduler.StopAccepting();
-  const auto grace_end = anyprec::server::Clock::now() + std::chrono::milliseconds(static_cast<long>(shutdown_grace * 1000));
+  const auto grace_end = server::Clock::now() + std::chrono::milliseconds(static_cast<long>(shutdown_grace * 1000));
   scheduler.WaitIdle(grace_end);
   scheduler.Stop();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  spdlog::info("stopped");
+  grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  server::Log(info, "stopped");
   return 0;
 }

@@ -43,8 +43,11 @@ struct ServerMetrics::Families {
         batch(prometheus::BuildHistogram().Name("anyprec_batch_tokens").Help("Tokens per engine step by phase").Register(r)),
         running(prometheus::BuildGauge().Name("anyprec_requests_running").Help("Requests being decoded").Register(r).Add({})),
         waiting(prometheus::BuildGauge().Name("anyprec_requests_waiting").Help("Requests queued").Register(r).Add({})),
-        kv(prometheus::BuildGauge().Name("anyprec_kv_cache_usage_ratio").Help("KV positions reserved / capacity").Register(r).Add({})),
+        kv(prometheus::BuildGauge().Name("anyprec_kv_cache_usage_ratio").Help("KV cache blocks held by requests / blocks in the pool").Register(r).Add({})),
         weights(prometheus::BuildGauge().Name("anyprec_weight_bytes").Help("Resident weight bytes by component").Register(r)),
+        preempted(prometheus::BuildCounter().Name("anyprec_preemptions_total").Help("Requests preempted for KV blocks").Register(r)),
+        reloads(prometheus::BuildCounter().Name("anyprec_tenant_reloads_total").Help("Tenants file reloads by result").Register(r)),
+        stalled(prometheus::BuildGauge().Name("anyprec_engine_stalled").Help("1 while the watchdog sees the engine loop stalled").Register(r).Add({})),
         build(prometheus::BuildGauge().Name("anyprec_build_info").Help("Build information").Register(r)) {}
 
   prometheus::Family<prometheus::Counter>& generated;
@@ -61,6 +64,9 @@ struct ServerMetrics::Families {
   prometheus::Gauge& waiting;
   prometheus::Gauge& kv;
   prometheus::Family<prometheus::Gauge>& weights;
+  prometheus::Family<prometheus::Counter>& preempted;
+  prometheus::Family<prometheus::Counter>& reloads;
+  prometheus::Gauge& stalled;
   prometheus::Family<prometheus::Gauge>& build;
 };
 
@@ -87,25 +93,31 @@ int ServerMetrics::port() const {
   return ports.empty() ? 0 : ports.front();
 }
 
-void ServerMetrics::RequestAdmitted(int bits, double queue_seconds, int prompt_tokens) {
-  const std::string b = std::to_string(bits);
-  families_->queue.Add({{"bits", b}}, LatencyBuckets()).Observe(queue_seconds);
-  families_->prompt.Add({{"bits", b}}).Increment(prompt_tokens);
+void ServerMetrics::RequestAdmitted(int bits, const std::string& tenant, double queue_seconds, int prompt_tokens) {
+  const prometheus::Labels labels{{"bits", std::to_string(bits)}, {"tenant", tenant}};
+  families_->queue.Add(labels, LatencyBuckets()).Observe(queue_seconds);
+  families_->prompt.Add(labels).Increment(prompt_tokens);
 }
 
-void ServerMetrics::TokenGenerated(int bits, double since_previous_seconds, bool first) {
-  const std::string b = std::to_string(bits);
-  families_->generated.Add({{"bits", b}}).Increment();
-  (first ? families_->ttft : families_->itl).Add({{"bits", b}}, LatencyBuckets()).Observe(since_previous_seconds);
+void ServerMetrics::TokenGenerated(int bits, const std::string& tenant, double since_previous_seconds, bool first) {
+  const prometheus::Labels labels{{"bits", std::to_string(bits)}, {"tenant", tenant}};
+  families_->generated.Add(labels).Increment();
+  (first ? families_->ttft : families_->itl).Add(labels, LatencyBuckets()).Observe(since_previous_seconds);
 }
 
-void ServerMetrics::RequestFinished(int bits, FinishReason reason, double seconds) {
+void ServerMetrics::RequestFinished(int bits, const std::string& tenant, FinishReason reason, double seconds) {
   const std::string b = std::to_string(bits);
-  families_->finished.Add({{"bits", b}, {"reason", ReasonName(reason)}}).Increment();
-  families_->e2e.Add({{"bits", b}}, LatencyBuckets()).Observe(seconds);
+  families_->finished.Add({{"bits", b}, {"tenant", tenant}, {"reason", ReasonName(reason)}}).Increment();
+  families_->e2e.Add({{"bits", b}, {"tenant", tenant}}, LatencyBuckets()).Observe(seconds);
 }
 
-void ServerMetrics::RequestRejected(const std::string& reason) { families_->rejected.Add({{"reason", reason}}).Increment(); }
+void ServerMetrics::RequestRejected(const std::string& reason, const std::string& tenant) {
+  families_->rejected.Add({{"reason", reason}, {"tenant", tenant}}).Increment();
+}
+
+void ServerMetrics::Preempted(int bits, const std::string& tenant) {
+  families_->preempted.Add({{"bits", std::to_string(bits)}, {"tenant", tenant}}).Increment();
+}
 
 void ServerMetrics::Step(const char* phase, int batch_tokens, double seconds) {
   families_->step.Add({{"phase", phase}}, LatencyBuckets()).Observe(seconds);
@@ -118,6 +130,10 @@ void ServerMetrics::Load(int running, int waiting, double kv_usage) {
   families_->waiting.Set(waiting);
   families_->kv.Set(kv_usage);
 }
+
+void ServerMetrics::TenantsReloaded(bool ok) { families_->reloads.Add({{"result", ok ? "ok" : "error"}}).Increment(); }
+
+void ServerMetrics::EngineStalled(bool stalled) { families_->stalled.Set(stalled ? 1 : 0); }
 
 void ServerMetrics::WeightBytes(const std::string& component, double bytes) {
   families_->weights.Add({{"component", component}}).Set(bytes);

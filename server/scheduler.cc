@@ -1,6 +1,7 @@
 #include "server/scheduler.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "engine/runtime/perplexity.h"
@@ -12,56 +13,100 @@ struct Scheduler::Sequence {
   GenerationRequest request;
   std::shared_ptr<GenerationSink> sink;
   std::shared_ptr<RequestHandle> handle;
-  std::unique_ptr<KvCache> cache;
+  std::vector<TokenId> context;    // the prompt, then the tokens generated so far
+  int prompt_tokens = 0;
+  int max_positions = 0;           // context length at which the request must end
+  std::unique_ptr<KvCache> cache;  // while admitted
+  int cached = 0;                  // context tokens whose keys and values are in the cache
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<DecodeStream> text;
-  long reserved = 0;
-  int prefilled = 0;             // prompt tokens already in the cache
-  std::vector<TokenId> output;   // generated tokens
   std::string generated_text;
   bool done = false;
+  bool preempted = false;  // lost its cache this step; goes back to the queue's front
+  int preemptions = 0;
   Clock::time_point submitted;
+  std::optional<Clock::time_point> admitted;
+  std::optional<Clock::time_point> first_token;
   Clock::time_point last_token;
+
+  int generated() const { return static_cast<int>(context.size()) - prompt_tokens; }
 };
 
 namespace {
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+// Token weights of the virtual token counter: a generated token costs twice a prompt
+// token, as in Sheng et al.
+constexpr double kPromptTokenCost = 1;
+constexpr double kGeneratedTokenCost = 2;
+
 }  // namespace
 
 Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, SchedulerOptions options, ServerMetrics* metrics)
-    : model_(model), tokenizer_(tokenizer), options_(options), metrics_(metrics), transformer_(model) {
+    : model_(model),
+      tokenizer_(tokenizer),
+      options_(options),
+      metrics_(metrics),
+      transformer_(model),
+      pool_(model.config(), options.kv_block_tokens, static_cast<int>(options.kv_cache_tokens / options.kv_block_tokens)) {
   thread_ = std::thread([this] { Loop(); });
 }
 
 Scheduler::~Scheduler() { Stop(); }
 
+std::optional<Clock::time_point> Scheduler::step_started() const {
+  const Clock::rep started = step_started_.load();
+  if (started == 0) return std::nullopt;
+  return Clock::time_point(Clock::duration(started));
+}
+
 absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerationRequest request,
                                                                   std::shared_ptr<GenerationSink> sink) {
   auto s = std::make_unique<Sequence>();
   s->handle = std::make_shared<RequestHandle>();
-  const long positions = static_cast<long>(request.prompt.size()) + request.max_new_tokens;
-  s->reserved = std::min<long>(positions, model_.config().max_position_embeddings);
-  if (s->reserved > options_.kv_cache_tokens) {
-    if (metrics_) metrics_->RequestRejected("kv_too_large");
-    return absl::InvalidArgumentError(absl::StrCat("prompt and max_new_tokens need ", s->reserved,
-                                                   " KV positions, more than the server's ", options_.kv_cache_tokens));
+  const int max_context = model_.config().max_position_embeddings;
+  s->prompt_tokens = static_cast<int>(request.prompt.size());
+  s->max_positions = static_cast<int>(std::min<long>(static_cast<long>(s->prompt_tokens) + request.max_new_tokens, max_context));
+  const long blocks = (s->max_positions + options_.kv_block_tokens - 1) / options_.kv_block_tokens;
+  if (blocks > kv_blocks()) {
+    if (metrics_) metrics_->RequestRejected("kv_too_large", request.tenant);
+    return absl::InvalidArgumentError(absl::StrCat("prompt and max_new_tokens need ", s->max_positions,
+                                                   " KV positions, more than the server's ",
+                                                   static_cast<long>(kv_blocks()) * options_.kv_block_tokens));
   }
+  s->context = std::move(request.prompt);
   s->request = std::move(request);
   s->sink = std::move(sink);
   s->submitted = Clock::now();
   std::shared_ptr<RequestHandle> handle = s->handle;
   {
     std::lock_guard lock(mutex_);
+    const std::string& tenant = s->request.tenant;
     if (!accepting_) {
-      if (metrics_) metrics_->RequestRejected("shutting_down");
+      if (metrics_) metrics_->RequestRejected("shutting_down", tenant);
       return absl::UnavailableError("the server is shutting down");
     }
     if (static_cast<int>(queue_.size()) >= options_.max_queued) {
-      if (metrics_) metrics_->RequestRejected("queue_full");
+      if (metrics_) metrics_->RequestRejected("queue_full", tenant);
       return absl::ResourceExhaustedError(absl::StrCat("queue full (", options_.max_queued, " waiting requests)"));
     }
+    TenantState& state = tenants_[tenant];
+    if (state.queued >= s->request.limits.max_queued) {
+      if (metrics_) metrics_->RequestRejected("tenant_queue_full", tenant);
+      return absl::ResourceExhaustedError(
+          absl::StrCat("tenant ", tenant, " already has ", state.queued, " requests waiting, its limit"));
+    }
+    if (state.queued == 0 && state.running == 0) {
+      // A tenant that was away gets no credit for the time it used nothing: it starts level
+      // with the least-served tenant still active.
+      double least = std::numeric_limits<double>::infinity();
+      for (const auto& [name, other] : tenants_) {
+        if (other.queued + other.running > 0) least = std::min(least, other.served);
+      }
+      if (least != std::numeric_limits<double>::infinity()) state.served = std::max(state.served, least);
+    }
+    ++state.queued;
     queue_.push_back(std::move(s));
     waiting_count_ = static_cast<int>(queue_.size());
   }
@@ -92,8 +137,60 @@ void Scheduler::Stop() {
 void Scheduler::Finish(Sequence& s, FinishReason reason) {
   if (s.done) return;
   s.done = true;
-  if (metrics_) metrics_->RequestFinished(s.request.bits, reason, Seconds(Clock::now() - s.submitted));
-  s.sink->OnFinish(reason, static_cast<int>(s.request.prompt.size()), static_cast<int>(s.output.size()));
+  s.cache.reset();  // its blocks are free for the next step
+  const Clock::time_point now = Clock::now();
+  RequestSummary summary{reason, s.prompt_tokens, s.generated(), s.preemptions};
+  summary.queue_seconds = Seconds(s.admitted.value_or(now) - s.submitted);
+  if (s.first_token) summary.ttft_seconds = Seconds(*s.first_token - s.submitted);
+  summary.total_seconds = Seconds(now - s.submitted);
+  if (metrics_) metrics_->RequestFinished(s.request.bits, s.request.tenant, reason, summary.total_seconds);
+  s.sink->OnFinish(summary);
+}
+
+void Scheduler::Preempt(Sequence& s) {
+  s.cache.reset();
+  s.cached = 0;
+  s.preempted = true;
+  ++s.preemptions;
+  if (metrics_) metrics_->Preempted(s.request.bits, s.request.tenant);
+}
+
+void Scheduler::Admit(std::vector<std::unique_ptr<Sequence>>& running) {
+  while (!queue_.empty() && static_cast<int>(running.size()) < options_.max_running) {
+    // Preempted requests go first (they sit at the queue's front and have users mid-stream);
+    // otherwise the oldest request of the least-served tenant that may run one more.
+    auto next = queue_.end();
+    if (queue_.front()->preemptions > 0) {
+      next = queue_.begin();
+    } else {
+      for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+        const TenantState& state = tenants_[(*it)->request.tenant];
+        if (state.running >= (*it)->request.limits.max_running) continue;
+        if (next == queue_.end() || state.served < tenants_[(*next)->request.tenant].served) next = it;
+      }
+    }
+    if (next == queue_.end()) return;
+    Sequence& s = **next;
+    // Blocks for the whole context and the next token, so that a fresh admission is not
+    // preempted at once.
+    auto cache = std::make_unique<KvCache>(pool_);
+    if (!cache->Reserve(std::min<int>(static_cast<int>(s.context.size()) + 1, s.max_positions))) return;
+    s.cache = std::move(cache);
+    if (!s.admitted) {
+      s.admitted = Clock::now();
+      s.sampler = std::make_unique<Sampler>(s.request.sampling);
+      s.text = std::make_unique<DecodeStream>(tokenizer_);
+      for (TokenId id : s.context) s.text->Next(id);  // continuation text follows the prompt's
+      if (metrics_) {
+        metrics_->RequestAdmitted(s.request.bits, s.request.tenant, Seconds(*s.admitted - s.submitted), s.prompt_tokens);
+      }
+    }
+    TenantState& state = tenants_[s.request.tenant];
+    --state.queued;
+    ++state.running;
+    running.push_back(std::move(*next));
+    queue_.erase(next);
+  }
 }
 
 void Scheduler::Loop() {
@@ -110,40 +207,45 @@ void Scheduler::Loop() {
       // Queued requests that were cancelled or ran out of time end without being admitted.
       const Clock::time_point now = Clock::now();
       std::erase_if(queue_, [&](const std::unique_ptr<Sequence>& s) {
-        const std::optional<FinishReason> reason =
-            s->handle->cancelled() ? s->handle->cancelled() : now >= s->request.deadline ? std::optional(FinishReason::kTimeLimit) : std::nullopt;
-        if (reason) Finish(*s, *reason);
-        return reason.has_value();
+        std::optional<FinishReason> reason = s->handle->cancelled();
+        if (!reason && now >= s->request.deadline) reason = FinishReason::kTimeLimit;
+        if (!reason) return false;
+        Finish(*s, *reason);
+        --tenants_[s->request.tenant].queued;
+        return true;
       });
-      // Admit in arrival order while a sequence slot and its KV positions are free.
-      while (!queue_.empty() && static_cast<int>(running.size()) < options_.max_running &&
-             kv_reserved_ + queue_.front()->reserved <= options_.kv_cache_tokens) {
-        std::unique_ptr<Sequence> s = std::move(queue_.front());
-        queue_.pop_front();
-        kv_reserved_ += s->reserved;
-        if (metrics_) {
-          metrics_->RequestAdmitted(s->request.bits, Seconds(Clock::now() - s->submitted), static_cast<int>(s->request.prompt.size()));
-        }
-        running.push_back(std::move(s));
-      }
+      Admit(running);
       waiting_count_ = static_cast<int>(queue_.size());
       running_count_ = static_cast<int>(running.size());
     }
     Step(running);
-    std::erase_if(running, [&](const std::unique_ptr<Sequence>& s) {
-      if (s->done) kv_reserved_ -= s->reserved;
-      return s->done;
-    });
     {
       std::lock_guard lock(mutex_);
+      // Preempted requests return to the queue's front in their admission order.
+      for (auto it = running.rbegin(); it != running.rend(); ++it) {
+        Sequence& s = **it;
+        if (!s.done && !s.preempted) continue;
+        TenantState& state = tenants_[s.request.tenant];
+        --state.running;
+        if (s.preempted && !s.done) {
+          s.preempted = false;
+          ++state.queued;
+          queue_.push_front(std::move(*it));
+        }
+      }
+      std::erase_if(running, [](const std::unique_ptr<Sequence>& s) { return s == nullptr || s->done; });
       running_count_ = static_cast<int>(running.size());
+      waiting_count_ = static_cast<int>(queue_.size());
+      kv_blocks_used_ = pool_.used_blocks();
       if (running.empty() && queue_.empty()) idle_.notify_all();
     }
-    if (metrics_) metrics_->Load(running_count_, waiting_count_, static_cast<double>(kv_reserved_) / options_.kv_cache_tokens);
+    if (metrics_) metrics_->Load(running_count_, waiting_count_, static_cast<double>(kv_blocks_used_) / kv_blocks());
   }
   for (auto& s : running) Finish(*s, FinishReason::kCancelled);
+  running.clear();
   running_count_ = 0;
-  kv_reserved_ = 0;
+  kv_blocks_used_ = 0;
+  if (metrics_) metrics_->Load(0, 0, 0);
   idle_.notify_all();
 }
 
@@ -152,10 +254,10 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
   const Clock::time_point now = Clock::now();
   std::vector<SequenceStep> steps;
   std::vector<Sequence*> stepped;
-  std::vector<bool> samples;  // whether the step's last row ends the prompt or decodes
   int prompt_budget = options_.step_tokens;
-  for (auto& owned : running) {
-    Sequence& s = *owned;
+  for (size_t i = 0; i < running.size(); ++i) {
+    Sequence& s = *running[i];
+    if (s.preempted) continue;
     if (auto reason = s.handle->cancelled()) {
       Finish(s, *reason);
       continue;
@@ -164,25 +266,24 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
       Finish(s, FinishReason::kTimeLimit);
       continue;
     }
-    if (!s.cache) {
-      s.cache = std::make_unique<KvCache>(c, static_cast<int>(s.reserved));
-      s.sampler = std::make_unique<Sampler>(s.request.sampling);
-      s.text = std::make_unique<DecodeStream>(tokenizer_);
-      for (TokenId id : s.request.prompt) s.text->Next(id);  // continuation text follows the prompt's
+    // One token left is a decode step; more is (a chunk of) a prompt, or the context of a
+    // preempted request being recomputed.
+    const int left = static_cast<int>(s.context.size()) - s.cached;
+    const bool decode = left == 1 && s.cached > 0;
+    const int chunk = decode ? 1 : std::min(left, prompt_budget);
+    if (chunk == 0) continue;  // this step's prompt budget is spent; next step
+    // Blocks for this step's tokens; when the pool is dry, the most recently admitted
+    // request gives its blocks up, down to this one itself.
+    while (!s.cache->Reserve(s.cached + chunk)) {
+      auto victim = std::find_if(running.rbegin(), running.rend() - static_cast<long>(i) - 1,
+                                 [](const std::unique_ptr<Sequence>& v) { return !v->done && !v->preempted; });
+      Preempt(victim == running.rend() - static_cast<long>(i) - 1 ? s : **victim);
+      if (s.preempted) break;
     }
-    const int prompt_left = static_cast<int>(s.request.prompt.size()) - s.prefilled;
-    if (prompt_left > 0) {
-      const int chunk = std::min(prompt_left, prompt_budget);
-      if (chunk == 0) continue;  // this step's prompt budget is spent; next step
-      prompt_budget -= chunk;
-      steps.push_back({std::span<const TokenId>(s.request.prompt).subspan(s.prefilled, chunk), s.cache.get(), s.request.bits,
-                       LogitsFor::kLastToken});
-      s.prefilled += chunk;
-      samples.push_back(s.prefilled == static_cast<int>(s.request.prompt.size()));
-    } else {
-      steps.push_back({std::span<const TokenId>(&s.output.back(), 1), s.cache.get(), s.request.bits, LogitsFor::kLastToken});
-      samples.push_back(true);
-    }
+    if (s.preempted) continue;
+    if (!decode) prompt_budget -= chunk;
+    steps.push_back({std::span<const TokenId>(s.context).subspan(s.cached, chunk), s.cache.get(), s.request.bits,
+                     LogitsFor::kLastToken});
     stepped.push_back(&s);
   }
   if (steps.empty()) return;
@@ -192,33 +293,51 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
   ForwardOptions options;
   options.exact_kernels = options_.exact_kernels;
   const Clock::time_point step_start = Clock::now();
+  step_started_ = step_start.time_since_epoch().count();
   const absl::Status status = transformer_.ForwardBatch(steps, logits, options);
+  step_started_ = 0;
+  int step_tokens = 0;
+  for (const SequenceStep& step : steps) step_tokens += static_cast<int>(step.tokens.size());
   if (metrics_) {
-    int tokens = 0;
-    for (const SequenceStep& step : steps) tokens += static_cast<int>(step.tokens.size());
-    metrics_->Step(options_.step_tokens > prompt_budget ? "prefill" : "decode", tokens, Seconds(Clock::now() - step_start));
+    metrics_->Step(options_.step_tokens > prompt_budget ? "prefill" : "decode", step_tokens, Seconds(Clock::now() - step_start));
   }
   if (!status.ok()) {
     // Requests were validated on entry; an engine error ends them rather than the server.
     for (Sequence* s : stepped) Finish(*s, FinishReason::kCancelled);
     return;
   }
+  {
+    std::lock_guard lock(mutex_);
+    for (size_t i = 0; i < stepped.size(); ++i) {
+      const Sequence& s = *stepped[i];
+      const bool decode = steps[i].tokens.size() == 1 && s.cached > 0;
+      tenants_[s.request.tenant].served +=
+          (decode ? kGeneratedTokenCost : kPromptTokenCost * steps[i].tokens.size()) / s.request.limits.weight;
+    }
+  }
+  std::vector<float> penalized;
   for (size_t i = 0; i < stepped.size(); ++i) {
-    if (!samples[i]) continue;
     Sequence& s = *stepped[i];
+    s.cached += static_cast<int>(steps[i].tokens.size());
+    if (s.cached < static_cast<int>(s.context.size())) continue;  // the prompt goes on next step
     const std::span<const float> row = std::span<const float>(logits).subspan(i * vocab, vocab);
-    const TokenId next = s.sampler->Sample(row);
+    std::span<const float> sample_from = row;
+    if (s.request.repetition_penalty != 1.0f) {
+      penalized.assign(row.begin(), row.end());
+      ApplyRepetitionPenalty(penalized, s.context, s.request.repetition_penalty);
+      sample_from = penalized;
+    }
+    const TokenId next = s.sampler->Sample(sample_from);
     const bool eos = std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), next) != c.eos_token_ids.end();
     if (eos && !s.request.ignore_eos) {
       Finish(s, FinishReason::kEos);
       continue;
     }
-    s.output.push_back(next);
+    s.context.push_back(next);
     const Clock::time_point now_token = Clock::now();
-    if (metrics_) {
-      const bool first = s.output.size() == 1;
-      metrics_->TokenGenerated(s.request.bits, Seconds(now_token - (first ? s.submitted : s.last_token)), first);
-    }
+    const bool first = !s.first_token;
+    if (first) s.first_token = now_token;
+    if (metrics_) metrics_->TokenGenerated(s.request.bits, s.request.tenant, Seconds(now_token - (first ? s.submitted : s.last_token)), first);
     s.last_token = now_token;
     GeneratedToken token{next, s.text->Next(next), std::nullopt};
     if (s.request.return_logprobs) token.logprob = static_cast<float>(-NegativeLogLikelihood(row, next));
@@ -234,7 +353,7 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
     s.sink->OnToken(std::move(token));
     if (stop_at) {
       Finish(s, FinishReason::kStopSequence);
-    } else if (static_cast<int>(s.output.size()) >= s.request.max_new_tokens || s.cache->length() >= s.cache->capacity()) {
+    } else if (s.generated() >= s.request.max_new_tokens || static_cast<int>(s.context.size()) >= s.max_positions) {
       Finish(s, FinishReason::kLength);
     }
   }

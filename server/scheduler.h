@@ -1,12 +1,17 @@
 // The engine loop: one thread runs every admitted request through Transformer::ForwardBatch,
 // step by step (continuous batching). Each step takes chunks of waiting prompts within a
-// token budget and one decode token of every running request, each at its own width.
+// token budget and one decode token of every running request, each at its own width. KV
+// entries live in one paged block pool; requests are admitted when their blocks can be
+// had, tenants take turns by weighted tokens served (a virtual token counter, as in Sheng
+// et al., OSDI 2024), and when the pool runs dry mid-decode the most recently admitted
+// request is preempted and later recomputed.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -16,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/model/model.h"
+#include "engine/runtime/kv_cache.h"
 #include "engine/runtime/sampler.h"
 #include "engine/runtime/transformer.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -24,11 +30,22 @@ namespace anyprec::server {
 
 using Clock = std::chrono::steady_clock;
 
+// What the scheduler enforces for one tenant.
+struct TenantLimits {
+  int max_running = 1 << 20;
+  int max_queued = 1 << 20;
+  double weight = 1.0;  // share of the engine relative to other tenants
+};
+
 struct GenerationRequest {
+  std::string id;      // for logs
+  std::string tenant;  // fair share, limits and metrics are kept per tenant
+  TenantLimits limits;
   std::vector<TokenId> prompt;  // BOS included when the caller wants it
   int bits = 0;
   int max_new_tokens = 0;
   SamplingParams sampling;
+  float repetition_penalty = 1.0f;
   std::vector<std::string> stop;
   bool ignore_eos = false;
   bool return_logprobs = false;
@@ -43,12 +60,23 @@ struct GeneratedToken {
   std::optional<float> logprob;
 };
 
+// How a finished request went, for its access log line.
+struct RequestSummary {
+  FinishReason reason;
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  int preemptions = 0;
+  double queue_seconds = 0;               // submission to first admission
+  std::optional<double> ttft_seconds;     // submission to first token
+  double total_seconds = 0;
+};
+
 // Receives a request's output; called on the engine loop thread, so it must not block.
 class GenerationSink {
  public:
   virtual ~GenerationSink() = default;
   virtual void OnToken(GeneratedToken token) = 0;
-  virtual void OnFinish(FinishReason reason, int prompt_tokens, int completion_tokens) = 0;
+  virtual void OnFinish(const RequestSummary& summary) = 0;
 };
 
 // Lets the transport stop a request; it ends within one engine step.
@@ -70,7 +98,8 @@ class RequestHandle {
 struct SchedulerOptions {
   int max_running = 16;          // sequences decoded together
   int max_queued = 64;           // waiting requests; past it, RESOURCE_EXHAUSTED
-  long kv_cache_tokens = 65536;  // KV positions reserved by running requests, all together
+  long kv_cache_tokens = 65536;  // KV positions in the block pool, all requests together
+  int kv_block_tokens = 16;      // positions per block
   int step_tokens = 256;         // prompt tokens one step may take (chunked prefill)
   bool exact_kernels = false;
 };
@@ -83,8 +112,8 @@ class Scheduler {
   Scheduler(const Model& model, const Tokenizer& tokenizer, SchedulerOptions options, ServerMetrics* metrics = nullptr);
   ~Scheduler();  // stops the loop; requests still running end as CANCELLED
 
-  // Queues a validated request. RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE
-  // after Stop().
+  // Queues a validated request. RESOURCE_EXHAUSTED when the queue (the server's or the
+  // tenant's) is full, UNAVAILABLE after StopAccepting().
   absl::StatusOr<std::shared_ptr<RequestHandle>> Submit(GenerationRequest request, std::shared_ptr<GenerationSink> sink);
 
   // Refuses new requests; those admitted or queued go on.
@@ -96,30 +125,44 @@ class Scheduler {
 
   int running() const { return running_count_.load(); }
   int waiting() const { return waiting_count_.load(); }
-  long kv_reserved() const { return kv_reserved_.load(); }
-  long kv_capacity() const { return options_.kv_cache_tokens; }
+  // Blocks of the KV pool held by requests, and all of them.
+  int kv_blocks_used() const { return kv_blocks_used_.load(); }
+  int kv_blocks() const { return static_cast<int>(options_.kv_cache_tokens / options_.kv_block_tokens); }
+  // When the engine step now running began; nullopt between steps. A watchdog reads it.
+  std::optional<Clock::time_point> step_started() const;
 
  private:
   struct Sequence;
+  struct TenantState {
+    int queued = 0;
+    int running = 0;
+    double served = 0;  // weighted tokens served / weight: the virtual token counter
+  };
   void Loop();
+  void Admit(std::vector<std::unique_ptr<Sequence>>& running);  // with mutex_ held
   void Step(std::vector<std::unique_ptr<Sequence>>& running);
+  void Preempt(Sequence& s);
   void Finish(Sequence& s, FinishReason reason);
+  void Charge(const Sequence& s, double tokens);
 
   const Model& model_;
   const Tokenizer& tokenizer_;
   const SchedulerOptions options_;
   ServerMetrics* const metrics_;
   Transformer transformer_;
+  KvBlockPool pool_;  // engine loop only
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable idle_;
   std::deque<std::unique_ptr<Sequence>> queue_;  // guarded by mutex_
+  std::map<std::string, TenantState> tenants_;   // guarded by mutex_
   bool accepting_ = true;                        // guarded by mutex_
   bool stopping_ = false;                        // guarded by mutex_
   std::atomic<int> running_count_{0};
   std::atomic<int> waiting_count_{0};
-  std::atomic<long> kv_reserved_{0};
+  std::atomic<int> kv_blocks_used_{0};
+  std::atomic<Clock::rep> step_started_{0};  // 0 between steps
   std::thread thread_;
 };
 

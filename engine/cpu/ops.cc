@@ -49,12 +49,11 @@ void SwiGlu(std::span<float> gate, std::span<const float> up) {
   }
 }
 
-void Attention(std::span<const float> q, std::span<const int> positions, std::span<const float> k_cache,
-               std::span<const float> v_cache, const AttentionShape& shape, std::span<float> out) {
+void Attention(std::span<const float> q, std::span<const int> positions, const KvLayerView& cache, const AttentionShape& shape,
+               std::span<float> out) {
   const int hd = shape.head_dim;
   const int group = shape.num_heads / shape.num_kv_heads;
   const size_t q_width = static_cast<size_t>(shape.num_heads) * hd;
-  const size_t kv_width = static_cast<size_t>(shape.num_kv_heads) * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int tokens = static_cast<int>(positions.size());
   const int work = tokens * shape.num_heads;
@@ -72,7 +71,7 @@ void Attention(std::span<const float> q, std::span<const int> positions, std::sp
       scores.resize(length);
       float max_score = -INFINITY;
       for (int p = 0; p < length; ++p) {
-        const float* kv = k_cache.data() + p * kv_width + static_cast<size_t>(kv_head) * hd;
+        const float* kv = cache.key(p) + static_cast<size_t>(kv_head) * hd;
         float dot = 0;
         for (int i = 0; i < hd; ++i) dot += qv[i] * kv[i];
         scores[p] = dot * scale;
@@ -81,7 +80,7 @@ void Attention(std::span<const float> q, std::span<const int> positions, std::sp
       const float total = ExpShiftedAndSum(scores, max_score);
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (int p = 0; p < length; ++p) {
-        const float* vv = v_cache.data() + p * kv_width + static_cast<size_t>(kv_head) * hd;
+        const float* vv = cache.value(p) + static_cast<size_t>(kv_head) * hd;
         const float weight = scores[p];
         for (int i = 0; i < hd; ++i) acc[i] += weight * vv[i];
       }
@@ -164,11 +163,10 @@ void MatMul(std::span<const float> x, int tokens, std::span<const float> w, int 
   }
 }
 
-void Attention(std::span<const float> q, std::span<const int> positions, std::span<const float> k_cache,
-               std::span<const float> v_cache, const AttentionShape& shape, std::span<float> out) {
+void Attention(std::span<const float> q, std::span<const int> positions, const KvLayerView& cache, const AttentionShape& shape,
+               std::span<float> out) {
   const int hd = shape.head_dim;
   const int q_width = shape.num_heads * hd;
-  const int kv_width = shape.num_kv_heads * hd;
   for (size_t t = 0; t < positions.size(); ++t) {
     for (int h = 0; h < shape.num_heads; ++h) {
       const int kv_head = h * shape.num_kv_heads / shape.num_heads;
@@ -176,7 +174,7 @@ void Attention(std::span<const float> q, std::span<const int> positions, std::sp
       double max_score = -INFINITY;
       for (int p = 0; p <= positions[t]; ++p) {
         double dot = 0;
-        for (int i = 0; i < hd; ++i) dot += static_cast<double>(q[t * q_width + h * hd + i]) * k_cache[p * kv_width + kv_head * hd + i];
+        for (int i = 0; i < hd; ++i) dot += static_cast<double>(q[t * q_width + h * hd + i]) * cache.key(p)[kv_head * hd + i];
         weights[p] = dot / std::sqrt(static_cast<double>(hd));
         max_score = std::max(max_score, weights[p]);
       }
@@ -184,7 +182,7 @@ void Attention(std::span<const float> q, std::span<const int> positions, std::sp
       for (double& w : weights) total += (w = std::exp(w - max_score));
       for (int i = 0; i < hd; ++i) {
         double value = 0;
-        for (int p = 0; p <= positions[t]; ++p) value += weights[p] / total * v_cache[p * kv_width + kv_head * hd + i];
+        for (int p = 0; p <= positions[t]; ++p) value += weights[p] / total * cache.value(p)[kv_head * hd + i];
         out[t * q_width + h * hd + i] = static_cast<float>(value);
       }
     }

@@ -5,6 +5,7 @@
 #include <span>
 
 #include "engine/cpu/bitplane_view.h"
+#include "engine/cpu/kv_layer_view.h"
 
 namespace anyprec::cpu {
 
@@ -34,15 +35,15 @@ void RmsNorm(std::span<const float> x, std::span<const float> weight, float eps,
 void Rope(std::span<float> x, std::span<const int> positions, int num_heads, int head_dim, float theta);
 
 // Causal grouped-query attention for rows at `positions`, against a cache that holds keys
-// and values for positions [0, positions.back()]. q: [tokens, heads*head_dim];
-// k_cache/v_cache: [capacity, kv_heads*head_dim]; out: like q.
+// and values for positions [0, positions.back()], rows of kv_heads*head_dim.
+// q: [tokens, heads*head_dim]; out: like q.
 struct AttentionShape {
   int num_heads;
   int num_kv_heads;
   int head_dim;
 };
-void Attention(std::span<const float> q, std::span<const int> positions, std::span<const float> k_cache,
-               std::span<const float> v_cache, const AttentionShape& shape, std::span<float> out);
+void Attention(std::span<const float> q, std::span<const int> positions, const KvLayerView& cache, const AttentionShape& shape,
+               std::span<float> out);
 
 // x[i] = exp(x[i] - shift); returns the sum of the new x.
 float ExpShiftedAndSum(std::span<float> x, float shift);
@@ -53,8 +54,8 @@ void SwiGlu(std::span<float> gate, std::span<const float> up);
 namespace reference {
 
 void MatMul(std::span<const float> x, int tokens, std::span<const float> w, int rows, int cols, std::span<float> out);
-void Attention(std::span<const float> q, std::span<const int> positions, std::span<const float> k_cache,
-               std::span<const float> v_cache, const AttentionShape& shape, std::span<float> out);
+void Attention(std::span<const float> q, std::span<const int> positions, const KvLayerView& cache, const AttentionShape& shape,
+               std::span<float> out);
 void BitplaneMatMul(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out);
 void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out);
 

@@ -1,42 +1,93 @@
 // Keys and values of one sequence for every layer, so that each new token attends to the
-// past without recomputing it.
+// past without recomputing it. Storage is paged: a KvBlockPool holds fixed-size blocks of
+// positions, and a sequence's KvCache maps its positions onto the blocks it holds, so a
+// server can share one pool among many sequences and grow each by a block at a time.
 #pragma once
 
+#include <memory>
 #include <span>
 #include <vector>
 
+#include "engine/cpu/kv_layer_view.h"
 #include "engine/model/model_config.h"
 
 namespace anyprec {
 
-class KvCache {
+// Blocks of `block_tokens` positions, each with keys and values for every layer. Not
+// thread-safe: the engine loop owns it.
+class KvBlockPool {
  public:
-  KvCache(const ModelConfig& config, int capacity)
-      : capacity_(capacity),
-        row_width_(config.kv_dim()),
-        keys_(static_cast<size_t>(config.num_layers) * capacity * row_width_),
-        values_(keys_.size()) {}
+  KvBlockPool(const ModelConfig& config, int block_tokens, int num_blocks);
 
-  int capacity() const { return capacity_; }
-  // Positions [0, length) hold valid entries.
-  int length() const { return length_; }
-  void Clear() { length_ = 0; }
-  void Advance(int tokens) { length_ += tokens; }
+  int block_tokens() const { return block_tokens_; }
+  int num_blocks() const { return num_blocks_; }
+  int free_blocks() const { return static_cast<int>(free_.size()); }
+  int used_blocks() const { return num_blocks_ - free_blocks(); }
 
-  std::span<float> keys(int layer) { return LayerSlice(keys_, layer); }
-  std::span<float> values(int layer) { return LayerSlice(values_, layer); }
+  // A free block's id, or -1 when none is left.
+  int Allocate();
+  void Free(int block);
+
+  // The first position row of `block` in `layer`; the block's rows follow contiguously.
+  float* keys(int block, int layer) { return keys_.data() + Offset(block, layer); }
+  float* values(int block, int layer) { return values_.data() + Offset(block, layer); }
+  const float* keys(int block, int layer) const { return keys_.data() + Offset(block, layer); }
+  const float* values(int block, int layer) const { return values_.data() + Offset(block, layer); }
+  // Floats between the same row of consecutive block ids within one layer.
+  size_t block_stride() const { return static_cast<size_t>(block_tokens_) * row_width_; }
+  int row_width() const { return row_width_; }
 
  private:
-  std::span<float> LayerSlice(std::vector<float>& data, int layer) {
-    const size_t size = static_cast<size_t>(capacity_) * row_width_;
-    return std::span<float>(data).subspan(layer * size, size);
+  size_t Offset(int block, int layer) const {
+    return (static_cast<size_t>(layer) * num_blocks_ + block) * block_stride();
   }
 
-  int capacity_;
+  int block_tokens_;
+  int num_blocks_;
   int row_width_;
-  int length_ = 0;
-  std::vector<float> keys_;
+  std::vector<float> keys_;    // [layer][block][position in block][kv_dim]
   std::vector<float> values_;
+  std::vector<int> free_;      // a stack, so recently freed (cache-warm) blocks go out first
+};
+
+class KvCache {
+ public:
+  // A cache of its own for `capacity` positions (one block), for single-sequence use.
+  KvCache(const ModelConfig& config, int capacity);
+  // A cache that takes blocks from a shared `pool` as it grows (see Reserve); it returns
+  // them when destroyed or cleared. `pool` must outlive it.
+  explicit KvCache(KvBlockPool& pool) : pool_(&pool) {}
+  ~KvCache() { Release(); }
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
+
+  // Positions that the blocks held can take.
+  int capacity() const { return static_cast<int>(blocks_.size()) * pool_->block_tokens(); }
+  // Positions [0, length) hold valid entries.
+  int length() const { return length_; }
+  int blocks_held() const { return static_cast<int>(blocks_.size()); }
+  // Empties the cache and gives its blocks back to a shared pool.
+  void Clear();
+  void Advance(int tokens) { length_ += tokens; }
+  // Takes blocks until capacity() >= positions; false (keeping what it took) when the pool
+  // runs out first.
+  bool Reserve(int positions);
+
+  // Where attention's inputs for `position` of `layer` are written; the block must be held.
+  float* key_row(int layer, int position) { return const_cast<float*>(this->layer(layer).key(position)); }
+  float* value_row(int layer, int position) { return const_cast<float*>(this->layer(layer).value(position)); }
+  cpu::KvLayerView layer(int layer) const {
+    return {pool_->keys(0, layer), pool_->values(0, layer), pool_->block_stride(), pool_->block_tokens(), pool_->row_width(),
+            blocks_};
+  }
+
+ private:
+  void Release();
+
+  std::unique_ptr<KvBlockPool> own_pool_;  // set for a cache of its own
+  KvBlockPool* pool_;
+  std::vector<int> blocks_;
+  int length_ = 0;
 };
 
 }  // namespace anyprec

@@ -14,6 +14,15 @@ absl::Status SamplingParams::Validate() const {
   return absl::OkStatus();
 }
 
+void ApplyRepetitionPenalty(std::span<float> logits, std::span<const TokenId> history, float penalty) {
+  std::vector<bool> seen(logits.size());
+  for (const TokenId id : history) {
+    if (id < 0 || static_cast<size_t>(id) >= logits.size() || seen[id]) continue;
+    seen[id] = true;
+    logits[id] = logits[id] > 0 ? logits[id] / penalty : logits[id] * penalty;
+  }
+}
+
 TokenId ArgMax(std::span<const float> logits) {
   return static_cast<TokenId>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }

@@ -33,6 +33,10 @@ class Sampler {
   std::vector<std::pair<float, TokenId>> candidates_;
 };
 
+// CTRL's repetition penalty (Keskar et al., 2019), as Hugging Face applies it: the logit of
+// every token in `history` is divided by `penalty` when positive, multiplied when negative.
+void ApplyRepetitionPenalty(std::span<float> logits, std::span<const TokenId> history, float penalty);
+
 // Index of the largest logit (the lowest index among equals).
 TokenId ArgMax(std::span<const float> logits);
 

@@ -125,10 +125,12 @@ absl::Status Transformer::ForwardBatch(std::span<const SequenceStep> steps, std:
       KvCache& cache = *step.cache;
       const auto k_new = rows_of(s.k, first, count, kv);
       const auto v_new = rows_of(s.v, first, count, kv);
-      std::copy(k_new.begin(), k_new.end(), cache.keys(layer).begin() + static_cast<size_t>(cache.length()) * kv);
-      std::copy(v_new.begin(), v_new.end(), cache.values(layer).begin() + static_cast<size_t>(cache.length()) * kv);
+      for (int i = 0; i < count; ++i) {
+        std::copy_n(k_new.begin() + static_cast<size_t>(i) * kv, kv, cache.key_row(layer, cache.length() + i));
+        std::copy_n(v_new.begin() + static_cast<size_t>(i) * kv, kv, cache.value_row(layer, cache.length() + i));
+      }
       cpu::Attention(rows_of(s.q, first, count, c.q_dim()), std::span<const int>(s.positions).subspan(first, count),
-                     cache.keys(layer), cache.values(layer), shape, rows_of(s.attention, first, count, c.q_dim()));
+                     cache.layer(layer), shape, rows_of(s.attention, first, count, c.q_dim()));
       first += count;
     }
     observe(layer, LinearInput::kAttentionOutput, s.attention, c.q_dim());

@@ -1,0 +1,84 @@
+// Tenants: who may call the server, with which API keys, at which widths, and with which
+// limits and share of the engine. Read from a TOML file (docs/TENANTS.md), reloaded on
+// SIGHUP, and changed at run time through the Admin service, which writes the file through
+// atomically so that a restart keeps the change.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/scheduler.h"
+
+namespace anyprec::server {
+
+struct Tenant {
+  std::string name;
+  std::vector<std::string> key_hashes;  // SHA-256 of each API key, lower-case hex
+  int default_bits = 0;
+  int min_bits = 0;
+  int max_bits = 0;
+  TenantLimits limits;
+};
+
+struct TenantPolicy {
+  std::map<std::string, Tenant> tenants;
+  std::optional<std::string> anonymous_tenant;  // requests without a key run as this one
+  std::vector<std::string> admin_key_hashes;
+};
+
+// The widths an image serves, which every tenant's range must lie within.
+struct ServedWidths {
+  int seed_bits = 0;
+  int max_bits = 0;
+};
+
+// Parses and checks a tenants file's text; `origin` names it in errors.
+absl::StatusOr<TenantPolicy> ParseTenants(std::string_view text, const std::string& origin, ServedWidths widths);
+// The TOML text that ParseTenants reads back as `policy`.
+std::string SerializeTenants(const TenantPolicy& policy);
+// How an API key is stored in the file: its SHA-256, as lower-case hex.
+std::string HashApiKey(std::string_view key);
+
+class TenantRegistry {
+ public:
+  // Tenants from `path`.
+  static absl::StatusOr<std::unique_ptr<TenantRegistry>> Load(const std::string& path, ServedWidths widths);
+  // No file: every request runs anonymously as tenant "anonymous" with every width and
+  // `default_bits` as its default; there is no admin.
+  static std::unique_ptr<TenantRegistry> Open(ServedWidths widths, int default_bits);
+
+  std::shared_ptr<const TenantPolicy> policy() const;
+  bool has_file() const { return !path_.empty(); }
+  const std::string& path() const { return path_; }
+
+  // The caller's tenant from the value of its `authorization` metadata (nullopt when it
+  // sent none): UNAUTHENTICATED when the key is missing (and anonymous use is not allowed),
+  // malformed or unknown.
+  absl::StatusOr<Tenant> Authenticate(std::optional<std::string_view> authorization) const;
+  // OK for an admin key; PERMISSION_DENIED for a tenant's key; UNAUTHENTICATED otherwise.
+  absl::Status AuthenticateAdmin(std::optional<std::string_view> authorization) const;
+
+  // Rereads the file; on any error the policy in force stays.
+  absl::Status Reload();
+  // Sets a tenant's default and allowed widths (each only when given), writes the file
+  // through, then applies the change to new requests.
+  absl::StatusOr<Tenant> Update(const std::string& name, std::optional<int> default_bits, std::optional<int> min_bits,
+                                std::optional<int> max_bits);
+
+ private:
+  TenantRegistry(std::string path, ServedWidths widths, TenantPolicy policy);
+
+  const std::string path_;
+  const ServedWidths widths_;
+  std::mutex write_mutex_;  // one reload or update at a time
+  mutable std::mutex mutex_;
+  std::shared_ptr<const TenantPolicy> policy_;  // guarded by mutex_
+};
+
+}  // namespace anyprec::server
