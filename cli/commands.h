@@ -1,6 +1,7 @@
 // The subcommands of the `anyprec` command line.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@ struct GenerateOptions {
   std::string prompt;
   int max_new_tokens = 256;
   SamplingParams sampling;
+  float repetition_penalty = 1.0f;
 };
 
 struct EvalOptions {
@@ -38,6 +40,8 @@ struct InspectOptions {
 struct ClientOptions {
   std::string address = "127.0.0.1:50051";
   std::string api_key;
+  std::string tls_ca;  // PEM roots: talk TLS, trusting these
+  float repetition_penalty = 1.0f;
   std::string prompt;
   int bits = 0;
   int max_new_tokens = 256;
@@ -45,6 +49,12 @@ struct ClientOptions {
   std::vector<std::string> stop;
   double timeout_seconds = 0;
   bool list_models = false;
+  bool health = false;
+  bool list_tenants = false;
+  std::string set_tenant;  // Admin: change this tenant's widths
+  std::optional<int> tenant_default_bits;
+  std::optional<int> tenant_min_bits;
+  std::optional<int> tenant_max_bits;
 };
 
 void AddGenerateCommand(CLI::App& app, GenerateOptions& options);

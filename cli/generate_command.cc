@@ -20,6 +20,9 @@ void AddGenerateCommand(CLI::App& app, GenerateOptions& o) {
   cmd->add_option("--temperature", o.sampling.temperature, "Sampling temperature; 0 is greedy")->check(CLI::Range(0.0f, 100.0f))->capture_default_str();
   cmd->add_option("--top-p", o.sampling.top_p, "Nucleus sampling mass")->check(CLI::Range(1e-6f, 1.0f))->capture_default_str();
   cmd->add_option("--top-k", o.sampling.top_k, "Sample among the k most likely tokens; 0 = all")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--repetition-penalty", o.repetition_penalty, "Above 1 discourages repeating tokens")
+      ->check(CLI::Range(1e-3f, 10.0f))
+      ->capture_default_str();
   cmd->add_option("--seed", o.sampling.seed, "Random seed")->capture_default_str();
 }
 
@@ -47,11 +50,14 @@ int RunGenerate(const GenerateOptions& o) {
   std::vector<float> logits(config.vocab_size);
   for (TokenId id : prompt) std::fputs(stream.Next(id).c_str(), stdout);
 
+  std::vector<TokenId> history = prompt;
   std::vector<TokenId> step = prompt;
   for (int generated = 0; generated < o.max_new_tokens && cache.length() + step.size() <= static_cast<size_t>(cache.capacity());
        ++generated) {
     if (absl::Status s = transformer.Forward(step, cache, LogitsFor::kLastToken, logits, forward); !s.ok()) return ReportError(s, 1);
+    if (o.repetition_penalty != 1.0f) ApplyRepetitionPenalty(logits, history, o.repetition_penalty);
     const TokenId next = sampler.Sample(logits);
+    history.push_back(next);
     if (std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), next) != config.eos_token_ids.end()) break;
     std::fputs(stream.Next(next).c_str(), stdout);
     std::fflush(stdout);

@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "CLI/CLI.hpp"
@@ -86,10 +87,23 @@ bool IsLoopback(const std::string& host) {
   return host == "127.0.0.1" || host == "localhost" || host == "[::1]" || host.starts_with("127.");
 }
 
+// `anyprec-server hash-key`: the tenants file's form of the API key read from stdin.
+int HashKey() {
+  std::string key;
+  std::getline(std::cin, key);
+  if (key.empty()) {
+    std::fprintf(stderr, "anyprec-server hash-key: give the key on stdin, e.g. echo -n KEY | anyprec-server hash-key\n");
+    return 2;
+  }
+  std::printf("%s\n", server::HashApiKey(key).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"anyprec-server: serve every width of an anyprec image over gRPC"};
+  if (argc == 2 && std::string_view(argv[1]) == "hash-key") return HashKey();
+  CLI::App app{"anyprec-server: serve every width of an anyprec image over gRPC\n(`anyprec-server hash-key` < KEY prints an API key's hash for the tenants file)"};
   anyprec::cli::ModelOptions model_options;
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9464";
@@ -251,12 +265,13 @@ int main(int argc, char** argv) {
                {"grpc", host + ":" + std::to_string(port)},
                {"tls", !tls_cert.empty()},
                {"metrics", metrics_host + ":" + std::to_string((*metrics)->port()) + "/metrics"}});
-  std::printf("listening on %s:%d, metrics on %s:%d\n", host.c_str(), port, metrics_host.c_str(), (*metrics)->port());
-  std::fflush(stdout);
-
+  // Before the line that tells callers the server is up, so that no signal finds the defaults.
   std::signal(SIGTERM, OnStopSignal);
   std::signal(SIGINT, OnStopSignal);
   std::signal(SIGHUP, OnReloadSignal);
+  std::printf("listening on %s:%d, metrics on %s:%d\n", host.c_str(), port, metrics_host.c_str(), (*metrics)->port());
+  std::fflush(stdout);
+
   while (g_stop_signal == 0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (g_reload == 0) continue;

@@ -1,6 +1,7 @@
 // anyprec-server as clients meet it: the real binary on a free loopback port, a real gRPC
 // client, an image quantized from the real TinyStories-656K.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -14,9 +15,11 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
+#include "anyprec/v1/admin.grpc.pb.h"
 #include "anyprec/v1/generation.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -34,15 +37,19 @@ namespace pb = anyprec::v1;
 using testing::SharedPath;
 
 // The server binary, started with `args`, stopped with SIGTERM when the object dies.
+// Its log (stderr) goes to `log_path` when given.
 class ServerProcess {
  public:
-  explicit ServerProcess(const std::vector<std::string>& args) {
+  explicit ServerProcess(const std::vector<std::string>& args, const std::string& log_path = "") {
     int out[2];
     EXPECT_EQ(::pipe(out), 0);
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
     posix_spawn_file_actions_addclose(&actions, out[0]);
+    if (!log_path.empty()) {
+      posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    }
     std::vector<std::string> argv_storage = {ANYPREC_SERVER, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"};
     argv_storage.insert(argv_storage.end(), args.begin(), args.end());
     std::vector<char*> argv;
@@ -71,6 +78,7 @@ class ServerProcess {
       Wait();
     }
   }
+  void Signal(int signal) const { ::kill(pid_, signal); }
   // Sends SIGTERM and returns the exit status.
   int Terminate() {
     ::kill(pid_, SIGTERM);
@@ -82,9 +90,13 @@ class ServerProcess {
     pid_ = -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
+  const std::string& address() const { return address_; }
   const std::string& metrics_address() const { return metrics_address_; }
   std::unique_ptr<pb::Generation::Stub> Stub() const {
     return pb::Generation::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  }
+  std::unique_ptr<pb::Admin::Stub> AdminStub() const {
+    return pb::Admin::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
   }
 
  private:
@@ -100,8 +112,9 @@ struct Result {
   std::vector<int> ids;
 };
 
-Result Generate(pb::Generation::Stub& stub, const pb::GenerateRequest& request) {
+Result Generate(pb::Generation::Stub& stub, const pb::GenerateRequest& request, const std::string& api_key = "") {
   grpc::ClientContext context;
+  if (!api_key.empty()) context.AddMetadata("authorization", "Bearer " + api_key);
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
   auto reader = stub.Generate(&context, request);
   Result result;
@@ -151,6 +164,25 @@ int FreeLoopbackPort() {
   EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
   ::close(fd);
   return ntohs(address.sin_port);
+}
+
+// The value of an unlabelled series (or the first one of a family) on /metrics; -1 if absent.
+double Scrape(const ServerProcess& server, const std::string& series) {
+  std::istringstream text(Capture("curl -sf http://" + server.metrics_address() + "/metrics"));
+  for (std::string line; std::getline(text, line);) {
+    if (line.starts_with(series + " ") || line.starts_with(series + "{")) return std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return -1;
+}
+
+// Polls `series` until it equals `value` or `timeout` passes; true when it did.
+bool ScrapeUntil(const ServerProcess& server, const std::string& series, double value, std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  do {
+    if (Scrape(server, series) == value) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  } while (std::chrono::steady_clock::now() < end);
+  return false;
 }
 
 class ServerTest : public ::testing::Test {
@@ -309,19 +341,31 @@ TEST_F(ServerTest, CancelledStreamsStopWithoutDisturbingOthers) {
   EXPECT_TRUE(Generate(*stub, Greedy("Once upon a time", 3, 5)).status.ok());
 }
 
-TEST_F(ServerTest, SigtermFinishesInFlightRequestsAndExitsZero) {
-  ServerProcess server({"--model", image_});
-  auto in_flight = std::async(std::launch::async, [&server] {
-    pb::GenerateRequest r = Greedy("Once upon a time", 8, 400);
-    r.set_ignore_eos(true);
-    return Generate(*server.Stub(), r);
-  });
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  const int exit_code = server.Terminate();
-  const Result r = in_flight.get();
-  EXPECT_TRUE(r.status.ok()) << r.status.error_message();
-  EXPECT_EQ(r.ids.size(), 400u);
-  EXPECT_EQ(exit_code, 0);
+// With one sequence slot, eight long requests keep the server draining for a while after
+// SIGTERM: health says NOT_SERVING, new requests get UNAVAILABLE, every admitted one ends
+// complete, and the exit code is 0.
+TEST_F(ServerTest, SigtermDrainsInFlightRequestsAndExitsZero) {
+  ServerProcess server({"--model", image_, "--max-running", "1"});
+  EXPECT_EQ(Capture(std::string(ANYPREC_CLI) + " client --health --addr " + server.address()), "SERVING\n");
+  std::vector<std::future<Result>> in_flight;
+  for (int i = 0; i < 8; ++i) {
+    in_flight.push_back(std::async(std::launch::async, [&server] {
+      pb::GenerateRequest r = Greedy("Once upon a time", 8, 400);
+      r.set_ignore_eos(true);
+      return Generate(*server.Stub(), r);
+    }));
+  }
+  while (Scrape(server, "anyprec_requests_running") < 1) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  server.Signal(SIGTERM);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(Capture(std::string(ANYPREC_CLI) + " client --health --addr " + server.address() + " 2>/dev/null"), "NOT_SERVING\n");
+  EXPECT_EQ(Generate(*server.Stub(), Greedy("hi", 3, 2)).status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  for (auto& f : in_flight) {
+    const Result r = f.get();
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.ids.size(), 400u);
+  }
+  EXPECT_EQ(server.Wait(), 0);
 }
 
 // A real Prometheus scrapes the server; what it stored equals what the client received.
@@ -347,7 +391,7 @@ TEST_F(ServerTest, PrometheusSeesTheTokensClientsReceived) {
   std::map<std::string, int> stored;
   for (int attempt = 0; attempt < 60 && stored != received; ++attempt) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    const std::string body = Capture("curl -sf 'http://" + api + "/api/v1/query?query=anyprec_generation_tokens_total'");
+    const std::string body = Capture("curl -sf 'http://" + api + "/api/v1/query?query=sum%20by%20(bits)(anyprec_generation_tokens_total)'");
     const auto json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
     if (json.is_discarded() || !json.contains("data")) continue;
     stored.clear();
@@ -359,6 +403,216 @@ TEST_F(ServerTest, PrometheusSeesTheTokensClientsReceived) {
   EXPECT_EQ(stored, received) << Capture("cat " + (dir / "log").string());
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   fs::remove_all(dir);
+}
+
+std::string HashKey(const std::string& key) {
+  return Capture("printf '%s' '" + key + "' | " + std::string(ANYPREC_SERVER) + " hash-key").substr(0, 64);
+}
+
+class TenantServerTest : public ServerTest {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("anyprec-tenant-server-" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    tenants_ = (dir_ / "tenants.toml").string();
+    good_ = "[admin]\napi_key_sha256 = [\"" + HashKey("admin-key") + "\"]\n\n" +
+            "[tenants.fast]\napi_key_sha256 = [\"" + HashKey("fast-key") + "\"]\ndefault_bits = 3\nmin_bits = 3\nmax_bits = 4\n\n" +
+            "[tenants.exact]\napi_key_sha256 = [\"" + HashKey("exact-key") + "\"]\ndefault_bits = 8\nweight = 2\n";
+    std::ofstream(tenants_) << good_;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+  std::string tenants_;
+  std::string good_;
+};
+
+TEST_F(TenantServerTest, TenantsGetTheirWidthsAndAdminChangesSurviveARestart) {
+  const std::vector<std::string> args = {"--model", image_, "--tenants", tenants_};
+  auto server = std::make_unique<ServerProcess>(args);
+  auto stub = server->Stub();
+  const auto bits_of = [&](const std::string& key, int bits) {
+    const Result r = Generate(*stub, Greedy("Once upon a time", bits, 2), key);
+    return r.status.ok() ? static_cast<int>(r.messages.back().bits()) : -static_cast<int>(r.status.error_code());
+  };
+  EXPECT_EQ(bits_of("fast-key", 0), 3);
+  EXPECT_EQ(bits_of("exact-key", 0), 8);
+  EXPECT_EQ(bits_of("exact-key", 3), 3);
+  EXPECT_EQ(bits_of("fast-key", 4), 4);
+  EXPECT_EQ(bits_of("fast-key", 8), -grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(bits_of("fast-key", 9), -grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(bits_of("wrong-key", 0), -grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(bits_of("", 0), -grpc::StatusCode::UNAUTHENTICATED);  // the file allows no anonymous use
+  {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer fast-key");
+    pb::ListModelsResponse models;
+    ASSERT_TRUE(stub->ListModels(&context, {}, &models).ok());
+    EXPECT_EQ(models.tenant(), "fast");
+    EXPECT_EQ(models.default_bits(), 3u);
+    EXPECT_EQ(models.max_bits(), 4u);
+  }
+  // Only the admin key may use Admin.
+  const auto update = [&](const std::string& key, int default_bits) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + key);
+    pb::UpdateTenantRequest request;
+    request.set_name("fast");
+    request.set_default_bits(default_bits);
+    pb::TenantInfo info;
+    return server->AdminStub()->UpdateTenant(&context, request, &info).error_code();
+  };
+  EXPECT_EQ(update("fast-key", 4), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(update("wrong-key", 4), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(update("admin-key", 8), grpc::StatusCode::INVALID_ARGUMENT);  // outside fast's 3..4
+  EXPECT_EQ(update("admin-key", 4), grpc::StatusCode::OK);
+  EXPECT_EQ(bits_of("fast-key", 0), 4) << "the change applies to the next request";
+  EXPECT_EQ(Capture("curl -sf http://" + server->metrics_address() + "/metrics").find("tenant=\"fast\"") != std::string::npos, true);
+
+  server = std::make_unique<ServerProcess>(args);
+  stub = server->Stub();
+  EXPECT_EQ(bits_of("fast-key", 0), 4) << "the change survives a restart";
+  EXPECT_EQ(bits_of("exact-key", 0), 8);
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer admin-key");
+  pb::ListTenantsResponse tenants;
+  ASSERT_TRUE(server->AdminStub()->ListTenants(&context, {}, &tenants).ok());
+  ASSERT_EQ(tenants.tenants_size(), 2);
+  EXPECT_EQ(tenants.tenants(0).name(), "exact");
+  EXPECT_EQ(tenants.tenants(0).weight(), 2);
+  EXPECT_EQ(tenants.tenants(1).api_keys(), 1u);
+}
+
+TEST_F(TenantServerTest, SighupReloadsAndAMalformedFileKeepsTheOldPolicy) {
+  ServerProcess server({"--model", image_, "--tenants", tenants_});
+  const auto stub = server.Stub();
+  std::ofstream(tenants_) << "[tenants.fast\n";  // malformed
+  server.Signal(SIGHUP);
+  ASSERT_TRUE(ScrapeUntil(server, "anyprec_tenant_reloads_total{result=\"error\"}", 1, std::chrono::seconds(5)));
+  EXPECT_TRUE(Generate(*stub, Greedy("Once upon a time", 0, 2), "fast-key").status.ok()) << "the old tenants stay";
+
+  std::ofstream(tenants_) << "anonymous_tenant = \"open\"\n[tenants.open]\ndefault_bits = 5\n";
+  server.Signal(SIGHUP);
+  ASSERT_TRUE(ScrapeUntil(server, "anyprec_tenant_reloads_total{result=\"ok\"}", 1, std::chrono::seconds(5)));
+  const Result anonymous = Generate(*stub, Greedy("Once upon a time", 0, 2));
+  ASSERT_TRUE(anonymous.status.ok()) << anonymous.status.error_message();
+  EXPECT_EQ(anonymous.messages.back().bits(), 5u);
+  EXPECT_EQ(Generate(*stub, Greedy("Once upon a time", 0, 2), "fast-key").status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+// Cancelled streams and expired deadlines give their KV blocks back: the usage metric
+// returns to its idle value (0) within one second. Sixteen requests run together so that
+// they are still running when the client gives up on them.
+TEST_F(ServerTest, CancelAndDeadlineFreeKvBlocksWithinASecond) {
+  ServerProcess server({"--model", image_});
+  ASSERT_EQ(Scrape(server, "anyprec_kv_cache_usage_ratio"), 0);
+  const auto run_all = [&](bool cancel) {
+    std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+    std::vector<std::unique_ptr<grpc::ClientReader<pb::GenerateResponse>>> readers;
+    const auto stub = server.Stub();
+    for (int i = 0; i < 16; ++i) {
+      contexts.push_back(std::make_unique<grpc::ClientContext>());
+      if (!cancel) contexts.back()->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(50));
+      pb::GenerateRequest r = Greedy("Once upon a time", std::vector<int>{3, 4, 8}[i % 3], 4000);
+      r.set_ignore_eos(true);
+      readers.push_back(stub->Generate(contexts.back().get(), r));
+    }
+    pb::GenerateResponse response;
+    if (cancel) {
+      for (auto& reader : readers) EXPECT_TRUE(reader->Read(&response));
+      EXPECT_GT(Scrape(server, "anyprec_kv_cache_usage_ratio"), 0) << "running requests hold blocks";
+      for (auto& context : contexts) context->TryCancel();
+    }
+    int stopped = 0;
+    for (auto& reader : readers) {
+      while (reader->Read(&response)) {
+      }
+      const grpc::StatusCode code = reader->Finish().error_code();
+      stopped += code == (cancel ? grpc::StatusCode::CANCELLED : grpc::StatusCode::DEADLINE_EXCEEDED);
+    }
+    EXPECT_GT(stopped, 8);
+    EXPECT_TRUE(ScrapeUntil(server, "anyprec_kv_cache_usage_ratio", 0, std::chrono::seconds(1)));
+  };
+  run_all(/*cancel=*/true);
+  run_all(/*cancel=*/false);
+}
+
+// A pool far smaller than the requests' needs preempts and recomputes; every request still
+// gets exactly the tokens it gets alone.
+TEST_F(ServerTest, SmallKvPoolPreemptsAndStillMatchesRunningAlone) {
+  ServerProcess server({"--model", image_, "--kv-cache-tokens", "96", "--kv-block-tokens", "8", "--max-running", "4"});
+  std::vector<std::future<Result>> futures;
+  for (int i = 0; i < 4; ++i) {
+    futures.push_back(std::async(std::launch::async, [&server] {
+      pb::GenerateRequest r = Greedy("Once upon a time", 4, 60);
+      r.set_ignore_eos(true);
+      return Generate(*server.Stub(), r);
+    }));
+  }
+  // `anyprec generate` stops at an end of story; the server, told to ignore it, goes on.
+  std::string alone = RunGenerate(image_, "Once upon a time", 4, 60);
+  alone.pop_back();
+  for (auto& f : futures) {
+    const Result r = f.get();
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.ids.size(), 60u);
+    EXPECT_TRUE(("Once upon a time" + r.text).starts_with(alone)) << r.text << "\nalone: " << alone;
+  }
+  EXPECT_GT(Scrape(server, "anyprec_preemptions_total"), 0);
+  EXPECT_TRUE(ScrapeUntil(server, "anyprec_kv_cache_usage_ratio", 0, std::chrono::seconds(1)));
+}
+
+TEST_F(ServerTest, ServesOverTlsAndLogsJson) {
+  const fs::path dir = fs::temp_directory_path() / ("anyprec-tls-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string cert = (dir / "cert.pem").string();
+  const std::string key = (dir / "key.pem").string();
+  ASSERT_EQ(std::system(("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -addext "
+                         "subjectAltName=IP:127.0.0.1 -keyout " + key + " -out " + cert + " 2>/dev/null").c_str()),
+            0);
+  const std::string log = (dir / "server.log").string();
+  {
+    ServerProcess server({"--model", image_, "--tls-cert", cert, "--tls-key", key, "--log-format", "json"}, log);
+    std::stringstream roots;
+    roots << std::ifstream(cert).rdbuf();
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = roots.str();
+    const auto stub = pb::Generation::NewStub(grpc::CreateChannel(server.address(), grpc::SslCredentials(tls)));
+    const Result r = Generate(*stub, Greedy("Once upon a time", 3, 5));
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.ids.size(), 5u);
+    EXPECT_NE(Generate(*server.Stub(), Greedy("Once upon a time", 3, 5)).status.error_code(), grpc::StatusCode::OK)
+        << "plaintext is refused";
+    EXPECT_EQ(std::system((std::string(ANYPREC_CLI) + " client --health --tls-ca " + cert + " --addr " + server.address() +
+                           " > /dev/null").c_str()),
+              0);
+  }
+  // Every line is one JSON object; the request left one access line with its numbers.
+  std::ifstream in(log);
+  int access_lines = 0;
+  std::set<std::string> messages;
+  for (std::string line; std::getline(in, line);) {
+    const auto json = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    ASSERT_FALSE(json.is_discarded()) << line;
+    ASSERT_TRUE(json.contains("time") && json.contains("level") && json.contains("msg")) << line;
+    messages.insert(json["msg"].get<std::string>());
+    if (json["msg"] == "request" && json["completion_tokens"] == 5) {
+      ++access_lines;
+      EXPECT_EQ(json["tenant"], "anonymous");
+      EXPECT_EQ(json["bits"], 3);
+      EXPECT_EQ(json["finish"], "LENGTH");
+      EXPECT_TRUE(json.contains("ttft_ms") && json.contains("total_ms") && json.contains("id")) << line;
+    }
+  }
+  EXPECT_EQ(access_lines, 1);
+  EXPECT_TRUE(messages.contains("serving") && messages.contains("draining") && messages.contains("stopped"));
+  fs::remove_all(dir);
+}
+
+TEST_F(ServerTest, AnonymousServingNeedsLoopbackOrATenantsFile) {
+  const std::string refused =
+      Capture(std::string(ANYPREC_SERVER) + " --model " + image_ + " --listen 0.0.0.0:0 --metrics-listen 127.0.0.1:0 2>&1; echo exit=$?");
+  EXPECT_NE(refused.find("loopback only"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("exit=2"), std::string::npos) << refused;
 }
 
 }  // namespace

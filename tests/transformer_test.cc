@@ -8,11 +8,13 @@
 #include "engine/runtime/perplexity.h"
 #include "engine/runtime/sampler.h"
 #include "gtest/gtest.h"
+#include "tests/greedy_decode.h"
 #include "tests/shared_data.h"
 
 namespace anyprec {
 namespace {
 
+using testing::GreedyDecode;
 using testing::SharedPath;
 
 Model LoadModel(const std::string& relative) {
@@ -29,32 +31,18 @@ Tokenizer LoadTokenizer(const std::string& relative) {
   return std::move(*tokenizer);
 }
 
-std::vector<TokenId> Greedy(const Model& model, std::vector<TokenId> prompt, int steps) {
-  Transformer transformer(model);
-  KvCache cache(model.config(), static_cast<int>(prompt.size()) + steps);
-  std::vector<float> logits(model.config().vocab_size);
-  std::vector<TokenId> generated;
-  std::vector<TokenId> input = std::move(prompt);
-  for (int i = 0; i < steps; ++i) {
-    EXPECT_TRUE(transformer.Forward(input, cache, LogitsFor::kLastToken, logits).ok());
-    generated.push_back(ArgMax(logits));
-    input = {generated.back()};
-  }
-  return generated;
-}
-
 TEST(Transformer, TinyStoriesGreedyMatchesReference) {
   for (const char* dir : {"models/TinyStories-656K", "models/TinyStories-656K-f32"}) {
     SCOPED_TRACE(dir);
     const Model model = LoadModel(dir);
     // Step 5 is a near-tie (logit gap 0.048), so 5 tokens is the safe exact prefix.
-    EXPECT_EQ(Greedy(model, {1, 80, 147, 201, 282, 57}, 5), (std::vector<TokenId>{313, 598, 303, 1049, 1468}));
+    EXPECT_EQ(GreedyDecode(model, {1, 80, 147, 201, 282, 57}, 5), (std::vector<TokenId>{313, 598, 303, 1049, 1468}));
   }
 }
 
 TEST(Transformer, Stories260KGreedyMatchesReferenceFor100Tokens) {
   const Model model = LoadModel("models/stories260K-hf");
-  const std::vector<TokenId> ids = Greedy(model, {1}, 100);
+  const std::vector<TokenId> ids = GreedyDecode(model, {1}, 100);
   EXPECT_EQ(std::vector<TokenId>(ids.begin(), ids.begin() + 16),
             (std::vector<TokenId>{403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338}));
   // llama2.c's own greedy reference for stories260K (its test_all.py, 200 steps); the
@@ -138,6 +126,14 @@ INSTANTIATE_TEST_SUITE_P(
         PerplexityCase{"Stories260K_TinyStories", "models/stories260K-hf", "models/stories260K/tok512.bin", "data/tinystories/tinystories_val_head.txt", 4.0032},
         PerplexityCase{"Stories260K_WikiText2", "models/stories260K-hf", "models/stories260K/tok512.bin", "data/wikitext-2-raw/wiki.test.raw", 128.68}),
     [](const ::testing::TestParamInfo<PerplexityCase>& info) { return std::string(info.param.name); });
+
+TEST(Sampler, RepetitionPenaltyScalesEachSeenTokenOnce) {
+  std::vector<float> logits = {2.0f, -2.0f, 1.0f, 0.5f};
+  const std::vector<TokenId> history = {0, 1, 0, 0, 7, -1};  // repeats, and ids outside the vocabulary
+  ApplyRepetitionPenalty(logits, history, 2.0f);
+  EXPECT_EQ(logits, (std::vector<float>{1.0f, -4.0f, 1.0f, 0.5f}));
+  EXPECT_EQ(ArgMax(logits), 0);  // the lowest index among equals
+}
 
 TEST(Sampler, GreedyAtZeroTemperatureAndReproducibleWithSeed) {
   const std::vector<float> logits = {0.1f, 2.0f, 1.9f, -1.0f};

@@ -1,0 +1,186 @@
+// The engine loop in process, on the real TinyStories-656K: fair share between tenants by
+// weight, per-tenant limits, preemption when the KV block pool runs dry (with outputs that
+// match running alone), and the watchdog.
+#include "server/scheduler.h"
+
+#include <future>
+
+#include "gtest/gtest.h"
+#include "server/watchdog.h"
+#include "tests/greedy_decode.h"
+#include "tests/shared_data.h"
+
+namespace anyprec::server {
+namespace {
+
+using testing::SharedPath;
+
+struct Loaded {
+  Model model;
+  Tokenizer tokenizer;
+};
+
+const Loaded& TinyStories() {
+  static const Loaded* loaded = [] {
+    auto model = Model::Load(SharedPath("models/TinyStories-656K"));
+    auto tokenizer = Tokenizer::Load(SharedPath("models/TinyStories-656K/tokenizer.json"));
+    if (!model.ok() || !tokenizer.ok()) {
+      ADD_FAILURE() << "cannot load TinyStories-656K";
+      std::abort();
+    }
+    return new Loaded{*std::move(model), *std::move(tokenizer)};
+  }();
+  return *loaded;
+}
+
+// Collects one request's output and tells when it ended.
+class Collector final : public GenerationSink {
+ public:
+  void OnToken(GeneratedToken token) override { ids.push_back(token.id); }
+  void OnFinish(const RequestSummary& s) override {
+    summary = s;
+    done.set_value();
+  }
+  std::vector<TokenId> ids;
+  std::optional<RequestSummary> summary;
+  std::promise<void> done;
+};
+
+GenerationRequest Request(const std::string& tenant, std::vector<TokenId> prompt, int max_new_tokens, TenantLimits limits = {}) {
+  GenerationRequest r;
+  r.tenant = tenant;
+  r.limits = limits;
+  r.prompt = std::move(prompt);
+  r.max_new_tokens = max_new_tokens;
+  r.sampling.temperature = 0;
+  r.ignore_eos = true;
+  return r;
+}
+
+std::vector<TokenId> Prompt(int variant) {
+  std::vector<TokenId> prompt = {1};
+  const std::vector<TokenId> body = TinyStories().tokenizer.Encode(variant % 2 ? "Once upon a time" : "The little dog ran");
+  prompt.insert(prompt.end(), body.begin(), body.end());
+  prompt.push_back(static_cast<TokenId>(100 + variant));
+  return prompt;
+}
+
+// With one sequence slot, requests run one at a time in the order the scheduler admits
+// them: the weight-3 tenant should get about three requests through for each of the other's.
+TEST(Scheduler, AdmitsTheLeastServedTenantByWeight) {
+  SchedulerOptions options;
+  options.max_running = 1;
+  Scheduler scheduler(TinyStories().model, TinyStories().tokenizer, options);
+  // Hold the engine with a first request so that all the others queue before admission.
+  auto blocker = std::make_shared<Collector>();
+  ASSERT_TRUE(scheduler.Submit(Request("warmup", Prompt(0), 64), blocker).ok());
+  std::vector<std::pair<std::string, std::shared_ptr<Collector>>> requests;
+  for (int i = 0; i < 8; ++i) {
+    for (const auto& [tenant, weight] : {std::pair{"light", 1.0}, std::pair{"heavy", 3.0}}) {
+      auto sink = std::make_shared<Collector>();
+      ASSERT_TRUE(scheduler.Submit(Request(tenant, Prompt(i), 8, {.weight = weight}), sink).ok());
+      requests.emplace_back(tenant, sink);
+    }
+  }
+  blocker->done.get_future().wait();
+  // One at a time, requests end in the order they were admitted; all were submitted within
+  // microseconds, so their total times order them.
+  std::vector<std::pair<double, std::string>> by_end;
+  for (auto& [tenant, sink] : requests) {
+    sink->done.get_future().wait();
+    by_end.emplace_back(sink->summary->total_seconds, tenant);
+  }
+  std::sort(by_end.begin(), by_end.end());
+  int heavy_in_first_eight = 0;
+  for (int i = 0; i < 8; ++i) heavy_in_first_eight += by_end[i].second == "heavy";
+  EXPECT_GE(heavy_in_first_eight, 5) << "the weight-3 tenant should get about 6 of the first 8";
+  EXPECT_LE(heavy_in_first_eight, 7);
+}
+
+TEST(Scheduler, TenantQueueLimitIsItsOwn) {
+  SchedulerOptions options;
+  options.max_running = 1;
+  Scheduler scheduler(TinyStories().model, TinyStories().tokenizer, options);
+  std::vector<std::shared_ptr<Collector>> sinks;
+  const TenantLimits limits{.max_running = 1, .max_queued = 2};
+  int accepted = 0;
+  int exhausted = 0;
+  for (int i = 0; i < 6; ++i) {
+    auto sink = std::make_shared<Collector>();
+    const auto handle = scheduler.Submit(Request("small", Prompt(i), 32, limits), sink);
+    if (handle.ok()) {
+      ++accepted;
+      sinks.push_back(sink);
+    } else {
+      EXPECT_EQ(handle.status().code(), absl::StatusCode::kResourceExhausted) << handle.status();
+      ++exhausted;
+    }
+  }
+  // At most one running and two waiting; the rest refused. Another tenant is not affected.
+  EXPECT_LE(accepted, 3);
+  EXPECT_GE(exhausted, 3);
+  auto other = std::make_shared<Collector>();
+  EXPECT_TRUE(scheduler.Submit(Request("other", Prompt(0), 4), other).ok());
+  for (auto& sink : sinks) sink->done.get_future().wait();
+  other->done.get_future().wait();
+  EXPECT_EQ(other->ids.size(), 4u);
+}
+
+// A pool of 6 blocks of 8 positions cannot hold three requests of 12 + 30 positions at
+// once: some are preempted and recomputed, and every output still equals running alone.
+TEST(Scheduler, PreemptsWhenThePoolRunsDryAndRecomputesExactly) {
+  SchedulerOptions options;
+  options.max_running = 3;
+  options.kv_cache_tokens = 48;
+  options.kv_block_tokens = 8;
+  Scheduler scheduler(TinyStories().model, TinyStories().tokenizer, options);
+  std::vector<std::shared_ptr<Collector>> sinks;
+  for (int i = 0; i < 3; ++i) {
+    sinks.push_back(std::make_shared<Collector>());
+    ASSERT_TRUE(scheduler.Submit(Request("t", Prompt(i), 30), sinks.back()).ok());
+  }
+  int preemptions = 0;
+  for (int i = 0; i < 3; ++i) {
+    sinks[i]->done.get_future().wait();
+    EXPECT_EQ(sinks[i]->summary->reason, FinishReason::kLength);
+    EXPECT_EQ(sinks[i]->ids, testing::GreedyDecode(TinyStories().model, Prompt(i), 30)) << "request " << i;
+    preemptions += sinks[i]->summary->preemptions;
+  }
+  EXPECT_GT(preemptions, 0);
+  ASSERT_TRUE(scheduler.WaitIdle(Clock::now() + std::chrono::seconds(5)));
+  EXPECT_EQ(scheduler.kv_blocks_used(), 0);
+
+  // A request that could never fit in the pool is refused up front.
+  auto too_big = scheduler.Submit(Request("t", Prompt(0), 60), std::make_shared<Collector>());
+  EXPECT_EQ(too_big.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Watchdog, ReportsAStallAndTheRecovery) {
+  std::atomic<Clock::rep> started{0};
+  std::mutex mutex;
+  std::vector<bool> changes;
+  std::condition_variable changed;
+  Watchdog watchdog(
+      [&]() -> std::optional<Clock::time_point> {
+        const Clock::rep s = started.load();
+        return s == 0 ? std::nullopt : std::optional(Clock::time_point(Clock::duration(s)));
+      },
+      std::chrono::milliseconds(50), std::chrono::milliseconds(5), [&](bool stalled) {
+        std::lock_guard lock(mutex);
+        changes.push_back(stalled);
+        changed.notify_all();
+      });
+  const auto wait_for = [&](size_t n) {
+    std::unique_lock lock(mutex);
+    return changed.wait_for(lock, std::chrono::seconds(5), [&] { return changes.size() >= n; });
+  };
+  started = Clock::now().time_since_epoch().count();  // a step that never ends
+  ASSERT_TRUE(wait_for(1));
+  started = 0;
+  ASSERT_TRUE(wait_for(2));
+  std::lock_guard lock(mutex);
+  EXPECT_EQ(changes, (std::vector<bool>{true, false}));
+}
+
+}  // namespace
+}  // namespace anyprec::server
