@@ -145,6 +145,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-format", log_format, "text or json (one object per line)")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
+  app.add_flag("--group-by-bits", scheduler_options.group_by_bits,
+               "Run each width as a batch of its own instead of one mixed pass (for benchmarks)");
   anyprec::cli::AddExactKernelsFlag(app, scheduler_options.exact_kernels);
   if (const auto exit_code = anyprec::cli::ParseOrExitCode(app, argc, argv)) return *exit_code;
   server::SetUpLogging(log_format == "json" ? server::LogFormat::kJson : server::LogFormat::kText);

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "engine/base/status_macros.h"
 #include "engine/runtime/perplexity.h"
 #include "server/metrics.h"
 
@@ -249,6 +250,31 @@ void Scheduler::Loop() {
   idle_.notify_all();
 }
 
+absl::Status Scheduler::Forward(std::span<const SequenceStep> steps, std::span<float> logits) {
+  ForwardOptions options;
+  options.exact_kernels = options_.exact_kernels;
+  if (!options_.group_by_bits) return transformer_.ForwardBatch(steps, logits, options);
+  const size_t vocab = model_.config().vocab_size;
+  std::vector<bool> run(steps.size());
+  for (size_t first = 0; first < steps.size(); ++first) {
+    if (run[first]) continue;
+    std::vector<size_t> group;
+    std::vector<SequenceStep> group_steps;
+    for (size_t i = first; i < steps.size(); ++i) {
+      if (run[i] || steps[i].bits != steps[first].bits) continue;
+      run[i] = true;
+      group.push_back(i);
+      group_steps.push_back(steps[i]);
+    }
+    std::vector<float> group_logits(group.size() * vocab);
+    RETURN_IF_ERROR(transformer_.ForwardBatch(group_steps, group_logits, options));
+    for (size_t g = 0; g < group.size(); ++g) {
+      std::copy_n(group_logits.begin() + g * vocab, vocab, logits.begin() + group[g] * vocab);
+    }
+  }
+  return absl::OkStatus();
+}
+
 void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
   const ModelConfig& c = model_.config();
   const Clock::time_point now = Clock::now();
@@ -290,11 +316,9 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
 
   const int vocab = c.vocab_size;
   std::vector<float> logits(steps.size() * vocab);
-  ForwardOptions options;
-  options.exact_kernels = options_.exact_kernels;
   const Clock::time_point step_start = Clock::now();
   step_started_ = step_start.time_since_epoch().count();
-  const absl::Status status = transformer_.ForwardBatch(steps, logits, options);
+  const absl::Status status = Forward(steps, logits);
   step_started_ = 0;
   int step_tokens = 0;
   for (const SequenceStep& step : steps) step_tokens += static_cast<int>(step.tokens.size());

@@ -102,6 +102,9 @@ struct SchedulerOptions {
   int kv_block_tokens = 16;      // positions per block
   int step_tokens = 256;         // prompt tokens one step may take (chunked prefill)
   bool exact_kernels = false;
+  // Runs each width's rows as a batch of its own rather than all widths in one pass; only
+  // for measuring what the one-pass mixed-precision kernels save.
+  bool group_by_bits = false;
 };
 
 class ServerMetrics;
@@ -141,6 +144,7 @@ class Scheduler {
   void Loop();
   void Admit(std::vector<std::unique_ptr<Sequence>>& running);  // with mutex_ held
   void Step(std::vector<std::unique_ptr<Sequence>>& running);
+  absl::Status Forward(std::span<const SequenceStep> steps, std::span<float> logits);
   void Preempt(Sequence& s);
   void Finish(Sequence& s, FinishReason reason);
   void Charge(const Sequence& s, double tokens);

@@ -1,12 +1,9 @@
 // anyprec-server as clients meet it: the real binary on a free loopback port, a real gRPC
 // client, an image quantized from the real TinyStories-656K.
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -25,9 +22,8 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "quantizer/quantizer.h"
+#include "tests/server_process.h"
 #include "tests/shared_data.h"
-
-extern char** environ;
 
 namespace anyprec {
 namespace {
@@ -36,73 +32,13 @@ namespace fs = std::filesystem;
 namespace pb = anyprec::v1;
 using testing::SharedPath;
 
-// The server binary, started with `args`, stopped with SIGTERM when the object dies.
-// Its log (stderr) goes to `log_path` when given.
-class ServerProcess {
+// The real server binary, checked to have started.
+class ServerProcess : public testing::ServerProcess {
  public:
-  explicit ServerProcess(const std::vector<std::string>& args, const std::string& log_path = "") {
-    int out[2];
-    EXPECT_EQ(::pipe(out), 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&actions, out[0]);
-    if (!log_path.empty()) {
-      posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    }
-    std::vector<std::string> argv_storage = {ANYPREC_SERVER, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"};
-    argv_storage.insert(argv_storage.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& a : argv_storage) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    EXPECT_EQ(posix_spawn(&pid_, ANYPREC_SERVER, &actions, nullptr, argv.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(out[1]);
-    // The server prints "listening on HOST:PORT, metrics on HOST:PORT" once it serves.
-    FILE* stream = ::fdopen(out[0], "r");
-    char line[256] = {};
-    if (std::fgets(line, sizeof(line), stream) != nullptr) {
-      const std::string text(line);
-      const size_t comma = text.find(", metrics on ");
-      if (text.starts_with("listening on ") && comma != std::string::npos) {
-        address_ = text.substr(13, comma - 13);
-        metrics_address_ = text.substr(comma + 13, text.size() - comma - 14);
-      }
-    }
-    std::fclose(stream);
-    EXPECT_FALSE(address_.empty()) << "the server did not start";
+  explicit ServerProcess(const std::vector<std::string>& args, const std::string& log_path = "")
+      : testing::ServerProcess(ANYPREC_SERVER, args, log_path) {
+    EXPECT_TRUE(started()) << "the server did not start";
   }
-  ~ServerProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      Wait();
-    }
-  }
-  void Signal(int signal) const { ::kill(pid_, signal); }
-  // Sends SIGTERM and returns the exit status.
-  int Terminate() {
-    ::kill(pid_, SIGTERM);
-    return Wait();
-  }
-  int Wait() {
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  const std::string& address() const { return address_; }
-  const std::string& metrics_address() const { return metrics_address_; }
-  std::unique_ptr<pb::Generation::Stub> Stub() const {
-    return pb::Generation::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
-  }
-  std::unique_ptr<pb::Admin::Stub> AdminStub() const {
-    return pb::Admin::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
-  }
-
- private:
-  pid_t pid_ = -1;
-  std::string address_;
-  std::string metrics_address_;
 };
 
 struct Result {
@@ -268,6 +204,12 @@ TEST_F(ServerTest, BadRequestsSayWhatIsWrong) {
   bad_sampling = Greedy("hi", 3, 5);
   bad_sampling.mutable_sampling()->set_top_p(1.5f);
   expect_invalid(bad_sampling, "top_p");
+  bad_sampling = Greedy("hi", 3, 5);
+  bad_sampling.mutable_sampling()->set_top_k(-2);
+  expect_invalid(bad_sampling, "top_k");
+  bad_sampling = Greedy("hi", 3, 5);
+  bad_sampling.mutable_sampling()->set_repetition_penalty(-1);
+  expect_invalid(bad_sampling, "repetition_penalty");
   expect_invalid(Greedy("caf\xc3", 3, 5), "not valid UTF-8");
   pb::GenerateRequest bad_stop = Greedy("hi", 3, 5);
   bad_stop.add_stop("\xff");

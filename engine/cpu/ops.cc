@@ -57,7 +57,11 @@ void Attention(std::span<const float> q, std::span<const int> positions, const K
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int tokens = static_cast<int>(positions.size());
   const int work = tokens * shape.num_heads;
-#pragma omp parallel if (work >= 8)
+  // Waking the other cores costs more than a short context's few thousand multiply-adds,
+  // and their spin-wait afterwards takes cores from the threads serving requests.
+  long multiply_adds = 0;
+  for (const int p : positions) multiply_adds += 2l * (p + 1) * hd * shape.num_heads;
+#pragma omp parallel if (multiply_adds >= (1l << 18))
   {
     std::vector<float> scores;
     std::vector<float> acc(hd);
