@@ -129,9 +129,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-queued", scheduler_options.max_queued, "Waiting requests; past it, RESOURCE_EXHAUSTED")
       ->check(CLI::Range(0, 1 << 20))
       ->capture_default_str();
-  app.add_option("--kv-cache-tokens", scheduler_options.kv_cache_tokens, "KV positions in the block pool, all requests together")
-      ->check(CLI::Range(1l, 1l << 32))
-      ->capture_default_str();
+  scheduler_options.kv_cache_tokens = 0;
+  app.add_option("--kv-cache-tokens", scheduler_options.kv_cache_tokens,
+                 "KV positions in the block pool, all requests together (default: 65536, or what fits in a quarter of memory)")
+      ->check(CLI::Range(1l, 1l << 32));
   app.add_option("--kv-block-tokens", scheduler_options.kv_block_tokens, "KV positions per block of the pool")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
@@ -154,7 +155,7 @@ int main(int argc, char** argv) {
     server::Log(err, "--tls-cert and --tls-key go together");
     return 2;
   }
-  if (scheduler_options.kv_cache_tokens < scheduler_options.kv_block_tokens) {
+  if (scheduler_options.kv_cache_tokens != 0 && scheduler_options.kv_cache_tokens < scheduler_options.kv_block_tokens) {
     server::Log(err, "--kv-cache-tokens must hold at least one block of --kv-block-tokens");
     return 2;
   }
@@ -175,6 +176,9 @@ int main(int argc, char** argv) {
   if (!config.quantization) {
     server::Log(err, model_options.model_dir + ": not an anyprec image (quantize it with anyprec-quantize)");
     return 1;
+  }
+  if (scheduler_options.kv_cache_tokens == 0) {
+    scheduler_options.kv_cache_tokens = server::KvPoolTokens(config, scheduler_options.kv_block_tokens);
   }
   const server::ServedWidths widths{config.quantization->seed_bits, config.quantization->max_bits};
   std::unique_ptr<server::TenantRegistry> tenants;

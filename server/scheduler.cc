@@ -1,5 +1,7 @@
 #include "server/scheduler.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <limits>
 
@@ -43,6 +45,13 @@ constexpr double kPromptTokenCost = 1;
 constexpr double kGeneratedTokenCost = 2;
 
 }  // namespace
+
+long KvPoolTokens(const ModelConfig& config, int block_tokens) {
+  const double bytes_per_position = 2.0 * sizeof(float) * config.num_layers * config.kv_dim();
+  const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * ::sysconf(_SC_PAGESIZE);
+  const long fit = static_cast<long>(memory / 4 / bytes_per_position);
+  return std::max<long>(block_tokens, std::min<long>(65536, fit) / block_tokens * block_tokens);
+}
 
 Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, SchedulerOptions options, ServerMetrics* metrics)
     : model_(model),
@@ -140,7 +149,11 @@ void Scheduler::Finish(Sequence& s, FinishReason reason) {
   s.done = true;
   s.cache.reset();  // its blocks are free for the next step
   const Clock::time_point now = Clock::now();
-  RequestSummary summary{reason, s.prompt_tokens, s.generated(), s.preemptions};
+  RequestSummary summary;
+  summary.reason = reason;
+  summary.prompt_tokens = s.prompt_tokens;
+  summary.completion_tokens = s.generated();
+  summary.preemptions = s.preemptions;
   summary.queue_seconds = Seconds(s.admitted.value_or(now) - s.submitted);
   if (s.first_token) summary.ttft_seconds = Seconds(*s.first_token - s.submitted);
   summary.total_seconds = Seconds(now - s.submitted);

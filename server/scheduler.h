@@ -62,7 +62,7 @@ struct GeneratedToken {
 
 // How a finished request went, for its access log line.
 struct RequestSummary {
-  FinishReason reason;
+  FinishReason reason = FinishReason::kLength;
   int prompt_tokens = 0;
   int completion_tokens = 0;
   int preemptions = 0;
@@ -98,7 +98,7 @@ class RequestHandle {
 struct SchedulerOptions {
   int max_running = 16;          // sequences decoded together
   int max_queued = 64;           // waiting requests; past it, RESOURCE_EXHAUSTED
-  long kv_cache_tokens = 65536;  // KV positions in the block pool, all requests together
+  long kv_cache_tokens = 65536;  // KV positions in the block pool, all requests together (see KvPoolTokens)
   int kv_block_tokens = 16;      // positions per block
   int step_tokens = 256;         // prompt tokens one step may take (chunked prefill)
   bool exact_kernels = false;
@@ -108,6 +108,10 @@ struct SchedulerOptions {
 };
 
 class ServerMetrics;
+
+// The pool size for --kv-cache-tokens auto (0): 65536 positions, or as many as fit in a
+// quarter of the machine's memory when that is fewer.
+long KvPoolTokens(const ModelConfig& config, int block_tokens);
 
 class Scheduler {
  public:

@@ -9,8 +9,8 @@ KvBlockPool::KvBlockPool(const ModelConfig& config, int block_tokens, int num_bl
     : block_tokens_(block_tokens),
       num_blocks_(num_blocks),
       row_width_(config.kv_dim()),
-      keys_(static_cast<size_t>(config.num_layers) * num_blocks * block_tokens * row_width_),
-      values_(keys_.size()),
+      keys_(std::make_unique_for_overwrite<float[]>(static_cast<size_t>(config.num_layers) * num_blocks * block_tokens * row_width_)),
+      values_(std::make_unique_for_overwrite<float[]>(static_cast<size_t>(config.num_layers) * num_blocks * block_tokens * row_width_)),
       free_(num_blocks) {
   // Highest id at the bottom of the stack, so blocks go out in ascending order.
   std::iota(free_.rbegin(), free_.rend(), 0);

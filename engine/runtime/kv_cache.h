@@ -15,6 +15,8 @@ namespace anyprec {
 
 // Blocks of `block_tokens` positions, each with keys and values for every layer. Not
 // thread-safe: the engine loop owns it.
+//
+// Bytes per position: 2 (keys and values) x 4 (fp32) x num_layers x kv_dim.
 class KvBlockPool {
  public:
   KvBlockPool(const ModelConfig& config, int block_tokens, int num_blocks);
@@ -29,10 +31,10 @@ class KvBlockPool {
   void Free(int block);
 
   // The first position row of `block` in `layer`; the block's rows follow contiguously.
-  float* keys(int block, int layer) { return keys_.data() + Offset(block, layer); }
-  float* values(int block, int layer) { return values_.data() + Offset(block, layer); }
-  const float* keys(int block, int layer) const { return keys_.data() + Offset(block, layer); }
-  const float* values(int block, int layer) const { return values_.data() + Offset(block, layer); }
+  float* keys(int block, int layer) { return keys_.get() + Offset(block, layer); }
+  float* values(int block, int layer) { return values_.get() + Offset(block, layer); }
+  const float* keys(int block, int layer) const { return keys_.get() + Offset(block, layer); }
+  const float* values(int block, int layer) const { return values_.get() + Offset(block, layer); }
   // Floats between the same row of consecutive block ids within one layer.
   size_t block_stride() const { return static_cast<size_t>(block_tokens_) * row_width_; }
   int row_width() const { return row_width_; }
@@ -45,8 +47,10 @@ class KvBlockPool {
   int block_tokens_;
   int num_blocks_;
   int row_width_;
-  std::vector<float> keys_;    // [layer][block][position in block][kv_dim]
-  std::vector<float> values_;
+  // [layer][block][position in block][kv_dim], left uninitialized so that a large pool
+  // costs physical memory only as blocks are first written.
+  std::unique_ptr<float[]> keys_;
+  std::unique_ptr<float[]> values_;
   std::vector<int> free_;      // a stack, so recently freed (cache-warm) blocks go out first
 };
 

@@ -1,0 +1,70 @@
+// The CUDA backend as the engine sees it: an interface implemented by the plugin
+// libanyprec_cuda.so, which the engine loads only when a GPU is there (cuda_loader.h), so
+// that no binary depends on CUDA or cuBLAS at load time. Plain C++, no CUDA headers; errors
+// are returned as text (empty: success), since absl types would be two copies across the
+// plugin boundary.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "engine/cuda/device_matrix.h"
+#include "engine/cuda/gpu_layout.h"
+
+namespace anyprec::cuda {
+
+inline constexpr int kPluginAbiVersion = 1;
+struct DeviceInfo {
+  std::string name;
+  int compute_major = 0;
+  int compute_minor = 0;
+  int multiprocessors = 0;
+  size_t memory_bytes = 0;
+  size_t l2_bytes = 0;
+  int driver_version = 0;
+  int runtime_version = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const DeviceInfo& info() const = 0;
+
+  // Device memory; nullptr with `error` set when it cannot be had.
+  virtual void* Allocate(size_t bytes, std::string& error) = 0;
+  virtual void Free(void* device) = 0;
+  virtual std::string Upload(void* device, const void* host, size_t bytes) = 0;
+  virtual std::string Download(void* host, const void* device, size_t bytes) = 0;
+  virtual std::string Fill(void* device, uint8_t byte, size_t bytes) = 0;
+  virtual std::string CopyOnDevice(void* to, const void* from, size_t bytes) = 0;
+  virtual std::string Synchronize() = 0;
+
+  // y[m][n] = sum over k of LUT_{bits[m]}[n][index_{bits[m]}(n, k)] * x[m][k], accumulated
+  // in fp32, for m < bits.size() <= kMaxGemvBatch: one pass over the planes up to the
+  // largest width, each token row at its own width. x: bits.size() rows of padded_cols
+  // fp16 or bf16 activations, zero past cols; y: fp32 [bits.size()][rows].
+  virtual std::string BitplaneGemv(const DeviceBitplaneMatrix& w, const void* x, Activation type, std::span<const int> bits,
+                                   float* y) = 0;
+  // The b-bit weights as fp16 [rows][cols], for prefill through GemmF16.
+  virtual std::string Dequantize(const DeviceBitplaneMatrix& w, int bits, void* out_f16) = 0;
+  // y[t][n] = sum over k of x[t][k] * w[n][k]: fp16 inputs, fp32 accumulation and output,
+  // by cuBLAS.
+  virtual std::string GemmF16(const void* x, int tokens, const void* w, int rows, int k, float* y) = 0;
+
+  // Times work on the backend's stream with CUDA events: Start, then the work, then
+  // ElapsedMs, which waits for it.
+  virtual std::string StartTimer() = 0;
+  virtual std::string ElapsedMs(float& ms) = 0;
+};
+
+}  // namespace anyprec::cuda
+
+// What the plugin exports: its ABI version; a backend on a device (null, with `error`
+// filled, when there is none); and the backend's end, so that the plugin frees what it made.
+extern "C" {
+using AnyprecCudaAbiVersionFn = int (*)();
+using AnyprecCudaCreateFn = anyprec::cuda::Backend* (*)(int device, char* error, size_t error_size);
+using AnyprecCudaDestroyFn = void (*)(anyprec::cuda::Backend* backend);
+}

@@ -1,0 +1,48 @@
+#include "engine/cuda/gpu_layout.h"
+
+namespace anyprec::cuda {
+
+uint32_t GpuBitplaneMatrix::Index(int row, int col, int bits) const {
+  const int chunk = col / kChunkColumns;
+  const int within = col % kChunkColumns;
+  const int lane = (within % 256) / 8;
+  const int bit = (within / 256) * 8 + within % 8;
+  const size_t word = (static_cast<size_t>(row) * (padded_cols / kChunkColumns) + chunk) * 32 + lane;
+  uint32_t index = 0;
+  for (int p = 0; p < bits; ++p) index = (index << 1) | ((planes[p * plane_words() + word] >> bit) & 1u);
+  return index;
+}
+
+GpuBitplaneMatrix RetileForGpu(const cpu::BitplaneView& view) {
+  GpuBitplaneMatrix m;
+  m.rows = view.rows;
+  m.cols = view.cols;
+  m.padded_cols = PaddedColumns(view.cols);
+  m.seed_bits = view.seed_bits;
+  m.max_bits = view.max_bits;
+  m.planes.assign(static_cast<size_t>(m.max_bits) * m.plane_words(), 0);
+  const int chunks = m.padded_cols / kChunkColumns;
+  for (int row = 0; row < m.rows; ++row) {
+    for (int chunk = 0; chunk < chunks; ++chunk) {
+      for (int lane = 0; lane < 32; ++lane) {
+        const size_t word = (static_cast<size_t>(row) * chunks + chunk) * 32 + lane;
+        for (int bit = 0; bit < 32; ++bit) {
+          const int col = ColumnOfBit(chunk, lane, bit);
+          if (col >= m.cols) continue;
+          const uint32_t index = view.Index(row, col, m.max_bits);
+          for (int p = 0; p < m.max_bits; ++p) {
+            m.planes[p * m.plane_words() + word] |= ((index >> (m.max_bits - 1 - p)) & 1u) << bit;
+          }
+        }
+      }
+    }
+  }
+  for (int b = m.seed_bits; b <= m.max_bits; ++b) {
+    m.lut_offset[b] = m.luts.size();
+    const float* lut = view.Lut(b, 0);
+    m.luts.insert(m.luts.end(), lut, lut + (static_cast<size_t>(m.rows) << b));
+  }
+  return m;
+}
+
+}  // namespace anyprec::cuda
