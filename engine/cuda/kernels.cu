@@ -10,7 +10,9 @@ namespace anyprec::cuda {
 namespace {
 
 constexpr int kWarpsPerBlock = 4;
-constexpr int kLutFloatsPerWarp = (1 << 3) + (1 << 4) + (1 << 5) + (1 << 6) + (1 << 7) + (1 << 8);
+// Widest batch width up to which the kernel looks up two columns at once in a table of
+// column pairs (2^(2b) float2 per width); wider ones look up single columns.
+constexpr int kMaxPairWidth = 4;
 
 struct GemvArgs {
   const uint32_t* planes;
@@ -20,130 +22,244 @@ struct GemvArgs {
   const float* luts;
   const void* x;  // fp16 or bf16 [batch][padded_cols]
   int padded_cols;
-  float* y;        // fp32 [batch][rows]
+  float* y;  // fp32 [batch][rows]
   int batch;
-  int shift[kMaxGemvBatch];       // max_bits - bits[m]: turns a max-width index into token m's
-  int lut_at[kMaxGemvBatch];      // token m's table in the warp's shared LUTs
-  int widths;                     // distinct widths in the batch
-  int width_bits[kMaxBits];       // each distinct width,
-  int width_shared[kMaxBits];     // where its table starts in the warp's shared LUTs,
-  size_t width_global[kMaxBits];  // and where its tables start in `luts`
-  int lut_floats;                 // shared floats per warp
+  // Tokens in the order the kernel visits them: sorted by width, so that each run of equal
+  // widths shares one set of table lookups.
+  int token_row[kMaxGemvBatch];    // the token's row in x and y
+  int token_width[kMaxGemvBatch];  // index into the width arrays below
+  int widths;                      // distinct widths in the batch
+  int width_bits[kMaxBits];
+  int width_table[kMaxBits];       // where the width's table starts in the warp's shared floats
+  size_t width_lut[kMaxBits];      // where the width's LUTs start in `luts`
+  int table_floats;                // shared floats per warp
 };
 
-// One warp per output row. Each lane loads one word per plane for each 1024-column chunk
-// (planes up to the widest token's width only), rebuilds 32 max-width indices from them,
-// and for every token looks up the top bits of each in that token's LUT (staged in shared
-// memory) and accumulates LUT value x activation in fp32. kMaxWidth and kBatch bound the
-// loops at compile time so that the words and accumulators stay in registers. Each lane
-// reads a token's activations as four 16-byte loads per chunk (8 consecutive columns each),
-// which the warp makes into four contiguous 512-byte spans.
 template <typename T>
-__device__ inline void Widen8(const T* from, float* to);
+struct Activations;
 
 template <>
-__device__ inline void Widen8<__half>(const __half* from, float* to) {
+struct Activations<__half> {
+  using Pair = __half2;
+  static __device__ float2 Widen(Pair p) { return __half22float2(p); }
+};
+
+template <>
+struct Activations<__nv_bfloat16> {
+  using Pair = __nv_bfloat162;
+  static __device__ float2 Widen(Pair p) { return __bfloat1622float2(p); }
+};
+
+// The 8 activations at `from` (16 bytes) as fp32.
+template <typename T>
+__device__ inline void Widen8(const T* from, float* to) {
   const uint4 raw = __ldg(reinterpret_cast<const uint4*>(from));
-  const __half2* h = reinterpret_cast<const __half2*>(&raw);
+  const auto* pairs = reinterpret_cast<const typename Activations<T>::Pair*>(&raw);
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const float2 f = __half22float2(h[i]);
+    const float2 f = Activations<T>::Widen(pairs[i]);
     to[2 * i] = f.x;
     to[2 * i + 1] = f.y;
   }
 }
 
-template <>
-__device__ inline void Widen8<__nv_bfloat16>(const __nv_bfloat16* from, float* to) {
-  const uint4 raw = __ldg(reinterpret_cast<const uint4*>(from));
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(h[i]);
-    to[2 * i] = f.x;
-    to[2 * i + 1] = f.y;
-  }
+// Byte r of pair_index[q] is the pair index of columns 2q, 2q+1 in group r (columns
+// 256r + 8 lane + 2q, +1): bits 2p and 2p+1 are plane p's bits of the two columns. The
+// low 2b bits are the pair index at width b < kWidth.
+template <int kWidth>
+__device__ inline void PairIndices(const uint32_t* plane, uint32_t* pair_index) {
+  constexpr uint32_t kEven = 0x33333333u;  // bits 2k and 2k+1 of pairs k = 0, 2, 4, ...
+  const uint32_t w0 = plane[0];
+  const uint32_t w1 = kWidth > 1 ? plane[1] : 0u;
+  const uint32_t w2 = kWidth > 2 ? plane[2] : 0u;
+  const uint32_t w3 = kWidth > 3 ? plane[3] : 0u;
+  // Nibble i of a*: planes 0 and 1 of pair 2i (a0) or 2i+1 (a1); of c*, planes 2 and 3.
+  const uint32_t a0 = (w0 & kEven) | ((w1 & kEven) << 2);
+  const uint32_t a1 = ((w0 >> 2) & kEven) | (w1 & (kEven << 2));
+  const uint32_t c0 = (w2 & kEven) | ((w3 & kEven) << 2);
+  const uint32_t c1 = ((w2 >> 2) & kEven) | (w3 & (kEven << 2));
+  pair_index[0] = (a0 & 0x0F0F0F0Fu) | ((c0 & 0x0F0F0F0Fu) << 4);  // pairs 4r
+  pair_index[1] = (a1 & 0x0F0F0F0Fu) | ((c1 & 0x0F0F0F0Fu) << 4);  // pairs 4r + 1
+  pair_index[2] = ((a0 >> 4) & 0x0F0F0F0Fu) | (c0 & 0xF0F0F0F0u);  // pairs 4r + 2
+  pair_index[3] = ((a1 >> 4) & 0x0F0F0F0Fu) | (c1 & 0xF0F0F0F0u);  // pairs 4r + 3
 }
 
-template <typename T, int kMaxWidth, int kBatch>
+// The kWidth-bit indices of the 8 columns of group g (256g + 8 lane + i), byte i of
+// index[0] (i < 4) and of index[1] (i >= 4): an 8x8 bit transpose of the planes' byte g.
+template <int kWidth>
+__device__ inline void ColumnIndices(const uint32_t* plane, int g, uint32_t* index) {
+  // Plane p's byte g goes to byte kWidth-1-p, so that after the transpose column i's byte
+  // holds plane 0 in its highest used bit: the index itself.
+  uint64_t x = 0;
+#pragma unroll
+  for (int p = 0; p < kWidth; ++p) x |= static_cast<uint64_t>((plane[p] >> (8 * g)) & 0xFFu) << (8 * (kWidth - 1 - p));
+  // Hacker's Delight's transpose8: bit (row r, column c) = bit 8r + c moves to 8c + r.
+  uint64_t t = (x ^ (x >> 7)) & 0x00AA00AA00AA00AAull;
+  x ^= t ^ (t << 7);
+  t = (x ^ (x >> 14)) & 0x0000CCCC0000CCCCull;
+  x ^= t ^ (t << 14);
+  t = (x ^ (x >> 28)) & 0x00000000F0F0F0F0ull;
+  x ^= t ^ (t << 28);
+  index[0] = static_cast<uint32_t>(x);
+  index[1] = static_cast<uint32_t>(x >> 32);
+}
+
+// Rows a warp computes: activations loaded (and widened) once serve that many rows. A
+// tuning knob: on an H200, 4 rows a warp (2 at batch 16) ran 3-10% slower than 1 on
+// 11008 x 4096 at batch 1 (faster only on 8192 x 28672), since the kernel is bound by its
+// shared-memory table lookups rather than by activation traffic (docs/BENCHMARKS.md).
+template <int kBatch>
+constexpr int kRowsPerWarp = 1;
+
+// Each warp computes kRowsPerWarp output rows. Each lane loads one word per plane and row
+// for each 1024-column chunk, planes up to the batch's widest width only. For each run of
+// tokens of one width it looks the columns' weights up in that width's table (staged in
+// shared memory per row) once, then accumulates weight x activation in fp32 for every token
+// of the run. Up to kMaxPairWidth a table entry holds two columns' weights (a float2 per
+// pair index), halving the lookups. Each lane reads a token's activations as four 16-byte
+// loads per chunk, which the warp makes into four contiguous 512-byte spans. kWidth and
+// kBatch bound the loops at compile time so that words, weights and accumulators stay in
+// registers.
+template <typename T, int kWidth, int kBatch>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32) BitplaneGemvKernel(const GemvArgs a) {
-  extern __shared__ float shared_luts[];
+  constexpr bool kPairs = kWidth <= kMaxPairWidth;
+  constexpr int kRows = kRowsPerWarp<kBatch>;
+  extern __shared__ float2 shared_tables[];
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
-  const int row = blockIdx.x * kWarpsPerBlock + warp;
-  if (row >= a.rows) return;  // whole warps only: nothing below waits on the block
-  float* luts = shared_luts + warp * a.lut_floats;
-  for (int w = 0; w < a.widths; ++w) {
-    const int entries = 1 << a.width_bits[w];
-    const float* from = a.luts + a.width_global[w] + (static_cast<size_t>(row) << a.width_bits[w]);
-    for (int e = lane; e < entries; e += 32) luts[a.width_shared[w] + e] = from[e];
+  const int first_row = (blockIdx.x * kWarpsPerBlock + warp) * kRows;
+  if (first_row >= a.rows) return;  // whole warps only: nothing below waits on the block
+  // Rows past the matrix repeat its last row; their results are not written.
+  int rows[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) rows[r] = min(first_row + r, a.rows - 1);
+  float* tables = reinterpret_cast<float*>(shared_tables) + warp * kRows * a.table_floats;
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    for (int w = 0; w < a.widths; ++w) {
+      const int bits = a.width_bits[w];
+      const float* lut = a.luts + a.width_lut[w] + (static_cast<size_t>(rows[r]) << bits);
+      float* table = tables + r * a.table_floats + a.width_table[w];
+      if (kPairs) {
+        for (int e = lane; e < (1 << (2 * bits)); e += 32) {
+          int first = 0;
+          int second = 0;
+          for (int p = 0; p < bits; ++p) {
+            first |= ((e >> (2 * p)) & 1) << (bits - 1 - p);
+            second |= ((e >> (2 * p + 1)) & 1) << (bits - 1 - p);
+          }
+          table[2 * e] = __ldg(lut + first);
+          table[2 * e + 1] = __ldg(lut + second);
+        }
+      } else {
+        for (int e = lane; e < (1 << bits); e += 32) table[e] = __ldg(lut + e);
+      }
+    }
   }
   __syncwarp();
 
-  float acc[kBatch];
+  float acc[kRows][kBatch];
 #pragma unroll
-  for (int m = 0; m < kBatch; ++m) acc[m] = 0.0f;
-  const uint32_t* words = a.planes + static_cast<size_t>(row) * a.chunks * 32 + lane;
+  for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+    for (int m = 0; m < kBatch; ++m) acc[r][m] = 0.0f;
+  }
   for (int chunk = 0; chunk < a.chunks; ++chunk) {
-    uint32_t plane[kMaxWidth];
+    uint32_t plane[kRows][kWidth];
 #pragma unroll
-    for (int p = 0; p < kMaxWidth; ++p) plane[p] = __ldg(words + p * a.plane_words + chunk * 32);
+    for (int r = 0; r < kRows; ++r) {
+      const uint32_t* words = a.planes + (static_cast<size_t>(rows[r]) * a.chunks + chunk) * 32 + lane;
+#pragma unroll
+      for (int p = 0; p < kWidth; ++p) plane[r][p] = __ldg(words + p * a.plane_words);
+    }
+    uint32_t pair_index[kRows][4];
+    if (kPairs) {
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) PairIndices<kWidth>(plane[r], pair_index[r]);
+    }
 #pragma unroll
     for (int g = 0; g < 4; ++g) {
-      uint32_t index[8];
+      uint32_t index[kRows][2];
+      if (!kPairs) {
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        uint32_t v = 0;
-#pragma unroll
-        for (int p = 0; p < kMaxWidth; ++p) v = (v << 1) | ((plane[p] >> (8 * g + i)) & 1u);
-        index[i] = v;
+        for (int r = 0; r < kRows; ++r) ColumnIndices<kWidth>(plane[r], g, index[r]);
       }
       const int column = chunk * kChunkColumns + 256 * g + 8 * lane;
+      float weight[kRows][8];
 #pragma unroll
       for (int m = 0; m < kBatch; ++m) {
         if (m >= a.batch) break;
-        float xs[8];
-        Widen8<T>(static_cast<const T*>(a.x) + static_cast<size_t>(m) * a.padded_cols + column, xs);
-        const float* lut = luts + a.lut_at[m];
-        const int shift = a.shift[m];
+        const int w = a.token_width[m];
+        if (m == 0 || w != a.token_width[m - 1]) {  // a new run of widths: look its weights up
+          const int bits = a.width_bits[w];
 #pragma unroll
-        for (int i = 0; i < 8; ++i) acc[m] = fmaf(lut[index[i] >> shift], xs[i], acc[m]);
+          for (int r = 0; r < kRows; ++r) {
+            const float* table = tables + r * a.table_floats + a.width_table[w];
+            if (kPairs) {
+              const uint32_t mask = (1u << (2 * bits)) - 1;
+#pragma unroll
+              for (int q = 0; q < 4; ++q) {
+                const float2 pair = reinterpret_cast<const float2*>(table)[(pair_index[r][q] >> (8 * g)) & mask];
+                weight[r][2 * q] = pair.x;
+                weight[r][2 * q + 1] = pair.y;
+              }
+            } else {
+              const int shift = kWidth - bits;
+#pragma unroll
+              for (int i = 0; i < 8; ++i) weight[r][i] = table[((index[r][i / 4] >> (8 * (i % 4))) & 0xFFu) >> shift];
+            }
+          }
+        }
+        float xs[8];
+        Widen8<T>(static_cast<const T*>(a.x) + static_cast<size_t>(a.token_row[m]) * a.padded_cols + column, xs);
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+          for (int i = 0; i < 8; ++i) acc[r][m] = fmaf(weight[r][i], xs[i], acc[r][m]);
+        }
       }
     }
   }
 #pragma unroll
-  for (int m = 0; m < kBatch; ++m) {
-    if (m >= a.batch) break;
-    float sum = acc[m];
+  for (int r = 0; r < kRows; ++r) {
 #pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-    if (lane == 0) a.y[static_cast<size_t>(m) * a.rows + row] = sum;
+    for (int m = 0; m < kBatch; ++m) {
+      if (m >= a.batch) break;
+      float sum = acc[r][m];
+#pragma unroll
+      for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+      if (lane == 0 && first_row + r < a.rows) a.y[static_cast<size_t>(a.token_row[m]) * a.rows + first_row + r] = sum;
+    }
   }
 }
 
-template <typename T, int kMaxWidth>
-cudaError_t LaunchForBatch(const GemvArgs& args, dim3 grid, dim3 block, size_t shared, cudaStream_t stream) {
-  if (args.batch <= 1) {
-    BitplaneGemvKernel<T, kMaxWidth, 1><<<grid, block, shared, stream>>>(args);
-  } else if (args.batch <= 4) {
-    BitplaneGemvKernel<T, kMaxWidth, 4><<<grid, block, shared, stream>>>(args);
-  } else {
-    BitplaneGemvKernel<T, kMaxWidth, 16><<<grid, block, shared, stream>>>(args);
-  }
+template <typename T, int kWidth, int kBatch>
+cudaError_t Launch(const GemvArgs& args, cudaStream_t stream) {
+  constexpr int kRowsPerBlock = kWarpsPerBlock * kRowsPerWarp<kBatch>;
+  const dim3 grid((args.rows + kRowsPerBlock - 1) / kRowsPerBlock);
+  const size_t shared = sizeof(float) * kRowsPerBlock * args.table_floats;
+  BitplaneGemvKernel<T, kWidth, kBatch><<<grid, kWarpsPerBlock * 32, shared, stream>>>(args);
   return cudaGetLastError();
 }
 
+template <typename T, int kWidth>
+cudaError_t LaunchForBatch(const GemvArgs& args, cudaStream_t stream) {
+  if (args.batch <= 1) return Launch<T, kWidth, 1>(args, stream);
+  if (args.batch <= 4) return Launch<T, kWidth, 4>(args, stream);
+  return Launch<T, kWidth, 16>(args, stream);
+}
+
 template <typename T>
-cudaError_t LaunchForWidth(int max_width, const GemvArgs& a, dim3 grid, dim3 block, size_t shared, cudaStream_t stream) {
+cudaError_t LaunchForWidth(int max_width, const GemvArgs& a, cudaStream_t stream) {
   switch (max_width) {
-    case 1: return LaunchForBatch<T, 1>(a, grid, block, shared, stream);
-    case 2: return LaunchForBatch<T, 2>(a, grid, block, shared, stream);
-    case 3: return LaunchForBatch<T, 3>(a, grid, block, shared, stream);
-    case 4: return LaunchForBatch<T, 4>(a, grid, block, shared, stream);
-    case 5: return LaunchForBatch<T, 5>(a, grid, block, shared, stream);
-    case 6: return LaunchForBatch<T, 6>(a, grid, block, shared, stream);
-    case 7: return LaunchForBatch<T, 7>(a, grid, block, shared, stream);
-    default: return LaunchForBatch<T, 8>(a, grid, block, shared, stream);
+    case 1: return LaunchForBatch<T, 1>(a, stream);
+    case 2: return LaunchForBatch<T, 2>(a, stream);
+    case 3: return LaunchForBatch<T, 3>(a, stream);
+    case 4: return LaunchForBatch<T, 4>(a, stream);
+    case 5: return LaunchForBatch<T, 5>(a, stream);
+    case 6: return LaunchForBatch<T, 6>(a, stream);
+    case 7: return LaunchForBatch<T, 7>(a, stream);
+    default: return LaunchForBatch<T, 8>(a, stream);
   }
 }
 
@@ -185,27 +301,25 @@ cudaError_t LaunchBitplaneGemv(const DeviceBitplaneMatrix& w, const void* x, Act
   int max_width = 0;
   for (int m = 0; m < batch; ++m) {
     if (bits[m] < w.seed_bits || bits[m] > w.max_bits) return cudaErrorInvalidValue;
-    max_width = max_width > bits[m] ? max_width : bits[m];
+    max_width = std::max(max_width, bits[m]);
+    a.token_row[m] = m;
   }
+  std::stable_sort(a.token_row, a.token_row + batch, [&](int i, int j) { return bits[i] < bits[j]; });
+  const bool pairs = max_width <= kMaxPairWidth;
   for (int m = 0; m < batch; ++m) {
-    int w_index = 0;
-    while (w_index < a.widths && a.width_bits[w_index] != bits[m]) ++w_index;
-    if (w_index == a.widths) {
-      a.width_bits[w_index] = bits[m];
-      a.width_shared[w_index] = a.lut_floats;
-      a.width_global[w_index] = w.lut_offset[bits[m]];
-      a.lut_floats += 1 << bits[m];
+    const int b = bits[a.token_row[m]];
+    if (a.widths == 0 || a.width_bits[a.widths - 1] != b) {
+      a.width_bits[a.widths] = b;
+      a.width_table[a.widths] = a.table_floats;
+      a.width_lut[a.widths] = w.lut_offset[b];
+      a.table_floats += pairs ? 2 << (2 * b) : 1 << b;
       ++a.widths;
     }
-    a.shift[m] = max_width - bits[m];
-    a.lut_at[m] = a.width_shared[w_index];
+    a.token_width[m] = a.widths - 1;
   }
-  const dim3 grid((w.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  const dim3 block(kWarpsPerBlock * 32);
-  const size_t shared = sizeof(float) * kWarpsPerBlock * a.lut_floats;
-  static_assert(sizeof(float) * kWarpsPerBlock * kLutFloatsPerWarp <= 48 * 1024, "LUTs fit the default shared memory");
-  return type == Activation::kF16 ? LaunchForWidth<__half>(max_width, a, grid, block, shared, stream)
-                                  : LaunchForWidth<__nv_bfloat16>(max_width, a, grid, block, shared, stream);
+  // Per row at most 682 floats of pair tables (widths 1..4) or 510 of single ones (1..8):
+  // 16 rows a block stay within the default 48 KiB of shared memory.
+  return type == Activation::kF16 ? LaunchForWidth<__half>(max_width, a, stream) : LaunchForWidth<__nv_bfloat16>(max_width, a, stream);
 }
 
 cudaError_t LaunchDequantize(const DeviceBitplaneMatrix& w, int bits, void* out_f16, cudaStream_t stream) {
