@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/paged_cache.h"
 #include "tests/simd_targets.h"
 
 namespace anyprec::cpu {
@@ -49,35 +50,19 @@ TEST(MatMul, MatchesReferenceOnEveryShapeClass) {
   }
 }
 
-// The reference reads a contiguous cache; the fast kernel reads the same rows paged into
-// blocks of 8 positions held in shuffled order, as a shared pool hands them out.
+// The reference reads a contiguous cache; the fast kernel the same rows paged.
 TEST(Attention, MatchesReferenceForPrefillAndDecodeOverPagedCache) {
   std::mt19937 rng(11);
   for (const AttentionShape shape : {AttentionShape{8, 4, 16}, AttentionShape{8, 4, 8}, AttentionShape{4, 1, 64}, AttentionShape{2, 2, 6}}) {
-    const int capacity = 40;
-    const int block_tokens = 8;
     const int q_width = shape.num_heads * shape.head_dim;
-    const int kv_width = shape.num_kv_heads * shape.head_dim;
-    const auto k_cache = Random(static_cast<size_t>(capacity) * kv_width, rng);
-    const auto v_cache = Random(static_cast<size_t>(capacity) * kv_width, rng);
-    const std::vector<int> whole{0};
-    const KvLayerView contiguous{k_cache.data(), v_cache.data(), 0, capacity, kv_width, whole};
-    std::vector<int> blocks{3, 0, 4, 2, 1};
-    const size_t block_stride = static_cast<size_t>(block_tokens) * kv_width;
-    std::vector<float> k_paged(k_cache.size(), NAN), v_paged(v_cache.size(), NAN);
-    for (int p = 0; p < capacity; ++p) {
-      const size_t to = blocks[p / block_tokens] * block_stride + static_cast<size_t>(p % block_tokens) * kv_width;
-      std::copy_n(k_cache.begin() + static_cast<size_t>(p) * kv_width, kv_width, k_paged.begin() + to);
-      std::copy_n(v_cache.begin() + static_cast<size_t>(p) * kv_width, kv_width, v_paged.begin() + to);
-    }
-    const KvLayerView paged{k_paged.data(), v_paged.data(), block_stride, block_tokens, kv_width, blocks};
-    for (const std::vector<int>& positions : {std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, std::vector<int>{39}, std::vector<int>{17, 18}}) {
+    const testing::PagedCache cache(shape.num_kv_heads * shape.head_dim, rng);
+    for (const std::vector<int>& positions : testing::AttentionPositions()) {
       const auto q = Random(positions.size() * q_width, rng, 2.0f);
       std::vector<float> slow(q.size());
-      reference::Attention(q, positions, contiguous, shape, slow);
+      reference::Attention(q, positions, cache.contiguous(), shape, slow);
       testing::ForEachSimdTarget([&] {
         std::vector<float> fast(q.size(), NAN);
-        Attention(q, positions, paged, shape, fast);
+        Attention(q, positions, cache.paged(), shape, fast);
         EXPECT_LT(MaxRelativeError(fast, slow), 1e-5);
       });
     }

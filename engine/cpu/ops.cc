@@ -6,49 +6,6 @@
 
 namespace anyprec::cpu {
 
-void RmsNorm(std::span<const float> x, std::span<const float> weight, float eps, std::span<float> out) {
-  const size_t width = weight.size();
-  for (size_t row = 0; row < x.size() / width; ++row) {
-    const float* in = x.data() + row * width;
-    float* o = out.data() + row * width;
-    double sum_squares = 0;
-    for (size_t i = 0; i < width; ++i) sum_squares += static_cast<double>(in[i]) * in[i];
-    const auto scale = static_cast<float>(1.0 / std::sqrt(sum_squares / width + eps));
-    for (size_t i = 0; i < width; ++i) o[i] = in[i] * scale * weight[i];
-  }
-}
-
-void Rope(std::span<float> x, std::span<const int> positions, int num_heads, int head_dim, float theta) {
-  const int half = head_dim / 2;
-  std::vector<float> cos_table(half);
-  std::vector<float> sin_table(half);
-  const size_t row_width = static_cast<size_t>(num_heads) * head_dim;
-  for (size_t t = 0; t < positions.size(); ++t) {
-    for (int i = 0; i < half; ++i) {
-      const double inv_freq = std::pow(static_cast<double>(theta), -2.0 * i / head_dim);
-      const double angle = positions[t] * inv_freq;
-      cos_table[i] = static_cast<float>(std::cos(angle));
-      sin_table[i] = static_cast<float>(std::sin(angle));
-    }
-    for (int h = 0; h < num_heads; ++h) {
-      float* v = x.data() + t * row_width + static_cast<size_t>(h) * head_dim;
-      for (int i = 0; i < half; ++i) {
-        const float x0 = v[i];
-        const float x1 = v[i + half];
-        v[i] = x0 * cos_table[i] - x1 * sin_table[i];
-        v[i + half] = x0 * sin_table[i] + x1 * cos_table[i];
-      }
-    }
-  }
-}
-
-void SwiGlu(std::span<float> gate, std::span<const float> up) {
-  for (size_t i = 0; i < gate.size(); ++i) {
-    const float g = gate[i];
-    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
-  }
-}
-
 void Attention(std::span<const float> q, std::span<const int> positions, const KvLayerView& cache, const AttentionShape& shape,
                std::span<float> out) {
   const int hd = shape.head_dim;

@@ -15,7 +15,7 @@
 
 namespace anyprec::cuda {
 
-inline constexpr int kPluginAbiVersion = 1;
+inline constexpr int kPluginAbiVersion = 2;
 struct DeviceInfo {
   std::string name;
   int compute_major = 0;
@@ -52,6 +52,19 @@ class Backend {
   // y[t][n] = sum over k of x[t][k] * w[n][k]: fp16 inputs, fp32 accumulation and output,
   // by cuBLAS.
   virtual std::string GemmF16(const void* x, int tokens, const void* w, int rows, int k, float* y) = 0;
+
+  // The rest of a transformer layer, on device memory, in fp32, as engine/cpu/ops.h does it:
+  // RMSNorm of each of `rows` rows of `width`; RoPE in place on [tokens][heads * head_dim]
+  // at `positions` (device memory); gate = silu(gate) * up; x += delta; rows `ids` (device
+  // memory) of an embedding table; causal attention of q [tokens][heads * head_dim] at
+  // `positions` over a paged cache, whose largest position is `max_position`.
+  virtual std::string RmsNorm(const float* x, int rows, int width, const float* weight, float eps, float* out) = 0;
+  virtual std::string Rope(float* x, int tokens, const int* positions, int heads, int head_dim, float theta) = 0;
+  virtual std::string SwiGlu(float* gate, const float* up, size_t count) = 0;
+  virtual std::string Add(float* x, const float* delta, size_t count) = 0;
+  virtual std::string Embed(const float* table, int width, const int* ids, int tokens, float* out) = 0;
+  virtual std::string Attention(const float* q, int tokens, const int* positions, int max_position, const DeviceKvLayer& kv, int heads,
+                                int kv_heads, int head_dim, float* out) = 0;
 
   // Times work on the backend's stream with CUDA events: Start, then the work, then
   // ElapsedMs, which waits for it.

@@ -26,4 +26,15 @@ struct DeviceBitplaneMatrix {
   size_t lut_offset[kMaxBits + 1] = {};
 };
 
+// One layer of a sequence's paged KV cache in device memory, laid out like the CPU's
+// KvBlockPool: position p is row p % block_tokens of block blocks[p / block_tokens].
+struct DeviceKvLayer {
+  const float* keys = nullptr;    // block 0 of the layer
+  const float* values = nullptr;
+  size_t block_stride = 0;        // floats from one block id to the next
+  int block_tokens = 0;
+  int row_width = 0;              // kv_heads * head_dim
+  const int* blocks = nullptr;    // device memory
+};
+
 }  // namespace anyprec::cuda

@@ -14,6 +14,16 @@ namespace anyprec::cuda {
 cudaError_t LaunchBitplaneGemv(const DeviceBitplaneMatrix& w, const void* x, Activation type, const int* bits, int batch, float* y,
                                cudaStream_t stream);
 
+// The layer operators of the Backend, on device pointers (cuda_backend.h says what each does).
+cudaError_t LaunchRmsNorm(const float* x, int rows, int width, const float* weight, float eps, float* out, cudaStream_t stream);
+cudaError_t LaunchRope(float* x, int tokens, const int* positions, int heads, int head_dim, float theta, cudaStream_t stream);
+cudaError_t LaunchSwiGlu(float* gate, const float* up, size_t count, cudaStream_t stream);
+cudaError_t LaunchAdd(float* x, const float* delta, size_t count, cudaStream_t stream);
+cudaError_t LaunchEmbed(const float* table, int width, const int* ids, int tokens, float* out, cudaStream_t stream);
+// `max_position`: the largest of `positions` (host side), which sizes the scores in shared memory.
+cudaError_t LaunchAttention(const float* q, int tokens, const int* positions, int max_position, const DeviceKvLayer& kv, int heads,
+                            int kv_heads, int head_dim, float* out, cudaStream_t stream);
+
 // Backend::Dequantize.
 cudaError_t LaunchDequantize(const DeviceBitplaneMatrix& w, int bits, void* out_f16, cudaStream_t stream);
 

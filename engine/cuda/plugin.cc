@@ -101,6 +101,22 @@ class CudaBackend final : public Backend {
                  "cublasGemmEx");
   }
 
+  std::string RmsNorm(const float* x, int rows, int width, const float* weight, float eps, float* out) override {
+    return Error(LaunchRmsNorm(x, rows, width, weight, eps, out, stream_), "RMSNorm");
+  }
+  std::string Rope(float* x, int tokens, const int* positions, int heads, int head_dim, float theta) override {
+    return Error(LaunchRope(x, tokens, positions, heads, head_dim, theta, stream_), "RoPE");
+  }
+  std::string SwiGlu(float* gate, const float* up, size_t count) override { return Error(LaunchSwiGlu(gate, up, count, stream_), "SwiGLU"); }
+  std::string Add(float* x, const float* delta, size_t count) override { return Error(LaunchAdd(x, delta, count, stream_), "add"); }
+  std::string Embed(const float* table, int width, const int* ids, int tokens, float* out) override {
+    return Error(LaunchEmbed(table, width, ids, tokens, out, stream_), "embedding");
+  }
+  std::string Attention(const float* q, int tokens, const int* positions, int max_position, const DeviceKvLayer& kv, int heads,
+                        int kv_heads, int head_dim, float* out) override {
+    return Error(LaunchAttention(q, tokens, positions, max_position, kv, heads, kv_heads, head_dim, out, stream_), "attention");
+  }
+
   std::string StartTimer() override { return Error(cudaEventRecord(start_, stream_), "cudaEventRecord"); }
   std::string ElapsedMs(float& ms) override {
     if (std::string e = Error(cudaEventRecord(stop_, stream_), "cudaEventRecord"); !e.empty()) return e;

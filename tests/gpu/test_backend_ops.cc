@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <tuple>
 #include <random>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "engine/model/bitplanes.h"
 #include "engine/model/half_float.h"
 #include "tests/gpu/gpu_support.h"
+#include "tests/paged_cache.h"
 
 namespace anyprec::cuda {
 namespace {
@@ -21,6 +23,8 @@ namespace {
 // Bounds on max |gpu - reference| / max |reference| over an output, per op.
 constexpr double kGemvBound = 1e-5;     // fp32 accumulation against the double reference
 constexpr double kGemmF16Bound = 1e-3;  // cuBLAS's fp32 accumulation (tensor cores) on fp16 inputs
+constexpr double kRowOpBound = 1e-5;    // RMSNorm, RoPE, SwiGLU: fp32 on both sides, fast-math exp and rsqrt
+constexpr double kAttentionBound = 1e-4;  // fp32 scores and sums against the double reference
 
 int g_failures = 0;
 int g_cases = 0;
@@ -169,6 +173,111 @@ void TestGemmF16(Backend& backend, int tokens, int rows, int k, std::mt19937& rn
          kGemmF16Bound);
 }
 
+std::vector<float> RandomVector(size_t n, std::mt19937& rng, float scale = 1.0f) {
+  std::normal_distribution<float> value(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = value(rng);
+  return v;
+}
+
+template <typename T>
+DeviceBuffer ToDevice(Backend& backend, const std::vector<T>& host) {
+  DeviceBuffer buffer(backend, host.size() * sizeof(T));
+  Check(backend.Upload(buffer.get(), host.data(), host.size() * sizeof(T)));
+  return buffer;
+}
+
+std::vector<float> FromDevice(Backend& backend, const DeviceBuffer& buffer, size_t count) {
+  std::vector<float> host(count);
+  Check(backend.Download(host.data(), buffer.get(), count * sizeof(float)));
+  return host;
+}
+
+std::vector<double> Widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
+void TestRowOps(Backend& backend, std::mt19937& rng) {
+  for (const auto& [rows, width] : std::vector<std::pair<int, int>>{{1, 64}, {7, 288}, {3, 4096}}) {
+    const auto x = RandomVector(static_cast<size_t>(rows) * width, rng, 3.0f);
+    const auto weight = RandomVector(width, rng);
+    std::vector<float> want(x.size());
+    cpu::RmsNorm(x, weight, 1e-5f, want);
+    const DeviceBuffer dx = ToDevice(backend, x);
+    const DeviceBuffer dw = ToDevice(backend, weight);
+    DeviceBuffer out(backend, x.size() * 4);
+    Check(backend.Fill(out.get(), 0xff, x.size() * 4));
+    Check(backend.RmsNorm(dx.as<float>(), rows, width, dw.as<float>(), 1e-5f, out.as<float>()));
+    Report("rms_norm", std::to_string(rows) + "x" + std::to_string(width), MaxRelativeError(FromDevice(backend, out, x.size()), Widen(want)),
+           kRowOpBound);
+
+    auto gate = RandomVector(x.size(), rng, 4.0f);
+    const auto up = RandomVector(x.size(), rng);
+    const DeviceBuffer dgate = ToDevice(backend, gate);
+    const DeviceBuffer dup = ToDevice(backend, up);
+    cpu::SwiGlu(gate, up);
+    Check(backend.SwiGlu(dgate.as<float>(), dup.as<float>(), x.size()));
+    Report("swiglu", std::to_string(x.size()) + " values", MaxRelativeError(FromDevice(backend, dgate, x.size()), Widen(gate)), kRowOpBound);
+
+    const DeviceBuffer sum = ToDevice(backend, x);
+    Check(backend.Add(sum.as<float>(), dup.as<float>(), x.size()));
+    std::vector<float> added(x.size());
+    for (size_t i = 0; i < x.size(); ++i) added[i] = x[i] + up[i];
+    Report("add", std::to_string(x.size()) + " values", MaxRelativeError(FromDevice(backend, sum, x.size()), Widen(added)), 0);
+  }
+  for (const auto& [tokens, heads, head_dim] : std::vector<std::tuple<int, int, int>>{{1, 4, 64}, {9, 8, 16}, {5, 2, 6}}) {
+    auto x = RandomVector(static_cast<size_t>(tokens) * heads * head_dim, rng);
+    std::vector<int> positions(tokens);
+    std::uniform_int_distribution<int> position(0, 4000);
+    for (int& p : positions) p = position(rng);
+    const DeviceBuffer dx = ToDevice(backend, x);
+    const DeviceBuffer dpositions = ToDevice(backend, positions);
+    cpu::Rope(x, positions, heads, head_dim, 10000.0f);
+    Check(backend.Rope(dx.as<float>(), tokens, dpositions.as<int>(), heads, head_dim, 10000.0f));
+    Report("rope", std::to_string(tokens) + " tokens x " + std::to_string(heads) + "x" + std::to_string(head_dim),
+           MaxRelativeError(FromDevice(backend, dx, x.size()), Widen(x)), kRowOpBound);
+  }
+  const int vocab = 50;
+  const int width = 96;
+  const auto table = RandomVector(static_cast<size_t>(vocab) * width, rng);
+  const std::vector<int> ids = {3, 0, 49, 3, 17};
+  const DeviceBuffer dtable = ToDevice(backend, table);
+  const DeviceBuffer dids = ToDevice(backend, ids);
+  DeviceBuffer out(backend, ids.size() * width * 4);
+  Check(backend.Fill(out.get(), 0xff, ids.size() * width * 4));
+  Check(backend.Embed(dtable.as<float>(), width, dids.as<int>(), static_cast<int>(ids.size()), out.as<float>()));
+  std::vector<float> want;
+  for (const int id : ids) want.insert(want.end(), table.begin() + static_cast<size_t>(id) * width, table.begin() + static_cast<size_t>(id + 1) * width);
+  Report("embed", std::to_string(ids.size()) + " ids x " + std::to_string(width), MaxRelativeError(FromDevice(backend, out, want.size()), Widen(want)), 0);
+}
+
+// The reference reads a contiguous cache; the kernel the same rows paged.
+void TestAttention(Backend& backend, std::mt19937& rng) {
+  for (const cpu::AttentionShape shape : {cpu::AttentionShape{8, 4, 16}, cpu::AttentionShape{8, 4, 8}, cpu::AttentionShape{4, 1, 64},
+                                          cpu::AttentionShape{2, 2, 6}, cpu::AttentionShape{32, 8, 128}}) {
+    const int q_width = shape.num_heads * shape.head_dim;
+    const testing::PagedCache cache(shape.num_kv_heads * shape.head_dim, rng);
+    const DeviceBuffer dkeys = ToDevice(backend, cache.paged_keys);
+    const DeviceBuffer dvalues = ToDevice(backend, cache.paged_values);
+    const DeviceBuffer dblocks = ToDevice(backend, cache.blocks);
+    const DeviceKvLayer kv{dkeys.as<float>(), dvalues.as<float>(), cache.block_stride(), testing::PagedCache::kBlockTokens,
+                           cache.row_width, dblocks.as<int>()};
+    for (const std::vector<int>& positions : testing::AttentionPositions()) {
+      const auto q = RandomVector(positions.size() * q_width, rng, 2.0f);
+      std::vector<float> want(q.size());
+      cpu::reference::Attention(q, positions, cache.contiguous(), shape, want);
+      const DeviceBuffer dq = ToDevice(backend, q);
+      const DeviceBuffer dpositions = ToDevice(backend, positions);
+      DeviceBuffer out(backend, q.size() * 4);
+      Check(backend.Fill(out.get(), 0xff, q.size() * 4));
+      Check(backend.Attention(dq.as<float>(), static_cast<int>(positions.size()), dpositions.as<int>(), positions.back(), kv,
+                              shape.num_heads, shape.num_kv_heads, shape.head_dim, out.as<float>()));
+      Report("attention",
+             std::to_string(shape.num_heads) + "/" + std::to_string(shape.num_kv_heads) + " heads x " + std::to_string(shape.head_dim) +
+                 ", positions " + std::to_string(positions.front()) + ".." + std::to_string(positions.back()),
+             MaxRelativeError(FromDevice(backend, out, q.size()), Widen(want)), kAttentionBound);
+    }
+  }
+}
+
 int Run() {
   std::string why;
   const std::unique_ptr<LoadedBackend> backend = LoadCudaBackend(0, why);
@@ -193,6 +302,8 @@ int Run() {
   for (const auto& [tokens, rows, k] : std::vector<std::tuple<int, int, int>>{{1, 64, 172}, {7, 130, 1000}, {64, 256, 512}}) {
     TestGemmF16(**backend, tokens, rows, k, rng);
   }
+  TestRowOps(**backend, rng);
+  TestAttention(**backend, rng);
   std::printf("%d/%d passed\n", g_cases - g_failures, g_cases);
   return g_failures == 0 ? 0 : 1;
 }
