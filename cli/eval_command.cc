@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "spdlog/spdlog.h"
 #include "cli/model_bundle.h"
 #include "engine/base/mapped_file.h"
 #include "engine/runtime/perplexity.h"
@@ -29,7 +30,8 @@ int RunEval(const EvalOptions& o) {
   auto text = ReadTextFile(o.text_path);
   if (!text.ok()) return ReportError(text.status(), 1);
   const std::vector<TokenId> tokens = bundle->tokenizer.Encode(*text);
-  Transformer transformer(bundle->model);
+  spdlog::info("device: {}", bundle->device_summary);
+  Transformer transformer(bundle->model, bundle->gpu.get());
   const bool show_progress = ::isatty(STDERR_FILENO);
   const auto progress = [show_progress](int done, int total) {
     if (show_progress) std::fprintf(stderr, "\rwindow %d/%d%s", done, total, done == total ? "\n" : "");

@@ -41,7 +41,8 @@ int RunGenerate(const GenerateOptions& o) {
     return 1;
   }
 
-  Transformer transformer(bundle->model);
+  spdlog::info("device: {}", bundle->device_summary);
+  Transformer transformer(bundle->model, bundle->gpu.get());
   // Room for what this run can use, not the model's whole context (which may be huge).
   const long wanted = static_cast<long>(prompt.size()) + o.max_new_tokens;
   KvCache cache(config, static_cast<int>(std::min<long>(wanted, config.max_position_embeddings)));

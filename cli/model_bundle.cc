@@ -13,6 +13,9 @@ void AddModelOptions(CLI::App& command, ModelOptions& o) {
   command.add_option("--model", o.model_dir, "Hugging Face model folder")->required()->check(CLI::ExistingDirectory);
   command.add_option("--tokenizer", o.tokenizer_path, "tokenizer.json or llama2.c tokenizer.bin (default: the model's tokenizer.json)")
       ->check(CLI::ExistingFile);
+  command.add_option("--device", o.device, "auto (the GPU when one works, else the CPU), cpu or cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->capture_default_str();
 }
 
 void AddExactKernelsFlag(CLI::App& command, bool& exact_kernels) {
@@ -38,7 +41,27 @@ absl::StatusOr<ModelBundle> LoadModelBundle(const ModelOptions& options) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": tokenizer has ", tokenizer.vocab_size(),
                                                    " tokens, more than the model's ", model.config().vocab_size));
   }
-  return ModelBundle{std::move(model), std::move(tokenizer)};
+  ModelBundle bundle{std::move(model), std::move(tokenizer), nullptr, nullptr, "cpu (--device cpu)"};
+  if (options.device == "cpu") return bundle;
+  std::string why;
+  bundle.gpu_backend = cuda::LoadCudaBackend(0, why);
+  if (bundle.gpu_backend) {
+    absl::StatusOr<std::unique_ptr<CudaForward>> gpu = CudaForward::Create(bundle.model, **bundle.gpu_backend);
+    if (gpu.ok()) {
+      if (const absl::Status check = (*gpu)->CheckAgainstCpu(); !check.ok()) gpu = absl::InternalError(absl::StrCat("self-check: ", check.message()));
+    }
+    if (gpu.ok()) {
+      bundle.gpu = *std::move(gpu);
+      const cuda::DeviceInfo& info = (*bundle.gpu_backend)->info();
+      bundle.device_summary = absl::StrCat("cuda (", info.name, ", compute ", info.compute_major, ".", info.compute_minor, ")");
+      return bundle;
+    }
+    why = std::string(gpu.status().message());
+    bundle.gpu_backend.reset();
+  }
+  if (options.device == "cuda") return absl::UnavailableError(absl::StrCat("--device cuda: ", why));
+  bundle.device_summary = absl::StrCat("cpu (no GPU: ", why, ")");
+  return bundle;
 }
 
 TokenId ModelBundle::bos() const {

@@ -6,7 +6,9 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
+#include "engine/cuda/cuda_loader.h"
 #include "engine/model/model.h"
+#include "engine/runtime/cuda_forward.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace anyprec::cli {
@@ -14,6 +16,11 @@ namespace anyprec::cli {
 struct ModelBundle {
   Model model;
   Tokenizer tokenizer;
+  // Set when the model runs on a GPU (--device); the forward pass before its backend ends.
+  std::unique_ptr<cuda::LoadedBackend> gpu_backend;
+  std::unique_ptr<CudaForward> gpu;
+  // Which device runs the model and why, for the start-up log.
+  std::string device_summary;
 
   // [BOS] + ids of `text`; BOS comes from config.json, else from the tokenizer's template.
   std::vector<TokenId> EncodePrompt(const std::string& text) const;
@@ -28,8 +35,10 @@ absl::StatusOr<std::vector<int>> ParseWidths(const std::string& spec, const Mode
 struct ModelOptions {
   std::string model_dir;
   std::string tokenizer_path;  // empty: the folder's tokenizer.json
+  std::string device = "auto";  // auto: the GPU when one works, else the CPU; cpu; cuda
 };
 
+// --model, --tokenizer and --device.
 void AddModelOptions(CLI::App& command, ModelOptions& options);
 // --exact-kernels: the exact fp32 bitplane kernel even where the int8 one is available.
 void AddExactKernelsFlag(CLI::App& command, bool& exact_kernels);

@@ -62,9 +62,9 @@ WeightBytes CountWeightBytes(const anyprec::Model& model) {
 
 // One token through every width, so that the first request does not pay for faulting in
 // the image or starting the thread pool.
-void WarmUp(const anyprec::Model& model) {
+void WarmUp(const anyprec::Model& model, anyprec::CudaForward* gpu) {
   const anyprec::ModelConfig& c = model.config();
-  anyprec::Transformer transformer(model);
+  anyprec::Transformer transformer(model, gpu);
   std::vector<float> logits(c.vocab_size);
   const anyprec::TokenId token = c.bos_token_id >= 0 ? c.bos_token_id : 0;
   for (int bits = c.quantization->seed_bits; bits <= c.quantization->max_bits; ++bits) {
@@ -209,9 +209,9 @@ int main(int argc, char** argv) {
   (*metrics)->WeightBytes("planes", weight_bytes.planes);
   (*metrics)->WeightBytes("luts", weight_bytes.luts);
   (*metrics)->WeightBytes("dense", weight_bytes.dense);
-  WarmUp(model);
+  WarmUp(model, bundle->gpu.get());
 
-  server::Scheduler scheduler(model, bundle->tokenizer, scheduler_options, metrics->get());
+  server::Scheduler scheduler(model, bundle->tokenizer, scheduler_options, metrics->get(), bundle->gpu.get());
   server::GenerationService generation(model, bundle->tokenizer, scheduler, *tenants, {4096}, metrics->get());
   server::AdminService admin(*tenants);
   grpc::EnableDefaultHealthCheckService(true);
@@ -260,6 +260,7 @@ int main(int argc, char** argv) {
   const std::shared_ptr<const server::TenantPolicy> policy = tenants->policy();
   server::Log(info, "serving",
               {{"model", model.name()},
+               {"device", bundle->device_summary},
                {"image", model_options.model_dir},
                {"widths", std::to_string(widths.seed_bits) + ".." + std::to_string(widths.max_bits)},
                {"weight_mib", (weight_bytes.planes + weight_bytes.luts + weight_bytes.dense) / (1 << 20)},

@@ -53,12 +53,13 @@ long KvPoolTokens(const ModelConfig& config, int block_tokens) {
   return std::max<long>(block_tokens, std::min<long>(65536, fit) / block_tokens * block_tokens);
 }
 
-Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, SchedulerOptions options, ServerMetrics* metrics)
+Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, SchedulerOptions options, ServerMetrics* metrics,
+                     CudaForward* gpu)
     : model_(model),
       tokenizer_(tokenizer),
       options_(options),
       metrics_(metrics),
-      transformer_(model),
+      transformer_(model, gpu),
       pool_(model.config(), options.kv_block_tokens, static_cast<int>(options.kv_cache_tokens / options.kv_block_tokens)) {
   thread_ = std::thread([this] { Loop(); });
 }

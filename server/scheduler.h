@@ -115,8 +115,10 @@ long KvPoolTokens(const ModelConfig& config, int block_tokens);
 
 class Scheduler {
  public:
-  // `metrics` may be null; it must outlive the scheduler.
-  Scheduler(const Model& model, const Tokenizer& tokenizer, SchedulerOptions options, ServerMetrics* metrics = nullptr);
+  // `metrics` and `gpu` may be null; they must outlive the scheduler. With `gpu`, steps run
+  // on the GPU.
+  Scheduler(const Model& model, const Tokenizer& tokenizer, SchedulerOptions options, ServerMetrics* metrics = nullptr,
+            CudaForward* gpu = nullptr);
   ~Scheduler();  // stops the loop; requests still running end as CANCELLED
 
   // Queues a validated request. RESOURCE_EXHAUSTED when the queue (the server's or the

@@ -81,6 +81,26 @@ TEST(Cli, GenerateStreamsGreedyStory) {
   EXPECT_TRUE(run.out.starts_with("Once upon a time, a little girl named Lily lived in a small house")) << run.out;
 }
 
+// Without a GPU (as in CI), auto runs on the CPU and says why; cuda is an error that says why.
+// With one, both run on it, after a self-check against the CPU.
+TEST(Cli, DeviceSelectionSaysWhichAndWhy) {
+  const std::string args = "generate --model " + SharedPath("models/TinyStories-656K") + " --prompt 'Once upon a time' --temperature 0 --max-new-tokens 5";
+  const CliRun automatic = RunCli(args + " --device auto");
+  EXPECT_EQ(automatic.exit_code, 0) << automatic.err;
+  EXPECT_TRUE(automatic.out.starts_with("Once upon a time, a little girl")) << automatic.out;
+  EXPECT_NE(automatic.err.find("device: "), std::string::npos) << automatic.err;
+  const CliRun cpu = RunCli(args + " --device cpu");
+  EXPECT_NE(cpu.err.find("device: cpu (--device cpu)"), std::string::npos) << cpu.err;
+  const CliRun cuda = RunCli(args + " --device cuda");
+  if (automatic.err.find("device: cpu (no GPU") != std::string::npos) {
+    EXPECT_EQ(cuda.exit_code, 1) << cuda.err;
+    EXPECT_NE(cuda.err.find("--device cuda: "), std::string::npos) << cuda.err;
+  } else {
+    EXPECT_EQ(cuda.exit_code, 0) << cuda.err;
+  }
+  EXPECT_EQ(RunCli(args + " --device tpu").exit_code, 2);
+}
+
 TEST(Cli, EvalPrintsOneJsonLinePerPrecision) {
   const CliRun run = RunCli("eval --model " + SharedPath("models/stories260K-hf") + " --tokenizer " +
                          SharedPath("models/stories260K/tok512.bin") + " --text " +

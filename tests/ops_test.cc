@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "tests/paged_cache.h"
 #include "tests/simd_targets.h"
+#include "tests/relative_error.h"
 
 namespace anyprec::cpu {
 namespace {
@@ -20,15 +21,7 @@ std::vector<float> Random(size_t n, std::mt19937& rng, float scale = 1.0f) {
   return v;
 }
 
-double MaxRelativeError(const std::vector<float>& got, const std::vector<float>& want) {
-  double max_abs = 0;
-  double max_err = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    max_abs = std::max(max_abs, std::abs(static_cast<double>(want[i])));
-    max_err = std::max(max_err, std::abs(static_cast<double>(got[i]) - want[i]));
-  }
-  return max_err / std::max(max_abs, 1e-30);
-}
+using testing::MaxRelativeError;
 
 TEST(MatMul, MatchesReferenceOnEveryShapeClass) {
   std::mt19937 rng(7);

@@ -21,9 +21,9 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "quantizer/quantizer.h"
 #include "tests/server_process.h"
 #include "tests/shared_data.h"
+#include "tests/test_image.h"
 
 namespace anyprec {
 namespace {
@@ -123,13 +123,7 @@ bool ScrapeUntil(const ServerProcess& server, const std::string& series, double 
 
 class ServerTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    image_ = (fs::temp_directory_path() / ("anyprec-server-test-" + std::to_string(::getpid()))).string();
-    quant::ModelQuantizeOptions options;
-    options.sensitivity = quant::Sensitivity::kNone;
-    ASSERT_TRUE(quant::QuantizeModel(SharedPath("models/TinyStories-656K"), image_, options, [](const std::string&) {}).ok());
-  }
-  static void TearDownTestSuite() { fs::remove_all(image_); }
+  static void SetUpTestSuite() { image_ = testing::TinyStoriesImage(); }
   static inline std::string image_;
 };
 

@@ -15,7 +15,7 @@
 
 namespace anyprec::cuda {
 
-inline constexpr int kPluginAbiVersion = 2;
+inline constexpr int kPluginAbiVersion = 3;
 struct DeviceInfo {
   std::string name;
   int compute_major = 0;
@@ -65,6 +65,14 @@ class Backend {
   virtual std::string Embed(const float* table, int width, const int* ids, int tokens, float* out) = 0;
   virtual std::string Attention(const float* q, int tokens, const int* positions, int max_position, const DeviceKvLayer& kv, int heads,
                                 int kv_heads, int head_dim, float* out) = 0;
+  // fp32 [rows][cols] to fp16 [rows][padded_cols] (zero past cols), the GEMV's input.
+  virtual std::string ToHalf(const float* x, int rows, int cols, int padded_cols, void* out) = 0;
+  // x[r][c] += bias[c].
+  virtual std::string AddBias(float* x, const float* bias, int rows, int cols) = 0;
+  // Writes the key and value rows of `tokens` tokens into the cache rows of their positions.
+  virtual std::string KvAppend(const float* k, const float* v, int tokens, const int* positions, const DeviceKvLayer& kv) = 0;
+  // y[t][n] = sum over k of x[t][k] * w[n][k] in fp32, by cuBLAS (no TF32).
+  virtual std::string GemmF32(const float* x, int tokens, const float* w, int rows, int k, float* y) = 0;
 
   // Times work on the backend's stream with CUDA events: Start, then the work, then
   // ElapsedMs, which waits for it.

@@ -20,6 +20,9 @@ cudaError_t LaunchRope(float* x, int tokens, const int* positions, int heads, in
 cudaError_t LaunchSwiGlu(float* gate, const float* up, size_t count, cudaStream_t stream);
 cudaError_t LaunchAdd(float* x, const float* delta, size_t count, cudaStream_t stream);
 cudaError_t LaunchEmbed(const float* table, int width, const int* ids, int tokens, float* out, cudaStream_t stream);
+cudaError_t LaunchToHalf(const float* x, int rows, int cols, int padded_cols, void* out, cudaStream_t stream);
+cudaError_t LaunchAddBias(float* x, const float* bias, int rows, int cols, cudaStream_t stream);
+cudaError_t LaunchKvAppend(const float* k, const float* v, int tokens, const int* positions, const DeviceKvLayer& kv, cudaStream_t stream);
 // `max_position`: the largest of `positions` (host side), which sizes the scores in shared memory.
 cudaError_t LaunchAttention(const float* q, int tokens, const int* positions, int max_position, const DeviceKvLayer& kv, int heads,
                             int kv_heads, int head_dim, float* out, cudaStream_t stream);

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cfloat>
 
+#include <cuda_fp16.h>
+
 #include "engine/cuda/kernels.h"
 
 namespace anyprec::cuda {
@@ -126,6 +128,32 @@ __global__ void AttentionKernel(const float* q, const int* positions, DeviceKvLa
   }
 }
 
+// One block per row: fp32 [rows][cols] to fp16 [rows][padded_cols], zero past cols.
+__global__ void ToHalfKernel(const float* x, int cols, int padded_cols, __half* out) {
+  const float* in = x + static_cast<size_t>(blockIdx.x) * cols;
+  __half* o = out + static_cast<size_t>(blockIdx.x) * padded_cols;
+  for (int i = threadIdx.x; i < padded_cols; i += blockDim.x) o[i] = __float2half(i < cols ? in[i] : 0.0f);
+}
+
+__global__ void AddBiasKernel(float* x, const float* bias, int rows, int cols) {
+  const size_t count = static_cast<size_t>(rows) * cols;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < count; i += gridDim.x * static_cast<size_t>(blockDim.x)) {
+    x[i] += bias[i % cols];
+  }
+}
+
+// One block per token: its key and value rows into the cache rows of its position.
+__global__ void KvAppendKernel(const float* k, const float* v, const int* positions, DeviceKvLayer kv) {
+  const int p = positions[blockIdx.x];
+  const size_t to = static_cast<size_t>(kv.blocks[p / kv.block_tokens]) * kv.block_stride + static_cast<size_t>(p % kv.block_tokens) * kv.row_width;
+  float* keys = const_cast<float*>(kv.keys);
+  float* values = const_cast<float*>(kv.values);
+  for (int i = threadIdx.x; i < kv.row_width; i += blockDim.x) {
+    keys[to + i] = k[static_cast<size_t>(blockIdx.x) * kv.row_width + i];
+    values[to + i] = v[static_cast<size_t>(blockIdx.x) * kv.row_width + i];
+  }
+}
+
 unsigned GridFor(size_t count) { return static_cast<unsigned>(std::min<size_t>((count + kThreads - 1) / kThreads, 65535)); }
 
 }  // namespace
@@ -159,6 +187,25 @@ cudaError_t LaunchAdd(float* x, const float* delta, size_t count, cudaStream_t s
 cudaError_t LaunchEmbed(const float* table, int width, const int* ids, int tokens, float* out, cudaStream_t stream) {
   if (tokens == 0) return cudaSuccess;
   EmbedKernel<<<tokens, kThreads, 0, stream>>>(table, width, ids, out);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchToHalf(const float* x, int rows, int cols, int padded_cols, void* out, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  ToHalfKernel<<<rows, kThreads, 0, stream>>>(x, cols, padded_cols, static_cast<__half*>(out));
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchAddBias(float* x, const float* bias, int rows, int cols, cudaStream_t stream) {
+  const size_t count = static_cast<size_t>(rows) * cols;
+  if (count == 0) return cudaSuccess;
+  AddBiasKernel<<<GridFor(count), kThreads, 0, stream>>>(x, bias, rows, cols);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchKvAppend(const float* k, const float* v, int tokens, const int* positions, const DeviceKvLayer& kv, cudaStream_t stream) {
+  if (tokens == 0) return cudaSuccess;
+  KvAppendKernel<<<tokens, kThreads, 0, stream>>>(k, v, positions, kv);
   return cudaGetLastError();
 }
 

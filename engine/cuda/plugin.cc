@@ -117,6 +117,21 @@ class CudaBackend final : public Backend {
     return Error(LaunchAttention(q, tokens, positions, max_position, kv, heads, kv_heads, head_dim, out, stream_), "attention");
   }
 
+  std::string ToHalf(const float* x, int rows, int cols, int padded_cols, void* out) override {
+    return Error(LaunchToHalf(x, rows, cols, padded_cols, out, stream_), "to fp16");
+  }
+  std::string AddBias(float* x, const float* bias, int rows, int cols) override {
+    return Error(LaunchAddBias(x, bias, rows, cols, stream_), "bias");
+  }
+  std::string KvAppend(const float* k, const float* v, int tokens, const int* positions, const DeviceKvLayer& kv) override {
+    return Error(LaunchKvAppend(k, v, tokens, positions, kv, stream_), "KV append");
+  }
+  std::string GemmF32(const float* x, int tokens, const float* w, int rows, int k, float* y) override {
+    const float one = 1.0f;
+    const float zero = 0.0f;
+    return Error(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, rows, tokens, k, &one, w, k, x, k, &zero, y, rows), "cublasSgemm");
+  }
+
   std::string StartTimer() override { return Error(cudaEventRecord(start_, stream_), "cudaEventRecord"); }
   std::string ElapsedMs(float& ms) override {
     if (std::string e = Error(cudaEventRecord(stop_, stream_), "cudaEventRecord"); !e.empty()) return e;

@@ -70,6 +70,10 @@ class KvCache {
   // Positions [0, length) hold valid entries.
   int length() const { return length_; }
   int blocks_held() const { return static_cast<int>(blocks_.size()); }
+  // The pool the blocks come from, and their ids in position order (a device mirror of
+  // the pool keeps its keys and values at the same ids).
+  const KvBlockPool& pool() const { return *pool_; }
+  std::span<const int> blocks() const { return blocks_; }
   // Empties the cache and gives its blocks back to a shared pool.
   void Clear();
   void Advance(int tokens) { length_ += tokens; }

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/cpu/ops.h"
+#include "engine/runtime/cuda_forward.h"
 
 namespace anyprec {
 
@@ -85,6 +86,8 @@ absl::Status Transformer::ForwardBatch(std::span<const SequenceStep> steps, std:
   if (logits.size() != logit_rows * c.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat("logits buffer holds ", logits.size(), " floats, need ", logit_rows * c.vocab_size));
   }
+
+  if (gpu_ != nullptr && !options.exact_kernels && options.observer == nullptr) return gpu_->Forward(steps, logits);
 
   // The token rows of all sequences, one after another; linear layers run on all of them at
   // once (each row at its sequence's width), attention on each sequence against its cache.

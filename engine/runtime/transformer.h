@@ -49,10 +49,13 @@ struct SequenceStep {
   LogitsFor which = LogitsFor::kLastToken;
 };
 
+class CudaForward;
+
 class Transformer {
  public:
-  // `model` must outlive the transformer.
-  explicit Transformer(const Model& model) : model_(model) {}
+  // `model` (and `gpu`, when given) must outlive the transformer. With `gpu`, forward
+  // passes run on the GPU, except those that ask for exact kernels or observe activations.
+  explicit Transformer(const Model& model, CudaForward* gpu = nullptr) : model_(model), gpu_(gpu) {}
 
   const ModelConfig& config() const { return model_.config(); }
 
@@ -78,6 +81,7 @@ class Transformer {
   };
 
   const Model& model_;
+  CudaForward* gpu_;
   Scratch scratch_;
 };
 

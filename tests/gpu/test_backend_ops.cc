@@ -16,6 +16,7 @@
 #include "engine/model/half_float.h"
 #include "tests/gpu/gpu_support.h"
 #include "tests/paged_cache.h"
+#include "tests/relative_error.h"
 
 namespace anyprec::cuda {
 namespace {
@@ -36,17 +37,7 @@ void Report(const char* op, const std::string& what, double error, double bound)
   std::printf("  %-12s %-44s max rel err %.3g (bound %.0e)  %s\n", op, what.c_str(), error, bound, pass ? "OK" : "FAIL");
 }
 
-double MaxRelativeError(const std::vector<float>& got, const std::vector<double>& want) {
-  double scale = 0;
-  double error = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    scale = std::max(scale, std::abs(want[i]));
-    const double e = std::abs(got[i] - want[i]);
-    if (!(e == e)) return NAN;
-    error = std::max(error, e);
-  }
-  return error / std::max(scale, 1e-30);
-}
+using testing::MaxRelativeError;
 
 
 

@@ -1,0 +1,89 @@
+// The GPU forward pass's orchestration (CudaForward) on the host emulation of the CUDA
+// backend, against the CPU forward pass on an image quantized from the real TinyStories-656K:
+// the same logits (up to fp16 activations) at every width, in mixed batches over a shared
+// block pool, and sane device allocations.
+#include "engine/runtime/cuda_forward.h"
+
+#include "engine/runtime/sampler.h"
+#include "engine/runtime/transformer.h"
+#include "gtest/gtest.h"
+#include "tests/host_backend.h"
+#include "tests/test_image.h"
+#include "tests/relative_error.h"
+
+namespace anyprec {
+namespace {
+
+// fp16 activations into the linear layers where the CPU keeps fp32.
+constexpr double kLogitBound = 2e-2;
+
+using testing::MaxRelativeError;
+
+TEST(CudaForward, MatchesTheCpuForwardPassOnTheHostEmulation) {
+  absl::StatusOr<Model> model = Model::Load(testing::TinyStoriesImage());
+  ASSERT_TRUE(model.ok()) << model.status();
+  const ModelConfig& c = model->config();
+  testing::HostBackend backend(size_t{256} << 20);
+  absl::StatusOr<std::unique_ptr<CudaForward>> forward = CudaForward::Create(*model, backend);
+  ASSERT_TRUE(forward.ok()) << forward.status();
+  const absl::Status check = (*forward)->CheckAgainstCpu();
+  EXPECT_TRUE(check.ok()) << check;
+  Transformer cpu(*model);
+  Transformer gpu(*model, forward->get());
+  const std::vector<TokenId> prompt = {1, 80, 147, 201, 282, 57, 300, 12, 450, 99, 7};
+  ForwardOptions exact;
+  exact.exact_kernels = true;
+
+  for (const int bits : {3, 8}) {
+    SCOPED_TRACE(bits);
+    std::vector<float> want(prompt.size() * c.vocab_size);
+    std::vector<float> got(want.size());
+    KvCache cpu_cache(c, 64);
+    KvCache gpu_cache(c, 64);
+    exact.bits = bits;
+    ForwardOptions options;
+    options.bits = bits;
+    ASSERT_TRUE(cpu.Forward(prompt, cpu_cache, LogitsFor::kAllTokens, want, exact).ok());
+    const absl::Status status = gpu.Forward(prompt, gpu_cache, LogitsFor::kAllTokens, got, options);
+    ASSERT_TRUE(status.ok()) << status;
+    EXPECT_LT(MaxRelativeError(got, want), kLogitBound);
+    // Decode steps continue from the cache.
+    for (int step = 0; step < 3; ++step) {
+      const std::vector<TokenId> next = {ArgMax(std::span<const float>(want).last(c.vocab_size))};
+      want.assign(c.vocab_size, 0);
+      got.assign(c.vocab_size, 0);
+      ASSERT_TRUE(cpu.Forward(next, cpu_cache, LogitsFor::kLastToken, want, exact).ok());
+      ASSERT_TRUE(gpu.Forward(next, gpu_cache, LogitsFor::kLastToken, got, options).ok());
+      EXPECT_LT(MaxRelativeError(got, want), kLogitBound) << "decode step " << step;
+    }
+  }
+
+  // Three sequences at widths 3, 4, 8 in one batch, their caches in one shared pool.
+  KvBlockPool cpu_pool(c, 4, 32);
+  KvBlockPool gpu_pool(c, 4, 32);
+  std::vector<std::unique_ptr<KvCache>> cpu_caches;
+  std::vector<std::unique_ptr<KvCache>> gpu_caches;
+  const std::vector<int> widths = {3, 4, 8};
+  for (size_t s = 0; s < widths.size(); ++s) {
+    cpu_caches.push_back(std::make_unique<KvCache>(cpu_pool));
+    gpu_caches.push_back(std::make_unique<KvCache>(gpu_pool));
+    ASSERT_TRUE(cpu_caches.back()->Reserve(20) && gpu_caches.back()->Reserve(20));
+  }
+  std::vector<SequenceStep> cpu_steps;
+  std::vector<SequenceStep> gpu_steps;
+  for (size_t s = 0; s < widths.size(); ++s) {
+    const std::span<const TokenId> tokens = std::span<const TokenId>(prompt).first(prompt.size() - s);
+    cpu_steps.push_back({tokens, cpu_caches[s].get(), widths[s], LogitsFor::kLastToken});
+    gpu_steps.push_back({tokens, gpu_caches[s].get(), widths[s], LogitsFor::kLastToken});
+  }
+  std::vector<float> want(widths.size() * c.vocab_size);
+  std::vector<float> got(want.size());
+  ASSERT_TRUE(cpu.ForwardBatch(cpu_steps, want, exact).ok());
+  const absl::Status status = gpu.ForwardBatch(gpu_steps, got, {});
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_LT(MaxRelativeError(got, want), kLogitBound);
+  EXPECT_LT(backend.largest_allocation(), size_t{64} << 20) << "no device buffer should approach the model's size";
+}
+
+}  // namespace
+}  // namespace anyprec
