@@ -83,6 +83,21 @@ TEST(CudaForward, MatchesTheCpuForwardPassOnTheHostEmulation) {
   ASSERT_TRUE(status.ok()) << status;
   EXPECT_LT(MaxRelativeError(got, want), kLogitBound);
   EXPECT_LT(backend.largest_allocation(), size_t{64} << 20) << "no device buffer should approach the model's size";
+
+  // A prompt of 40 tokens (through the dequantized GEMM) batched with a decode token (the
+  // GEMV) at another width.
+  std::vector<TokenId> long_prompt;
+  for (int i = 0; i < 40; ++i) long_prompt.push_back(1 + (i * 37) % (c.vocab_size - 1));
+  KvCache cpu_long(c, 64), gpu_long(c, 64), cpu_short(c, 64), gpu_short(c, 64);
+  const std::vector<TokenId> one = {prompt.front()};
+  const std::vector<SequenceStep> cpu_mix = {{long_prompt, &cpu_long, 4, LogitsFor::kAllTokens}, {one, &cpu_short, 8, LogitsFor::kLastToken}};
+  const std::vector<SequenceStep> gpu_mix = {{long_prompt, &gpu_long, 4, LogitsFor::kAllTokens}, {one, &gpu_short, 8, LogitsFor::kLastToken}};
+  want.assign((long_prompt.size() + 1) * c.vocab_size, 0);
+  got.assign(want.size(), 0);
+  ASSERT_TRUE(cpu.ForwardBatch(cpu_mix, want, exact).ok());
+  const absl::Status mixed = gpu.ForwardBatch(gpu_mix, got, {});
+  ASSERT_TRUE(mixed.ok()) << mixed;
+  EXPECT_LT(MaxRelativeError(got, want), kLogitBound);
 }
 
 }  // namespace

@@ -121,15 +121,40 @@ absl::Status CudaForward::Linear(const DeviceLinear& w, const float* x, int n, s
   if (w.dense != nullptr) {
     RETURN_IF_ERROR(Cuda(backend_.GemmF32(x, n, w.dense, w.rows, w.cols, y)));
   } else {
+    // Rows come in runs of one width (a sequence's tokens). A long run (a prompt) is one
+    // GEMM on the tensor cores over the weights dequantized at its width; short ones (decode
+    // tokens) go through the bitplane GEMV, up to kMaxGemvBatch rows of mixed widths a call.
     const int padded = w.quantized.padded_cols;
-    ASSIGN_OR_RETURN(void* half, Scratch("half", static_cast<size_t>(n) * padded * 2));
-    RETURN_IF_ERROR(Cuda(backend_.ToHalf(x, n, w.cols, padded, half)));
-    for (int first = 0; first < n; first += cuda::kMaxGemvBatch) {
-      const int count = std::min(cuda::kMaxGemvBatch, n - first);
-      RETURN_IF_ERROR(Cuda(backend_.BitplaneGemv(w.quantized, static_cast<const uint16_t*>(half) + static_cast<size_t>(first) * padded,
-                                                 cuda::Activation::kF16, bits.subspan(first, count),
-                                                 y + static_cast<size_t>(first) * w.rows)));
+    int gemv_first = 0;
+    const auto flush_gemv = [&](int end) -> absl::Status {
+      if (end <= gemv_first) return absl::OkStatus();
+      const int rows = end - gemv_first;
+      ASSIGN_OR_RETURN(void* half, Scratch("half", static_cast<size_t>(rows) * padded * 2));
+      RETURN_IF_ERROR(Cuda(backend_.ToHalf(x + static_cast<size_t>(gemv_first) * w.cols, rows, w.cols, padded, half)));
+      for (int first = 0; first < rows; first += cuda::kMaxGemvBatch) {
+        const int count = std::min(cuda::kMaxGemvBatch, rows - first);
+        RETURN_IF_ERROR(Cuda(backend_.BitplaneGemv(w.quantized, static_cast<const uint16_t*>(half) + static_cast<size_t>(first) * padded,
+                                                   cuda::Activation::kF16, bits.subspan(gemv_first + first, count),
+                                                   y + static_cast<size_t>(gemv_first + first) * w.rows)));
+      }
+      return absl::OkStatus();
+    };
+    for (int run = 0; run < n;) {
+      int end = run + 1;
+      while (end < n && bits[end] == bits[run]) ++end;
+      if (end - run >= kGemmRows) {
+        RETURN_IF_ERROR(flush_gemv(run));
+        const int rows = end - run;
+        ASSIGN_OR_RETURN(void* weights, Scratch("dequantized", static_cast<size_t>(w.rows) * w.cols * 2));
+        ASSIGN_OR_RETURN(void* half, Scratch("half_dense", static_cast<size_t>(rows) * w.cols * 2));
+        RETURN_IF_ERROR(Cuda(backend_.Dequantize(w.quantized, bits[run], weights)));
+        RETURN_IF_ERROR(Cuda(backend_.ToHalf(x + static_cast<size_t>(run) * w.cols, rows, w.cols, w.cols, half)));
+        RETURN_IF_ERROR(Cuda(backend_.GemmF16(half, rows, weights, w.rows, w.cols, y + static_cast<size_t>(run) * w.rows)));
+        gemv_first = end;
+      }
+      run = end;
     }
+    RETURN_IF_ERROR(flush_gemv(n));
   }
   if (w.bias != nullptr) RETURN_IF_ERROR(Cuda(backend_.AddBias(y, w.bias, n, w.rows)));
   return absl::OkStatus();

@@ -53,6 +53,9 @@ class CudaForward {
     size_t layer_floats = 0;
   };
 
+  // Rows of one width from which a linear layer runs as a dequantized GEMM, not the GEMV.
+  static constexpr int kGemmRows = 32;
+
   CudaForward(const Model& model, cuda::Backend& backend) : model_(model), backend_(backend) {}
   absl::StatusOr<const float*> UploadFloats(std::span<const float> host);
   absl::StatusOr<DeviceLinear> UploadLinear(const Linear& linear);
