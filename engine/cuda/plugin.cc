@@ -60,7 +60,7 @@ class CudaBackend final : public Backend {
 
   void* Allocate(size_t bytes, std::string& error) override {
     void* p = nullptr;
-    error = Error(cudaMalloc(&p, bytes), "cudaMalloc");
+    error = Error(cudaMalloc(&p, bytes), ("cudaMalloc of " + std::to_string(bytes) + " bytes").c_str());
     return error.empty() ? p : nullptr;
   }
   void Free(void* device) override { cudaFree(device); }

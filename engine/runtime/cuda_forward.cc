@@ -89,7 +89,7 @@ absl::StatusOr<void*> CudaForward::Scratch(const std::string& name, size_t bytes
   size = 0;
   std::string error;
   buffer = backend_.Allocate(std::max<size_t>(bytes, 256), error);
-  RETURN_IF_ERROR(Cuda(error));
+  if (!error.empty()) return Cuda(absl::StrCat("scratch '", name, "': ", error));
   size = std::max<size_t>(bytes, 256);
   return buffer;
 }
@@ -106,7 +106,7 @@ absl::StatusOr<CudaForward::DeviceKv*> CudaForward::KvFor(const KvBlockPool& poo
   }
   std::string error;
   kv.keys = static_cast<float*>(backend_.Allocate(layer_floats * c.num_layers * sizeof(float), error));
-  RETURN_IF_ERROR(Cuda(error));
+  if (!error.empty()) return Cuda(absl::StrCat("KV mirror of ", pool.num_blocks(), " blocks: ", error));
   kv.values = static_cast<float*>(backend_.Allocate(layer_floats * c.num_layers * sizeof(float), error));
   if (!error.empty()) {
     backend_.Free(kv.keys);
