@@ -48,7 +48,7 @@ absl::StatusOr<ModelBundle> LoadModelBundle(const ModelOptions& options) {
   if (bundle.gpu_backend) {
     absl::StatusOr<std::unique_ptr<CudaForward>> gpu = CudaForward::Create(bundle.model, **bundle.gpu_backend);
     if (gpu.ok()) {
-      if (const absl::Status check = (*gpu)->CheckAgainstCpu(); !check.ok()) gpu = absl::InternalError(absl::StrCat("self-check: ", check.message()));
+      if (const absl::Status check = (*gpu)->CheckAgainstCpu(bundle.model); !check.ok()) gpu = absl::InternalError(absl::StrCat("self-check: ", check.message()));
     }
     if (gpu.ok()) {
       bundle.gpu = *std::move(gpu);

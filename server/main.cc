@@ -61,8 +61,9 @@ WeightBytes CountWeightBytes(const anyprec::Model& model) {
 }
 
 // One token through every width, so that the first request does not pay for faulting in
-// the image or starting the thread pool.
-void WarmUp(const anyprec::Model& model, anyprec::CudaForward* gpu) {
+// the image or starting the thread pool, and so that a device that cannot run the model
+// stops the start-up instead of failing every request.
+absl::Status WarmUp(const anyprec::Model& model, anyprec::CudaForward* gpu) {
   const anyprec::ModelConfig& c = model.config();
   anyprec::Transformer transformer(model, gpu);
   std::vector<float> logits(c.vocab_size);
@@ -71,8 +72,13 @@ void WarmUp(const anyprec::Model& model, anyprec::CudaForward* gpu) {
     anyprec::KvCache cache(c, 1);
     anyprec::ForwardOptions options;
     options.bits = bits;
-    (void)transformer.Forward(std::span<const anyprec::TokenId>(&token, 1), cache, anyprec::LogitsFor::kLastToken, logits, options);
+    if (absl::Status s = transformer.Forward(std::span<const anyprec::TokenId>(&token, 1), cache, anyprec::LogitsFor::kLastToken, logits,
+                                             options);
+        !s.ok()) {
+      return s;
+    }
   }
+  return absl::OkStatus();
 }
 
 std::optional<std::string> ReadText(const std::string& path) {
@@ -178,7 +184,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (scheduler_options.kv_cache_tokens == 0) {
-    scheduler_options.kv_cache_tokens = server::KvPoolTokens(config, scheduler_options.kv_block_tokens);
+    const size_t device_bytes = bundle->gpu_backend ? (*bundle->gpu_backend)->info().memory_bytes : 0;
+    scheduler_options.kv_cache_tokens = server::KvPoolTokens(config, scheduler_options.kv_block_tokens, device_bytes);
   }
   const server::ServedWidths widths{config.quantization->seed_bits, config.quantization->max_bits};
   std::unique_ptr<server::TenantRegistry> tenants;
@@ -209,7 +216,10 @@ int main(int argc, char** argv) {
   (*metrics)->WeightBytes("planes", weight_bytes.planes);
   (*metrics)->WeightBytes("luts", weight_bytes.luts);
   (*metrics)->WeightBytes("dense", weight_bytes.dense);
-  WarmUp(model, bundle->gpu.get());
+  if (const absl::Status warm = WarmUp(model, bundle->gpu.get()); !warm.ok()) {
+    server::Log(err, "warm-up failed", {{"device", bundle->device_summary}, {"error", std::string(warm.message())}});
+    return 1;
+  }
 
   server::Scheduler scheduler(model, bundle->tokenizer, scheduler_options, metrics->get(), bundle->gpu.get());
   server::GenerationService generation(model, bundle->tokenizer, scheduler, *tenants, {4096}, metrics->get());

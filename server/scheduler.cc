@@ -46,10 +46,11 @@ constexpr double kGeneratedTokenCost = 2;
 
 }  // namespace
 
-long KvPoolTokens(const ModelConfig& config, int block_tokens) {
+long KvPoolTokens(const ModelConfig& config, int block_tokens, size_t device_bytes) {
   const double bytes_per_position = 2.0 * sizeof(float) * config.num_layers * config.kv_dim();
   const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * ::sysconf(_SC_PAGESIZE);
-  const long fit = static_cast<long>(memory / 4 / bytes_per_position);
+  long fit = static_cast<long>(memory / 4 / bytes_per_position);
+  if (device_bytes > 0) fit = std::min(fit, static_cast<long>(device_bytes / 2 / bytes_per_position));
   return std::max<long>(block_tokens, std::min<long>(65536, fit) / block_tokens * block_tokens);
 }
 

@@ -110,8 +110,9 @@ struct SchedulerOptions {
 class ServerMetrics;
 
 // The pool size for --kv-cache-tokens auto (0): 65536 positions, or as many as fit in a
-// quarter of the machine's memory when that is fewer.
-long KvPoolTokens(const ModelConfig& config, int block_tokens);
+// quarter of the machine's memory when that is fewer, and, when the model runs on a GPU
+// (`device_bytes` > 0) that mirrors the pool, in half of the device's memory.
+long KvPoolTokens(const ModelConfig& config, int block_tokens, size_t device_bytes = 0);
 
 class Scheduler {
  public:
@@ -153,7 +154,6 @@ class Scheduler {
   absl::Status Forward(std::span<const SequenceStep> steps, std::span<float> logits);
   void Preempt(Sequence& s);
   void Finish(Sequence& s, FinishReason reason);
-  void Charge(const Sequence& s, double tokens);
 
   const Model& model_;
   const Tokenizer& tokenizer_;

@@ -318,7 +318,7 @@ cudaError_t LaunchBitplaneGemv(const DeviceBitplaneMatrix& w, const void* x, Act
     a.token_width[m] = a.widths - 1;
   }
   // Per row at most 682 floats of pair tables (widths 1..4) or 510 of single ones (1..8):
-  // 16 rows a block stay within the default 48 KiB of shared memory.
+  // the rows of a block stay well within the default 48 KiB of shared memory.
   return type == Activation::kF16 ? LaunchForWidth<__half>(max_width, a, stream) : LaunchForWidth<__nv_bfloat16>(max_width, a, stream);
 }
 

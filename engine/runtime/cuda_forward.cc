@@ -49,13 +49,15 @@ absl::StatusOr<CudaForward::DeviceLinear> CudaForward::UploadLinear(const anypre
   owned_.push_back(planes);
   RETURN_IF_ERROR(Cuda(backend_.Upload(planes, m.planes.data(), m.planes.size() * sizeof(uint32_t))));
   ASSIGN_OR_RETURN(const float* luts, UploadFloats(m.luts));
+  // `m` dies on return: its copies must be done, not merely queued.
+  RETURN_IF_ERROR(Cuda(backend_.Synchronize()));
   d.quantized = {m.rows, m.cols, m.padded_cols, m.seed_bits, m.max_bits, static_cast<const uint32_t*>(planes), luts, {}};
   std::copy(std::begin(m.lut_offset), std::end(m.lut_offset), std::begin(d.quantized.lut_offset));
   return d;
 }
 
 absl::StatusOr<std::unique_ptr<CudaForward>> CudaForward::Create(const Model& model, cuda::Backend& backend) {
-  std::unique_ptr<CudaForward> f(new CudaForward(model, backend));
+  std::unique_ptr<CudaForward> f(new CudaForward(model.config(), backend));
   const ModelWeights& w = model.weights();
   ASSIGN_OR_RETURN(f->embedding_, f->UploadFloats(w.embedding.values));
   ASSIGN_OR_RETURN(f->final_norm_, f->UploadFloats(w.final_norm));
@@ -95,7 +97,7 @@ absl::StatusOr<void*> CudaForward::Scratch(const std::string& name, size_t bytes
 }
 
 absl::StatusOr<CudaForward::DeviceKv*> CudaForward::KvFor(const KvBlockPool& pool) {
-  const ModelConfig& c = model_.config();
+  const ModelConfig& c = config_;
   const size_t layer_floats = static_cast<size_t>(pool.num_blocks()) * pool.block_stride();
   DeviceKv& kv = kv_[&pool];
   if (kv.keys != nullptr && kv.layer_floats == layer_floats) return &kv;
@@ -160,16 +162,16 @@ absl::Status CudaForward::Linear(const DeviceLinear& w, const float* x, int n, s
   return absl::OkStatus();
 }
 
-absl::Status CudaForward::CheckAgainstCpu() {
+absl::Status CudaForward::CheckAgainstCpu(const Model& model) {
   // The GPU feeds fp16 activations to the linear layers, the CPU int8 or fp32 ones.
   constexpr double kLogitBound = 3e-2;
-  const ModelConfig& c = model_.config();
+  const ModelConfig& c = model.config();
   std::vector<TokenId> prompt = {c.bos_token_id >= 0 ? c.bos_token_id : 0};
   for (int i = 1; i < 8; ++i) prompt.push_back((prompt.back() * 31 + 7) % c.vocab_size);
   std::vector<int> widths = {0};
   if (c.quantization) widths = {c.quantization->seed_bits, c.quantization->max_bits};
-  Transformer cpu(model_);
-  Transformer gpu(model_, this);
+  Transformer cpu(model);
+  Transformer gpu(model, this);
   for (const int bits : widths) {
     ForwardOptions options;
     options.bits = bits;
@@ -195,7 +197,7 @@ absl::Status CudaForward::CheckAgainstCpu() {
 }
 
 absl::Status CudaForward::Forward(std::span<const SequenceStep> steps, std::span<float> logits) {
-  const ModelConfig& c = model_.config();
+  const ModelConfig& c = config_;
   int n = 0;
   for (const SequenceStep& step : steps) n += static_cast<int>(step.tokens.size());
   std::vector<int> ids;

@@ -22,17 +22,18 @@ struct SequenceStep;
 
 class CudaForward {
  public:
-  // Uploads `model`'s weights; `backend` and `model` must outlive the result.
+  // Uploads `model`'s weights; `backend` must outlive the result. The result keeps no
+  // reference to `model`, which may move afterwards (as a loaded bundle does).
   static absl::StatusOr<std::unique_ptr<CudaForward>> Create(const Model& model, cuda::Backend& backend);
   ~CudaForward();
 
   // Transformer::ForwardBatch's contract, on the GPU; steps are already validated.
   absl::Status Forward(std::span<const SequenceStep> steps, std::span<float> logits);
 
-  // Runs a short prompt at the narrowest and the widest width on the GPU and on the CPU and
-  // compares the logits: an error when the GPU fails or disagrees, so that a start-up can
-  // fall back to the CPU rather than serve wrong answers.
-  absl::Status CheckAgainstCpu();
+  // Runs a short prompt at the narrowest and the widest width of `model` (the one uploaded)
+  // on the GPU and on the CPU and compares the logits: an error when the GPU fails or
+  // disagrees, so that a start-up can fall back to the CPU rather than serve wrong answers.
+  absl::Status CheckAgainstCpu(const Model& model);
 
  private:
   struct DeviceLinear {
@@ -56,14 +57,14 @@ class CudaForward {
   // Rows of one width from which a linear layer runs as a dequantized GEMM, not the GEMV.
   static constexpr int kGemmRows = 32;
 
-  CudaForward(const Model& model, cuda::Backend& backend) : model_(model), backend_(backend) {}
+  CudaForward(const ModelConfig& config, cuda::Backend& backend) : config_(config), backend_(backend) {}
   absl::StatusOr<const float*> UploadFloats(std::span<const float> host);
   absl::StatusOr<DeviceLinear> UploadLinear(const Linear& linear);
   absl::StatusOr<void*> Scratch(const std::string& name, size_t bytes);
   absl::StatusOr<DeviceKv*> KvFor(const KvBlockPool& pool);
   absl::Status Linear(const DeviceLinear& w, const float* x, int n, std::span<const int> bits, float* y);
 
-  const Model& model_;
+  const ModelConfig config_;
   cuda::Backend& backend_;
   std::vector<void*> owned_;  // every device allocation, freed with the object
   const float* embedding_ = nullptr;
