@@ -159,6 +159,20 @@ std::optional<std::string_view> BearerKey(std::string_view authorization) {
   return key;
 }
 
+// The stored form of the key in an authorization value ("Bearer <key>").
+absl::StatusOr<std::string> KeyHash(std::string_view authorization) {
+  const std::optional<std::string_view> key = BearerKey(authorization);
+  if (!key) return absl::UnauthenticatedError("authorization metadata must be 'Bearer <key>'");
+  return HashApiKey(*key);
+}
+
+const Tenant* TenantWithKey(const TenantPolicy& policy, const std::string& hash) {
+  for (const auto& [name, tenant] : policy.tenants) {
+    if (std::find(tenant.key_hashes.begin(), tenant.key_hashes.end(), hash) != tenant.key_hashes.end()) return &tenant;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 std::string HashApiKey(std::string_view key) {
@@ -265,28 +279,20 @@ absl::StatusOr<Tenant> TenantRegistry::Authenticate(std::optional<std::string_vi
     if (p->anonymous_tenant) return p->tenants.at(*p->anonymous_tenant);
     return absl::UnauthenticatedError("this server needs an API key: send metadata 'authorization: Bearer <key>'");
   }
-  const std::optional<std::string_view> key = BearerKey(*authorization);
-  if (!key) return absl::UnauthenticatedError("authorization metadata must be 'Bearer <key>'");
-  const std::string hash = HashApiKey(*key);
-  for (const auto& [name, tenant] : p->tenants) {
-    if (std::find(tenant.key_hashes.begin(), tenant.key_hashes.end(), hash) != tenant.key_hashes.end()) return tenant;
-  }
+  ASSIGN_OR_RETURN(const std::string hash, KeyHash(*authorization));
+  if (const Tenant* tenant = TenantWithKey(*p, hash)) return *tenant;
   return absl::UnauthenticatedError("unknown API key");
 }
 
 absl::Status TenantRegistry::AuthenticateAdmin(std::optional<std::string_view> authorization) const {
   const std::shared_ptr<const TenantPolicy> p = policy();
   if (!authorization) return absl::UnauthenticatedError("the Admin service needs an admin key: 'authorization: Bearer <key>'");
-  const std::optional<std::string_view> key = BearerKey(*authorization);
-  if (!key) return absl::UnauthenticatedError("authorization metadata must be 'Bearer <key>'");
-  const std::string hash = HashApiKey(*key);
+  ASSIGN_OR_RETURN(const std::string hash, KeyHash(*authorization));
   if (std::find(p->admin_key_hashes.begin(), p->admin_key_hashes.end(), hash) != p->admin_key_hashes.end()) {
     return absl::OkStatus();
   }
-  for (const auto& [name, tenant] : p->tenants) {
-    if (std::find(tenant.key_hashes.begin(), tenant.key_hashes.end(), hash) != tenant.key_hashes.end()) {
-      return absl::PermissionDeniedError(absl::StrCat("tenant ", name, "'s key is not an admin key"));
-    }
+  if (const Tenant* tenant = TenantWithKey(*p, hash)) {
+    return absl::PermissionDeniedError(absl::StrCat("tenant ", tenant->name, "'s key is not an admin key"));
   }
   return absl::UnauthenticatedError("unknown API key");
 }

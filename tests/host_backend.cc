@@ -9,20 +9,8 @@
 namespace anyprec::testing {
 namespace {
 
-// The b-bit index of weight (row, col) in the GPU layout (gpu_layout.h).
-uint32_t Index(const cuda::DeviceBitplaneMatrix& w, int row, int col, int bits) {
-  const size_t plane_words = static_cast<size_t>(w.rows) * w.padded_cols / 32;
-  const int chunks = w.padded_cols / cuda::kChunkColumns;
-  const int within = col % cuda::kChunkColumns;
-  const size_t word = (static_cast<size_t>(row) * chunks + col / cuda::kChunkColumns) * 32 + (within % 256) / 8;
-  const int bit = (within / 256) * 8 + within % 8;
-  uint32_t index = 0;
-  for (int p = 0; p < bits; ++p) index = (index << 1) | ((w.planes[p * plane_words + word] >> bit) & 1u);
-  return index;
-}
-
 float Weight(const cuda::DeviceBitplaneMatrix& w, int row, int col, int bits) {
-  return w.luts[w.lut_offset[bits] + (static_cast<size_t>(row) << bits) + Index(w, row, col, bits)];
+  return w.luts[w.lut_offset[bits] + (static_cast<size_t>(row) << bits) + cuda::ReadGpuIndex(w.planes, w.rows, w.padded_cols, row, col, bits)];
 }
 
 float Activation(const void* x, cuda::Activation type, size_t i) {

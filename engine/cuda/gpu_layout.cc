@@ -2,15 +2,18 @@
 
 namespace anyprec::cuda {
 
-uint32_t GpuBitplaneMatrix::Index(int row, int col, int bits) const {
-  const int chunk = col / kChunkColumns;
+uint32_t ReadGpuIndex(const uint32_t* planes, int rows, int padded_cols, int row, int col, int bits) {
+  const size_t plane_words = static_cast<size_t>(rows) * padded_cols / 32;
   const int within = col % kChunkColumns;
-  const int lane = (within % 256) / 8;
+  const size_t word = (static_cast<size_t>(row) * (padded_cols / kChunkColumns) + col / kChunkColumns) * 32 + (within % 256) / 8;
   const int bit = (within / 256) * 8 + within % 8;
-  const size_t word = (static_cast<size_t>(row) * (padded_cols / kChunkColumns) + chunk) * 32 + lane;
   uint32_t index = 0;
-  for (int p = 0; p < bits; ++p) index = (index << 1) | ((planes[p * plane_words() + word] >> bit) & 1u);
+  for (int p = 0; p < bits; ++p) index = (index << 1) | ((planes[p * plane_words + word] >> bit) & 1u);
   return index;
+}
+
+uint32_t GpuBitplaneMatrix::Index(int row, int col, int bits) const {
+  return ReadGpuIndex(planes.data(), rows, padded_cols, row, col, bits);
 }
 
 GpuBitplaneMatrix RetileForGpu(const cpu::BitplaneView& view) {

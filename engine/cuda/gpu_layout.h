@@ -40,4 +40,7 @@ struct GpuBitplaneMatrix {
 
 GpuBitplaneMatrix RetileForGpu(const cpu::BitplaneView& view);
 
+// The b-bit index of weight (row, col) in planes of this layout, `rows` x `padded_cols` each.
+uint32_t ReadGpuIndex(const uint32_t* planes, int rows, int padded_cols, int row, int col, int bits);
+
 }  // namespace anyprec::cuda
