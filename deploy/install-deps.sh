@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libabsl-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
-  libpcre2-dev libhwy-dev libxxhash-dev libtomlplusplus-dev libssl-dev openssl
+  libpcre2-dev libhwy-dev libxxhash-dev libopenblas-dev libtomlplusplus-dev libssl-dev openssl
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc prometheus-cpp-dev
   prometheus curl
   libgtest-dev libgmock-dev libbenchmark-dev

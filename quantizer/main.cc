@@ -1,5 +1,6 @@
 // anyprec-quantize: turn a Hugging Face Llama-family folder into one overlaid anyprec image.
 #include <omp.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -24,7 +25,8 @@ int main(int argc, char** argv) {
   std::string out_dir;
   anyprec::quant::ModelQuantizeOptions options;
   std::string mode = "anyprec";
-  std::string sensitivity = "activation";
+  std::string sensitivity = "auto";
+  std::string accumulator = "fp32";
   std::string seed_method = "exact";
   int bits = 0;
   int threads = 0;
@@ -38,10 +40,27 @@ int main(int argc, char** argv) {
   app.add_option("--bits", bits, "The one width of independent and rtn images")->check(CLI::Range(1, 8));
   app.add_option("--calib", options.calibration_text, "Calibration text (default: ../shared/data/wikitext-2-raw/wiki.valid.raw)")
       ->check(CLI::ExistingFile);
-  app.add_option("--calib-tokens", options.calibration_tokens, "Calibration tokens at most")->check(CLI::Range(1l, 1l << 30))->capture_default_str();
-  app.add_option("--sensitivity", sensitivity, "Per-weight sample weights: activation (sum of squared inputs) or none")
-      ->check(CLI::IsMember({"activation", "none"}))
+  app.add_option("--calib-tokens", options.calibration_tokens, "Calibration tokens at most (activation sensitivity)")
+      ->check(CLI::Range(1l, 1l << 30))
       ->capture_default_str();
+  app.add_option("--sensitivity", sensitivity,
+                 "Per-weight sample weights: fisher (squared loss gradients, SqueezeLLM), activation (sum of squared "
+                 "inputs), none, or auto (fisher when its pass fits in memory, else activation)")
+      ->check(CLI::IsMember({"auto", "fisher", "activation", "none"}))
+      ->capture_default_str();
+  app.add_option("--calib-samples", options.fisher.samples, "Fisher: calibration windows (fewer if the text is shorter)")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--calib-seq-len", options.fisher.seq_len, "Fisher: tokens per window, BOS included")
+      ->check(CLI::Range(2, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--calib-seed", options.fisher.seed, "Fisher: seed of the draw of windows from the text")->capture_default_str();
+  app.add_option("--fisher-accumulator", accumulator, "Fisher: precision of the sums; bf16 halves their memory, at a cost in accuracy")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
+  app.add_option("--save-sensitivity", options.save_sensitivity, "Fisher: write the sums to this file (safetensors)");
+  app.add_option("--load-sensitivity", options.load_sensitivity, "Fisher: read the sums from a --save-sensitivity file instead of running the pass")
+      ->check(CLI::ExistingFile);
   app.add_option("--seed-method", seed_method, "exact: optimal k-means by dynamic programming; lloyd: k-means++ and Lloyd steps")
       ->check(CLI::IsMember({"exact", "lloyd"}))
       ->capture_default_str();
@@ -66,8 +85,20 @@ int main(int argc, char** argv) {
     return usage_error("--seed-bits must not exceed --max-bits");
   }
   options.quant.seed_method = seed_method == "exact" ? anyprec::quant::SeedMethod::kExact : anyprec::quant::SeedMethod::kLloyd;
-  options.sensitivity = sensitivity == "none" ? anyprec::quant::Sensitivity::kNone : anyprec::quant::Sensitivity::kActivation;
-  if (options.sensitivity == anyprec::quant::Sensitivity::kActivation && options.calibration_text.empty()) {
+  using anyprec::quant::Sensitivity;
+  options.sensitivity = sensitivity == "none"         ? Sensitivity::kNone
+                        : sensitivity == "activation" ? Sensitivity::kActivation
+                        : sensitivity == "fisher"     ? Sensitivity::kFisher
+                                                      : Sensitivity::kAuto;
+  options.fisher.precision = accumulator == "bf16" ? anyprec::quant::AccumulatorPrecision::kBF16 : anyprec::quant::AccumulatorPrecision::kF32;
+  const bool fisher_options = app.count("--save-sensitivity") + app.count("--load-sensitivity") + app.count("--fisher-accumulator") > 0;
+  if (fisher_options && (options.sensitivity == Sensitivity::kActivation || options.sensitivity == Sensitivity::kNone)) {
+    return usage_error("--save-sensitivity, --load-sensitivity and --fisher-accumulator are for --sensitivity fisher");
+  }
+  if (fisher_options) options.sensitivity = Sensitivity::kFisher;
+  if (options.quant.mode == Mode::kRoundToNearest) options.sensitivity = Sensitivity::kNone;
+  const bool needs_text = options.sensitivity != Sensitivity::kNone && options.load_sensitivity.empty();
+  if (needs_text && options.calibration_text.empty()) {
     options.calibration_text = DefaultCalibrationText();
     if (options.calibration_text.empty()) {
       std::fprintf(stderr,
@@ -85,5 +116,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "anyprec-quantize: error: %s\n", std::string(status.message()).c_str());
     return 1;
   }
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  std::fprintf(stderr, "anyprec-quantize: peak resident memory %.1f MiB\n", usage.ru_maxrss / 1024.0);
   return 0;
 }

@@ -2,7 +2,11 @@
 #include <cmath>
 #include <filesystem>
 
+#include <fstream>
+#include <optional>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "engine/base/mapped_file.h"
 #include "engine/base/status_macros.h"
 #include "engine/model/image_format.h"
@@ -42,6 +46,57 @@ std::vector<std::pair<std::string, std::string>> TokenizerFiles(const std::strin
   return files;
 }
 
+const char* SensitivityName(Sensitivity sensitivity) {
+  switch (sensitivity) {
+    case Sensitivity::kAuto: return "auto";
+    case Sensitivity::kFisher: return "fisher";
+    case Sensitivity::kActivation: return "activation";
+    case Sensitivity::kNone: return "none";
+  }
+  return "?";
+}
+
+// MemAvailable of /proc/meminfo; nullopt where it cannot be read.
+std::optional<size_t> AvailableMemoryBytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  size_t kib = 0;
+  std::string unit;
+  while (meminfo >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  return std::nullopt;
+}
+
+// kFisher with fp32 sums if its pass fits in 90% of the memory available, else with bf16
+// sums, else kActivation; says which and why.
+Sensitivity ChooseSensitivity(const ModelConfig& c, int seq_len, AccumulatorPrecision& precision,
+                              const std::function<void(const std::string&)>& progress) {
+  const std::optional<size_t> available = AvailableMemoryBytes();
+  const auto gib = [](size_t bytes) { return absl::StrFormat("%.2f GiB", bytes / double(1 << 30)); };
+  for (AccumulatorPrecision p : {AccumulatorPrecision::kF32, AccumulatorPrecision::kBF16}) {
+    const size_t needed = FisherPassBytes(c, seq_len, p);
+    if (!available || needed < *available / 10 * 9) {
+      precision = p;
+      progress(absl::StrCat("sensitivity: fisher with ", p == AccumulatorPrecision::kF32 ? "fp32" : "bf16", " sums (its pass needs ",
+                            gib(needed), " beside the weights; ", available ? gib(*available) + " available" : "memory unknown", ")"));
+      return Sensitivity::kFisher;
+    }
+  }
+  progress(absl::StrCat("sensitivity: activation (the Fisher pass needs ", gib(FisherPassBytes(c, seq_len, AccumulatorPrecision::kBF16)),
+                        " beside the weights even with bf16 sums; ", gib(*available), " available)"));
+  return Sensitivity::kActivation;
+}
+
+// The calibration text's tokens, by the tokenizer given or the model folder's.
+absl::StatusOr<std::vector<TokenId>> CalibrationTokens(const std::string& model_dir, const ModelQuantizeOptions& options) {
+  const std::string tokenizer_path =
+      options.tokenizer_path.empty() ? (fs::path(model_dir) / "tokenizer.json").string() : options.tokenizer_path;
+  ASSIGN_OR_RETURN(const Tokenizer tokenizer, Tokenizer::Load(tokenizer_path));
+  ASSIGN_OR_RETURN(const std::string text, ReadTextFile(options.calibration_text));
+  return tokenizer.Encode(text);
+}
+
 }  // namespace
 
 absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_dir, const ModelQuantizeOptions& options,
@@ -55,19 +110,38 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
   const ModelConfig& c = model.config();
   if (c.quantization) return absl::InvalidArgumentError(absl::StrCat(model_dir, ": is already an anyprec image"));
 
+  Sensitivity sensitivity = q.mode == Mode::kRoundToNearest ? Sensitivity::kNone : options.sensitivity;
+  AccumulatorPrecision precision = options.fisher.precision;
+  const int seq_len = std::min(options.fisher.seq_len, c.max_position_embeddings);
+  if (sensitivity == Sensitivity::kAuto) {
+    sensitivity = ChooseSensitivity(c, seq_len, precision, progress);
+  }
   nlohmann::json provenance = {{"source_model", model.name()},
                                {"mode", ModeName(q.mode)},
                                {"seed_method", q.seed_method == SeedMethod::kExact ? "exact" : "lloyd"},
-                               {"sensitivity", options.sensitivity == Sensitivity::kActivation && q.mode != Mode::kRoundToNearest
-                                                   ? "activation"
-                                                   : "none"}};
+                               {"sensitivity", SensitivityName(sensitivity)}};
   std::optional<ActivationStatistics> statistics;
-  if (options.sensitivity == Sensitivity::kActivation && q.mode != Mode::kRoundToNearest) {
-    const std::string tokenizer_path =
-        options.tokenizer_path.empty() ? (fs::path(model_dir) / "tokenizer.json").string() : options.tokenizer_path;
-    ASSIGN_OR_RETURN(const Tokenizer tokenizer, Tokenizer::Load(tokenizer_path));
-    ASSIGN_OR_RETURN(const std::string text, ReadTextFile(options.calibration_text));
-    const std::vector<TokenId> tokens = tokenizer.Encode(text);
+  std::optional<FisherInformation> fisher;
+  if (sensitivity == Sensitivity::kFisher && !options.load_sensitivity.empty()) {
+    ASSIGN_OR_RETURN(fisher, FisherInformation::Load(options.load_sensitivity, c, model.name()));
+    progress(absl::StrCat("sensitivity: loaded from ", options.load_sensitivity));
+  } else if (sensitivity == Sensitivity::kFisher) {
+    ASSIGN_OR_RETURN(const std::vector<TokenId> tokens, CalibrationTokens(model_dir, options));
+    const std::vector<CalibrationWindow> windows =
+        DrawCalibrationWindows(tokens, c.bos_token_id, options.fisher.samples, seq_len, options.fisher.seed);
+    if (windows.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(options.calibration_text, ": ", tokens.size(),
+                                                     " tokens, too few for one calibration window of ", seq_len));
+    }
+    if (static_cast<int>(windows.size()) < options.fisher.samples) {
+      progress(absl::StrCat("calibration: the text holds only ", windows.size(), " windows of ", seq_len, " tokens, fewer than the ",
+                            options.fisher.samples, " asked for; using them all"));
+    }
+    ASSIGN_OR_RETURN(fisher, CollectFisherInformation(model, windows, precision, progress));
+    fisher->provenance()["file"] = fs::path(options.calibration_text).filename().string();
+    fisher->provenance()["seed"] = options.fisher.seed;
+  } else if (sensitivity == Sensitivity::kActivation) {
+    ASSIGN_OR_RETURN(const std::vector<TokenId> tokens, CalibrationTokens(model_dir, options));
     const TokenId bos = c.bos_token_id >= 0 ? c.bos_token_id : -1;
     ASSIGN_OR_RETURN(statistics, CollectActivationStatistics(model, tokens, bos, options.calibration_window,
                                                              options.calibration_tokens));
@@ -75,6 +149,13 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
     provenance["calibration"] = {{"file", fs::path(options.calibration_text).filename().string()},
                                  {"tokens", statistics->tokens()},
                                  {"window", options.calibration_window}};
+  }
+  if (fisher) {
+    provenance["calibration"] = fisher->provenance();
+    if (!options.save_sensitivity.empty()) {
+      RETURN_IF_ERROR(fisher->Save(options.save_sensitivity));
+      progress(absl::StrCat("sensitivity: wrote ", options.save_sensitivity));
+    }
   }
 
   ImageContents image;
@@ -89,8 +170,9 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
       if (!std::all_of(linear.dense.begin(), linear.dense.end(), [](float v) { return std::isfinite(v); })) {
         return absl::InvalidArgumentError(absl::StrCat(model_dir, ": ", name, ".weight holds a non-finite value"));
       }
-      const std::vector<float> sensitivity = statistics ? statistics->ColumnSensitivity(layer, InputOfLinear(j))
-                                                        : std::vector<float>(linear.cols, 1.0f);
+      const std::vector<float> sensitivity = fisher       ? fisher->Sums(layer, static_cast<int>(j))
+                                             : statistics ? statistics->ColumnSensitivity(layer, InputOfLinear(j))
+                                                          : std::vector<float>(linear.cols, 1.0f);
       QuantizedMatrix& quantized = image.linears.emplace_back(QuantizeMatrix(linear.dense, linear.rows, linear.cols, sensitivity, q));
       for (const std::vector<float>& lut : quantized.luts) {
         if (std::any_of(lut.begin(), lut.end(), [](float v) { return std::abs(v) > kMaxF16; })) {

@@ -5,21 +5,27 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "quantizer/fisher.h"
 #include "quantizer/matrix_quantizer.h"
 
 namespace anyprec::quant {
 
 enum class Sensitivity {
+  kAuto,        // kFisher when its pass fits in the memory available (fp32 sums, else bf16), else kActivation
+  kFisher,      // w_ij = sum over calibration windows of (dL/dW_ij)^2 (SqueezeLLM)
   kActivation,  // w_ij = sum over calibration tokens of x_tj^2 (the layer's input column j)
   kNone,        // every weight counts the same
 };
 
 struct ModelQuantizeOptions {
   QuantOptions quant;
-  Sensitivity sensitivity = Sensitivity::kActivation;
-  std::string calibration_text;    // a UTF-8 text file; needed for kActivation
-  long calibration_tokens = 16384;
-  int calibration_window = 512;    // [BOS] + 511 text tokens per window
+  Sensitivity sensitivity = Sensitivity::kAuto;
+  std::string calibration_text;    // a UTF-8 text file; needed unless kNone or the sensitivity is loaded
+  long calibration_tokens = 16384; // kActivation: text tokens at most
+  int calibration_window = 512;    // kActivation: [BOS] + 511 text tokens per window
+  FisherOptions fisher;            // kFisher: windows, seed, accumulator precision
+  std::string save_sensitivity;    // kFisher: write the sums here
+  std::string load_sensitivity;    // kFisher: read the sums from here instead of running the pass
   std::string tokenizer_path;      // empty: the model folder's tokenizer.json
 };
 

@@ -53,7 +53,7 @@ TEST(Cli, HelpOnEveryCommand) {
 
 TEST(Cli, BadUsageExitsWithTwo) {
   const std::string model = SharedPath("models/TinyStories-656K");
-  for (const std::string args : {std::string(""), std::string("frobnicate"), "generate --model " + model,
+  for (const std::string& args : {std::string(""), std::string("frobnicate"), "generate --model " + model,
                                  "generate --model " + model + " --prompt hi --temperature -1",
                                  "generate --model " + model + " --prompt hi --max-new-tokens abc",
                                  "generate --model " + model + " --prompt hi --no-such-flag",
@@ -66,12 +66,44 @@ TEST(Cli, BadUsageExitsWithTwo) {
 
 TEST(Cli, QuantizeRejectsFlagsOfAnotherMode) {
   const std::string model = SharedPath("models/TinyStories-656K");
-  for (const std::string args : {"--model " + model + " --out /tmp/x --bits 4", "--model " + model + " --out /tmp/x --mode rtn",
+  for (const std::string& args : {"--model " + model + " --out /tmp/x --bits 4", "--model " + model + " --out /tmp/x --mode rtn",
                                  "--model " + model + " --out /tmp/x --mode rtn --bits 4 --max-bits 6",
                                  "--model " + model + " --out /tmp/x --seed-bits 5 --max-bits 4", "--model " + model}) {
     const CliRun run = RunQuantize(args);
     EXPECT_EQ(run.exit_code, 2) << args << "\n" << run.err;
   }
+}
+
+TEST(Cli, QuantizeFisherSavesLoadsAndChecksItsSums) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("anyprec-cli-fisher-" + std::to_string(::getpid()));
+  const std::string sums = (dir / "sums.safetensors").string();
+  std::filesystem::create_directories(dir);
+  const std::string small = "--model " + SharedPath("models/stories260K-hf") + " --tokenizer " + SharedPath("models/stories260K/tok512.bin") +
+                            " --calib " + SharedPath("data/tinystories/tinystories_val_head.txt");
+  const CliRun saved = RunQuantize(small + " --out " + (dir / "a").string() +
+                                   " --sensitivity fisher --calib-samples 2 --calib-seq-len 64 --save-sensitivity " + sums);
+  ASSERT_EQ(saved.exit_code, 0) << saved.err;
+  EXPECT_NE(saved.err.find("fisher: window 2/2"), std::string::npos) << saved.err;
+  EXPECT_NE(saved.err.find("peak resident memory"), std::string::npos) << saved.err;
+
+  const CliRun loaded = RunQuantize(small + " --out " + (dir / "b").string() + " --load-sensitivity " + sums);
+  EXPECT_EQ(loaded.exit_code, 0) << loaded.err;
+  EXPECT_NE(loaded.err.find("sensitivity: loaded from"), std::string::npos) << loaded.err;
+
+  const CliRun other = RunQuantize("--model " + SharedPath("models/TinyStories-656K") + " --out " + (dir / "c").string() +
+                                   " --load-sensitivity " + sums);
+  EXPECT_EQ(other.exit_code, 1) << other.err;
+  EXPECT_NE(other.err.find("holds the sensitivity of stories260K-hf"), std::string::npos) << other.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "c" / "config.json"));
+
+  for (const std::string& args : {small + " --out /tmp/x --sensitivity activation --save-sensitivity " + sums,
+                                 small + " --out /tmp/x --sensitivity none --load-sensitivity " + sums,
+                                 small + " --out /tmp/x --sensitivity bogus", small + " --out /tmp/x --calib-samples 0",
+                                 small + " --out /tmp/x --fisher-accumulator fp8"}) {
+    const CliRun run = RunQuantize(args);
+    EXPECT_EQ(run.exit_code, 2) << args << "\n" << run.err;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Cli, GenerateStreamsGreedyStory) {
@@ -136,7 +168,7 @@ class CliImageTest : public ::testing::Test {
     root_ = std::filesystem::temp_directory_path() / ("anyprec-cli-image-" + std::to_string(::getpid()));
     image_ = (root_ / "anyprec").string();
     const CliRun run = RunQuantize("--model " + SharedPath("models/TinyStories-656K") + " --out " + image_ + " --calib " +
-                                   SharedPath("data/tinystories/tinystories_val_head.txt") + " --calib-tokens 4096");
+                                   SharedPath("data/tinystories/tinystories_val_head.txt") + " --sensitivity activation --calib-tokens 4096");
     ASSERT_EQ(run.exit_code, 0) << run.err;
     EXPECT_NE(run.err.find("layer 2/2 quantized"), std::string::npos) << run.err;
   }

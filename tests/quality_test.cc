@@ -29,6 +29,7 @@ class QualityTest : public ::testing::Test {
     ppl_["fp32"][0] = Perplexity(model, 0);
 
     quant::ModelQuantizeOptions options;
+    options.sensitivity = quant::Sensitivity::kActivation;
     options.calibration_text = SharedPath("data/wikitext-2-raw/wiki.valid.raw");
     const auto quantize = [&](const std::string& name, quant::Mode mode, int seed, int max) {
       options.quant = {mode, seed, max, quant::SeedMethod::kExact};
