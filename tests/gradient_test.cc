@@ -270,6 +270,7 @@ TEST(BackwardOps, FastOperatorsMatchReferences) {
 struct RealModel {
   std::string dir;
   std::string tokenizer;
+  friend void PrintTo(const RealModel& m, std::ostream* os) { *os << m.dir; }
 };
 
 class GradientPassTest : public ::testing::TestWithParam<RealModel> {
