@@ -88,15 +88,14 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
     writing_ = false;
     if (!ok) {  // the client is gone: stop generating, and end once the engine has let go
       broken_ = true;
-      if (handle_) handle_->Cancel();
+      if (handle_) handle_->Cancel(CancelReason());
     }
     MaybeWrite(lock);
   }
 
   void OnCancel() override {
     std::lock_guard lock(mutex_);
-    if (!handle_) return;
-    handle_->Cancel(Clock::now() >= deadline() ? FinishReason::kTimeLimit : FinishReason::kCancelled);
+    if (handle_) handle_->Cancel(CancelReason());
   }
 
   void OnDone() override {
@@ -112,6 +111,15 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
   void KeepAliveUntilDone(std::shared_ptr<GenerateReactor> self) { self_ = std::move(self); }
 
  private:
+  // Why a call that went away did: a client's deadline fires on the client, whose
+  // cancellation reaches us before our own copy of the deadline (its arrival time plus the
+  // timeout it carried) runs out, by the request's transit time; so a call that ends that
+  // close to its deadline ended because of it.
+  FinishReason CancelReason() const {
+    constexpr auto kTransitSlack = std::chrono::milliseconds(10);
+    return Clock::now() + kTransitSlack >= deadline() ? FinishReason::kTimeLimit : FinishReason::kCancelled;
+  }
+
   Clock::time_point deadline() const {
     const auto remaining = context_->deadline() - std::chrono::system_clock::now();
     return Clock::now() + std::chrono::duration_cast<Clock::duration>(remaining);

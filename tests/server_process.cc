@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <thread>
 
 #include "grpcpp/grpcpp.h"
 
@@ -70,6 +73,53 @@ std::unique_ptr<anyprec::v1::Generation::Stub> ServerProcess::Stub() const {
 
 std::unique_ptr<anyprec::v1::Admin::Stub> ServerProcess::AdminStub() const {
   return anyprec::v1::Admin::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+}
+
+std::string Capture(const std::string& command) {
+  FILE* pipe = ::popen(command.c_str(), "r");
+  std::string out;
+  char buffer[4096];
+  while (size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) out.append(buffer, n);
+  ::pclose(pipe);
+  return out;
+}
+
+std::map<std::string, double> ScrapeAll(const ServerProcess& server) {
+  std::istringstream text(Capture("curl -sf http://" + server.metrics_address() + "/metrics"));
+  std::map<std::string, double> samples;
+  for (std::string line; std::getline(text, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t space = line.rfind(' ');
+    samples[line.substr(0, space)] = std::stod(line.substr(space + 1));
+  }
+  return samples;
+}
+
+double Scrape(const ServerProcess& server, const std::string& series) {
+  for (const auto& [name, value] : ScrapeAll(server)) {
+    if (name == series || name.starts_with(series + "{")) return value;
+  }
+  return -1;
+}
+
+bool ScrapeUntil(const ServerProcess& server, const std::string& series, double value, std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  do {
+    if (Scrape(server, series) == value) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  } while (std::chrono::steady_clock::now() < end);
+  return false;
+}
+
+std::string HashKey(const std::string& server_binary, const std::string& key) {
+  return Capture("printf '%s' '" + key + "' | " + server_binary + " hash-key").substr(0, 64);
+}
+
+long ResidentBytes(pid_t pid) {
+  std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+  long pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * ::sysconf(_SC_PAGESIZE);
 }
 
 }  // namespace anyprec::testing

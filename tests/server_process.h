@@ -4,6 +4,8 @@
 
 #include <sys/types.h>
 
+#include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +26,7 @@ class ServerProcess {
   ServerProcess& operator=(const ServerProcess&) = delete;
 
   bool started() const { return !address_.empty(); }
+  pid_t pid() const { return pid_; }
   void Signal(int signal) const;
   // Sends SIGTERM and returns the exit status.
   int Terminate();
@@ -40,5 +43,21 @@ class ServerProcess {
   std::string address_;
   std::string metrics_address_;
 };
+
+// The standard output of a shell command.
+std::string Capture(const std::string& command);
+
+// Every sample of the server's /metrics: "name{labels}" (as exposed) -> value.
+std::map<std::string, double> ScrapeAll(const ServerProcess& server);
+// The first sample of `series` (a name, or a name with its labels' opening brace); -1 when absent.
+double Scrape(const ServerProcess& server, const std::string& series);
+// Polls `series` until it equals `value` or `timeout` passes; true when it did.
+bool ScrapeUntil(const ServerProcess& server, const std::string& series, double value, std::chrono::milliseconds timeout);
+
+// The SHA-256 the tenants file holds for `key`, as `anyprec-server hash-key` prints it.
+std::string HashKey(const std::string& server_binary, const std::string& key);
+
+// Resident memory of a process, in bytes (from /proc).
+long ResidentBytes(pid_t pid);
 
 }  // namespace anyprec::testing

@@ -30,6 +30,9 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace pb = anyprec::v1;
+using testing::Capture;
+using testing::Scrape;
+using testing::ScrapeUntil;
 using testing::SharedPath;
 
 // The real server binary, checked to have started.
@@ -74,16 +77,6 @@ pb::GenerateRequest Greedy(const std::string& prompt, int bits, int max_new_toke
   return r;
 }
 
-// Standard output of a shell command.
-std::string Capture(const std::string& command) {
-  FILE* pipe = ::popen(command.c_str(), "r");
-  std::string out;
-  char buffer[4096];
-  while (size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) out.append(buffer, n);
-  ::pclose(pipe);
-  return out;
-}
-
 std::string RunGenerate(const std::string& image, const std::string& prompt, int bits, int max_new_tokens) {
   return Capture(std::string(ANYPREC_CLI) + " generate --model " + image + " --bits " + std::to_string(bits) +
                  " --temperature 0 --max-new-tokens " + std::to_string(max_new_tokens) + " --prompt '" + prompt + "'");
@@ -103,24 +96,6 @@ int FreeLoopbackPort() {
 }
 
 // The value of an unlabelled series (or the first one of a family) on /metrics; -1 if absent.
-double Scrape(const ServerProcess& server, const std::string& series) {
-  std::istringstream text(Capture("curl -sf http://" + server.metrics_address() + "/metrics"));
-  for (std::string line; std::getline(text, line);) {
-    if (line.starts_with(series + " ") || line.starts_with(series + "{")) return std::stod(line.substr(line.rfind(' ') + 1));
-  }
-  return -1;
-}
-
-// Polls `series` until it equals `value` or `timeout` passes; true when it did.
-bool ScrapeUntil(const ServerProcess& server, const std::string& series, double value, std::chrono::milliseconds timeout) {
-  const auto end = std::chrono::steady_clock::now() + timeout;
-  do {
-    if (Scrape(server, series) == value) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  } while (std::chrono::steady_clock::now() < end);
-  return false;
-}
-
 class ServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { image_ = testing::TinyStoriesImage(); }
@@ -341,9 +316,7 @@ TEST_F(ServerTest, PrometheusSeesTheTokensClientsReceived) {
   fs::remove_all(dir);
 }
 
-std::string HashKey(const std::string& key) {
-  return Capture("printf '%s' '" + key + "' | " + std::string(ANYPREC_SERVER) + " hash-key").substr(0, 64);
-}
+std::string HashKey(const std::string& key) { return testing::HashKey(ANYPREC_SERVER, key); }
 
 class TenantServerTest : public ServerTest {
  protected:

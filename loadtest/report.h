@@ -1,0 +1,57 @@
+// What anyprec-loadtest measured: one record per request, and their summary per bit-width and
+// overall (latency percentiles, throughput, goodput against SLOs, every outcome counted).
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "nlohmann/json.hpp"
+
+namespace anyprec::loadtest {
+
+struct RequestRecord {
+  int bits = 0;          // as asked (0: the tenant's default)
+  int served_bits = 0;   // as the server reported it; 0 when no final message came
+  int tenant = 0;
+  std::string status;    // the gRPC status code's name, e.g. "OK", "CANCELLED"
+  std::string finish;    // the finish reason's name; empty when none came
+  int output_tokens = 0;
+  double ttft = -1;      // seconds from sending to the first token; -1 when none came
+  double e2e = 0;        // seconds from sending to the status
+  std::vector<double> itl;  // seconds between tokens (a message's gap shared by its tokens)
+};
+
+struct Slo {
+  double ttft = 0;  // seconds; 0: no bound
+  double tpot = 0;  // seconds per output token after the first; 0: no bound
+};
+
+struct Percentiles {
+  double p50 = 0, p90 = 0, p99 = 0;
+  long count = 0;
+};
+
+struct Summary {
+  long requests = 0;
+  long completed = 0;  // status OK
+  long output_tokens = 0;
+  long good = 0;       // completed within the SLOs
+  Percentiles ttft, itl, tpot, e2e;
+  std::map<std::string, long> outcomes;  // "OK/LENGTH", "CANCELLED", "RESOURCE_EXHAUSTED", ...
+};
+
+// Per width asked ("3", "4", ...; "all" overall); `seconds` is the run's length.
+struct Report {
+  double seconds = 0;
+  double offered_rate = 0;  // 0 for closed loop
+  std::map<std::string, Summary> by_bits;
+
+  const Summary& overall() const { return by_bits.at("all"); }
+  std::string Table() const;
+  nlohmann::json ToJson() const;
+};
+
+Report Summarize(const std::vector<RequestRecord>& records, double seconds, double offered_rate, const Slo& slo);
+
+}  // namespace anyprec::loadtest

@@ -1,0 +1,77 @@
+// What anyprec-loadtest sends: a deterministic stream of planned requests (when to send,
+// which prompt, how many tokens, which width and tenant, which client-side fault), drawn from
+// a seeded generator so that two runs with the same options send the same traffic.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace anyprec::loadtest {
+
+// One entry of a weighted mix, e.g. bits 4 with weight 0.3.
+template <typename T>
+struct Weighted {
+  T value;
+  double weight;
+};
+
+// Parses "3:0.5,4:0.3,8:0.2" (weights need not sum to 1; a missing weight counts 1).
+absl::StatusOr<std::vector<Weighted<int>>> ParseBitsMix(const std::string& text);
+
+// Paragraphs (blocks separated by blank lines) or lines of a text file, without empty ones.
+enum class PromptSplit { kParagraphs, kLines };
+absl::StatusOr<std::vector<std::string>> ReadPrompts(const std::string& path, PromptSplit split);
+
+// An inclusive range to sample uniformly from; min == max for a set value.
+struct Range {
+  int min = 0;
+  int max = 0;
+};
+absl::StatusOr<Range> ParseRange(const std::string& text);  // "64" or "32-128"
+
+enum class Fault { kNone, kCancelAfterFirstToken, kShortDeadline };
+
+struct WorkloadOptions {
+  double rate = 0;          // requests per second, open loop; 0 for closed loop
+  double burstiness = 1.0;  // shape of the Gamma inter-arrival times; 1 is Poisson, < 1 burstier
+  std::vector<std::string> prompts;
+  Range prompt_words{0, 0};  // 0..0: whole prompts; else cut to this many words
+  Range output_tokens{64, 64};
+  std::vector<Weighted<int>> bits_mix = {{0, 1.0}};  // 0: the tenant's default width
+  std::vector<Weighted<int>> tenant_mix = {{0, 1.0}};  // index into the API keys
+  double cancel_fraction = 0;
+  double deadline_fraction = 0;
+  uint64_t seed = 0;
+};
+
+struct PlannedRequest {
+  long index = 0;
+  double send_at = 0;  // seconds after the start (open loop)
+  std::string prompt;
+  int max_new_tokens = 0;
+  int bits = 0;
+  int tenant = 0;
+  Fault fault = Fault::kNone;
+};
+
+class Workload {
+ public:
+  explicit Workload(WorkloadOptions options);
+  // The next request; open-loop arrival times accumulate from 0.
+  PlannedRequest Next();
+
+ private:
+  template <typename T>
+  T Pick(const std::vector<Weighted<T>>& mix);
+
+  WorkloadOptions options_;
+  std::mt19937_64 rng_;
+  long next_index_ = 0;
+  double clock_ = 0;
+};
+
+}  // namespace anyprec::loadtest
