@@ -8,7 +8,7 @@ packages=(
   libabsl-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libpcre2-dev libhwy-dev libxxhash-dev libopenblas-dev libtomlplusplus-dev libssl-dev openssl
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc prometheus-cpp-dev
-  prometheus curl
+  prometheus curl gnuplot-nox clang libclang-rt-14-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 

@@ -14,3 +14,13 @@ cmake --build "$root/build-sanitize" --parallel "$(nproc)"
 # under the sanitizers through gradient_test and fisher_test.
 ctest --test-dir "$root/build-sanitize" --output-on-failure --parallel "$(nproc)" --timeout 900 --exclude-regex '^SensitivityQuality\.'
 
+
+# ThreadSanitizer over the engine loop's and the tenant registry's concurrency tests, with one
+# OpenMP thread (libgomp is not instrumented; see docs/RELIABILITY.md).
+cmake -S "$root" -B "$root/build-tsan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DANYPREC_TSAN=ON -DANYPREC_CUDA=OFF
+cmake --build "$root/build-tsan" --target scheduler_test tenants_test --parallel "$(nproc)"
+OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" "$root/build-tsan/bin/scheduler_test"
+TSAN_OPTIONS="halt_on_error=1" "$root/build-tsan/bin/tenants_test"
+
+# Every libFuzzer target for 30 s on its seed corpus (clang, ASan, UBSan, LeakSanitizer).
+"$root/tests/fuzz/run.sh" 30

@@ -33,7 +33,8 @@ std::string At(const toml::node& node) {
 absl::Status Unknown(const std::string& origin, const toml::table& table, std::initializer_list<const char*> known,
                      const std::string& where) {
   for (const auto& [key, value] : table) {
-    if (std::none_of(known.begin(), known.end(), [&](const char* k) { return key.str() == k; })) {
+    const std::string_view name = key.str();
+    if (std::none_of(known.begin(), known.end(), [&](const char* k) { return name == k; })) {
       return absl::InvalidArgumentError(absl::StrCat(origin, At(value), ": unknown key '", std::string(key.str()), "' in ", where,
                                                      " (known: ", absl::StrJoin(known, ", "), ")"));
     }

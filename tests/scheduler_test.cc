@@ -3,7 +3,9 @@
 // match running alone), and the watchdog.
 #include "server/scheduler.h"
 
+#include <atomic>
 #include <future>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "server/watchdog.h"
@@ -55,6 +57,15 @@ GenerationRequest Request(const std::string& tenant, std::vector<TokenId> prompt
   r.sampling.temperature = 0;
   r.ignore_eos = true;
   return r;
+}
+
+// `max_running` sequences over a pool of `kv_tokens` positions in blocks of 8.
+SchedulerOptions SmallPool(int max_running, long kv_tokens) {
+  SchedulerOptions options;
+  options.max_running = max_running;
+  options.kv_cache_tokens = kv_tokens;
+  options.kv_block_tokens = 8;
+  return options;
 }
 
 std::vector<TokenId> Prompt(int variant) {
@@ -129,10 +140,7 @@ TEST(Scheduler, TenantQueueLimitIsItsOwn) {
 // A pool of 6 blocks of 8 positions cannot hold three requests of 12 + 30 positions at
 // once: some are preempted and recomputed, and every output still equals running alone.
 TEST(Scheduler, PreemptsWhenThePoolRunsDryAndRecomputesExactly) {
-  SchedulerOptions options;
-  options.max_running = 3;
-  options.kv_cache_tokens = 48;
-  options.kv_block_tokens = 8;
+  const SchedulerOptions options = SmallPool(3, 48);
   Scheduler scheduler(TinyStories().model, TinyStories().tokenizer, options);
   std::vector<std::shared_ptr<Collector>> sinks;
   for (int i = 0; i < 3; ++i) {
@@ -153,6 +161,55 @@ TEST(Scheduler, PreemptsWhenThePoolRunsDryAndRecomputesExactly) {
   // A request that could never fit in the pool is refused up front.
   auto too_big = scheduler.Submit(Request("t", Prompt(0), 60), std::make_shared<Collector>());
   EXPECT_EQ(too_big.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Many clients at once, as the gRPC threads are: submitting, cancelling at random moments,
+// reading the loop's gauges, then a stop that refuses newcomers. Run under ThreadSanitizer
+// by deploy/test.sh.
+TEST(Scheduler, ConcurrentClientsSubmitCancelAndStop) {
+  const SchedulerOptions options = SmallPool(4, 512);
+  Scheduler scheduler(TinyStories().model, TinyStories().tokenizer, options);
+  std::atomic<bool> done{false};
+  std::thread observer([&] {
+    while (!done) {
+      EXPECT_LE(scheduler.running(), options.max_running);
+      EXPECT_LE(scheduler.kv_blocks_used(), scheduler.kv_blocks());
+      scheduler.step_started();
+      std::this_thread::yield();
+    }
+  });
+  std::vector<std::thread> clients;
+  std::atomic<int> finished{0}, cancelled{0}, refused{0};
+  for (int c = 0; c < 6; ++c) {
+    clients.emplace_back([&, c] {
+      for (int r = 0; r < 8; ++r) {
+        auto sink = std::make_shared<Collector>();
+        auto future = sink->done.get_future();
+        auto handle = scheduler.Submit(Request(c % 2 ? "a" : "b", Prompt(c * 8 + r), 24), sink);
+        if (!handle.ok()) {
+          ++refused;
+          continue;
+        }
+        if ((c + r) % 3 == 0) {
+          std::this_thread::sleep_for(std::chrono::microseconds(200 * r));
+          (*handle)->Cancel();
+        }
+        future.wait();
+        ++finished;
+        if (sink->summary->reason == FinishReason::kCancelled) ++cancelled;
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  EXPECT_EQ(finished + refused, 48);
+  EXPECT_GT(finished, 0);
+  ASSERT_TRUE(scheduler.WaitIdle(Clock::now() + std::chrono::seconds(10)));
+  EXPECT_EQ(scheduler.kv_blocks_used(), 0);
+  scheduler.StopAccepting();
+  EXPECT_EQ(scheduler.Submit(Request("a", Prompt(0), 4), std::make_shared<Collector>()).status().code(), absl::StatusCode::kUnavailable);
+  done = true;
+  observer.join();
+  scheduler.Stop();
 }
 
 TEST(Watchdog, ReportsAStallAndTheRecovery) {

@@ -2,9 +2,11 @@
 // updates and reloads that keep the old policy on error.
 #include "server/tenants.h"
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "gtest/gtest.h"
 
@@ -154,6 +156,33 @@ TEST_F(TenantRegistryTest, UpdatesWriteThroughAndSurviveALoad) {
 
   ASSERT_TRUE(registry->Update("free", 8, 5, 8).ok());
   EXPECT_EQ(Load()->Authenticate(std::nullopt)->min_bits, 5);
+}
+
+// Requests authenticate on gRPC threads while an admin updates and SIGHUP reloads; every
+// caller sees a whole policy, old or new. Run under ThreadSanitizer by deploy/test.sh.
+TEST_F(TenantRegistryTest, ConcurrentAuthenticationUpdatesAndReloads) {
+  const auto registry = Load();
+  std::atomic<bool> done{false};
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 4; ++i) {
+    readers.emplace_back([&] {
+      while (!done) {
+        const absl::StatusOr<Tenant> gold = registry->Authenticate("Bearer gold-secret");
+        ASSERT_TRUE(gold.ok()) << gold.status();
+        EXPECT_EQ(gold->name, "gold");
+        const absl::StatusOr<Tenant> free = registry->Authenticate(std::nullopt);
+        ASSERT_TRUE(free.ok()) << free.status();
+        EXPECT_TRUE(free->default_bits == 3 || free->default_bits == 4) << free->default_bits;
+        EXPECT_TRUE(registry->AuthenticateAdmin("Bearer admin-secret").ok());
+      }
+    });
+  }
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(registry->Update("free", 3 + i % 2, std::nullopt, std::nullopt).ok());
+    ASSERT_TRUE(registry->Reload().ok());
+  }
+  done = true;
+  for (std::thread& t : readers) t.join();
 }
 
 TEST_F(TenantRegistryTest, MalformedReloadKeepsThePolicyInForce) {
