@@ -10,7 +10,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors_fuzz model_config_fuzz tokenizer_file_fuzz tokenizer_fuzz tenants_fuzz request_fuzz)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors_fuzz model_config_fuzz model_dir_fuzz tokenizer_file_fuzz tokenizer_fuzz tenants_fuzz request_fuzz)
 build="$root/build-fuzz"
 
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
