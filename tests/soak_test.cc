@@ -126,8 +126,10 @@ TEST(Soak, LoadIsHeldAndEveryRequestAccountedFor) {
   EXPECT_TRUE(testing::ScrapeUntil(server, "anyprec_kv_cache_usage_ratio", 0, std::chrono::seconds(2)));
   EXPECT_TRUE(testing::ScrapeUntil(server, "anyprec_requests_running", 0, std::chrono::seconds(2)));
   EXPECT_TRUE(testing::ScrapeUntil(server, "anyprec_requests_waiting", 0, std::chrono::seconds(2)));
-  if (kBoundResident) EXPECT_LT(end_resident - warm_resident, kGrowthBound) << "resident memory grew from " << (warm_resident >> 20) << " MiB to "
+  if (kBoundResident) {
+    EXPECT_LT(end_resident - warm_resident, kGrowthBound) << "resident memory grew from " << (warm_resident >> 20) << " MiB to "
                                                        << (end_resident >> 20) << " MiB";
+  }
   std::printf("soak: %zu requests (%ld completed, %ld cancelled, %ld past their deadline, %ld rejected); resident %ld -> %ld MiB\n",
               records.size(), completed, cancelled, deadline, rejected, warm_resident >> 20, end_resident >> 20);
   EXPECT_EQ(server.Terminate(), 0);
