@@ -138,8 +138,14 @@ class Stream : public grpc::ClientReadReactor<pb::GenerateResponse> {
   void OnDone(const grpc::Status& status) override {
     record_.status = absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
     record_.e2e = std::chrono::duration<double>(Clock::now() - start_).count();
-    const std::shared_ptr<Stream> keep_until_return = std::move(self_);
-    ledger_.Finished(plan_.index, std::move(record_));
+    Ledger& ledger = ledger_;
+    const long index = plan_.index;
+    RequestRecord record = std::move(record_);
+    // The ClientContext holds a channel reference. It must be gone before the ledger lets
+    // RunLoad return: otherwise the caller may drop its channel first, and this callback thread
+    // would then destroy the channel and with it the completion queue it is running on.
+    self_.reset();
+    ledger.Finished(index, std::move(record));
   }
 
  private:
