@@ -1,12 +1,11 @@
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "anyprec/v1/admin.grpc.pb.h"
 #include "anyprec/v1/generation.grpc.pb.h"
 #include "cli/commands.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "proto/client_channel.h"
 
 namespace anyprec::cli {
 namespace {
@@ -19,14 +18,6 @@ int Fail(const grpc::Status& status) {
   return 1;
 }
 
-std::shared_ptr<grpc::Channel> Connect(const ClientOptions& o) {
-  if (o.tls_ca.empty()) return grpc::CreateChannel(o.address, grpc::InsecureChannelCredentials());
-  std::stringstream roots;
-  roots << std::ifstream(o.tls_ca).rdbuf();
-  grpc::SslCredentialsOptions options;
-  options.pem_root_certs = roots.str();
-  return grpc::CreateChannel(o.address, grpc::SslCredentials(options));
-}
 
 // Exit 0 when the server reports SERVING, 1 otherwise (for container health checks).
 int CheckHealth(const std::shared_ptr<grpc::Channel>& channel, grpc::ClientContext& context) {
@@ -89,7 +80,7 @@ void AddClientCommand(CLI::App& app, ClientOptions& o) {
 }
 
 int RunClient(const ClientOptions& o) {
-  const std::shared_ptr<grpc::Channel> channel = Connect(o);
+  const std::shared_ptr<grpc::Channel> channel = ConnectToServer(o.address, o.tls_ca);
   grpc::ClientContext context;
   if (!o.api_key.empty()) context.AddMetadata("authorization", "Bearer " + o.api_key);
   if (o.timeout_seconds > 0) {

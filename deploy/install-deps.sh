@@ -1,21 +1,42 @@
 #!/usr/bin/env bash
-# Installs every build and test dependency of anyprec from Debian 12's packages.
-# Idempotent: packages already present are left as they are.
+# Installs anyprec's dependencies from Debian 12's packages. Idempotent: packages already
+# present are left as they are.
+# Usage: deploy/install-deps.sh [build|all]
+#   build: what compiling the binaries needs (the container images' build stage)
+#   all (default): also what the tests, benchmarks, fuzzers and deployment checks need
 set -euo pipefail
+group=${1:-all}
 
-packages=(
-  build-essential cmake ninja-build ccache pkg-config git
+build_packages=(
+  build-essential cmake ninja-build ccache pkg-config
   libabsl-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libpcre2-dev libhwy-dev libxxhash-dev libopenblas-dev libtomlplusplus-dev libssl-dev openssl
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc prometheus-cpp-dev
-  prometheus curl gnuplot-nox clang libclang-rt-14-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
 )
+test_packages=(
+  git curl prometheus gnuplot-nox clang libclang-rt-14-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  podman runc debootstrap
+)
+
+case "$group" in
+  build) packages=("${build_packages[@]}") ;;
+  all) packages=("${build_packages[@]}" "${test_packages[@]}") ;;
+  *) echo "install-deps.sh: unknown group '$group' (build or all)" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# kubectl renders the Kubernetes manifests; where the machine has none, Debian's client has one.
+if [ "$group" = all ] && ! command -v kubectl > /dev/null; then
+  missing+=(kubernetes-client)
+fi
+# Node.js runs the offline schema checks of the Kubernetes and Compose files.
+if [ "$group" = all ] && ! command -v npm > /dev/null; then
+  missing+=(nodejs npm)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

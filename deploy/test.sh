@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Sets everything up, builds, and runs every test: once on the Release build, once more on a
-# build with AddressSanitizer and UndefinedBehaviorSanitizer. Tests read ../shared.
+# Sets everything up, builds, and runs every test: on the Release build, the deployment checks
+# and the container test, then the tests again on a build with AddressSanitizer and
+# UndefinedBehaviorSanitizer, ThreadSanitizer over the concurrency tests, and the fuzzers.
+# Tests read ../shared.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/deploy/build.sh"
 ctest --test-dir "$root/build" --output-on-failure --parallel "$(nproc)" --timeout 900
+
+# The deployment: Kubernetes and Compose files validated offline, then the CPU image built with
+# podman and run (docs/DEPLOY.md).
+"$root/tests/deploy/run.sh"
+"$root/tests/container/run.sh" "$root/build/container-test"
 
 # The CUDA plugin is built and its loading tested by the Release build; the sanitizers are
 # for the host code, so this build leaves CUDA out.

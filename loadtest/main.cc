@@ -5,7 +5,6 @@
 
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_format.h"
@@ -13,19 +12,11 @@
 #include "grpcpp/grpcpp.h"
 #include "loadtest/load_runner.h"
 #include "loadtest/plot.h"
+#include "proto/client_channel.h"
 
 namespace {
 
 using namespace anyprec::loadtest;
-
-std::shared_ptr<grpc::Channel> Connect(const std::string& address, const std::string& tls_ca) {
-  if (tls_ca.empty()) return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-  std::stringstream roots;
-  roots << std::ifstream(tls_ca).rdbuf();
-  grpc::SslCredentialsOptions options;
-  options.pem_root_certs = roots.str();
-  return grpc::CreateChannel(address, grpc::SslCredentials(options));
-}
 
 int Fail(const std::string& message, int code) {
   std::fprintf(stderr, "anyprec-loadtest: %s\n", message.c_str());
@@ -100,7 +91,7 @@ int main(int argc, char** argv) {
   run.short_deadline = deadline_ms / 1e3;
   slo = {slo_ttft_ms / 1e3, slo_tpot_ms / 1e3};
 
-  const std::shared_ptr<grpc::Channel> channel = Connect(address, tls_ca);
+  const std::shared_ptr<grpc::Channel> channel = anyprec::ConnectToServer(address, tls_ca);
   if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
     return Fail("cannot reach " + address, 1);
   }
