@@ -114,6 +114,7 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9464";
   std::string tenants_path;
+  std::string api_key_dir;
   std::string tls_cert;
   std::string tls_key;
   std::string log_format = "text";
@@ -127,6 +128,11 @@ int main(int argc, char** argv) {
   app.add_option("--tenants", tenants_path,
                  "Tenants file (TOML, docs/TENANTS.md); without one, anonymous requests are served, on loopback only")
       ->check(CLI::ExistingFile);
+  app.add_option("--api-keys", api_key_dir,
+                 "Folder of API key files, one per tenant (or admin) named after it, keys in plain text one per line, "
+                 "e.g. a mounted Kubernetes Secret; added to the tenants file's keys and reread on SIGHUP")
+      ->check(CLI::ExistingDirectory)
+      ->needs("--tenants");
   app.add_option("--default-bits", default_bits, "Without --tenants: the width of requests that name none (default: the widest)")
       ->check(CLI::Range(1, 8));
   app.add_option("--tls-cert", tls_cert, "PEM certificate chain: serve gRPC over TLS (with --tls-key)")->check(CLI::ExistingFile);
@@ -199,7 +205,7 @@ int main(int argc, char** argv) {
     tenants = server::TenantRegistry::Open(widths, default_bits);
   } else {
     if (default_bits != 0) server::Log(warn, "--default-bits is ignored: the tenants file sets each tenant's default");
-    auto loaded = server::TenantRegistry::Load(tenants_path, widths);
+    auto loaded = server::TenantRegistry::Load(tenants_path, widths, api_key_dir);
     if (!loaded.ok()) {
       server::Log(err, std::string(loaded.status().message()));
       return 1;

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -18,6 +19,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "engine/base/status_macros.h"
 
 namespace anyprec::server {
@@ -139,9 +141,9 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& tex
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
+absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open tenants file ", path));
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", what, " ", path));
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
@@ -229,6 +231,44 @@ absl::StatusOr<TenantPolicy> ParseTenants(std::string_view text, const std::stri
   return policy;
 }
 
+absl::Status AddKeyFiles(const std::string& dir, TenantPolicy& policy) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  fs::directory_iterator entries(dir, error);
+  if (error) return absl::NotFoundError(absl::StrCat("cannot read the API key folder ", dir, ": ", error.message()));
+  std::vector<fs::path> files;
+  for (const fs::directory_entry& entry : entries) {
+    if (entry.path().filename().string().starts_with('.') || !entry.is_regular_file(error)) continue;
+    files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  std::set<std::string> owned(policy.admin_key_hashes.begin(), policy.admin_key_hashes.end());
+  for (const auto& [name, tenant] : policy.tenants) owned.insert(tenant.key_hashes.begin(), tenant.key_hashes.end());
+  for (const fs::path& file : files) {
+    const std::string name = file.filename().string();
+    std::vector<std::string>* hashes = nullptr;
+    if (name == "admin") {
+      hashes = &policy.admin_key_hashes;
+    } else if (const auto it = policy.tenants.find(name); it != policy.tenants.end()) {
+      hashes = &it->second.key_hashes;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file.string(), ": the tenants file has no tenant ", name, " (key files are named after a tenant, or admin)"));
+    }
+    ASSIGN_OR_RETURN(const std::string text, ReadFile(file.string(), "API key file"));
+    for (absl::string_view line : absl::StrSplit(text, '\n')) {
+      line = absl::StripAsciiWhitespace(line);
+      if (line.empty()) continue;
+      std::string hash = HashApiKey(std::string_view(line.data(), line.size()));
+      if (!owned.insert(hash).second) {
+        return absl::InvalidArgumentError(absl::StrCat(file.string(), ": holds a key that is also listed elsewhere; keys must name one caller"));
+      }
+      hashes->push_back(std::move(hash));
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::string SerializeTenants(const TenantPolicy& policy) {
   const auto hashes = [](const std::vector<std::string>& list) {
     toml::array array;
@@ -252,13 +292,28 @@ std::string SerializeTenants(const TenantPolicy& policy) {
   return out.str();
 }
 
-TenantRegistry::TenantRegistry(std::string path, ServedWidths widths, TenantPolicy policy)
-    : path_(std::move(path)), widths_(widths), policy_(std::make_shared<const TenantPolicy>(std::move(policy))) {}
+namespace {
 
-absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Load(const std::string& path, ServedWidths widths) {
-  ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
-  ASSIGN_OR_RETURN(TenantPolicy policy, ParseTenants(text, path, widths));
-  return std::unique_ptr<TenantRegistry>(new TenantRegistry(path, widths, std::move(policy)));
+// The policy in force: the file's, with the keys of `key_dir` added when there is one.
+absl::StatusOr<TenantPolicy> WithKeyFiles(TenantPolicy file_policy, const std::string& key_dir) {
+  if (!key_dir.empty()) RETURN_IF_ERROR(AddKeyFiles(key_dir, file_policy));
+  return file_policy;
+}
+
+}  // namespace
+
+TenantRegistry::TenantRegistry(std::string path, std::string key_dir, ServedWidths widths, TenantPolicy file_policy, TenantPolicy policy)
+    : path_(std::move(path)),
+      key_dir_(std::move(key_dir)),
+      widths_(widths),
+      file_policy_(std::move(file_policy)),
+      policy_(std::make_shared<const TenantPolicy>(std::move(policy))) {}
+
+absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Load(const std::string& path, ServedWidths widths, const std::string& key_dir) {
+  ASSIGN_OR_RETURN(const std::string text, ReadFile(path, "tenants file"));
+  ASSIGN_OR_RETURN(TenantPolicy file_policy, ParseTenants(text, path, widths));
+  ASSIGN_OR_RETURN(TenantPolicy policy, WithKeyFiles(file_policy, key_dir));
+  return std::unique_ptr<TenantRegistry>(new TenantRegistry(path, key_dir, widths, std::move(file_policy), std::move(policy)));
 }
 
 std::unique_ptr<TenantRegistry> TenantRegistry::Open(ServedWidths widths, int default_bits) {
@@ -266,7 +321,7 @@ std::unique_ptr<TenantRegistry> TenantRegistry::Open(ServedWidths widths, int de
   Tenant anonymous{std::string(kAnonymous), {}, default_bits, widths.seed_bits, widths.max_bits, {}};
   policy.tenants.emplace(anonymous.name, anonymous);
   policy.anonymous_tenant = anonymous.name;
-  return std::unique_ptr<TenantRegistry>(new TenantRegistry("", widths, std::move(policy)));
+  return std::unique_ptr<TenantRegistry>(new TenantRegistry("", "", widths, policy, policy));
 }
 
 std::shared_ptr<const TenantPolicy> TenantRegistry::policy() const {
@@ -301,8 +356,10 @@ absl::Status TenantRegistry::AuthenticateAdmin(std::optional<std::string_view> a
 absl::Status TenantRegistry::Reload() {
   if (!has_file()) return absl::FailedPreconditionError("the server runs without a tenants file (--tenants)");
   std::lock_guard write(write_mutex_);
-  ASSIGN_OR_RETURN(const std::string text, ReadFile(path_));
-  ASSIGN_OR_RETURN(TenantPolicy policy, ParseTenants(text, path_, widths_));
+  ASSIGN_OR_RETURN(const std::string text, ReadFile(path_, "tenants file"));
+  ASSIGN_OR_RETURN(TenantPolicy file_policy, ParseTenants(text, path_, widths_));
+  ASSIGN_OR_RETURN(TenantPolicy policy, WithKeyFiles(file_policy, key_dir_));
+  file_policy_ = std::move(file_policy);
   std::lock_guard lock(mutex_);
   policy_ = std::make_shared<const TenantPolicy>(std::move(policy));
   return absl::OkStatus();
@@ -312,7 +369,7 @@ absl::StatusOr<Tenant> TenantRegistry::Update(const std::string& name, std::opti
                                               std::optional<int> min_bits, std::optional<int> max_bits) {
   if (!has_file()) return absl::FailedPreconditionError("the server runs without a tenants file (--tenants), so there is nothing to change");
   std::lock_guard write(write_mutex_);
-  TenantPolicy next = *policy();
+  TenantPolicy next = file_policy_;
   const auto it = next.tenants.find(name);
   if (it == next.tenants.end()) return absl::NotFoundError(absl::StrCat("no tenant named '", name, "'"));
   Tenant& t = it->second;
@@ -330,10 +387,12 @@ absl::StatusOr<Tenant> TenantRegistry::Update(const std::string& name, std::opti
   // What is written must read back as what is applied.
   const std::string text = SerializeTenants(next);
   RETURN_IF_ERROR(ParseTenants(text, path_, widths_).status());
+  ASSIGN_OR_RETURN(TenantPolicy policy, WithKeyFiles(next, key_dir_));
   RETURN_IF_ERROR(WriteFileAtomically(path_, text));
-  Tenant updated = t;
+  Tenant updated = policy.tenants.at(name);
+  file_policy_ = std::move(next);
   std::lock_guard lock(mutex_);
-  policy_ = std::make_shared<const TenantPolicy>(std::move(next));
+  policy_ = std::make_shared<const TenantPolicy>(std::move(policy));
   return updated;
 }
 

@@ -44,11 +44,18 @@ absl::StatusOr<TenantPolicy> ParseTenants(std::string_view text, const std::stri
 std::string SerializeTenants(const TenantPolicy& policy);
 // How an API key is stored in the file: its SHA-256, as lower-case hex.
 std::string HashApiKey(std::string_view key);
+// Adds the API keys kept in `dir` (e.g. a mounted Kubernetes Secret) to `policy`: each file is
+// named after a tenant of the policy, or `admin`, and holds that caller's keys in plain text,
+// one per line. Names starting with '.' are skipped (a Secret volume's own entries). An
+// unknown name, or a key that would belong to two callers, is an error naming the file.
+absl::Status AddKeyFiles(const std::string& dir, TenantPolicy& policy);
 
 class TenantRegistry {
  public:
-  // Tenants from `path`.
-  static absl::StatusOr<std::unique_ptr<TenantRegistry>> Load(const std::string& path, ServedWidths widths);
+  // Tenants from `path`, with the keys in `key_dir` (AddKeyFiles) when it is not empty. The
+  // keys from `key_dir` are never written to the file.
+  static absl::StatusOr<std::unique_ptr<TenantRegistry>> Load(const std::string& path, ServedWidths widths,
+                                                               const std::string& key_dir = "");
   // No file: every request runs anonymously as tenant "anonymous" with every width and
   // `default_bits` as its default; there is no admin.
   static std::unique_ptr<TenantRegistry> Open(ServedWidths widths, int default_bits);
@@ -64,7 +71,7 @@ class TenantRegistry {
   // OK for an admin key; PERMISSION_DENIED for a tenant's key; UNAUTHENTICATED otherwise.
   absl::Status AuthenticateAdmin(std::optional<std::string_view> authorization) const;
 
-  // Rereads the file; on any error the policy in force stays.
+  // Rereads the file and the key folder; on any error the policy in force stays.
   absl::Status Reload();
   // Sets a tenant's default and allowed widths (each only when given), writes the file
   // through, then applies the change to new requests.
@@ -72,10 +79,12 @@ class TenantRegistry {
                                 std::optional<int> max_bits);
 
  private:
-  TenantRegistry(std::string path, ServedWidths widths, TenantPolicy policy);
+  TenantRegistry(std::string path, std::string key_dir, ServedWidths widths, TenantPolicy file_policy, TenantPolicy policy);
 
   const std::string path_;
+  const std::string key_dir_;
   const ServedWidths widths_;
+  TenantPolicy file_policy_;  // what the file says, which Update writes back; under write_mutex_
   std::mutex write_mutex_;  // one reload or update at a time
   mutable std::mutex mutex_;
   std::shared_ptr<const TenantPolicy> policy_;  // guarded by mutex_

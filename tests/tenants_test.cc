@@ -5,6 +5,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -195,6 +196,76 @@ TEST_F(TenantRegistryTest, MalformedReloadKeepsThePolicyInForce) {
   fs::remove(path_);
   EXPECT_EQ(registry->Reload().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(registry->Authenticate("Bearer gold-secret")->name, "gold");
+}
+
+// Keys from a folder laid out as Kubernetes mounts a Secret: each key a symlink into a
+// timestamped folder that ..data points at, swapped whole when the Secret changes.
+class KeyFolderTest : public TenantRegistryTest {
+ protected:
+  void SetUp() override {
+    TenantRegistryTest::SetUp();
+    keys_ = dir_ / "keys";
+    MountSecret({{"gold", "gold-from-secret\n"}, {"admin", "  admin-from-secret  \n\nadmin-second\n"}});
+  }
+  void MountSecret(const std::map<std::string, std::string>& files) {
+    const fs::path version = keys_ / ("..version-" + std::to_string(++version_));
+    fs::create_directories(version);
+    for (const auto& [name, text] : files) std::ofstream(version / name) << text;
+    fs::remove(keys_ / "..data.tmp");
+    fs::create_directory_symlink(version.filename(), keys_ / "..data.tmp");
+    fs::rename(keys_ / "..data.tmp", keys_ / "..data");
+    for (const auto& entry : fs::directory_iterator(keys_)) {
+      if (entry.is_symlink() && !entry.path().filename().string().starts_with('.')) fs::remove(entry.path());
+    }
+    for (const auto& [name, text] : files) fs::create_symlink(fs::path("..data") / name, keys_ / name);
+  }
+  std::unique_ptr<TenantRegistry> LoadWithKeys() const {
+    auto registry = TenantRegistry::Load(path_, kWidths, keys_.string());
+    EXPECT_TRUE(registry.ok()) << registry.status();
+    return registry.ok() ? *std::move(registry) : nullptr;
+  }
+  fs::path keys_;
+  int version_ = 0;
+};
+
+TEST_F(KeyFolderTest, KeysFromTheFolderJoinTheFilesAndAreNeverWrittenToIt) {
+  const auto registry = LoadWithKeys();
+  EXPECT_EQ(registry->Authenticate("Bearer gold-from-secret")->name, "gold");
+  EXPECT_EQ(registry->Authenticate("Bearer gold-secret")->name, "gold");  // the file's keys stay
+  EXPECT_TRUE(registry->AuthenticateAdmin("Bearer admin-from-secret").ok());
+  EXPECT_TRUE(registry->AuthenticateAdmin("Bearer admin-second").ok());
+  EXPECT_EQ(Load()->Authenticate("Bearer gold-from-secret").status().code(), absl::StatusCode::kUnauthenticated);
+
+  ASSERT_TRUE(registry->Update("free", 4, std::nullopt, std::nullopt).ok());
+  EXPECT_EQ(Read().find(HashApiKey("gold-from-secret")), std::string::npos) << "a Secret's key was written to the tenants file";
+  EXPECT_EQ(registry->Authenticate("Bearer gold-from-secret")->name, "gold");
+  EXPECT_EQ(LoadWithKeys()->Authenticate(std::nullopt)->default_bits, 4);
+}
+
+TEST_F(KeyFolderTest, ARotatedSecretTakesEffectOnReload) {
+  const auto registry = LoadWithKeys();
+  MountSecret({{"gold", "gold-rotated"}});
+  ASSERT_TRUE(registry->Reload().ok());
+  EXPECT_EQ(registry->Authenticate("Bearer gold-rotated")->name, "gold");
+  EXPECT_EQ(registry->Authenticate("Bearer gold-from-secret").status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(registry->AuthenticateAdmin("Bearer admin-from-secret").code(), absl::StatusCode::kUnauthenticated);
+}
+
+TEST_F(KeyFolderTest, MistakesAreNamedAndAReloadKeepsThePolicyInForce) {
+  const auto registry = LoadWithKeys();
+  MountSecret({{"platinum", "k"}});
+  const absl::Status unknown = registry->Reload();
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(unknown.message()).find("platinum"), std::string::npos) << unknown.message();
+  EXPECT_EQ(registry->Authenticate("Bearer gold-from-secret")->name, "gold");
+
+  MountSecret({{"gold", "gold-secret"}});  // already the file's key of gold
+  EXPECT_EQ(registry->Reload().code(), absl::StatusCode::kInvalidArgument);
+  MountSecret({{"gold", "shared"}, {"admin", "shared"}});
+  EXPECT_EQ(registry->Reload().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(registry->Authenticate("Bearer gold-from-secret")->name, "gold");
+
+  EXPECT_EQ(TenantRegistry::Load(path_, kWidths, (dir_ / "missing").string()).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(TenantRegistry, WithoutAFileEveryoneIsAnonymousAndNothingChanges) {

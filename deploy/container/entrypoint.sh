@@ -39,7 +39,12 @@ set -- --model "$image" --listen "${ANYPREC_LISTEN:-0.0.0.0:50051}" --metrics-li
 # Without a tenants file the server serves anonymous requests on loopback only, which a
 # container's published port cannot reach.
 tenants=${ANYPREC_TENANTS:-/etc/anyprec/tenants.toml}
+api_keys=${ANYPREC_API_KEYS:-/etc/anyprec/keys}
 if [ -f "$tenants" ]; then
   set -- --tenants "$tenants" "$@"
+  # Plain-text keys, one file per tenant (e.g. a mounted Secret), beside the file's hashed ones.
+  if [ -d "$api_keys" ]; then
+    set -- --api-keys "$api_keys" "$@"
+  fi
 fi
 exec anyprec-server "$@"

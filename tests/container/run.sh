@@ -89,14 +89,15 @@ gold_key=container-test-gold-key
   echo 'default_bits = 3'
   echo 'max_bits = 4'
   echo '[tenants.gold]'
-  echo "api_key_sha256 = [\"$(printf %s "$gold_key" | "$bin/anyprec-server" hash-key)\"]"
   echo 'default_bits = 8'
 } > "$work/tenants.toml"
-chmod 644 "$work/tenants.toml"
+# gold's key comes in plain text from a key folder, as a Kubernetes Secret mounts it.
+rm -rf "$work/keys" && mkdir -p "$work/keys" && echo "$gold_key" > "$work/keys/gold"
+chmod 644 "$work/tenants.toml" "$work/keys/gold"
 
 run_container() {
   podman_ run -d --name "$container" --network host --stop-timeout 45 \
-    -v "$model:/models/hf:ro" -v "$shared/data/wikitext-2-raw/wiki.valid.raw:/models/calibration.txt:ro" -v "$work/models:/models/out" -v "$work/tenants.toml:/etc/anyprec/tenants.toml:ro" \
+    -v "$model:/models/hf:ro" -v "$shared/data/wikitext-2-raw/wiki.valid.raw:/models/calibration.txt:ro" -v "$work/models:/models/out" -v "$work/tenants.toml:/etc/anyprec/tenants.toml:ro" -v "$work/keys:/etc/anyprec/keys:ro" \
     -e ANYPREC_IMAGE=/models/out/image \
     -e "ANYPREC_LISTEN=127.0.0.1:$grpc_port" -e "ANYPREC_METRICS_LISTEN=127.0.0.1:$metrics_port" \
     "$image" --max-running 4 > /dev/null 2>> "$work/podman-run.log"

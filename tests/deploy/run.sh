@@ -13,7 +13,7 @@ done
 
 for overlay in cpu gpu; do
   echo -n "k8s overlay $overlay: "
-  kubectl kustomize "$deploy/k8s/overlays/$overlay" | node "$here/validate-k8s.mjs"
+  kubectl kustomize "$deploy/k8s/overlays/$overlay" | node "$here/validate-k8s.mjs" --provided Secret/anyprec-api-keys
 done
 echo -n "prometheus-adapter rules: "
 (cd "$here" && node -e 'const y = require("yaml"); const r = y.parse(require("fs").readFileSync(process.argv[1], "utf8"));

@@ -2,6 +2,8 @@
 // `kubectl kustomize`) offline: every object against its Kubernetes or Prometheus Operator
 // schema, then the references between objects that only a running cluster would otherwise
 // catch (selectors, the ConfigMap and claim a pod mounts, the HPA's target, probe ports).
+// Usage: kubectl kustomize DIR | node validate-k8s.mjs [--provided Kind/name ...]
+// --provided names an object the operator makes outside the manifests (e.g. a Secret of keys).
 import { readFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
 
@@ -42,7 +44,8 @@ for (const document of documents) {
   }
 }
 
-const find = (kind, name) => objects.find((o) => o.kind === kind && o.metadata?.name === name);
+const provided = process.argv.slice(2).filter((a, i, all) => all[i - 1] === "--provided");
+const find = (kind, name) => provided.includes(`${kind}/${name}`) || objects.find((o) => o.kind === kind && o.metadata?.name === name);
 const matches = (selector, labels) => Object.entries(selector ?? {}).every(([k, v]) => labels?.[k] === v);
 
 for (const deployment of objects.filter((o) => o.kind === "Deployment")) {
