@@ -29,10 +29,6 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# kubectl renders the Kubernetes manifests; where the machine has none, Debian's client has one.
-if [ "$group" = all ] && ! command -v kubectl > /dev/null; then
-  missing+=(kubernetes-client)
-fi
 # Node.js runs the offline schema checks of the Kubernetes and Compose files.
 if [ "$group" = all ] && ! command -v npm > /dev/null; then
   missing+=(nodejs npm)

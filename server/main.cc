@@ -1,7 +1,9 @@
 // anyprec-server: keeps one anyprec image resident and serves a logical model for every
 // width in it over gRPC (anyprec.v1.Generation and Admin, grpc.health.v1.Health,
 // reflection), with tenants from a TOML file and Prometheus metrics.
+#include <algorithm>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -29,8 +31,14 @@ using spdlog::level::warn;
 
 volatile std::sig_atomic_t g_stop_signal = 0;
 volatile std::sig_atomic_t g_reload = 0;
+volatile std::sig_atomic_t g_serving = 0;
 
-void OnStopSignal(int signal) { g_stop_signal = signal; }
+// Before the server serves there is nothing to drain, and loading a large image takes minutes
+// that a stop (a container's PID 1 gets no default action) should not wait out.
+void OnStopSignal(int signal) {
+  if (g_serving == 0) std::_Exit(128 + signal);
+  g_stop_signal = signal;
+}
 void OnReloadSignal(int) { g_reload = 1; }
 
 struct WeightBytes {
@@ -111,6 +119,8 @@ int main(int argc, char** argv) {
   if (argc == 2 && std::string_view(argv[1]) == "hash-key") return HashKey();
   CLI::App app{"anyprec-server: serve every width of an anyprec image over gRPC\n(`anyprec-server hash-key` < KEY prints an API key's hash for the tenants file)"};
   anyprec::cli::ModelOptions model_options;
+  std::signal(SIGTERM, OnStopSignal);
+  std::signal(SIGINT, OnStopSignal);
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9464";
   std::string tenants_path;
@@ -120,6 +130,7 @@ int main(int argc, char** argv) {
   std::string log_format = "text";
   int default_bits = 0;
   double shutdown_grace = 30;
+  double max_connection_age = 0;
   double watchdog_seconds = 60;
   server::SchedulerOptions scheduler_options;
   anyprec::cli::AddModelOptions(app, model_options);
@@ -152,6 +163,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
   app.add_option("--shutdown-grace", shutdown_grace, "Seconds in-flight requests may run on after SIGTERM")->capture_default_str();
+  app.add_option("--max-connection-age", max_connection_age,
+                 "Seconds after which a client connection is asked to reconnect (GOAWAY; its streams run on), so that "
+                 "clients balancing over DNS find new replicas; 0: never")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--watchdog-seconds", watchdog_seconds, "An engine step longer than this marks the server NOT_SERVING")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -247,6 +263,9 @@ int main(int argc, char** argv) {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, credentials, &port);
+  if (max_connection_age > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, static_cast<int>(std::min(max_connection_age * 1000, 2e9)));
+  }
   builder.RegisterService(&generation);
   builder.RegisterService(&admin);
   std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
@@ -289,8 +308,7 @@ int main(int argc, char** argv) {
                {"tls", !tls_cert.empty()},
                {"metrics", metrics_host + ":" + std::to_string((*metrics)->port()) + "/metrics"}});
   // Before the line that tells callers the server is up, so that no signal finds the defaults.
-  std::signal(SIGTERM, OnStopSignal);
-  std::signal(SIGINT, OnStopSignal);
+  g_serving = 1;
   std::signal(SIGHUP, OnReloadSignal);
   std::printf("listening on %s:%d, metrics on %s:%d\n", host.c_str(), port, metrics_host.c_str(), (*metrics)->port());
   std::fflush(stdout);
@@ -312,10 +330,13 @@ int main(int argc, char** argv) {
   draining = true;
   update_health();
   scheduler.StopAccepting();
-  const auto grace_end = server::Clock::now() + std::chrono::milliseconds(static_cast<long>(shutdown_grace * 1000));
-  scheduler.WaitIdle(grace_end);
+  // Shutdown sends GOAWAY at once, so that clients balancing over several replicas take their
+  // next requests elsewhere, and returns when the streams in flight, which the engine loop goes
+  // on serving, have finished, or at the end of the grace, cancelling those left.
+  const auto grace = std::chrono::milliseconds(static_cast<long>(shutdown_grace * 1000));
+  grpc_server->Shutdown(std::chrono::system_clock::now() + grace);
+  scheduler.WaitIdle(server::Clock::now() + std::chrono::seconds(2));
   scheduler.Stop();
-  grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server::Log(info, "stopped");
   return 0;
 }

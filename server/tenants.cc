@@ -85,9 +85,12 @@ absl::StatusOr<Tenant> ParseTenant(const std::string& origin, const std::string&
   const bool good_name = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
     return absl::ascii_isalnum(c) || c == '_' || c == '-' || c == '.';
   });
-  if (!good_name) {
-    return absl::InvalidArgumentError(absl::StrCat(origin, At(node), ": tenant name '", name, "' may only use letters, digits, _ - ."));
+  if (!good_name || name.front() == '.') {
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, At(node), ": tenant name '", name, "' may only use letters, digits, _ - . and may not start with ."));
   }
+  // A key folder's file named admin holds admin keys, so no tenant may take that name.
+  if (name == "admin") return absl::InvalidArgumentError(absl::StrCat(origin, At(node), ": 'admin' is reserved for admin keys"));
   if (absl::Status s = Unknown(origin, *table,
                                {"api_key_sha256", "default_bits", "min_bits", "max_bits", "max_running", "max_queued", "weight"},
                                where);
@@ -231,39 +234,45 @@ absl::StatusOr<TenantPolicy> ParseTenants(std::string_view text, const std::stri
   return policy;
 }
 
-absl::Status AddKeyFiles(const std::string& dir, TenantPolicy& policy) {
+absl::StatusOr<KeyFiles> ReadKeyFiles(const std::string& dir) {
   namespace fs = std::filesystem;
   std::error_code error;
   fs::directory_iterator entries(dir, error);
   if (error) return absl::NotFoundError(absl::StrCat("cannot read the API key folder ", dir, ": ", error.message()));
-  std::vector<fs::path> files;
+  KeyFiles key_files;
   for (const fs::directory_entry& entry : entries) {
-    if (entry.path().filename().string().starts_with('.') || !entry.is_regular_file(error)) continue;
-    files.push_back(entry.path());
-  }
-  std::sort(files.begin(), files.end());
-  std::set<std::string> owned(policy.admin_key_hashes.begin(), policy.admin_key_hashes.end());
-  for (const auto& [name, tenant] : policy.tenants) owned.insert(tenant.key_hashes.begin(), tenant.key_hashes.end());
-  for (const fs::path& file : files) {
-    const std::string name = file.filename().string();
-    std::vector<std::string>* hashes = nullptr;
-    if (name == "admin") {
-      hashes = &policy.admin_key_hashes;
-    } else if (const auto it = policy.tenants.find(name); it != policy.tenants.end()) {
-      hashes = &it->second.key_hashes;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat(file.string(), ": the tenants file has no tenant ", name, " (key files are named after a tenant, or admin)"));
-    }
-    ASSIGN_OR_RETURN(const std::string text, ReadFile(file.string(), "API key file"));
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with('.') || !entry.is_regular_file(error)) continue;
+    ASSIGN_OR_RETURN(const std::string text, ReadFile(entry.path().string(), "API key file"));
+    std::vector<std::string>& hashes = key_files.hashes[name];
     for (absl::string_view line : absl::StrSplit(text, '\n')) {
       line = absl::StripAsciiWhitespace(line);
-      if (line.empty()) continue;
-      std::string hash = HashApiKey(std::string_view(line.data(), line.size()));
+      if (!line.empty()) hashes.push_back(HashApiKey(std::string_view(line.data(), line.size())));
+    }
+  }
+  key_files.dir = dir;
+  return key_files;
+}
+
+absl::Status AddKeyFiles(const KeyFiles& key_files, TenantPolicy& policy) {
+  std::set<std::string> owned(policy.admin_key_hashes.begin(), policy.admin_key_hashes.end());
+  for (const auto& [name, tenant] : policy.tenants) owned.insert(tenant.key_hashes.begin(), tenant.key_hashes.end());
+  for (const auto& [name, hashes] : key_files.hashes) {
+    const std::string file = absl::StrCat(key_files.dir, "/", name);
+    std::vector<std::string>* to = nullptr;
+    if (name == "admin") {
+      to = &policy.admin_key_hashes;
+    } else if (const auto it = policy.tenants.find(name); it != policy.tenants.end()) {
+      to = &it->second.key_hashes;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, ": the tenants file has no tenant ", name, " (key files are named after a tenant, or admin)"));
+    }
+    for (const std::string& hash : hashes) {
       if (!owned.insert(hash).second) {
-        return absl::InvalidArgumentError(absl::StrCat(file.string(), ": holds a key that is also listed elsewhere; keys must name one caller"));
+        return absl::InvalidArgumentError(absl::StrCat(file, ": holds a key that is also listed elsewhere; keys must name one caller"));
       }
-      hashes->push_back(std::move(hash));
+      to->push_back(hash);
     }
   }
   return absl::OkStatus();
@@ -294,26 +303,35 @@ std::string SerializeTenants(const TenantPolicy& policy) {
 
 namespace {
 
-// The policy in force: the file's, with the keys of `key_dir` added when there is one.
-absl::StatusOr<TenantPolicy> WithKeyFiles(TenantPolicy file_policy, const std::string& key_dir) {
-  if (!key_dir.empty()) RETURN_IF_ERROR(AddKeyFiles(key_dir, file_policy));
+// The policy in force: the file's, with the key folder's keys added.
+absl::StatusOr<TenantPolicy> WithKeyFiles(TenantPolicy file_policy, const KeyFiles& key_files) {
+  RETURN_IF_ERROR(AddKeyFiles(key_files, file_policy));
   return file_policy;
+}
+
+absl::StatusOr<KeyFiles> ReadKeyFilesIfAny(const std::string& key_dir) {
+  if (key_dir.empty()) return KeyFiles{};
+  return ReadKeyFiles(key_dir);
 }
 
 }  // namespace
 
-TenantRegistry::TenantRegistry(std::string path, std::string key_dir, ServedWidths widths, TenantPolicy file_policy, TenantPolicy policy)
+TenantRegistry::TenantRegistry(std::string path, std::string key_dir, ServedWidths widths, TenantPolicy file_policy,
+                               KeyFiles key_files, TenantPolicy policy)
     : path_(std::move(path)),
       key_dir_(std::move(key_dir)),
       widths_(widths),
       file_policy_(std::move(file_policy)),
+      key_files_(std::move(key_files)),
       policy_(std::make_shared<const TenantPolicy>(std::move(policy))) {}
 
 absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Load(const std::string& path, ServedWidths widths, const std::string& key_dir) {
   ASSIGN_OR_RETURN(const std::string text, ReadFile(path, "tenants file"));
   ASSIGN_OR_RETURN(TenantPolicy file_policy, ParseTenants(text, path, widths));
-  ASSIGN_OR_RETURN(TenantPolicy policy, WithKeyFiles(file_policy, key_dir));
-  return std::unique_ptr<TenantRegistry>(new TenantRegistry(path, key_dir, widths, std::move(file_policy), std::move(policy)));
+  ASSIGN_OR_RETURN(KeyFiles key_files, ReadKeyFilesIfAny(key_dir));
+  ASSIGN_OR_RETURN(TenantPolicy policy, WithKeyFiles(file_policy, key_files));
+  return std::unique_ptr<TenantRegistry>(
+      new TenantRegistry(path, key_dir, widths, std::move(file_policy), std::move(key_files), std::move(policy)));
 }
 
 std::unique_ptr<TenantRegistry> TenantRegistry::Open(ServedWidths widths, int default_bits) {
@@ -321,7 +339,7 @@ std::unique_ptr<TenantRegistry> TenantRegistry::Open(ServedWidths widths, int de
   Tenant anonymous{std::string(kAnonymous), {}, default_bits, widths.seed_bits, widths.max_bits, {}};
   policy.tenants.emplace(anonymous.name, anonymous);
   policy.anonymous_tenant = anonymous.name;
-  return std::unique_ptr<TenantRegistry>(new TenantRegistry("", "", widths, policy, policy));
+  return std::unique_ptr<TenantRegistry>(new TenantRegistry("", "", widths, policy, {}, policy));
 }
 
 std::shared_ptr<const TenantPolicy> TenantRegistry::policy() const {
@@ -358,8 +376,10 @@ absl::Status TenantRegistry::Reload() {
   std::lock_guard write(write_mutex_);
   ASSIGN_OR_RETURN(const std::string text, ReadFile(path_, "tenants file"));
   ASSIGN_OR_RETURN(TenantPolicy file_policy, ParseTenants(text, path_, widths_));
-  ASSIGN_OR_RETURN(TenantPolicy policy, WithKeyFiles(file_policy, key_dir_));
+  ASSIGN_OR_RETURN(KeyFiles key_files, ReadKeyFilesIfAny(key_dir_));
+  ASSIGN_OR_RETURN(TenantPolicy policy, WithKeyFiles(file_policy, key_files));
   file_policy_ = std::move(file_policy);
+  key_files_ = std::move(key_files);
   std::lock_guard lock(mutex_);
   policy_ = std::make_shared<const TenantPolicy>(std::move(policy));
   return absl::OkStatus();
@@ -387,7 +407,7 @@ absl::StatusOr<Tenant> TenantRegistry::Update(const std::string& name, std::opti
   // What is written must read back as what is applied.
   const std::string text = SerializeTenants(next);
   RETURN_IF_ERROR(ParseTenants(text, path_, widths_).status());
-  ASSIGN_OR_RETURN(TenantPolicy policy, WithKeyFiles(next, key_dir_));
+  ASSIGN_OR_RETURN(TenantPolicy policy, WithKeyFiles(next, key_files_));
   RETURN_IF_ERROR(WriteFileAtomically(path_, text));
   Tenant updated = policy.tenants.at(name);
   file_policy_ = std::move(next);

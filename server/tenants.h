@@ -44,11 +44,17 @@ absl::StatusOr<TenantPolicy> ParseTenants(std::string_view text, const std::stri
 std::string SerializeTenants(const TenantPolicy& policy);
 // How an API key is stored in the file: its SHA-256, as lower-case hex.
 std::string HashApiKey(std::string_view key);
-// Adds the API keys kept in `dir` (e.g. a mounted Kubernetes Secret) to `policy`: each file is
-// named after a tenant of the policy, or `admin`, and holds that caller's keys in plain text,
-// one per line. Names starting with '.' are skipped (a Secret volume's own entries). An
-// unknown name, or a key that would belong to two callers, is an error naming the file.
-absl::Status AddKeyFiles(const std::string& dir, TenantPolicy& policy);
+// API keys kept in a folder (e.g. a mounted Kubernetes Secret): each file is named after a
+// tenant, or `admin`, and holds that caller's keys in plain text, one per line. Names starting
+// with '.' are skipped (a Secret volume's own entries).
+struct KeyFiles {
+  std::string dir;
+  std::map<std::string, std::vector<std::string>> hashes;  // by file name, as HashApiKey gives them
+};
+absl::StatusOr<KeyFiles> ReadKeyFiles(const std::string& dir);
+// Adds the keys to `policy`. A file that names no tenant of it, or a key that would belong to
+// two callers, is an error naming the file.
+absl::Status AddKeyFiles(const KeyFiles& key_files, TenantPolicy& policy);
 
 class TenantRegistry {
  public:
@@ -79,12 +85,16 @@ class TenantRegistry {
                                 std::optional<int> max_bits);
 
  private:
-  TenantRegistry(std::string path, std::string key_dir, ServedWidths widths, TenantPolicy file_policy, TenantPolicy policy);
+  TenantRegistry(std::string path, std::string key_dir, ServedWidths widths, TenantPolicy file_policy, KeyFiles key_files,
+                 TenantPolicy policy);
 
   const std::string path_;
   const std::string key_dir_;
   const ServedWidths widths_;
-  TenantPolicy file_policy_;  // what the file says, which Update writes back; under write_mutex_
+  // Under write_mutex_: what the file says, which Update writes back, and the key folder as
+  // last read, which Update keeps (only a reload rereads it).
+  TenantPolicy file_policy_;
+  KeyFiles key_files_;
   std::mutex write_mutex_;  // one reload or update at a time
   mutable std::mutex mutex_;
   std::shared_ptr<const TenantPolicy> policy_;  // guarded by mutex_

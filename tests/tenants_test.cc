@@ -80,6 +80,8 @@ TEST(Tenants, EveryMistakeIsNamedWithItsPlace) {
       {"[tenant.a]\n", "unknown key 'tenant'"},
       {"anonymous_tenant = \"b\"\n[tenants.a]\n", "anonymous_tenant must name a tenant"},
       {"[tenants.\"a b\"]\n", "may only use letters"},
+      {"[tenants.\".a\"]\n", "may not start with ."},
+      {"[tenants.admin]\n", "'admin' is reserved"},
       {"[tenants.a]\napi_key_sha256 = [\"" + hash + "\"]\n[tenants.b]\napi_key_sha256 = [\"" + hash + "\"]\n", "also listed elsewhere"},
       {"[admin]\napi_key_sha256 = [\"" + hash + "\"]\n[tenants.a]\napi_key_sha256 = [\"" + hash + "\"]\n", "also listed elsewhere"},
       {"", "no [tenants.<name>] table"},
@@ -245,6 +247,9 @@ TEST_F(KeyFolderTest, KeysFromTheFolderJoinTheFilesAndAreNeverWrittenToIt) {
 TEST_F(KeyFolderTest, ARotatedSecretTakesEffectOnReload) {
   const auto registry = LoadWithKeys();
   MountSecret({{"gold", "gold-rotated"}});
+  ASSERT_TRUE(registry->Update("free", 4, std::nullopt, std::nullopt).ok());  // an admin change rereads no keys
+  EXPECT_EQ(registry->Authenticate("Bearer gold-from-secret")->name, "gold");
+  EXPECT_EQ(registry->Authenticate("Bearer gold-rotated").status().code(), absl::StatusCode::kUnauthenticated);
   ASSERT_TRUE(registry->Reload().ok());
   EXPECT_EQ(registry->Authenticate("Bearer gold-rotated")->name, "gold");
   EXPECT_EQ(registry->Authenticate("Bearer gold-from-secret").status().code(), absl::StatusCode::kUnauthenticated);

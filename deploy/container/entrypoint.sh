@@ -19,8 +19,14 @@ quantize() {
   echo "anyprec: no image at $image; quantizing $hf_model into it" >&2
   partial="$image.partial"
   rm -rf "$partial"
+  # In the background, so that a stop reaches it: as a container's PID 1 this shell would
+  # otherwise ignore SIGTERM until the quantizer finished.
   # shellcheck disable=SC2086 # the option strings are meant to split into words
-  anyprec-quantize --model "$hf_model" --out "$partial" $sensitivity ${ANYPREC_QUANTIZE_ARGS:-}
+  anyprec-quantize --model "$hf_model" --out "$partial" $sensitivity ${ANYPREC_QUANTIZE_ARGS:-} &
+  quantizer=$!
+  trap 'kill -TERM "$quantizer" 2> /dev/null' TERM INT
+  wait "$quantizer" || { status=$?; wait "$quantizer" 2> /dev/null; exit "$status"; }
+  trap - TERM INT
   if [ -d "$image" ]; then
     rmdir "$image" 2> /dev/null || { echo "anyprec: $image exists and is not an empty folder" >&2; exit 2; }
   fi

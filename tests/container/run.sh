@@ -9,7 +9,7 @@
 # Usage: tests/container/run.sh [LOG_DIR]   (default: build/container-test)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-shared=$(cd "$root/.." && pwd)/shared
+shared=${ANYPREC_SHARED:-$(cd "$root/.." && pwd)/shared}
 work=$(mkdir -p "${1:-$root/build/container-test}" && cd "${1:-$root/build/container-test}" && pwd)
 bin=$root/build/bin
 model=$shared/models/TinyStories-656K
@@ -36,7 +36,7 @@ podman_() { podman --runtime /usr/bin/runc "$@"; }
 
 load_pids=()
 cleanup() {
-  podman_ rm -f "$container" > /dev/null 2>&1 || true
+  podman_ rm -f -v "$container" > /dev/null 2>&1 || true
   [ -n "${prometheus_pid:-}" ] && kill "$prometheus_pid" 2> /dev/null || true
   for pid in "${load_pids[@]}"; do kill "$pid" 2> /dev/null || true; done
 }
@@ -82,7 +82,10 @@ fi
 
 # A volume for the image the container quantizes at first start, owned by its user.
 rm -rf "$work/models" && mkdir -p "$work/models" && chown 10001:10001 "$work/models"
+# The tenants file, and gold's key in plain text in a key folder beside it (as a Kubernetes
+# Secret mounts keys), in a folder mounted at /etc/anyprec as deploy/compose.yaml does.
 gold_key=container-test-gold-key
+rm -rf "$work/etc" && mkdir -p "$work/etc/keys"
 {
   echo 'anonymous_tenant = "free"'
   echo '[tenants.free]'
@@ -90,17 +93,17 @@ gold_key=container-test-gold-key
   echo 'max_bits = 4'
   echo '[tenants.gold]'
   echo 'default_bits = 8'
-} > "$work/tenants.toml"
-# gold's key comes in plain text from a key folder, as a Kubernetes Secret mounts it.
-rm -rf "$work/keys" && mkdir -p "$work/keys" && echo "$gold_key" > "$work/keys/gold"
-chmod 644 "$work/tenants.toml" "$work/keys/gold"
+} > "$work/etc/tenants.toml"
+echo "$gold_key" > "$work/etc/keys/gold"
+chmod -R a+rX "$work/etc"
 
+# Arguments go to the server.
 run_container() {
   podman_ run -d --name "$container" --network host --stop-timeout 45 \
-    -v "$model:/models/hf:ro" -v "$shared/data/wikitext-2-raw/wiki.valid.raw:/models/calibration.txt:ro" -v "$work/models:/models/out" -v "$work/tenants.toml:/etc/anyprec/tenants.toml:ro" -v "$work/keys:/etc/anyprec/keys:ro" \
+    -v "$model:/models/hf:ro" -v "$shared/data/wikitext-2-raw/wiki.valid.raw:/models/calibration.txt:ro" -v "$work/models:/models/out" -v "$work/etc:/etc/anyprec:ro" \
     -e ANYPREC_IMAGE=/models/out/image \
     -e "ANYPREC_LISTEN=127.0.0.1:$grpc_port" -e "ANYPREC_METRICS_LISTEN=127.0.0.1:$metrics_port" \
-    "$image" --max-running 4 > /dev/null 2>> "$work/podman-run.log"
+    "$image" "$@" > /dev/null 2>> "$work/podman-run.log"
 }
 # `podman healthcheck run` runs the image's HEALTHCHECK once (and fails if it has none).
 wait_healthy() {
@@ -115,7 +118,7 @@ wait_healthy() {
 client() { "$bin/anyprec" client --addr "127.0.0.1:$grpc_port" --timeout 60 "$@"; }
 
 say "first start: quantizes the mounted Hugging Face model, then serves"
-run_container
+run_container --max-running 4
 wait_healthy
 podman_ logs "$container" > "$work/first-start.log" 2>&1
 grep -q "quantizing /models/hf" "$work/first-start.log" || fail "the first start did not quantize"
@@ -142,7 +145,8 @@ prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prome
   --web.listen-address="127.0.0.1:$prometheus_port" > "$work/prometheus.log" 2>&1 &
 prometheus_pid=$!
 for _ in $(seq 1 60); do
-  curl -fsS "http://127.0.0.1:$prometheus_port/api/v1/query?query=up" 2> /dev/null | grep -q '"value":\[[0-9.]*,"1"\]' && break
+  up=$(curl -fsS "http://127.0.0.1:$prometheus_port/api/v1/query?query=up" 2> /dev/null || true)
+  grep -q '"value":\[[0-9.]*,"1"\]' <<< "$up" && break
   sleep 0.5
 done
 sleep 3  # a few scrapes after the first, so that rates have two samples
@@ -151,31 +155,41 @@ node "$root/tests/deploy/check-dashboard.mjs" "$root/deploy/grafana/dashboards/a
 
 say "restart: the image on the volume is reused, not quantized again"
 podman_ stop -t 45 "$container" > /dev/null 2>> "$work/podman-run.log"
-podman_ rm "$container" > /dev/null 2>> "$work/podman-run.log"
-run_container
+podman_ rm -v "$container" > /dev/null 2>> "$work/podman-run.log"
+# One request decodes at a time, so that the drain below has a queue to finish.
+run_container --max-running 1
 wait_healthy
-podman_ logs "$container" 2>&1 | grep -q "quantizing" && fail "the restart quantized again"
+restart_log=$(podman_ logs "$container" 2>&1)
+! grep -q "quantizing" <<< "$restart_log" || fail "the restart quantized again"
 
-say "SIGTERM under load: the requests in flight finish, the container exits 0"
-"$bin/anyprec-loadtest" --server "127.0.0.1:$grpc_port" --concurrency 4 --requests 4 --output-tokens 400 \
+say "SIGTERM under load: the requests in flight and queued finish, the container exits 0"
+"$bin/anyprec-loadtest" --server "127.0.0.1:$grpc_port" --concurrency 12 --requests 12 --output-tokens 400 \
   --prompts "$shared/data/tinystories/tinystories_val_head.txt" --prompt-words 8 --api-key "$gold_key" \
   --json "$work/drain.json" > "$work/drain.log" 2>&1 &
 load_pids=($!)
-for _ in $(seq 1 200); do
-  curl -fsS "http://127.0.0.1:$metrics_port/metrics" | grep -qE '^anyprec_requests_running 4' && break
-  sleep 0.02
+loaded=false
+for _ in $(seq 1 500); do
+  metrics=$(curl -fsS "http://127.0.0.1:$metrics_port/metrics" || true)
+  if grep -qE '^anyprec_requests_running 1' <<< "$metrics" && grep -qE '^anyprec_requests_waiting (1[01]|[4-9])' <<< "$metrics"; then
+    loaded=true
+    break
+  fi
+  sleep 0.01
 done
-podman_ stop -t 45 "$container" > /dev/null 2>> "$work/podman-run.log"
+$loaded || fail "the load never reached one request running and several queued"
+kill -TERM "$(podman_ inspect -f '{{.State.Pid}}' "$container")"
+podman_ wait "$container" > /dev/null 2>> "$work/podman-run.log"
 wait "${load_pids[0]}" || fail "anyprec-loadtest failed (see $work/drain.log)"
 load_pids=()
-# All four were running at SIGTERM: each must have finished whole.
+# Every request was running or queued at SIGTERM: each must have finished whole.
 node -e 'const all = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))[0].by_bits.all;
-  if (JSON.stringify(all.outcomes) !== JSON.stringify({"OK/LENGTH": 4}) || all.output_tokens !== 1600) {
-    console.error("in flight at SIGTERM:", JSON.stringify(all.outcomes), all.output_tokens, "tokens"); process.exit(1); }' "$work/drain.json" ||
-  fail "a request in flight at SIGTERM did not finish whole"
+  if (JSON.stringify(all.outcomes) !== JSON.stringify({"OK/LENGTH": 12}) || all.output_tokens !== 4800) {
+    console.error("at SIGTERM:", JSON.stringify(all.outcomes), all.output_tokens, "tokens"); process.exit(1); }' "$work/drain.json" ||
+  fail "a request running or queued at SIGTERM did not finish whole"
 exit_code=$(podman_ inspect -f '{{.State.ExitCode}}' "$container")
 podman_ logs "$container" > "$work/second-start.log" 2>&1
 [ "$exit_code" = 0 ] || fail "exit code $exit_code after SIGTERM (see $work/second-start.log)"
-sed -n '/draining/,$p' "$work/second-start.log" | grep -q "finish=LENGTH" ||
+drained=$(sed -n '/draining/,$p' "$work/second-start.log")
+grep -q "finish=LENGTH" <<< "$drained" ||
   fail "no request finished during the drain, so none was in flight at SIGTERM (see $work/second-start.log)"
 say "passed (logs in $work)"

@@ -9,6 +9,10 @@ deploy=$(cd "$here/../../deploy" && pwd)
 for tool in kubectl node npm promtool; do
   command -v "$tool" > /dev/null || { echo "deploy checks: $tool is missing: run deploy/install-deps.sh" >&2; exit 1; }
 done
+# kubectl's own kustomize must know `labels` and `patches` (v4 and later; Debian 12's
+# kubernetes-client 1.20 has v2, so the machine's kubectl is needed).
+kustomize=$(kubectl version --client 2> /dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\).*/\1/p')
+[ "${kustomize:-0}" -ge 4 ] || { echo "deploy checks: kubectl's kustomize is v${kustomize:-?}; v4 or later is needed" >&2; exit 1; }
 (cd "$here" && npm ci --no-audit --no-fund --loglevel=error > /dev/null)
 
 for overlay in cpu gpu; do

@@ -68,12 +68,17 @@ for (const deployment of objects.filter((o) => o.kind === "Deployment")) {
       if (!(pod.spec.volumes ?? []).some((v) => v.name === mount.name)) fail(deployment, `${container.name} mounts volume ${mount.name}, which the pod lacks`);
     }
   }
+  // The kubelet's SIGKILL must not cut a drain short: the preStop pause, then the server's
+  // --shutdown-grace, then a few seconds for the engine to stop.
   const grace = pod.spec.terminationGracePeriodSeconds ?? 30;
   for (const container of pod.spec.containers) {
     const args = container.args ?? [];
     const at = args.indexOf("--shutdown-grace");
     const shutdownGrace = at >= 0 ? Number(args[at + 1]) : 30;
-    if (!(grace > shutdownGrace)) fail(deployment, `terminationGracePeriodSeconds ${grace} is not longer than --shutdown-grace ${shutdownGrace}`);
+    const command = container.lifecycle?.preStop?.exec?.command ?? [];
+    const pause = command[0] === "sleep" ? Number(command[1]) : 0;
+    const needed = pause + shutdownGrace + 5;
+    if (!(grace >= needed)) fail(deployment, `terminationGracePeriodSeconds ${grace} is shorter than preStop ${pause} s + --shutdown-grace ${shutdownGrace} s + 5 s`);
   }
 }
 for (const service of objects.filter((o) => o.kind === "Service")) {
