@@ -2,6 +2,7 @@
 #include <omp.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -32,6 +33,12 @@ int main(int argc, char** argv) {
   int threads = 0;
   app.add_option("--model", model_dir, "Hugging Face model folder")->required()->check(CLI::ExistingDirectory);
   app.add_option("--out", out_dir, "Image folder to write")->required();
+  app.add_option("--model-name", options.model_name,
+                 "What the image's models are called (NAME@3 ... in the server; default: the model folder's name)")
+      ->check([](const std::string& name) {
+        const bool good = !name.empty() && std::all_of(name.begin(), name.end(), [](unsigned char c) { return c > ' ' && c < 127 && c != '@'; });
+        return good ? std::string() : std::string("a model name is printable ASCII without spaces or '@'");
+      });
   app.add_option("--seed-bits", options.quant.seed_bits, "Width of the k-means seed (anyprec mode)")->check(CLI::Range(1, 8))->capture_default_str();
   app.add_option("--max-bits", options.quant.max_bits, "Widest model in the image (anyprec mode)")->check(CLI::Range(1, 8))->capture_default_str();
   app.add_option("--mode", mode, "anyprec: overlaid seed..max image; independent: k-means at --bits alone; rtn: round-to-nearest at --bits")

@@ -115,7 +115,7 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
   if (sensitivity == Sensitivity::kAuto) {
     sensitivity = ChooseSensitivity(c, seq_len, precision, progress);
   }
-  nlohmann::json provenance = {{"source_model", model.name()},
+  nlohmann::json provenance = {{"source_model", options.model_name.empty() ? model.name() : options.model_name},
                                {"mode", ModeName(q.mode)},
                                {"seed_method", q.seed_method == SeedMethod::kExact ? "exact" : "lloyd"},
                                {"sensitivity", SensitivityName(sensitivity)}};

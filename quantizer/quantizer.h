@@ -27,6 +27,7 @@ struct ModelQuantizeOptions {
   std::string save_sensitivity;    // kFisher: write the sums here
   std::string load_sensitivity;    // kFisher: read the sums from here instead of running the pass
   std::string tokenizer_path;      // empty: the model folder's tokenizer.json
+  std::string model_name;          // what the image's models are called; empty: the model folder's name
 };
 
 // Progress lines ("layer 3/32 quantized", ...) go to `progress`.

@@ -68,10 +68,27 @@ TEST(Cli, QuantizeRejectsFlagsOfAnotherMode) {
   const std::string model = SharedPath("models/TinyStories-656K");
   for (const std::string& args : {"--model " + model + " --out /tmp/x --bits 4", "--model " + model + " --out /tmp/x --mode rtn",
                                  "--model " + model + " --out /tmp/x --mode rtn --bits 4 --max-bits 6",
-                                 "--model " + model + " --out /tmp/x --seed-bits 5 --max-bits 4", "--model " + model}) {
+                                 "--model " + model + " --out /tmp/x --seed-bits 5 --max-bits 4", "--model " + model,
+                                 "--model " + model + " --out /tmp/x --model-name a@b", "--model " + model + " --out /tmp/x --model-name ''"}) {
     const CliRun run = RunQuantize(args);
     EXPECT_EQ(run.exit_code, 2) << args << "\n" << run.err;
   }
+}
+
+// The name the server's logical models carry (NAME@3): the folder's, unless --model-name says
+// otherwise, as in a container that mounts every model at the same path.
+TEST(Cli, QuantizeNamesTheImage) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("anyprec-cli-name-" + std::to_string(::getpid()));
+  const std::string args = "--model " + SharedPath("models/stories260K-hf") + " --tokenizer " + SharedPath("models/stories260K/tok512.bin") +
+                           " --sensitivity none --seed-method lloyd --out ";
+  const auto source_model = [](const std::filesystem::path& image) {
+    return nlohmann::json::parse(Slurp((image / "config.json").string()))["anyprec"].value("source_model", "");
+  };
+  ASSERT_EQ(RunQuantize(args + (dir / "default").string()).exit_code, 0);
+  EXPECT_EQ(source_model(dir / "default"), "stories260K-hf");
+  ASSERT_EQ(RunQuantize(args + (dir / "named").string() + " --model-name stories-test").exit_code, 0);
+  EXPECT_EQ(source_model(dir / "named"), "stories-test");
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Cli, QuantizeFisherSavesLoadsAndChecksItsSums) {

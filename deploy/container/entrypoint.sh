@@ -3,7 +3,8 @@
 # yet, it first quantizes the Hugging Face model at $ANYPREC_HF_MODEL into it (once: the image
 # is written beside and renamed into place, so an interrupted start leaves no half image).
 # Calibration text for the sensitivity weights is read from $ANYPREC_CALIB when that file is
-# not empty; $ANYPREC_QUANTIZE_ARGS adds options. Arguments are passed on to anyprec-server.
+# not empty; $ANYPREC_MODEL_NAME names the models; $ANYPREC_QUANTIZE_ARGS adds options.
+# Arguments are passed on to anyprec-server.
 set -eu
 image=${ANYPREC_IMAGE:-/models/image}
 hf_model=${ANYPREC_HF_MODEL:-/models/hf}
@@ -21,8 +22,10 @@ quantize() {
   rm -rf "$partial"
   # In the background, so that a stop reaches it: as a container's PID 1 this shell would
   # otherwise ignore SIGTERM until the quantizer finished.
+  # The models are called after the folder unless named: here the folder is only a mount point.
+  name=${ANYPREC_MODEL_NAME:+--model-name $ANYPREC_MODEL_NAME}
   # shellcheck disable=SC2086 # the option strings are meant to split into words
-  anyprec-quantize --model "$hf_model" --out "$partial" $sensitivity ${ANYPREC_QUANTIZE_ARGS:-} &
+  anyprec-quantize --model "$hf_model" --out "$partial" $sensitivity $name ${ANYPREC_QUANTIZE_ARGS:-} &
   quantizer=$!
   trap 'kill -TERM "$quantizer" 2> /dev/null' TERM INT
   wait "$quantizer" || { status=$?; wait "$quantizer" 2> /dev/null; exit "$status"; }

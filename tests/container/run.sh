@@ -101,7 +101,7 @@ chmod -R a+rX "$work/etc"
 run_container() {
   podman_ run -d --name "$container" --network host --stop-timeout 45 \
     -v "$model:/models/hf:ro" -v "$shared/data/wikitext-2-raw/wiki.valid.raw:/models/calibration.txt:ro" -v "$work/models:/models/out" -v "$work/etc:/etc/anyprec:ro" \
-    -e ANYPREC_IMAGE=/models/out/image \
+    -e ANYPREC_IMAGE=/models/out/image -e ANYPREC_MODEL_NAME=TinyStories-656K \
     -e "ANYPREC_LISTEN=127.0.0.1:$grpc_port" -e "ANYPREC_METRICS_LISTEN=127.0.0.1:$metrics_port" \
     "$image" "$@" > /dev/null 2>> "$work/podman-run.log"
 }
@@ -130,6 +130,7 @@ text=$(client --bits 3 --prompt "Once upon a time" --max-new-tokens 16) || fail 
 client --api-key "$gold_key" --prompt "The sun was shining" --max-new-tokens 16 > /dev/null || fail "gold tenant at its default 8 bits"
 client --bits 8 --prompt "Once" --max-new-tokens 4 > /dev/null 2>&1 && fail "the free tenant was served at 8 bits"
 models=$(client --list-models) || fail "ListModels"
+grep -q "TinyStories-656K@3" <<< "$models" || fail "the models are not named after ANYPREC_MODEL_NAME: $models"
 say "served: $text"
 
 metrics=$(curl -fsS "http://127.0.0.1:$metrics_port/metrics") || fail "scraping /metrics"
