@@ -18,7 +18,6 @@ int Fail(const grpc::Status& status) {
   return 1;
 }
 
-
 // Exit 0 when the server reports SERVING, 1 otherwise (for container health checks).
 int CheckHealth(const std::shared_ptr<grpc::Channel>& channel, grpc::ClientContext& context) {
   const auto stub = grpc::health::v1::Health::NewStub(channel);

@@ -316,10 +316,9 @@ absl::StatusOr<KeyFiles> ReadKeyFilesIfAny(const std::string& key_dir) {
 
 }  // namespace
 
-TenantRegistry::TenantRegistry(std::string path, std::string key_dir, ServedWidths widths, TenantPolicy file_policy,
-                               KeyFiles key_files, TenantPolicy policy)
+TenantRegistry::TenantRegistry(std::string path, ServedWidths widths, TenantPolicy file_policy, KeyFiles key_files,
+                               TenantPolicy policy)
     : path_(std::move(path)),
-      key_dir_(std::move(key_dir)),
       widths_(widths),
       file_policy_(std::move(file_policy)),
       key_files_(std::move(key_files)),
@@ -331,7 +330,7 @@ absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Load(const std::
   ASSIGN_OR_RETURN(KeyFiles key_files, ReadKeyFilesIfAny(key_dir));
   ASSIGN_OR_RETURN(TenantPolicy policy, WithKeyFiles(file_policy, key_files));
   return std::unique_ptr<TenantRegistry>(
-      new TenantRegistry(path, key_dir, widths, std::move(file_policy), std::move(key_files), std::move(policy)));
+      new TenantRegistry(path, widths, std::move(file_policy), std::move(key_files), std::move(policy)));
 }
 
 std::unique_ptr<TenantRegistry> TenantRegistry::Open(ServedWidths widths, int default_bits) {
@@ -339,7 +338,7 @@ std::unique_ptr<TenantRegistry> TenantRegistry::Open(ServedWidths widths, int de
   Tenant anonymous{std::string(kAnonymous), {}, default_bits, widths.seed_bits, widths.max_bits, {}};
   policy.tenants.emplace(anonymous.name, anonymous);
   policy.anonymous_tenant = anonymous.name;
-  return std::unique_ptr<TenantRegistry>(new TenantRegistry("", "", widths, policy, {}, policy));
+  return std::unique_ptr<TenantRegistry>(new TenantRegistry("", widths, policy, {}, policy));
 }
 
 std::shared_ptr<const TenantPolicy> TenantRegistry::policy() const {
@@ -376,7 +375,7 @@ absl::Status TenantRegistry::Reload() {
   std::lock_guard write(write_mutex_);
   ASSIGN_OR_RETURN(const std::string text, ReadFile(path_, "tenants file"));
   ASSIGN_OR_RETURN(TenantPolicy file_policy, ParseTenants(text, path_, widths_));
-  ASSIGN_OR_RETURN(KeyFiles key_files, ReadKeyFilesIfAny(key_dir_));
+  ASSIGN_OR_RETURN(KeyFiles key_files, ReadKeyFilesIfAny(key_files_.dir));
   ASSIGN_OR_RETURN(TenantPolicy policy, WithKeyFiles(file_policy, key_files));
   file_policy_ = std::move(file_policy);
   key_files_ = std::move(key_files);

@@ -85,14 +85,12 @@ class TenantRegistry {
                                 std::optional<int> max_bits);
 
  private:
-  TenantRegistry(std::string path, std::string key_dir, ServedWidths widths, TenantPolicy file_policy, KeyFiles key_files,
-                 TenantPolicy policy);
+  TenantRegistry(std::string path, ServedWidths widths, TenantPolicy file_policy, KeyFiles key_files, TenantPolicy policy);
 
   const std::string path_;
-  const std::string key_dir_;
   const ServedWidths widths_;
   // Under write_mutex_: what the file says, which Update writes back, and the key folder as
-  // last read, which Update keeps (only a reload rereads it).
+  // last read (its `dir` empty without one), which Update keeps (only a reload rereads it).
   TenantPolicy file_policy_;
   KeyFiles key_files_;
   std::mutex write_mutex_;  // one reload or update at a time
