@@ -2,6 +2,7 @@
 #include <filesystem>
 
 #include "cli/commands.h"
+#include "engine/cpu/kernel_choice.h"
 #include "engine/model/bitplanes.h"
 #include "engine/model/image_format.h"
 #include "engine/model/model.h"
@@ -56,6 +57,8 @@ int RunInspect(const InspectOptions& o) {
                            {"plane_bytes", plane_bytes},
                            {"dense_bytes", dense_bytes},
                            {"image_bytes", image_bytes}};
+  const absl::StatusOr<cpu::KernelChoice> kernel = cpu::ChooseKernel();
+  report["cpu_kernel"] = kernel.ok() ? kernel->summary : std::string(kernel.status().message());
   uint64_t separate_images = 0;
   for (int b = seed; b <= max; ++b) {
     const uint64_t planes_b = plane_bytes / max * b;
@@ -74,6 +77,7 @@ int RunInspect(const InspectOptions& o) {
   std::printf("  bitplanes %llu B, dense tensors %llu B, file %llu B (separate %d..%d-bit images: %llu B)\n",
               static_cast<unsigned long long>(plane_bytes), static_cast<unsigned long long>(dense_bytes),
               static_cast<unsigned long long>(image_bytes), seed, max, static_cast<unsigned long long>(separate_images));
+  std::printf("  CPU bitplane kernel here: %s\n", report["cpu_kernel"].get<std::string>().c_str());
   std::printf("  %5s %14s %14s %16s\n", "bits", "LUT bytes", "plane bytes", "bytes per token");
   for (const auto& w : report["widths"]) {
     std::printf("  %5d %14llu %14llu %16llu\n", w["bits"].get<int>(), w["lut_bytes"].get<unsigned long long>(),

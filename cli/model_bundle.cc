@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "engine/base/status_macros.h"
+#include "engine/cpu/kernel_choice.h"
 
 namespace anyprec::cli {
 
@@ -20,7 +21,7 @@ void AddModelOptions(CLI::App& command, ModelOptions& o) {
 
 void AddExactKernelsFlag(CLI::App& command, bool& exact_kernels) {
   command.add_flag("--exact-kernels", exact_kernels,
-                   "Run bitplane layers on the exact fp32 kernel, not the int8 one (AVX-512 VNNI CPUs; about 1% off)");
+                   "Run bitplane layers on the exact fp32 kernel, not the int8 one (about 1% off)");
 }
 
 absl::StatusOr<ModelBundle> LoadModelBundle(const ModelOptions& options) {
@@ -41,7 +42,8 @@ absl::StatusOr<ModelBundle> LoadModelBundle(const ModelOptions& options) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": tokenizer has ", tokenizer.vocab_size(),
                                                    " tokens, more than the model's ", model.config().vocab_size));
   }
-  ModelBundle bundle{std::move(model), std::move(tokenizer), nullptr, nullptr, "cpu (--device cpu)"};
+  ASSIGN_OR_RETURN(const cpu::KernelChoice kernel, cpu::ChooseKernel());
+  ModelBundle bundle{std::move(model), std::move(tokenizer), nullptr, nullptr, "cpu (--device cpu), " + kernel.summary};
   if (options.device == "cpu") return bundle;
   std::string why;
   bundle.gpu_backend = cuda::LoadCudaBackend(0, why);
@@ -60,7 +62,7 @@ absl::StatusOr<ModelBundle> LoadModelBundle(const ModelOptions& options) {
     bundle.gpu_backend.reset();
   }
   if (options.device == "cuda") return absl::UnavailableError(absl::StrCat("--device cuda: ", why));
-  bundle.device_summary = absl::StrCat("cpu (no GPU: ", why, ")");
+  bundle.device_summary = absl::StrCat("cpu (no GPU: ", why, "), ", kernel.summary);
   return bundle;
 }
 

@@ -55,20 +55,23 @@ std::vector<float> RandomActivations(size_t n, std::mt19937& rng) {
   return x;
 }
 
-// The integer kernel equals its scalar reference (the same integer arithmetic), and stays
-// within a few percent of the exact product.
+// Every integer kernel this CPU can run equals the scalar reference (the same integer
+// arithmetic), and stays within a few percent of the exact product.
 void ExpectInt8MatchesReference(const BitplaneView& view, const std::vector<int>& bits, std::mt19937& rng) {
-  if (!HasInt8BitplaneKernel()) GTEST_SKIP() << "this CPU lacks AVX-512 VBMI/VNNI";
+  if (SupportedInt8Kernels().empty()) GTEST_SKIP() << "this CPU lacks AVX2 and FMA";
   const std::vector<float> x = RandomActivations(bits.size() * view.cols, rng);
-  std::vector<float> fast(bits.size() * view.rows);
-  std::vector<float> slow(fast.size());
-  std::vector<float> exact(fast.size());
-  BitplaneMatMulInt8(x, bits, view, fast);
+  std::vector<float> slow(bits.size() * view.rows);
+  std::vector<float> exact(slow.size());
   reference::BitplaneMatMulInt8(x, bits, view, slow);
   reference::BitplaneMatMul(x, bits, view, exact);
-  for (size_t t = 0; t < bits.size(); ++t) {
-    EXPECT_LT(RelativeError(fast, slow, t * view.rows, (t + 1) * view.rows), 1e-5) << "token " << t << " bits " << bits[t];
-    EXPECT_LT(RelativeError(fast, exact, t * view.rows, (t + 1) * view.rows), 0.03) << "token " << t << " bits " << bits[t];
+  for (const Int8Kernel kernel : SupportedInt8Kernels()) {
+    SCOPED_TRACE(Int8KernelName(kernel));
+    std::vector<float> fast(slow.size());
+    BitplaneMatMulInt8(x, bits, view, fast, kernel);
+    for (size_t t = 0; t < bits.size(); ++t) {
+      EXPECT_LT(RelativeError(fast, slow, t * view.rows, (t + 1) * view.rows), 1e-5) << "token " << t << " bits " << bits[t];
+      EXPECT_LT(RelativeError(fast, exact, t * view.rows, (t + 1) * view.rows), 0.03) << "token " << t << " bits " << bits[t];
+    }
   }
 }
 
@@ -87,7 +90,7 @@ void ExpectMatchesReference(const BitplaneView& view, const std::vector<int>& bi
 
 TEST(BitplaneMatMul, EveryWidthAndBatchSize) {
   std::mt19937 rng(17);
-  for (int cols : {5, 64, 100, 172, 300}) {
+  for (int cols : {5, 64, 100, 172, 300, 520}) {
     const Fixture f = Make(37, cols, rng);
     for (int b = 3; b <= 8; ++b) {
       for (int batch = 1; batch <= 16; ++batch) {
@@ -101,7 +104,7 @@ TEST(BitplaneMatMul, EveryWidthAndBatchSize) {
 
 TEST(BitplaneMatMul, MixedWidthsInOneBatch) {
   std::mt19937 rng(23);
-  for (int cols : {64, 172}) {
+  for (int cols : {64, 172, 300}) {
     const Fixture f = Make(50, cols, rng);
     for (const std::vector<int>& bits : {std::vector<int>{3, 4, 8}, std::vector<int>{8, 3, 3, 5, 4, 8, 6, 7, 3, 4, 8, 8, 5, 3, 7, 6}}) {
       ExpectMatchesReference(f.view, bits, rng);

@@ -4,10 +4,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 
 #include "gtest/gtest.h"
+#include "engine/cpu/ops.h"
 #include "nlohmann/json.hpp"
 #include "tests/shared_data.h"
 
@@ -41,6 +43,10 @@ CliRun RunProgram(const std::string& program, const std::string& args) {
 }
 
 CliRun RunCli(const std::string& args) { return RunProgram(ANYPREC_CLI, args); }
+// `anyprec` with the bitplane kernel that ANYPREC_CPU_KERNEL names.
+CliRun RunCliOnKernel(const std::string& kernel, const std::string& args) {
+  return RunProgram("ANYPREC_CPU_KERNEL=" + kernel + " " + ANYPREC_CLI, args);
+}
 CliRun RunQuantize(const std::string& args) { return RunProgram(ANYPREC_QUANTIZE, args); }
 
 TEST(Cli, HelpOnEveryCommand) {
@@ -199,6 +205,7 @@ TEST_F(CliImageTest, InspectReportsOverlaidSizes) {
   const CliRun run = RunCli("inspect " + image_ + " --json");
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const auto report = nlohmann::json::parse(run.out);
+  EXPECT_TRUE(report["cpu_kernel"].get<std::string>().starts_with(cpu::HasInt8BitplaneKernel() ? "int8 " : "exact")) << run.out;
   // 128-column rows pack into whole bytes, so the planes carry no padding.
   EXPECT_EQ(report["plane_bytes"].get<uint64_t>(), 8 * report["quantized_weights"].get<uint64_t>() / 8);
   ASSERT_EQ(report["widths"].size(), 6u);
@@ -245,6 +252,65 @@ TEST_F(CliImageTest, GenerateRunsAnyWidth) {
     EXPECT_TRUE(run.out.starts_with("Once upon a time")) << run.out;
   }
   EXPECT_EQ(RunCli("generate --model " + image_ + " --bits 2 --prompt hi").exit_code, 2);
+}
+
+// Each int8 kernel this CPU runs, chosen as users choose it, keeps perplexity on two real
+// models within 0.5% of the exact kernel at every width (and prints the table in
+// docs/BENCHMARKS.md); the start-up line names the kernel; a name that is unknown or that
+// this CPU cannot run is refused.
+TEST_F(CliImageTest, EveryKernelKeepsPerplexityWithinHalfPercentOfExact) {
+  const std::string stories260k = (root_ / "stories260K").string();
+  const CliRun quantize = RunQuantize("--model " + SharedPath("models/stories260K-hf") + " --out " + stories260k + " --sensitivity none");
+  ASSERT_EQ(quantize.exit_code, 0) << quantize.err;
+  const std::string text = " --text " + SharedPath("data/tinystories/tinystories_val_head.txt") + " --json";
+  const std::vector<std::pair<std::string, std::string>> models = {
+      {"TinyStories-656K", "eval --model " + image_ + text},
+      {"stories260K", "eval --model " + stories260k + " --tokenizer " + SharedPath("models/stories260K/tok512.bin") + text}};
+  std::vector<std::string> kernels = {"exact"};
+  for (const cpu::Int8Kernel kernel : cpu::SupportedInt8Kernels()) kernels.emplace_back(cpu::Int8KernelName(kernel));
+  // ppl[model][kernel][bits]
+  std::vector<std::vector<std::map<int, double>>> ppl(models.size(), std::vector<std::map<int, double>>(kernels.size()));
+  for (size_t m = 0; m < models.size(); ++m) {
+    for (size_t k = 0; k < kernels.size(); ++k) {
+      const CliRun run = RunCliOnKernel(kernels[k], models[m].second);
+      ASSERT_EQ(run.exit_code, 0) << kernels[k] << ": " << run.err;
+      EXPECT_NE(run.err.find(k == 0 ? "exact fp32 (ANYPREC_CPU_KERNEL=exact)" : "int8 " + kernels[k] + " (ANYPREC_CPU_KERNEL)"),
+                std::string::npos)
+          << run.err;
+      std::istringstream lines(run.out);
+      for (std::string line; std::getline(lines, line);) {
+        const auto j = nlohmann::json::parse(line);
+        ppl[m][k][j["bits"].get<int>()] = j["ppl"].get<double>();
+      }
+      ASSERT_EQ(ppl[m][k].size(), 6u) << run.out;
+    }
+  }
+  std::printf("| model | bits | exact |");
+  for (size_t k = 1; k < kernels.size(); ++k) std::printf(" %s | vs exact |", kernels[k].c_str());
+  std::printf("\n|---|---|---|");
+  for (size_t k = 1; k < kernels.size(); ++k) std::printf("---|---|");
+  std::printf("\n");
+  for (size_t m = 0; m < models.size(); ++m) {
+    for (const auto& [bits, exact] : ppl[m][0]) {
+      std::printf("| %s | %d | %.3f |", models[m].first.c_str(), bits, exact);
+      for (size_t k = 1; k < kernels.size(); ++k) {
+        const double relative = ppl[m][k][bits] / exact - 1;
+        std::printf(" %.3f | %+.2f%% |", ppl[m][k][bits], 100 * relative);
+        EXPECT_LT(std::abs(relative), 0.005) << models[m].first << " at " << bits << " bits on " << kernels[k];
+      }
+      std::printf("\n");
+    }
+  }
+
+  const CliRun unknown = RunCliOnKernel("sse9", models[0].second);
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("ANYPREC_CPU_KERNEL='sse9' is none of"), std::string::npos) << unknown.err;
+  for (const std::string name : {"avx512-vbmi", "avx2-vnni", "avx2"}) {
+    if (std::find(kernels.begin(), kernels.end(), name) != kernels.end()) continue;
+    const CliRun lacking = RunCliOnKernel(name, models[0].second);
+    EXPECT_EQ(lacking.exit_code, 1);
+    EXPECT_NE(lacking.err.find("which this CPU lacks"), std::string::npos) << lacking.err;
+  }
 }
 
 }  // namespace

@@ -1,116 +1,113 @@
-// The integer bitplane-LUT kernel for x86 CPUs with AVX-512 VBMI and VNNI. Per row and per
-// 64 columns: one 64-bit word per plane becomes 64 byte-indices (a mask load and a masked
-// add per plane), one byte permute looks up the row's int8 LUT (vpermb; vpermt2b for 7 and
-// 8 bits), and vpdpbusd multiplies the 64 u8 weights with 64 int8 activations of every
-// token that wants that width. Highway 1.0 has neither byte permutes across the vector nor vpdpbusd, hence
-// intrinsics, compiled for this target only and chosen at run time.
-#include <immintrin.h>
-
-// GCC 12 warns inside its own AVX-512 headers (the "undefined" source of a masked intrinsic).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-
+// BitplaneMatMulInt8's one dispatch point: which int8 kernel this CPU runs, the activations
+// quantized in the order that kernel reads, token rows sorted by width, and output rows
+// spread over the cores.
 #include <algorithm>
-#include <array>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
-#include "engine/cpu/ops.h"
+#include "absl/strings/str_cat.h"
+#include "engine/cpu/int8_kernels.h"
+#include "engine/cpu/kernel_choice.h"
 #include "engine/cpu/row_blocks.h"
 
 namespace anyprec::cpu {
 namespace {
 
-#define ANYPREC_AVX512_INT8 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni")))
+// Every int8 kernel, fastest first, with what it needs of the CPU.
+struct KernelInfo {
+  Int8Kernel kernel;
+  std::string_view name;
+  const char* requirement;
+  bool (*supported)();
+  int8::RowsKernel rows;
+  ActivationOrder order;
+};
+constexpr KernelInfo kKernels[] = {
+    {Int8Kernel::kAvx512Vbmi, "avx512-vbmi", "AVX-512 F, BW, VL, VBMI and VNNI",
+     [] {
+       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+              __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vnni");
+     },
+     &int8::avx512_vbmi::Rows, ActivationOrder::kNatural},
+    {Int8Kernel::kAvx2Vnni, "avx2-vnni", "AVX2, FMA, AVX-512 VL and VNNI",
+     [] {
+       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx512vl") &&
+              __builtin_cpu_supports("avx512vnni");
+     },
+     &int8::avx2_vnni::Rows, ActivationOrder::kBitSliced},
+    {Int8Kernel::kAvx2, "avx2", "AVX2 and FMA", [] { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); },
+     &int8::avx2::Rows, ActivationOrder::kBitSliced},
+};
 
-constexpr int kMaxTokensPerPass = 8;
-
-ANYPREC_AVX512_INT8 inline __mmask64 LoadMask(const uint8_t* word) {
-  uint64_t bits;
-  __builtin_memcpy(&bits, word, 8);
-  return _cvtu64_mask64(bits);
-}
-
-// 64 byte-indices of `bits` width from the planes of one row, columns [64c, 64c + 64).
-// Each plane's 64 bits load straight into a mask register; a set bit adds one to the
-// doubled index.
-ANYPREC_AVX512_INT8 inline __m512i Indices(const uint8_t* row_planes, size_t plane_stride, size_t c, int bits) {
-  const __m512i one = _mm512_set1_epi8(1);
-  const uint8_t* word = row_planes + c * 8;
-  if (c % 8 == 0) _mm_prefetch(reinterpret_cast<const char*>(word) + 2048, _MM_HINT_T0);
-  __m512i index = _mm512_maskz_mov_epi8(LoadMask(word), one);
-  for (int p = 1; p < bits; ++p) {
-    word += plane_stride;
-    if (c % 8 == 0) _mm_prefetch(reinterpret_cast<const char*>(word) + 2048, _MM_HINT_T0);
-    const __m512i doubled = _mm512_add_epi8(index, index);
-    index = _mm512_mask_add_epi8(doubled, LoadMask(word), doubled, one);
+const KernelInfo& InfoOf(Int8Kernel kernel) {
+  for (const KernelInfo& info : kKernels) {
+    if (info.kernel == kernel) return info;
   }
-  return index;
+  return kKernels[0];
 }
 
-// The u8 weights for 64 columns: the top `bits` of the `widest`-bit indices, looked up in
-// the row's int8 LUT (read from L1 by the permute).
-ANYPREC_AVX512_INT8 inline __m512i Weights(__m512i index, int widest, int bits, const uint8_t* lut) {
-  const int shift = widest - bits;
-  if (shift > 0) index = _mm512_and_si512(_mm512_srli_epi16(index, shift), _mm512_set1_epi8(static_cast<char>(0xFF >> shift)));
-  if (bits <= 6) return _mm512_permutexvar_epi8(index, _mm512_loadu_si512(lut));
-  const __m512i low = _mm512_permutex2var_epi8(_mm512_loadu_si512(lut), index, _mm512_loadu_si512(lut + 64));
-  if (bits == 7) return low;
-  const __m512i high = _mm512_permutex2var_epi8(_mm512_loadu_si512(lut + 128), index, _mm512_loadu_si512(lut + 192));
-  return _mm512_mask_blend_epi8(_mm512_movepi8_mask(index), low, high);
+// The bit-sliced order works on whole 256-column tiles; the natural one on 128-column blocks.
+size_t PaddedCols(ActivationOrder order, const BitplaneView& w) {
+  const size_t cols = w.row_stride * 8;
+  return order == ActivationOrder::kNatural ? cols : (cols + 255) / 256 * 256;
 }
-
-// Up to kTokens token rows, sorted by width, at once: planes are read once for the widest;
-// tokens of equal width share one lookup. kTokens is a compile-time count so that every
-// accumulator stays in a register.
-template <int kTokens>
-ANYPREC_AVX512_INT8 void Rows(const Int8Activations& a, const BitplaneView& w, const int* tokens, const int* bits, int row_begin,
-                              int row_end, float* out) {
-  const size_t blocks = a.padded_cols / kInt8Block;
-  const int widest = bits[kTokens - 1];
-  for (int n = row_begin; n < row_end; ++n) {
-    const uint8_t* lut[kTokens];
-    for (int t = 0; t < kTokens; ++t) lut[t] = w.LutU8(bits[t], n);
-    __m512 acc[kTokens];
-    for (int t = 0; t < kTokens; ++t) acc[t] = _mm512_setzero_ps();
-    const uint8_t* row_planes = w.planes + static_cast<size_t>(n) * w.row_stride;
-    for (size_t block = 0; block < blocks; ++block) {
-      const __m512i index_low = Indices(row_planes, w.plane_stride, 2 * block, widest);
-      const __m512i index_high = Indices(row_planes, w.plane_stride, 2 * block + 1, widest);
-      __m512i low = _mm512_setzero_si512();
-      __m512i high = _mm512_setzero_si512();
-#pragma GCC unroll 8
-      for (int t = 0; t < kTokens; ++t) {
-        if (t == 0 || bits[t] != bits[t - 1]) {
-          low = Weights(index_low, widest, bits[t], lut[t]);
-          high = Weights(index_high, widest, bits[t], lut[t]);
-        }
-        const int8_t* x = a.values.data() + tokens[t] * a.padded_cols + block * kInt8Block;
-        const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), low, _mm512_loadu_si512(x)), high,
-                                                _mm512_loadu_si512(x + 64));
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(a.scales[tokens[t] * blocks + block]), acc[t]);
-      }
-    }
-    for (int t = 0; t < kTokens; ++t) {
-      const double sum = static_cast<double>(_mm512_reduce_add_ps(acc[t])) - a.offset[tokens[t]];
-      out[static_cast<size_t>(tokens[t]) * w.rows + n] = static_cast<float>(w.LutScale(bits[t], n) * sum);
-    }
-  }
-}
-
-using RowsKernel = void (*)(const Int8Activations&, const BitplaneView&, const int*, const int*, int, int, float*);
-constexpr RowsKernel kRowsKernels[kMaxTokensPerPass + 1] = {nullptr,  &Rows<1>, &Rows<2>, &Rows<3>, &Rows<4>,
-                                                            &Rows<5>, &Rows<6>, &Rows<7>, &Rows<8>};
 
 }  // namespace
 
-bool HasInt8BitplaneKernel() {
-  static const bool supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                                __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vnni");
+std::string_view Int8KernelName(Int8Kernel kernel) { return InfoOf(kernel).name; }
+
+std::vector<Int8Kernel> SupportedInt8Kernels() {
+  std::vector<Int8Kernel> supported;
+  for (const KernelInfo& info : kKernels) {
+    if (info.supported()) supported.push_back(info.kernel);
+  }
   return supported;
 }
 
+absl::StatusOr<KernelChoice> ChooseKernel() {
+  const char* env = std::getenv("ANYPREC_CPU_KERNEL");
+  const std::string requested = env == nullptr ? "auto" : env;
+  const std::vector<Int8Kernel> supported = SupportedInt8Kernels();
+  if (requested == "auto" || requested.empty()) {
+    if (supported.empty()) return KernelChoice{std::nullopt, "exact fp32 (this CPU lacks AVX2 and FMA, which every int8 kernel needs)"};
+    const KernelInfo& best = InfoOf(supported.front());
+    std::string why = absl::StrCat("int8 ", std::string(best.name), " (the fastest for this CPU's ", best.requirement);
+    if (best.kernel != kKernels[0].kernel) absl::StrAppend(&why, "; it lacks ", kKernels[0].requirement);
+    return KernelChoice{best.kernel, why + ")"};
+  }
+  if (requested == "exact") return KernelChoice{std::nullopt, "exact fp32 (ANYPREC_CPU_KERNEL=exact)"};
+  for (const KernelInfo& info : kKernels) {
+    if (requested != info.name) continue;
+    if (!info.supported()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("ANYPREC_CPU_KERNEL=", requested, " needs ", info.requirement, ", which this CPU lacks"));
+    }
+    return KernelChoice{info.kernel, absl::StrCat("int8 ", requested, " (ANYPREC_CPU_KERNEL)")};
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("ANYPREC_CPU_KERNEL='", requested, "' is none of auto, avx512-vbmi, avx2-vnni, avx2, exact"));
+}
+
+std::optional<Int8Kernel> ChosenInt8Kernel() {
+  static const std::optional<Int8Kernel> chosen = [] {
+    const absl::StatusOr<KernelChoice> choice = ChooseKernel();
+    return choice.ok() ? choice->int8 : std::nullopt;
+  }();
+  return chosen;
+}
+
+bool HasInt8BitplaneKernel() { return ChosenInt8Kernel().has_value(); }
+
 void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out) {
+  BitplaneMatMulInt8(x, bits, w, out, *ChosenInt8Kernel());
+}
+
+void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out,
+                        Int8Kernel kernel) {
+  const KernelInfo& info = InfoOf(kernel);
   const int tokens = static_cast<int>(bits.size());
-  const Int8Activations a = QuantizeActivations(x, tokens, w.cols, w.row_stride * 8);
+  const Int8Activations a = QuantizeActivations(x, tokens, w.cols, PaddedCols(info.order, w), info.order);
   // Token rows sorted by width, in passes of at most kMaxTokensPerPass.
   std::vector<int> order(tokens);
   for (int t = 0; t < tokens; ++t) order[t] = t;
@@ -118,9 +115,9 @@ void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, con
   std::vector<int> sorted_bits(tokens);
   for (int t = 0; t < tokens; ++t) sorted_bits[t] = bits[order[t]];
   ForEachRowBlock(w.rows, static_cast<long>(w.rows) * w.cols * tokens, [&](int begin, int end) {
-    for (int first = 0; first < tokens; first += kMaxTokensPerPass) {
-      const int count = std::min(kMaxTokensPerPass, tokens - first);
-      kRowsKernels[count](a, w, &order[first], &sorted_bits[first], begin, end, out.data());
+    for (int first = 0; first < tokens; first += int8::kMaxTokensPerPass) {
+      const int count = std::min(int8::kMaxTokensPerPass, tokens - first);
+      info.rows(a, w, &order[first], &sorted_bits[first], count, begin, end, out.data());
     }
   });
 }

@@ -51,7 +51,7 @@ void Attention(std::span<const float> q, std::span<const int> positions, const K
   }
 }
 
-Int8Activations QuantizeActivations(std::span<const float> x, int tokens, int cols, size_t padded_cols) {
+Int8Activations QuantizeActivations(std::span<const float> x, int tokens, int cols, size_t padded_cols, ActivationOrder order) {
   Int8Activations a;
   a.padded_cols = padded_cols;
   const size_t blocks = padded_cols / kInt8Block;
@@ -84,6 +84,18 @@ Int8Activations QuantizeActivations(std::span<const float> x, int tokens, int co
       }
       a.scales[t * blocks + b] = scale;
       a.offset[t] += 128.0 * scale * sum;
+    }
+  }
+  if (order == ActivationOrder::kBitSliced) {
+    std::vector<int8_t> natural(padded_cols);
+    for (int t = 0; t < tokens; ++t) {
+      int8_t* row = a.values.data() + t * padded_cols;
+      std::copy(row, row + padded_cols, natural.begin());
+      for (size_t tile = 0; tile < padded_cols; tile += 256) {
+        for (size_t i = 0; i < 32; ++i) {
+          for (size_t j = 0; j < 8; ++j) row[tile + 32 * j + i] = natural[tile + 8 * i + j];
+        }
+      }
     }
   }
   return a;

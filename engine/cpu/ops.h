@@ -2,7 +2,10 @@
 // beside it (namespace reference) that the tests hold it to.
 #pragma once
 
+#include <optional>
 #include <span>
+#include <string_view>
+#include <vector>
 
 #include "engine/cpu/bitplane_view.h"
 #include "engine/cpu/kv_layer_view.h"
@@ -20,12 +23,28 @@ void MatMul(std::span<const float> x, int tokens, std::span<const float> w, int 
 void BitplaneMatMul(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out);
 
 // BitplaneMatMul with integer arithmetic: activations quantized to int8 per block of
-// kInt8Block columns, LUTs to int8 per row (BitplaneView::luts_u8), products summed in int32
-// with AVX-512 VNNI. About 1% relative error against the exact kernel, and several times
-// faster. Needs HasInt8BitplaneKernel(); the view's int8 tables must be prepared.
+// kInt8Block columns, LUTs to int8 per row (BitplaneView::luts_u8), products summed in int32.
+// About 1% relative error against the exact kernel, and several times faster. One kernel per
+// instruction set; the view's int8 tables must be prepared.
 constexpr int kInt8Block = 128;
+enum class Int8Kernel {
+  kAvx512Vbmi,  // 64 columns per byte permute (vpermb) and vpdpbusd: AVX-512 F/BW/VBMI/VNNI
+  kAvx2Vnni,    // kAvx2 with 256-bit vpdpbusd: AVX-512 VL and VNNI (Zen 4, Cascade Lake, Ice Lake)
+  kAvx2,        // 16-entry vpshufb tables and vpmaddubsw: AVX2 and FMA (Haswell, Zen 1-3)
+};
+std::string_view Int8KernelName(Int8Kernel kernel);
+// The int8 kernels this CPU can run, fastest first.
+std::vector<Int8Kernel> SupportedInt8Kernels();
+
+// The int8 kernel chosen for this process (engine/cpu/kernel_choice.h), if any.
+std::optional<Int8Kernel> ChosenInt8Kernel();
 bool HasInt8BitplaneKernel();
+
+// BitplaneMatMulInt8 on the chosen kernel (HasInt8BitplaneKernel() must hold), or on `kernel`,
+// which must be in SupportedInt8Kernels().
 void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out);
+void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out,
+                        Int8Kernel kernel);
 
 // x[t] = x[t] / rms(x[t]) * weight, for each row of width weight.size().
 void RmsNorm(std::span<const float> x, std::span<const float> weight, float eps, std::span<float> out);
@@ -61,6 +80,15 @@ void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, con
 
 }  // namespace reference
 
+// The order in which Int8Activations holds each token row's columns.
+enum class ActivationOrder {
+  kNatural,
+  // Per 256 columns, position 32 j + i holds column 8 i + j: bit j of byte i of a plane's 32
+  // bytes meets its activation in lane i of vector j (the AVX2 kernels). Block k of
+  // kInt8Block columns is still positions [128 k, 128 k + 128).
+  kBitSliced,
+};
+
 // Activations as the int8 kernels read them: rows padded to `padded_cols` (zeros), one scale
 // per kInt8Block columns, and per token the term 128 * sum(scale * sum(q)) that the +128
 // offset of the u8 LUT entries adds.
@@ -70,5 +98,6 @@ struct Int8Activations {
   std::vector<float> scales;   // [tokens][padded_cols / kInt8Block]
   std::vector<double> offset;  // [tokens]
 };
-Int8Activations QuantizeActivations(std::span<const float> x, int tokens, int cols, size_t padded_cols);
+Int8Activations QuantizeActivations(std::span<const float> x, int tokens, int cols, size_t padded_cols,
+                                    ActivationOrder order = ActivationOrder::kNatural);
 }  // namespace anyprec::cpu

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -122,16 +123,19 @@ void BenchShape(int rows, int cols, double bandwidth) {
       for (int t = 0; t < batch; ++t) mixed[t] = std::vector<int>{3, 4, 8}[t % 3];
       cases.emplace_back("mixed {3,4,8}", mixed);
     }
-    using Kernel = void (*)(std::span<const float>, std::span<const int>, const cpu::BitplaneView&, std::span<float>);
-    std::vector<std::pair<const char*, Kernel>> kernels = {{"fp32 LUT", &cpu::BitplaneMatMul}};
-    if (cpu::HasInt8BitplaneKernel()) kernels.emplace_back("int8", &cpu::BitplaneMatMulInt8);
+    using Kernel = std::function<void(std::span<const float>, std::span<const int>, const cpu::BitplaneView&, std::span<float>)>;
+    std::vector<std::pair<std::string, Kernel>> kernels = {{"fp32 LUT", &cpu::BitplaneMatMul}};
+    for (const cpu::Int8Kernel int8 : cpu::SupportedInt8Kernels()) {
+      kernels.emplace_back("int8 " + std::string(cpu::Int8KernelName(int8)),
+                           [int8](auto x, auto bits, const auto& w, auto out) { cpu::BitplaneMatMulInt8(x, bits, w, out, int8); });
+    }
     for (const auto& [name, bits] : cases) {
       for (const auto& [kernel_name, kernel] : kernels) {
         const int widest = *std::max_element(bits.begin(), bits.end());
         const double bytes = static_cast<double>(widest) * plane_bytes;
         const double streamed = TimePerOp([&, kernel = kernel](int i) { kernel(x, bits, quantized[i % quantized_count].view, y); });
         const double hot = TimePerOp([&, kernel = kernel](int) { kernel(x, bits, quantized[0].view, y); });
-        std::printf("| %d | %s, %s | %.0f | %.1f | %.0f%% | %.2f | %.0f |\n", batch, name.c_str(), kernel_name, streamed * 1e6,
+        std::printf("| %d | %s, %s | %.0f | %.1f | %.0f%% | %.2f | %.0f |\n", batch, name.c_str(), kernel_name.c_str(), streamed * 1e6,
                     bytes / streamed / 1e9, 100 * bytes / streamed / 1e9 / bandwidth, dense_streamed / streamed, hot * 1e6);
       }
     }

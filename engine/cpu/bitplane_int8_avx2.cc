@@ -1,0 +1,210 @@
+// The integer bitplane-LUT kernels for x86 CPUs with AVX2, compiled twice: for AVX2 and FMA
+// (namespace avx2), and with ANYPREC_INT8_VNNI for 256-bit vpdpbusd from AVX-512 VL and VNNI
+// (namespace avx2_vnni). Per row, per tile of 256 columns, per width b in the batch:
+// - Byte i of a plane's 32 bytes holds bit j of column 8 i + j. A bit transpose of the four
+//   lowest planes of the width (b-4..b-1; a zero plane stands in below plane 0) makes eight
+//   vectors of nibbles, vector j holding in lane i the nibble of column 8 i + j: 44 logic
+//   ops per 256 columns, where assembling each index from its planes would take 3 or more
+//   per plane per 32 columns.
+// - vpshufb looks the nibbles up in the row's 16-entry int8 table. Widths above 4 look them
+//   up in 2^(b-4) tables and choose by the higher planes with vpblendvb (each such plane
+//   shifted so that bit j lands in bit 7, which is all vpblendvb reads).
+// - The activations come in the same bit-sliced order (ActivationOrder::kBitSliced), so the
+//   looked-up weights meet them lane by lane: vpsignb + vpmaddubsw + vpmaddwd (signed
+//   tables; the products of 127 x 127 pairs cannot saturate), or vpdpbusd on the u8 tables.
+// Tokens of one width share the lookups; a pass holds at most kMaxTokensPerPass tokens.
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/cpu/int8_kernels.h"
+#include "engine/model/bitplanes.h"
+
+// Only the code below this line is compiled for the target, so that inline functions of
+// the headers above, which other files share, never carry its instructions.
+#if ANYPREC_INT8_VNNI
+#pragma GCC target("avx2,fma,avx512vl,avx512vnni")
+#define ANYPREC_INT8_NAMESPACE avx2_vnni
+#else
+#pragma GCC target("avx2,fma")
+#define ANYPREC_INT8_NAMESPACE avx2
+#endif
+
+namespace anyprec::cpu::int8::ANYPREC_INT8_NAMESPACE {
+namespace {
+
+constexpr int kTileCols = 256;
+constexpr size_t kTileBytes = kTileCols / 8;
+
+inline __m256i Bytes(int value) { return _mm256_set1_epi8(static_cast<char>(value)); }
+
+// One plane's bytes of a tile; the last tile of a row of 128-column blocks may be half.
+inline __m256i LoadPlane(const uint8_t* p, bool half) {
+  return half ? _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))
+              : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+// Byte i of nibbles[j] = (bit j of q0[i]) << 3 | (bit j of q1[i]) << 2 | (bit j of q2[i]) << 1
+// | bit j of q3[i]. Shifts move whole 16-bit words; the masks drop what crosses a byte.
+inline void TransposeNibbles(__m256i q0, __m256i q1, __m256i q2, __m256i q3, __m256i nibbles[8]) {
+  const __m256i m55 = Bytes(0x55), mAA = Bytes(0xAA), m33 = Bytes(0x33), mCC = Bytes(0xCC), m0F = Bytes(0x0F);
+  // Bits 2k+1, 2k hold two planes' bits of column 2k+1 (odd) or 2k (even).
+  const auto pair_odd = [&](__m256i x, __m256i y) {
+    return _mm256_or_si256(_mm256_and_si256(x, mAA), _mm256_and_si256(_mm256_srli_epi16(y, 1), m55));
+  };
+  const auto pair_even = [&](__m256i x, __m256i y) {
+    return _mm256_or_si256(_mm256_and_si256(_mm256_slli_epi16(x, 1), mAA), _mm256_and_si256(y, m55));
+  };
+  // Bits 4m+3..4m hold the four planes' bits of column 4m + 3 (high) or 4m + 1 (low) from
+  // odd pairs, of 4m + 2 or 4m from even pairs.
+  const auto quad_high = [&](__m256i x, __m256i y) {
+    return _mm256_or_si256(_mm256_and_si256(x, mCC), _mm256_and_si256(_mm256_srli_epi16(y, 2), m33));
+  };
+  const auto quad_low = [&](__m256i x, __m256i y) {
+    return _mm256_or_si256(_mm256_and_si256(_mm256_slli_epi16(x, 2), mCC), _mm256_and_si256(y, m33));
+  };
+  const __m256i odd01 = pair_odd(q0, q1), even01 = pair_even(q0, q1);
+  const __m256i odd23 = pair_odd(q2, q3), even23 = pair_even(q2, q3);
+  const __m256i n37 = quad_high(odd01, odd23), n15 = quad_low(odd01, odd23);
+  const __m256i n26 = quad_high(even01, even23), n04 = quad_low(even01, even23);
+  const __m256i quads[4] = {n04, n15, n26, n37};
+  for (int r = 0; r < 4; ++r) {
+    nibbles[r] = _mm256_and_si256(quads[r], m0F);
+    nibbles[r + 4] = _mm256_and_si256(_mm256_srli_epi16(quads[r], 4), m0F);
+  }
+}
+
+inline __m256i Table(const uint8_t* entries) {
+  return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(entries)));
+}
+
+// The int8 weights of one tile at width B, weights[j] in the bit-sliced order. `tables` is
+// the row's table of 2^B entries (at least 16 bytes), int8 in the signed kernel and u8 in
+// the VNNI one.
+template <int B>
+inline void TileWeights(const uint8_t* planes, size_t plane_stride, bool half, const uint8_t* tables, __m256i weights[8]) {
+  constexpr int kLowest = B - 4;  // the nibble's most significant plane
+  __m256i q[4];
+  for (int i = 0; i < 4; ++i) q[i] = kLowest + i < 0 ? _mm256_setzero_si256() : LoadPlane(planes + (kLowest + i) * plane_stride, half);
+  __m256i nibbles[8];
+  TransposeNibbles(q[0], q[1], q[2], q[3], nibbles);
+  if constexpr (B <= 4) {
+    const __m256i table = Table(tables);
+    for (int j = 0; j < 8; ++j) weights[j] = _mm256_shuffle_epi8(table, nibbles[j]);
+  } else {
+    constexpr int kTables = 1 << (B - 4);
+    __m256i high[B - 4];
+    for (int p = 0; p < B - 4; ++p) high[p] = LoadPlane(planes + p * plane_stride, half);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      __m256i found[kTables];
+      for (int k = 0; k < kTables; ++k) found[k] = _mm256_shuffle_epi8(Table(tables + 16 * k), nibbles[j]);
+      // Table k's index bits are planes 0..B-5, plane B-5 the lowest: halve by it first.
+      for (int p = B - 5, live = kTables; p >= 0; --p, live /= 2) {
+        const __m256i select = _mm256_slli_epi16(high[p], 7 - j);
+        for (int m = 0; m < live / 2; ++m) found[m] = _mm256_blendv_epi8(found[2 * m], found[2 * m + 1], select);
+      }
+      weights[j] = found[0];
+    }
+  }
+}
+
+// sum + the dot products of 32 weights with 32 activations, per group of four lanes.
+inline __m256i Dot(__m256i sum, __m256i weights, __m256i x) {
+#if ANYPREC_INT8_VNNI
+  return _mm256_dpbusd_epi32(sum, weights, x);
+#else
+  const __m256i products = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(weights, x));
+  return _mm256_add_epi32(sum, _mm256_madd_epi16(products, _mm256_set1_epi16(1)));
+#endif
+}
+
+inline float SumOfLanes(__m256 v) {
+  const __m128 quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+  return _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
+}
+
+// One tile of one width for the tokens [first, last) of the pass that want it.
+template <int B>
+inline void GroupTile(const Int8Activations& a, const BitplaneView& w, const uint8_t* tile_planes, bool half, size_t tile,
+                      const uint8_t* table, const int* tokens, int first, int last, __m256* acc) {
+  __m256i weights[8];
+  TileWeights<B>(tile_planes, w.plane_stride, half, table, weights);
+  const size_t blocks = a.padded_cols / kInt8Block;
+  for (int t = first; t < last; ++t) {
+    const int8_t* x = a.values.data() + tokens[t] * a.padded_cols + tile * kTileCols;
+    __m256i sum = _mm256_setzero_si256();
+    for (int j = 0; j < 8; ++j) sum = Dot(sum, weights[j], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * j)));
+    // Lanes 0-3 hold block 2 tile, lanes 4-7 block 2 tile + 1.
+    const float* scale = a.scales.data() + tokens[t] * blocks + 2 * tile;
+    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set_m128(_mm_set1_ps(scale[1]), _mm_set1_ps(scale[0])), acc[t]);
+  }
+}
+
+}  // namespace
+
+void Rows(const Int8Activations& a, const BitplaneView& w, const int* tokens, const int* bits, int count, int row_begin, int row_end,
+          float* out) {
+  const size_t tiles = (w.row_stride + kTileBytes - 1) / kTileBytes;
+  const bool half_tile = w.row_stride % kTileBytes != 0;
+  const int widest = bits[count - 1];
+  // Groups of tokens of one width: [group_begin[g], group_begin[g + 1]).
+  int group_begin[kMaxTokensPerPass + 1];
+  int groups = 0;
+  for (int t = 0; t < count; ++t) {
+    if (t == 0 || bits[t] != bits[t - 1]) group_begin[groups++] = t;
+  }
+  group_begin[groups] = count;
+#if !ANYPREC_INT8_VNNI
+  alignas(32) uint8_t signed_tables[kMaxTokensPerPass][1 << kMaxBits];
+#endif
+  for (int n = row_begin; n < row_end; ++n) {
+    const uint8_t* tables[kMaxTokensPerPass];
+    for (int g = 0; g < groups; ++g) {
+      const int b = bits[group_begin[g]];
+      tables[g] = w.LutU8(b, n);
+#if !ANYPREC_INT8_VNNI
+      // The u8 entries less 128: int8 entries for vpsignb and vpmaddubsw.
+      const size_t entries = size_t{1} << (b < 4 ? 4 : b);
+      for (size_t e = 0; e < entries; e += 16) {
+        const __m128i u8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(tables[g] + e));
+        _mm_store_si128(reinterpret_cast<__m128i*>(signed_tables[g] + e), _mm_xor_si128(u8, _mm_set1_epi8(static_cast<char>(0x80))));
+      }
+      tables[g] = signed_tables[g];
+#endif
+    }
+    __m256 acc[kMaxTokensPerPass];
+    for (int t = 0; t < count; ++t) acc[t] = _mm256_setzero_ps();
+    const uint8_t* row_planes = w.planes + static_cast<size_t>(n) * w.row_stride;
+    for (size_t tile = 0; tile < tiles; ++tile) {
+      const uint8_t* tile_planes = row_planes + tile * kTileBytes;
+      if (tile % 2 == 0) {
+        for (int p = 0; p < widest; ++p) _mm_prefetch(reinterpret_cast<const char*>(tile_planes + p * w.plane_stride) + 2048, _MM_HINT_T0);
+      }
+      const bool half = half_tile && tile + 1 == tiles;
+      for (int g = 0; g < groups; ++g) {
+        const int first = group_begin[g], last = group_begin[g + 1];
+        switch (bits[first]) {
+          case 3: GroupTile<3>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
+          case 4: GroupTile<4>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
+          case 5: GroupTile<5>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
+          case 6: GroupTile<6>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
+          case 7: GroupTile<7>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
+          default: GroupTile<8>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
+        }
+      }
+    }
+    for (int t = 0; t < count; ++t) {
+#if ANYPREC_INT8_VNNI
+      const double sum = static_cast<double>(SumOfLanes(acc[t])) - a.offset[tokens[t]];
+#else
+      const double sum = SumOfLanes(acc[t]);
+#endif
+      out[static_cast<size_t>(tokens[t]) * w.rows + n] = static_cast<float>(w.LutScale(bits[t], n) * sum);
+    }
+  }
+}
+
+}  // namespace anyprec::cpu::int8::ANYPREC_INT8_NAMESPACE
