@@ -11,7 +11,8 @@
 //   shifted so that bit j lands in bit 7, which is all vpblendvb reads).
 // - The activations come in the same bit-sliced order (ActivationOrder::kBitSliced), so the
 //   looked-up weights meet them lane by lane: vpsignb + vpmaddubsw + vpmaddwd (signed
-//   tables; the products of 127 x 127 pairs cannot saturate), or vpdpbusd on the u8 tables.
+//   tables, |w| times x with w's sign; pairs of 127 x 127 cannot saturate), or vpdpbusd on
+//   the u8 tables.
 // Tokens of one width share the lookups; a pass holds at most kMaxTokensPerPass tokens.
 #include <immintrin.h>
 
@@ -110,15 +111,17 @@ inline void TileWeights(const uint8_t* planes, size_t plane_stride, bool half, c
   }
 }
 
-// sum + the dot products of 32 weights with 32 activations, per group of four lanes.
-inline __m256i Dot(__m256i sum, __m256i weights, __m256i x) {
+// sum + the dot products of 32 weights with 32 activations, per group of four lanes. The
+// signed form multiplies |w| by x with w's sign, so that |w|, the unsigned operand of
+// vpmaddubsw, is worked out once per tile for every token.
 #if ANYPREC_INT8_VNNI
-  return _mm256_dpbusd_epi32(sum, weights, x);
+inline __m256i Dot(__m256i sum, __m256i weights, __m256i, __m256i x) { return _mm256_dpbusd_epi32(sum, weights, x); }
 #else
-  const __m256i products = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(weights, x));
+inline __m256i Dot(__m256i sum, __m256i weights, __m256i magnitudes, __m256i x) {
+  const __m256i products = _mm256_maddubs_epi16(magnitudes, _mm256_sign_epi8(x, weights));
   return _mm256_add_epi32(sum, _mm256_madd_epi16(products, _mm256_set1_epi16(1)));
-#endif
 }
+#endif
 
 inline float SumOfLanes(__m256 v) {
   const __m128 quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -132,11 +135,15 @@ inline void GroupTile(const Int8Activations& a, const BitplaneView& w, const uin
                       const uint8_t* table, const int* tokens, int first, int last, __m256* acc) {
   __m256i weights[8];
   TileWeights<B>(tile_planes, w.plane_stride, half, table, weights);
+  __m256i magnitudes[8];
+  for (int j = 0; j < 8; ++j) magnitudes[j] = ANYPREC_INT8_VNNI ? weights[j] : _mm256_sign_epi8(weights[j], weights[j]);
   const size_t blocks = a.padded_cols / kInt8Block;
   for (int t = first; t < last; ++t) {
     const int8_t* x = a.values.data() + tokens[t] * a.padded_cols + tile * kTileCols;
     __m256i sum = _mm256_setzero_si256();
-    for (int j = 0; j < 8; ++j) sum = Dot(sum, weights[j], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * j)));
+    for (int j = 0; j < 8; ++j) {
+      sum = Dot(sum, weights[j], magnitudes[j], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * j)));
+    }
     // Lanes 0-3 hold block 2 tile, lanes 4-7 block 2 tile + 1.
     const float* scale = a.scales.data() + tokens[t] * blocks + 2 * tile;
     acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set_m128(_mm_set1_ps(scale[1]), _mm_set1_ps(scale[0])), acc[t]);
