@@ -50,6 +50,11 @@ int main(int argc, char** argv) {
   app.add_option("--calib-tokens", options.calibration_tokens, "Calibration tokens at most (activation sensitivity)")
       ->check(CLI::Range(1l, 1l << 30))
       ->capture_default_str();
+  std::string dense_dtype = "fp32";
+  app.add_option("--dense-dtype", dense_dtype,
+                 "How the head and the embedding are stored: fp32, or int8 with one scale per row (a quarter of the bytes)")
+      ->check(CLI::IsMember({"fp32", "int8"}))
+      ->capture_default_str();
   app.add_option("--sensitivity", sensitivity,
                  "Per-weight sample weights: fisher (squared loss gradients, SqueezeLLM), activation (sum of squared "
                  "inputs), none, or auto (fisher when its pass fits in memory, else activation)")
@@ -93,6 +98,7 @@ int main(int argc, char** argv) {
   }
   options.quant.seed_method = seed_method == "exact" ? anyprec::quant::SeedMethod::kExact : anyprec::quant::SeedMethod::kLloyd;
   using anyprec::quant::Sensitivity;
+  options.dense_dtype = dense_dtype == "int8" ? anyprec::quant::DenseDType::kInt8 : anyprec::quant::DenseDType::kF32;
   options.sensitivity = sensitivity == "none"         ? Sensitivity::kNone
                         : sensitivity == "activation" ? Sensitivity::kActivation
                         : sensitivity == "fisher"     ? Sensitivity::kFisher

@@ -160,6 +160,7 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
   ImageContents image;
   image.source = &model;
   image.provenance = provenance;
+  image.dense_dtype = options.dense_dtype;
   image.tokenizer_files = TokenizerFiles(model_dir, options.tokenizer_path);
   for (int layer = 0; layer < c.num_layers; ++layer) {
     const auto linears = model.weights().layers[layer].linears();

@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "quantizer/fisher.h"
+#include "quantizer/image_writer.h"
 #include "quantizer/matrix_quantizer.h"
 
 namespace anyprec::quant {
@@ -28,6 +29,7 @@ struct ModelQuantizeOptions {
   std::string load_sensitivity;    // kFisher: read the sums from here instead of running the pass
   std::string tokenizer_path;      // empty: the model folder's tokenizer.json
   std::string model_name;          // what the image's models are called; empty: the model folder's name
+  DenseDType dense_dtype = DenseDType::kF32;  // the head and the embedding
 };
 
 // Progress lines ("layer 3/32 quantized", ...) go to `progress`.

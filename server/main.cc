@@ -63,8 +63,8 @@ WeightBytes CountWeightBytes(const anyprec::Model& model) {
     }
     bytes.dense += 4.0 * (layer.attn_norm.size() + layer.ffn_norm.size());
   }
-  bytes.dense += 4.0 * (w.embedding.values.size() + w.final_norm.size());
-  if (w.head.values.data() != w.embedding.values.data()) bytes.dense += 4.0 * w.head.values.size();
+  bytes.dense += static_cast<double>(w.embedding.bytes()) + 4.0 * w.final_norm.size();
+  if (!w.head.SameAs(w.embedding)) bytes.dense += static_cast<double>(w.head.bytes());
   return bytes;
 }
 

@@ -9,6 +9,7 @@
 #include "engine/runtime/transformer.h"
 #include "gtest/gtest.h"
 #include "quantizer/quantizer.h"
+#include "tests/relative_error.h"
 #include "tests/shared_data.h"
 
 namespace anyprec {
@@ -146,6 +147,45 @@ TEST(TiedImage, StoresTheTiedHeadOnce) {
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_EQ(model->weights().head.values.data(), model->weights().embedding.values.data());
   fs::remove_all(out);
+}
+
+// --dense-dtype int8 stores the head and the embedding as int8 rows with their scales, once
+// when tied; the model reads them as int8 and its logits stay those of the fp32 image.
+TEST(Int8DenseImage, HeadAndEmbeddingAreInt8AndTheLogitsFollowFp32) {
+  for (const char* source : {"models/synthetic-arch/llama", "models/TinyStories-656K"}) {
+    SCOPED_TRACE(source);
+    const fs::path root = fs::temp_directory_path() / ("anyprec-int8-dense-" + std::to_string(::getpid()));
+    quant::ModelQuantizeOptions options;
+    options.sensitivity = quant::Sensitivity::kNone;
+    ASSERT_TRUE(quant::QuantizeModel(SharedPath(source), (root / "fp32").string(), options, [](const std::string&) {}).ok());
+    options.dense_dtype = quant::DenseDType::kInt8;
+    ASSERT_TRUE(quant::QuantizeModel(SharedPath(source), (root / "int8").string(), options, [](const std::string&) {}).ok());
+
+    auto fp32 = Model::Load((root / "fp32").string());
+    auto int8 = Model::Load((root / "int8").string());
+    ASSERT_TRUE(fp32.ok()) << fp32.status();
+    ASSERT_TRUE(int8.ok()) << int8.status();
+    const ModelConfig& c = int8->config();
+    auto file = SafetensorsFile::Open((root / "int8" / "anyprec.safetensors").string());
+    ASSERT_TRUE(file.ok()) << file.status();
+    EXPECT_EQ(file->tensors().at("model.embed_tokens.weight").dtype, DType::kI8);
+    EXPECT_EQ(file->tensors().at("model.embed_tokens.weight_scale").shape, (std::vector<int64_t>{c.vocab_size}));
+    EXPECT_EQ(file->tensors().count("lm_head.weight"), c.tie_word_embeddings ? 0u : 1u);
+    const ModelWeights& w = int8->weights();
+    EXPECT_TRUE(w.embedding.is_int8());
+    EXPECT_TRUE(w.head.is_int8());
+    EXPECT_EQ(w.head.SameAs(w.embedding), c.tie_word_embeddings);
+    EXPECT_LT(int8->BytesReadPerToken(c.quantization->max_bits), fp32->BytesReadPerToken(c.quantization->max_bits));
+
+    const std::vector<TokenId> prompt = {1, 20, 30, 40, 50, 60};
+    std::vector<float> want(prompt.size() * c.vocab_size), got(want.size());
+    Transformer reference(*fp32), quantized(*int8);
+    KvCache reference_cache(c, 16), quantized_cache(c, 16);
+    ASSERT_TRUE(reference.Forward(prompt, reference_cache, LogitsFor::kAllTokens, want, {c.quantization->max_bits, true}).ok());
+    ASSERT_TRUE(quantized.Forward(prompt, quantized_cache, LogitsFor::kAllTokens, got, {c.quantization->max_bits, true}).ok());
+    EXPECT_LT(testing::MaxRelativeError(got, want), 0.02);
+    fs::remove_all(root);
+  }
 }
 
 }  // namespace

@@ -43,6 +43,33 @@ TEST(MatMul, MatchesReferenceOnEveryShapeClass) {
   }
 }
 
+// The int8 matrix times fp32 activations equals the fp32 product with the widened matrix.
+TEST(Int8MatMul, MatchesTheWidenedMatrixOnEveryShapeClass) {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int> entry(-127, 127);
+  for (int tokens : {1, 3, 17}) {
+    for (int rows : {1, 5, 64, 515}) {
+      for (int cols : {1, 7, 64, 172}) {
+        SCOPED_TRACE(::testing::Message() << tokens << "x" << cols << " * " << rows << "x" << cols);
+        const auto x = Random(static_cast<size_t>(tokens) * cols, rng);
+        std::vector<int8_t> q(static_cast<size_t>(rows) * cols);
+        for (int8_t& v : q) v = static_cast<int8_t>(entry(rng));
+        std::vector<float> scales = Random(rows, rng, 0.01f);
+        for (float& s : scales) s = std::abs(s) + 1e-4f;
+        std::vector<float> widened(q.size());
+        for (size_t i = 0; i < q.size(); ++i) widened[i] = scales[i / cols] * q[i];
+        std::vector<float> slow(static_cast<size_t>(tokens) * rows);
+        reference::MatMul(x, tokens, widened, rows, cols, slow);
+        testing::ForEachSimdTarget([&] {
+          std::vector<float> fast(slow.size());
+          Int8MatMul(x, tokens, q, scales, rows, cols, fast);
+          EXPECT_LT(MaxRelativeError(fast, slow), 1e-5);
+        });
+      }
+    }
+  }
+}
+
 // The reference reads a contiguous cache; the fast kernel the same rows paged.
 TEST(Attention, MatchesReferenceForPrefillAndDecodeOverPagedCache) {
   std::mt19937 rng(11);

@@ -1,12 +1,15 @@
 // MatMul with Highway: four weight rows at a time share each load of an activation row,
-// and blocks of rows are spread over the cores.
+// and blocks of rows are spread over the cores. Int8MatMul widens each block of int8 rows to
+// fp32 once, into a buffer that stays in cache while every token row meets it.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "engine/cpu/matmul.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <span>
+#include <vector>
 
 #include "engine/cpu/ops.h"
 #include "engine/cpu/row_blocks.h"
@@ -15,7 +18,7 @@ HWY_BEFORE_NAMESPACE();
 namespace anyprec::cpu::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// out[t, n] for n in [row_begin, row_end), all t.
+// out[t, n] for n in [row_begin, row_end), all t, with `w` pointing at row row_begin.
 void MatMulRows(const float* HWY_RESTRICT x, int tokens, const float* HWY_RESTRICT w, int rows, int cols,
                 int row_begin, int row_end, float* HWY_RESTRICT out) {
   const hn::ScalableTag<float> d;
@@ -23,7 +26,7 @@ void MatMulRows(const float* HWY_RESTRICT x, int tokens, const float* HWY_RESTRI
   const int vector_cols = cols - cols % lanes;
   int n = row_begin;
   for (; n + 4 <= row_end; n += 4) {
-    const float* w0 = w + static_cast<size_t>(n) * cols;
+    const float* w0 = w + static_cast<size_t>(n - row_begin) * cols;
     const float* w1 = w0 + cols;
     const float* w2 = w1 + cols;
     const float* w3 = w2 + cols;
@@ -52,7 +55,7 @@ void MatMulRows(const float* HWY_RESTRICT x, int tokens, const float* HWY_RESTRI
     }
   }
   for (; n < row_end; ++n) {
-    const float* wn = w + static_cast<size_t>(n) * cols;
+    const float* wn = w + static_cast<size_t>(n - row_begin) * cols;
     for (int t = 0; t < tokens; ++t) {
       const float* xt = x + static_cast<size_t>(t) * cols;
       auto acc = hn::Zero(d);
@@ -64,6 +67,24 @@ void MatMulRows(const float* HWY_RESTRICT x, int tokens, const float* HWY_RESTRI
   }
 }
 
+// out[i] = scales[i / cols] * q[i] over `rows` rows of `cols`.
+void WidenInt8Rows(const int8_t* HWY_RESTRICT q, const float* HWY_RESTRICT scales, int rows, int cols, float* HWY_RESTRICT out) {
+  const hn::ScalableTag<float> d;
+  const hn::Rebind<int32_t, decltype(d)> di;
+  const hn::Rebind<int8_t, decltype(d)> d8;
+  const int lanes = static_cast<int>(hn::Lanes(d));
+  for (int r = 0; r < rows; ++r) {
+    const int8_t* row = q + static_cast<size_t>(r) * cols;
+    float* o = out + static_cast<size_t>(r) * cols;
+    const auto scale = hn::Set(d, scales[r]);
+    int k = 0;
+    for (; k + lanes <= cols; k += lanes) {
+      hn::StoreU(hn::Mul(hn::ConvertTo(d, hn::PromoteTo(di, hn::LoadU(d8, row + k))), scale), d, o + k);
+    }
+    for (; k < cols; ++k) o[k] = scales[r] * row[k];
+  }
+}
+
 }  // namespace anyprec::cpu::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -71,10 +92,22 @@ HWY_AFTER_NAMESPACE();
 namespace anyprec::cpu {
 
 HWY_EXPORT(MatMulRows);
+HWY_EXPORT(WidenInt8Rows);
 
 void MatMul(std::span<const float> x, int tokens, std::span<const float> w, int rows, int cols, std::span<float> out) {
   ForEachRowBlock(rows, static_cast<long>(tokens) * rows * cols, [&](int begin, int end) {
-    HWY_DYNAMIC_DISPATCH(MatMulRows)(x.data(), tokens, w.data(), rows, cols, begin, end, out.data());
+    HWY_DYNAMIC_DISPATCH(MatMulRows)(x.data(), tokens, w.data() + static_cast<size_t>(begin) * cols, rows, cols, begin, end, out.data());
+  });
+}
+
+void Int8MatMul(std::span<const float> x, int tokens, std::span<const int8_t> q, std::span<const float> scales, int rows, int cols,
+                std::span<float> out) {
+  ForEachRowBlock(rows, static_cast<long>(tokens) * rows * cols, [&](int begin, int end) {
+    thread_local std::vector<float> widened;
+    widened.resize(static_cast<size_t>(end - begin) * cols);
+    HWY_DYNAMIC_DISPATCH(WidenInt8Rows)(q.data() + static_cast<size_t>(begin) * cols, scales.data() + begin, end - begin, cols,
+                                        widened.data());
+    HWY_DYNAMIC_DISPATCH(MatMulRows)(x.data(), tokens, widened.data(), rows, cols, begin, end, out.data());
   });
 }
 

@@ -17,6 +17,11 @@ namespace anyprec::cpu {
 // over all cores.
 void MatMul(std::span<const float> x, int tokens, std::span<const float> w, int rows, int cols, std::span<float> out);
 
+// MatMul with an int8 weight, one scale per row: w[n, k] = scales[n] * q[n * cols + k]. The
+// activations stay fp32, so the result is the exact product with the stored weight.
+void Int8MatMul(std::span<const float> x, int tokens, std::span<const int8_t> q, std::span<const float> scales, int rows, int cols,
+                std::span<float> out);
+
 // out[t, n] = sum_k LUT_b[n][index_b(n, k)] * x[t, k] with b = bits[t]: a batch whose token
 // rows may each ask for a different width. Planes up to the largest b are read once; each
 // row looks up its own LUT. Every bits[t] must lie in [w.seed_bits, w.max_bits].

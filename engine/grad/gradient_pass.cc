@@ -72,6 +72,9 @@ absl::Status GradientPass<T>::Validate(std::span<const TokenId> inputs, std::spa
     return absl::InvalidArgumentError(absl::StrCat("a window needs as many targets as inputs, and at least one (got ",
                                                    inputs.size(), " and ", targets.size(), ")"));
   }
+  if (weights_.embedding.is_int8() || weights_.head.is_int8()) {
+    return absl::FailedPreconditionError("the gradient pass needs an fp32 embedding and head (a Hugging Face model, not an int8 image)");
+  }
   if (static_cast<int>(inputs.size()) > config_.max_position_embeddings) {
     return absl::InvalidArgumentError(absl::StrCat("a window of ", inputs.size(), " tokens exceeds the model's ",
                                                    config_.max_position_embeddings, " positions"));

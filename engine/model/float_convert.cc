@@ -12,6 +12,9 @@ void WidenToF32(DType dtype, std::span<const std::byte> raw, std::span<float> ou
     case DType::kU8:
       for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(static_cast<uint8_t>(raw[i]));
       return;
+    case DType::kI8:
+      for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(static_cast<int8_t>(raw[i]));
+      return;
     case DType::kBF16:
     case DType::kF16:
       for (size_t i = 0; i < out.size(); ++i) {

@@ -90,8 +90,8 @@ class WeightReader {
     const Located* found = index_.Find(name);
     if (found == nullptr) return absl::NotFoundError(absl::StrCat(dir_, ": missing tensor '", name, "'"));
     const TensorView& view = *found->view;
-    if (view.dtype == DType::kU8) {
-      return absl::InvalidArgumentError(absl::StrCat(*found->file, ": tensor '", name, "' is U8, not floating point"));
+    if (view.dtype == DType::kU8 || view.dtype == DType::kI8) {
+      return absl::InvalidArgumentError(absl::StrCat(*found->file, ": tensor '", name, "' is ", DTypeName(view.dtype), ", not floating point"));
     }
     if (view.shape != shape) {
       return absl::InvalidArgumentError(absl::StrCat(*found->file, ": tensor '", name, "' has shape [",
@@ -107,9 +107,25 @@ class WeightReader {
     return std::span<const float>(out);
   }
 
+  // fp32 (widened if need be), or int8 with its per-row scales in NAME_scale (FORMAT.md).
   absl::StatusOr<Matrix> GetMatrix(const std::string& name, int rows, int cols) {
-    ASSIGN_OR_RETURN(std::span<const float> values, Get(name, {rows, cols}));
-    return Matrix{rows, cols, values};
+    const Located* found = index_.Find(name);
+    if (found == nullptr || found->view->dtype != DType::kI8) {
+      ASSIGN_OR_RETURN(std::span<const float> values, Get(name, {rows, cols}));
+      return Matrix{rows, cols, values, {}, {}};
+    }
+    const TensorView& view = *found->view;
+    if (view.shape != std::vector<int64_t>{rows, cols}) {
+      return absl::InvalidArgumentError(absl::StrCat(*found->file, ": tensor '", name, "' has shape [", absl::StrJoin(view.shape, ", "),
+                                                     "], the config needs [", rows, ", ", cols, "]"));
+    }
+    const std::string scale_name = name + "_scale";
+    ASSIGN_OR_RETURN(std::span<const float> scales, Get(scale_name, {rows}));
+    if (!std::all_of(scales.begin(), scales.end(), [](float v) { return std::isfinite(v) && v > 0; })) {
+      return absl::InvalidArgumentError(absl::StrCat(dir_, ": tensor '", scale_name, "' holds a scale that is not finite and positive"));
+    }
+    const auto q = std::span<const int8_t>(reinterpret_cast<const int8_t*>(view.data.data()), view.data.size());
+    return Matrix{rows, cols, {}, q, scales};
   }
 
   bool Has(const std::string& name) const { return index_.Find(name) != nullptr; }
@@ -121,6 +137,21 @@ class WeightReader {
 };
 
 }  // namespace
+
+void Matrix::CopyRow(int r, std::span<float> out) const {
+  const size_t begin = static_cast<size_t>(r) * cols;
+  if (!is_int8()) {
+    std::copy(values.begin() + begin, values.begin() + begin + cols, out.begin());
+    return;
+  }
+  for (int c = 0; c < cols; ++c) out[c] = scales[r] * q[begin + c];
+}
+
+std::vector<float> Matrix::ToF32() const {
+  std::vector<float> out(static_cast<size_t>(rows) * cols);
+  for (int r = 0; r < rows; ++r) CopyRow(r, std::span<float>(out).subspan(static_cast<size_t>(r) * cols, cols));
+  return out;
+}
 
 Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
@@ -224,8 +255,8 @@ uint64_t Model::BytesReadPerToken(int bits) const {
     }
     bytes += sizeof(float) * (layer.attn_norm.size() + layer.ffn_norm.size());
   }
-  bytes += sizeof(float) * (w.final_norm.size() + w.head.values.size());
-  if (w.head.values.data() != w.embedding.values.data()) bytes += sizeof(float) * w.embedding.cols;
+  bytes += sizeof(float) * w.final_norm.size() + w.head.bytes();
+  if (!w.head.SameAs(w.embedding)) bytes += w.embedding.bytes() / w.embedding.rows;
   return bytes;
 }
 

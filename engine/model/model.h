@@ -14,13 +14,27 @@
 
 namespace anyprec {
 
-// Row-major [rows, cols]; rows are output features, as in PyTorch's Linear.weight.
+// Row-major [rows, cols]; rows are output features, as in PyTorch's Linear.weight. fp32, or
+// int8 with one scale per row (an image's head and embedding stored with dense_dtype int8):
+// w[r][c] = scales[r] * q[r * cols + c].
 struct Matrix {
   int rows = 0;
   int cols = 0;
-  std::span<const float> values;
+  std::span<const float> values;  // empty when int8
+  std::span<const int8_t> q;      // empty when fp32
+  std::span<const float> scales;  // [rows], with q
 
+  bool is_int8() const { return !q.empty(); }
+  // fp32 rows only.
   std::span<const float> Row(int r) const { return values.subspan(static_cast<size_t>(r) * cols, cols); }
+  // Row r in fp32, whatever the storage.
+  void CopyRow(int r, std::span<float> out) const;
+  // The whole matrix in fp32 (a copy), for devices that take fp32 weights.
+  std::vector<float> ToF32() const;
+  // Bytes the matrix takes as stored.
+  size_t bytes() const { return is_int8() ? q.size() + sizeof(float) * scales.size() : sizeof(float) * values.size(); }
+  // Whether two matrices are one (a tied head and embedding).
+  bool SameAs(const Matrix& other) const { return values.data() == other.values.data() && q.data() == other.q.data(); }
 };
 
 // A linear layer's weight [rows, cols]: dense fp32, or bitplanes readable at any width in
@@ -73,8 +87,8 @@ class Model {
   // The logical model served at `bits`: "TinyStories-656K@3"; the plain name for 0.
   std::string LogicalName(int bits) const;
   // Bytes one token's forward pass at `bits` reads as an image stores them: planes 0..b-1
-  // and LUT_b (fp16) of every quantized layer, and the dense tensors (fp32), of which the
-  // embedding counts one row unless it is also the head.
+  // and LUT_b (fp16) of every quantized layer, and the dense tensors (fp32, or int8 with row
+  // scales), of which the embedding counts one row unless it is also the head.
   uint64_t BytesReadPerToken(int bits) const;
 
  private:

@@ -25,7 +25,8 @@ absl::StatusOr<DType> ParseDType(const std::string& name) {
   if (name == "F16") return DType::kF16;
   if (name == "BF16") return DType::kBF16;
   if (name == "U8") return DType::kU8;
-  return absl::UnimplementedError(absl::StrCat("unsupported dtype ", name, " (supported: F32, F16, BF16, U8)"));
+  if (name == "I8") return DType::kI8;
+  return absl::UnimplementedError(absl::StrCat("unsupported dtype ", name, " (supported: F32, F16, BF16, U8, I8)"));
 }
 
 struct ByteRange {
@@ -41,7 +42,8 @@ size_t DTypeSize(DType dtype) {
     case DType::kF32: return 4;
     case DType::kF16:
     case DType::kBF16: return 2;
-    case DType::kU8: return 1;
+    case DType::kU8:
+    case DType::kI8: return 1;
   }
   return 0;
 }
@@ -52,6 +54,7 @@ const char* DTypeName(DType dtype) {
     case DType::kF16: return "F16";
     case DType::kBF16: return "BF16";
     case DType::kU8: return "U8";
+    case DType::kI8: return "I8";
   }
   return "?";
 }

@@ -15,7 +15,7 @@
 
 namespace anyprec {
 
-enum class DType { kF32, kF16, kBF16, kU8 };
+enum class DType { kF32, kF16, kBF16, kU8, kI8 };
 
 size_t DTypeSize(DType dtype);
 const char* DTypeName(DType dtype);

@@ -59,12 +59,18 @@ absl::StatusOr<CudaForward::DeviceLinear> CudaForward::UploadLinear(const anypre
 absl::StatusOr<std::unique_ptr<CudaForward>> CudaForward::Create(const Model& model, cuda::Backend& backend) {
   std::unique_ptr<CudaForward> f(new CudaForward(model.config(), backend));
   const ModelWeights& w = model.weights();
-  ASSIGN_OR_RETURN(f->embedding_, f->UploadFloats(w.embedding.values));
+  // The GPU operators take fp32 embeddings and heads; an int8 one is widened for the upload.
+  const auto upload_matrix = [&f](const Matrix& m) -> absl::StatusOr<const float*> {
+    if (!m.is_int8()) return f->UploadFloats(m.values);
+    const std::vector<float> widened = m.ToF32();
+    return f->UploadFloats(widened);
+  };
+  ASSIGN_OR_RETURN(f->embedding_, upload_matrix(w.embedding));
   ASSIGN_OR_RETURN(f->final_norm_, f->UploadFloats(w.final_norm));
-  if (w.head.values.data() == w.embedding.values.data()) {
+  if (w.head.SameAs(w.embedding)) {
     f->head_ = f->embedding_;
   } else {
-    ASSIGN_OR_RETURN(f->head_, f->UploadFloats(w.head.values));
+    ASSIGN_OR_RETURN(f->head_, upload_matrix(w.head));
   }
   for (const LayerWeights& l : w.layers) {
     DeviceLayer d;

@@ -98,8 +98,7 @@ absl::Status Transformer::ForwardBatch(std::span<const SequenceStep> steps, std:
     for (size_t i = 0; i < step.tokens.size(); ++i, ++row) {
       s.positions[row] = step.cache->length() + static_cast<int>(i);
       s.bits[row] = step.bits;
-      const std::span<const float> embedding = w.embedding.Row(step.tokens[i]);
-      std::copy(embedding.begin(), embedding.end(), s.x.begin() + static_cast<size_t>(row) * c.hidden_size);
+      w.embedding.CopyRow(step.tokens[i], std::span<float>(s.x).subspan(static_cast<size_t>(row) * c.hidden_size, c.hidden_size));
       if (step.which == LogitsFor::kAllTokens || i + 1 == step.tokens.size()) logit_rows_index.push_back(row);
     }
   }
@@ -157,8 +156,12 @@ absl::Status Transformer::ForwardBatch(std::span<const SequenceStep> steps, std:
     const auto row = std::span<const float>(s.x).subspan(static_cast<size_t>(logit_rows_index[i]) * c.hidden_size, c.hidden_size);
     cpu::RmsNorm(row, w.final_norm, c.rms_norm_eps, std::span<float>(s.normed).subspan(i * c.hidden_size, c.hidden_size));
   }
-  cpu::MatMul(std::span<const float>(s.normed).first(logit_rows * c.hidden_size), static_cast<int>(logit_rows), w.head.values,
-              w.head.rows, w.head.cols, logits);
+  const auto normed = std::span<const float>(s.normed).first(logit_rows * c.hidden_size);
+  if (w.head.is_int8()) {
+    cpu::Int8MatMul(normed, static_cast<int>(logit_rows), w.head.q, w.head.scales, w.head.rows, w.head.cols, logits);
+  } else {
+    cpu::MatMul(normed, static_cast<int>(logit_rows), w.head.values, w.head.rows, w.head.cols, logits);
+  }
   return absl::OkStatus();
 }
 

@@ -35,7 +35,7 @@ class LinearInputObserver {
 struct ForwardOptions {
   // The width to read an anyprec image at, in [seed_bits, max_bits]; 0 for an unquantized model.
   int bits = 0;
-  // Bitplane layers run on the integer kernel where the CPU has one (AVX-512 VNNI), about 1%
+  // Bitplane layers run on the integer kernel where the CPU has one (cpu::ChooseKernel), about 1%
   // off the exact result; set this for the exact fp32 kernel everywhere.
   bool exact_kernels = false;
   LinearInputObserver* observer = nullptr;
