@@ -1,7 +1,5 @@
 #include "quantizer/image_writer.h"
 
-#include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -34,21 +32,11 @@ class TensorList {
   void AddU8(std::string name, std::vector<int64_t> shape, std::span<const uint8_t> bytes) {
     Add(std::move(name), DType::kU8, std::move(shape), std::as_bytes(bytes));
   }
-  // A matrix [rows, cols] as NAME (fp32), or as NAME (I8) and NAME_scale (F32 [rows]) with
-  // each row scaled to its largest magnitude: w = scale * q, q in [-127, 127].
-  void AddMatrix(const std::string& name, const Matrix& m, DenseDType dtype) {
-    if (dtype == DenseDType::kF32) return AddF32(name, {m.rows, m.cols}, m.values);
-    std::vector<int8_t>& q = int8_.emplace_back(m.values.size());
-    std::vector<float>& scales = floats_.emplace_back(m.rows);
-    for (int r = 0; r < m.rows; ++r) {
-      const std::span<const float> row = m.Row(r);
-      float max_abs = 0;
-      for (const float v : row) max_abs = std::max(max_abs, std::abs(v));
-      scales[r] = max_abs > 0 ? max_abs / 127.0f : 1.0f;  // an all-zero row stays zero under any scale
-      for (int c = 0; c < m.cols; ++c) q[static_cast<size_t>(r) * m.cols + c] = static_cast<int8_t>(std::lround(row[c] / scales[r]));
-    }
-    Add(name, DType::kI8, {m.rows, m.cols}, std::as_bytes(std::span<const int8_t>(q)));
-    AddF32(name + "_scale", {m.rows}, scales);
+  // A matrix as the model holds it: NAME (fp32), or NAME (I8) and NAME_scale (F32 [rows]).
+  void AddMatrix(const std::string& name, const Matrix& m) {
+    if (!m.is_int8()) return AddF32(name, {m.rows, m.cols}, m.values);
+    Add(name, DType::kI8, {m.rows, m.cols}, std::as_bytes(m.q));
+    AddF32(name + "_scale", {m.rows}, m.scales);
   }
   const std::vector<TensorToWrite>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& checksums() const { return checksums_; }
@@ -61,10 +49,7 @@ class TensorList {
 
   std::vector<TensorToWrite> tensors_;
   std::map<std::string, std::string> checksums_;
-  // Converted tensors, at stable addresses.
-  std::deque<std::vector<uint16_t>> halves_;
-  std::deque<std::vector<int8_t>> int8_;
-  std::deque<std::vector<float>> floats_;
+  std::deque<std::vector<uint16_t>> halves_;  // stable addresses
 };
 
 absl::Status WriteText(const fs::path& path, const std::string& text) {
@@ -97,8 +82,8 @@ absl::Status WriteImage(const std::string& out_dir, const ImageContents& image) 
   if (ec) return absl::PermissionDeniedError(absl::StrCat(out_dir, "/config.json: cannot remove: ", ec.message()));
 
   TensorList list;
-  list.AddMatrix("model.embed_tokens.weight", w.embedding, image.dense_dtype);
-  if (!c.tie_word_embeddings) list.AddMatrix("lm_head.weight", w.head, image.dense_dtype);
+  list.AddMatrix("model.embed_tokens.weight", w.embedding);
+  if (!c.tie_word_embeddings) list.AddMatrix("lm_head.weight", w.head);
   list.AddF32("model.norm.weight", {c.hidden_size}, w.final_norm);
   const QuantizedMatrix& first = image.linears.front();
   for (int layer = 0; layer < c.num_layers; ++layer) {
@@ -133,7 +118,7 @@ absl::Status WriteImage(const std::string& out_dir, const ImageContents& image) 
   section["seed_bits"] = first.seed_bits;
   section["max_bits"] = first.max_bits;
   section["weights_file"] = std::string(image::kWeightsFile);
-  section["dense_dtype"] = image.dense_dtype == DenseDType::kInt8 ? "int8" : "fp32";
+  section["dense_dtype"] = w.head.is_int8() ? "int8" : "fp32";
   nlohmann::json quantized = nlohmann::json::array();
   for (int layer = 0; layer < c.num_layers; ++layer) {
     for (const std::string_view linear : image::kLinearNames) quantized.push_back(image::LinearPrefix(layer, linear));

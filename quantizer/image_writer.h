@@ -13,17 +13,14 @@
 
 namespace anyprec::quant {
 
-// How the image stores the head and the embedding (FORMAT.md): fp32, or int8 with one scale
-// per row (a quarter of the bytes, and of what the head reads per token).
-enum class DenseDType { kF32, kInt8 };
-
 struct ImageContents {
-  const Model* source = nullptr;                 // unquantized tensors and config.json come from here
+  // Unquantized tensors and config.json come from here; the head and the embedding are written
+  // as it holds them (fp32, or int8 rows after Model::SetDenseInt8).
+  const Model* source = nullptr;
   std::vector<QuantizedMatrix> linears;          // per layer, in image::kLinearNames order
   // Copied into the image: (source path, file name in the image).
   std::vector<std::pair<std::string, std::string>> tokenizer_files;
   nlohmann::json provenance;                     // how it was made: mode, sensitivity, calibration
-  DenseDType dense_dtype = DenseDType::kF32;
 };
 
 absl::Status WriteImage(const std::string& out_dir, const ImageContents& image);

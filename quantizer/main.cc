@@ -50,10 +50,11 @@ int main(int argc, char** argv) {
   app.add_option("--calib-tokens", options.calibration_tokens, "Calibration tokens at most (activation sensitivity)")
       ->check(CLI::Range(1l, 1l << 30))
       ->capture_default_str();
-  std::string dense_dtype = "fp32";
+  std::string dense_dtype = "auto";
   app.add_option("--dense-dtype", dense_dtype,
-                 "How the head and the embedding are stored: fp32, or int8 with one scale per row (a quarter of the bytes)")
-      ->check(CLI::IsMember({"fp32", "int8"}))
+                 "How the head and the embedding are stored: fp32; int8 with one scale per row (a quarter of the bytes); or "
+                 "auto: int8 when the model's perplexity on the calibration text stays within 0.1% of fp32's")
+      ->check(CLI::IsMember({"auto", "fp32", "int8"}))
       ->capture_default_str();
   app.add_option("--sensitivity", sensitivity,
                  "Per-weight sample weights: fisher (squared loss gradients, SqueezeLLM), activation (sum of squared "
@@ -98,7 +99,9 @@ int main(int argc, char** argv) {
   }
   options.quant.seed_method = seed_method == "exact" ? anyprec::quant::SeedMethod::kExact : anyprec::quant::SeedMethod::kLloyd;
   using anyprec::quant::Sensitivity;
-  options.dense_dtype = dense_dtype == "int8" ? anyprec::quant::DenseDType::kInt8 : anyprec::quant::DenseDType::kF32;
+  options.dense_dtype = dense_dtype == "int8"   ? anyprec::quant::DenseDType::kInt8
+                        : dense_dtype == "fp32" ? anyprec::quant::DenseDType::kF32
+                                                : anyprec::quant::DenseDType::kAuto;
   options.sensitivity = sensitivity == "none"         ? Sensitivity::kNone
                         : sensitivity == "activation" ? Sensitivity::kActivation
                         : sensitivity == "fisher"     ? Sensitivity::kFisher
@@ -110,9 +113,10 @@ int main(int argc, char** argv) {
   }
   if (fisher_options) options.sensitivity = Sensitivity::kFisher;
   if (options.quant.mode == Mode::kRoundToNearest) options.sensitivity = Sensitivity::kNone;
+  // The text also measures --dense-dtype auto's choice, which does without one (fp32).
   const bool needs_text = options.sensitivity != Sensitivity::kNone && options.load_sensitivity.empty();
-  if (needs_text && options.calibration_text.empty()) {
-    options.calibration_text = DefaultCalibrationText();
+  if (options.calibration_text.empty()) options.calibration_text = DefaultCalibrationText();
+  if (needs_text) {
     if (options.calibration_text.empty()) {
       std::fprintf(stderr,
                    "anyprec-quantize: no calibration text: pass --calib FILE (the default, "

@@ -9,6 +9,7 @@
 #include "engine/base/mapped_file.h"
 #include "engine/base/status_macros.h"
 #include "engine/model/image_format.h"
+#include "engine/runtime/perplexity.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "quantizer/calibration.h"
 #include "quantizer/image_writer.h"
@@ -96,6 +97,49 @@ absl::StatusOr<std::vector<TokenId>> CalibrationTokens(const std::string& model_
   return tokenizer.Encode(text);
 }
 
+// Leaves `model`'s head and embedding in the form the image is to store: as asked, or for
+// kAuto int8 when the source model's perplexity on up to four calibration windows stays within
+// kDenseInt8Tolerance of fp32's (the linear layers stay fp32, so only this choice moves it).
+absl::Status ChooseDenseDType(Model& model, const std::string& model_dir, const ModelQuantizeOptions& options,
+                              const std::function<void(const std::string&)>& progress) {
+  if (options.dense_dtype != DenseDType::kAuto) {
+    RETURN_IF_ERROR(model.SetDenseInt8(options.dense_dtype == DenseDType::kInt8));
+    progress(absl::StrCat("dense dtype: ", options.dense_dtype == DenseDType::kInt8 ? "int8" : "fp32", " (--dense-dtype)"));
+    return absl::OkStatus();
+  }
+  if (options.calibration_text.empty()) {
+    progress("dense dtype: fp32 (no calibration text to measure int8 against)");
+    RETURN_IF_ERROR(model.SetDenseInt8(false));
+    return absl::OkStatus();
+  }
+  const absl::StatusOr<std::vector<TokenId>> tokens = CalibrationTokens(model_dir, options);
+  if (!tokens.ok()) {
+    progress(absl::StrCat("dense dtype: fp32 (no calibration text to measure int8 against: ", tokens.status().message(), ")"));
+    return absl::OkStatus();
+  }
+  const ModelConfig& c = model.config();
+  const int window_len = std::min(options.calibration_window, c.max_position_embeddings) - 1;
+  const int windows = std::min<int>(4, tokens->size() / std::max(window_len, 1));
+  if (window_len < 1 || windows < 1) {
+    progress(absl::StrCat("dense dtype: fp32 (", tokens->size(), " calibration tokens, too few to measure int8 against)"));
+    return absl::OkStatus();
+  }
+  const TokenId bos = c.bos_token_id >= 0 ? c.bos_token_id : -1;
+  double perplexity[2];
+  for (const bool int8 : {false, true}) {
+    RETURN_IF_ERROR(model.SetDenseInt8(int8));
+    Transformer transformer(model);
+    ASSIGN_OR_RETURN(const PerplexityResult result, EvaluatePerplexity(transformer, *tokens, bos, windows, window_len));
+    perplexity[int8] = result.perplexity;
+  }
+  const bool int8 = perplexity[1] <= perplexity[0] * (1 + kDenseInt8Tolerance);
+  RETURN_IF_ERROR(model.SetDenseInt8(int8));
+  progress(absl::StrFormat("dense dtype: %s (perplexity on %d calibration windows of %d tokens: %.4f with int8, %.4f with fp32, %+.3f%%)",
+                           int8 ? "int8" : "fp32", windows, window_len, perplexity[1], perplexity[0],
+                           100 * (perplexity[1] / perplexity[0] - 1)));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_dir, const ModelQuantizeOptions& options,
@@ -105,7 +149,7 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
     return absl::InvalidArgumentError(absl::StrCat("bit-widths must satisfy 1 <= seed <= max <= 8 (got seed ", q.seed_bits,
                                                    ", max ", q.max_bits, ")"));
   }
-  ASSIGN_OR_RETURN(const Model model, Model::Load(model_dir));
+  ASSIGN_OR_RETURN(Model model, Model::Load(model_dir));
   const ModelConfig& c = model.config();
   if (c.quantization) return absl::InvalidArgumentError(absl::StrCat(model_dir, ": is already an anyprec image"));
 
@@ -160,7 +204,6 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
   ImageContents image;
   image.source = &model;
   image.provenance = provenance;
-  image.dense_dtype = options.dense_dtype;
   image.tokenizer_files = TokenizerFiles(model_dir, options.tokenizer_path);
   for (int layer = 0; layer < c.num_layers; ++layer) {
     const auto linears = model.weights().layers[layer].linears();
@@ -182,6 +225,7 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
     }
     progress(absl::StrCat("layer ", layer + 1, "/", c.num_layers, " quantized"));
   }
+  RETURN_IF_ERROR(ChooseDenseDType(model, model_dir, options, progress));
   RETURN_IF_ERROR(WriteImage(out_dir, image));
   progress(absl::StrCat("wrote ", out_dir));
   return absl::OkStatus();

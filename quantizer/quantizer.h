@@ -6,7 +6,6 @@
 
 #include "absl/status/status.h"
 #include "quantizer/fisher.h"
-#include "quantizer/image_writer.h"
 #include "quantizer/matrix_quantizer.h"
 
 namespace anyprec::quant {
@@ -17,6 +16,15 @@ enum class Sensitivity {
   kActivation,  // w_ij = sum over calibration tokens of x_tj^2 (the layer's input column j)
   kNone,        // every weight counts the same
 };
+
+// How the image stores the head and the embedding (FORMAT.md).
+enum class DenseDType {
+  kAuto,  // kInt8 when the source model's perplexity on the calibration text with it stays within
+          // kDenseInt8Tolerance of fp32's, else kF32
+  kF32,
+  kInt8,  // int8 rows with one scale each: a quarter of the bytes, and of what the head reads per token
+};
+constexpr double kDenseInt8Tolerance = 0.001;
 
 struct ModelQuantizeOptions {
   QuantOptions quant;
@@ -29,7 +37,7 @@ struct ModelQuantizeOptions {
   std::string load_sensitivity;    // kFisher: read the sums from here instead of running the pass
   std::string tokenizer_path;      // empty: the model folder's tokenizer.json
   std::string model_name;          // what the image's models are called; empty: the model folder's name
-  DenseDType dense_dtype = DenseDType::kF32;  // the head and the embedding
+  DenseDType dense_dtype = DenseDType::kAuto;  // the head and the embedding
 };
 
 // Progress lines ("layer 3/32 quantized", ...) go to `progress`.

@@ -194,6 +194,9 @@ class CliImageTest : public ::testing::Test {
                                    SharedPath("data/tinystories/tinystories_val_head.txt") + " --sensitivity activation --calib-tokens 4096");
     ASSERT_EQ(run.exit_code, 0) << run.err;
     EXPECT_NE(run.err.find("layer 2/2 quantized"), std::string::npos) << run.err;
+    // --dense-dtype auto measures its choice on the calibration text and records it.
+    EXPECT_NE(run.err.find("dense dtype: int8 (perplexity on 4 calibration windows"), std::string::npos) << run.err;
+    EXPECT_EQ(nlohmann::json::parse(Slurp(image_ + "/config.json"))["anyprec"]["dense_dtype"], "int8");
   }
   static void TearDownTestSuite() { std::filesystem::remove_all(root_); }
 

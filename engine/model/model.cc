@@ -6,6 +6,7 @@
 #include <tuple>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -26,6 +27,13 @@ struct Model::Storage {
   std::vector<std::vector<float>> widened;
   std::vector<std::vector<uint8_t>> tiled_planes;
   std::vector<cpu::Int8Lut> int8_luts;
+  // SetDenseInt8: the fp32 head and embedding as loaded, and their int8 rows once made.
+  struct DenseForms {
+    Matrix embedding, head;
+    std::vector<int8_t> embedding_q, head_q;
+    std::vector<float> embedding_scales, head_scales;
+  };
+  std::optional<DenseForms> dense;
 };
 
 namespace {
@@ -151,6 +159,43 @@ std::vector<float> Matrix::ToF32() const {
   std::vector<float> out(static_cast<size_t>(rows) * cols);
   for (int r = 0; r < rows; ++r) CopyRow(r, std::span<float>(out).subspan(static_cast<size_t>(r) * cols, cols));
   return out;
+}
+
+namespace {
+
+Matrix QuantizeRows(const Matrix& m, std::vector<int8_t>& q, std::vector<float>& scales) {
+  q.resize(static_cast<size_t>(m.rows) * m.cols);
+  scales.resize(m.rows);
+  for (int r = 0; r < m.rows; ++r) {
+    const std::span<const float> row = m.Row(r);
+    float max_abs = 0;
+    for (const float v : row) max_abs = std::max(max_abs, std::abs(v));
+    scales[r] = max_abs > 0 ? max_abs / 127.0f : 1.0f;  // an all-zero row stays zero under any scale
+    for (int c = 0; c < m.cols; ++c) q[static_cast<size_t>(r) * m.cols + c] = static_cast<int8_t>(std::lround(row[c] / scales[r]));
+  }
+  return Matrix{m.rows, m.cols, {}, q, scales};
+}
+
+}  // namespace
+
+absl::Status Model::SetDenseInt8(bool int8) {
+  ModelWeights& w = weights_;
+  if (!storage_->dense) {
+    if (w.embedding.is_int8()) {
+      if (int8) return absl::OkStatus();
+      return absl::FailedPreconditionError(absl::StrCat(dir_, ": the head and embedding are stored as int8; there is no fp32 form"));
+    }
+    Storage::DenseForms& d = storage_->dense.emplace();
+    d.embedding = w.embedding;
+    d.head = w.head;
+    QuantizeRows(d.embedding, d.embedding_q, d.embedding_scales);
+    if (!d.head.SameAs(d.embedding)) QuantizeRows(d.head, d.head_q, d.head_scales);
+  }
+  const Storage::DenseForms& d = *storage_->dense;
+  const bool tied = d.head.SameAs(d.embedding);
+  w.embedding = int8 ? Matrix{d.embedding.rows, d.embedding.cols, {}, d.embedding_q, d.embedding_scales} : d.embedding;
+  w.head = !int8 ? d.head : tied ? w.embedding : Matrix{d.head.rows, d.head.cols, {}, d.head_q, d.head_scales};
+  return absl::OkStatus();
 }
 
 Model::Model(Model&&) noexcept = default;

@@ -86,6 +86,12 @@ class Model {
   std::string name() const;
   // The logical model served at `bits`: "TinyStories-656K@3"; the plain name for 0.
   std::string LogicalName(int bits) const;
+  // Switches the head and the embedding between fp32 and int8 rows with one scale each (the
+  // form an image with dense_dtype int8 stores; each scale is the row's largest magnitude /
+  // 127), so that a quantizer can measure the choice before it writes. The int8 rows are made
+  // at the first switch; a model loaded with int8 rows cannot switch to fp32.
+  absl::Status SetDenseInt8(bool int8);
+
   // Bytes one token's forward pass at `bits` reads as an image stores them: planes 0..b-1
   // and LUT_b (fp16) of every quantized layer, and the dense tensors (fp32, or int8 with row
   // scales), of which the embedding counts one row unless it is also the head.
