@@ -19,17 +19,17 @@ struct Fixture {
   BitplaneView view;
 };
 
-Fixture Make(int rows, int cols, std::mt19937& rng) {
+Fixture Make(int rows, int cols, std::mt19937& rng, int seed_bits = 3) {
   std::normal_distribution<float> dist(0.0f, 0.05f);
   std::vector<float> w(static_cast<size_t>(rows) * cols);
   for (float& v : w) v = dist(rng);
   Fixture f;
-  f.q = quant::QuantizeMatrix(w, rows, cols, std::vector<float>(cols, 1.0f), {quant::Mode::kAnyPrecision, 3, 8});
+  f.q = quant::QuantizeMatrix(w, rows, cols, std::vector<float>(cols, 1.0f), {quant::Mode::kAnyPrecision, seed_bits, 8});
   f.tiled = RetilePlanes(f.q.planes, rows, cols, 8);
-  f.view = {rows, cols, 3, 8, f.tiled.data(), PaddedRowStride(cols), static_cast<size_t>(rows) * PaddedRowStride(cols), {}};
-  for (int b = 3; b <= 8; ++b) {
-    f.view.luts.push_back(f.q.luts[b - 3].data());
-    f.int8.push_back(QuantizeLut(f.q.luts[b - 3].data(), rows, b));
+  f.view = {rows, cols, seed_bits, 8, f.tiled.data(), PaddedRowStride(cols), static_cast<size_t>(rows) * PaddedRowStride(cols), {}, {}, {}};
+  for (int b = seed_bits; b <= 8; ++b) {
+    f.view.luts.push_back(f.q.luts[b - seed_bits].data());
+    f.int8.push_back(QuantizeLut(f.q.luts[b - seed_bits].data(), rows, b));
   }
   for (const Int8Lut& lut : f.int8) {
     f.view.luts_u8.push_back(lut.values.data());
@@ -100,6 +100,17 @@ TEST(BitplaneMatMul, EveryWidthAndBatchSize) {
       }
     }
   }
+}
+
+// Images may hold widths down to 1 bit.
+TEST(BitplaneMatMul, WidthsBelowThree) {
+  std::mt19937 rng(29);
+  const Fixture f = Make(21, 300, rng, 1);
+  for (int b = 1; b <= 2; ++b) {
+    for (int batch : {1, 3}) ExpectInt8MatchesReference(f.view, std::vector<int>(batch, b), rng);
+  }
+  ExpectMatchesReference(f.view, {1, 2, 5, 8, 1}, rng);
+  ExpectInt8MatchesReference(f.view, {1, 2, 5, 8, 1}, rng);
 }
 
 TEST(BitplaneMatMul, MixedWidthsInOneBatch) {

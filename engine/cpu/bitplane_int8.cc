@@ -21,6 +21,7 @@ struct KernelInfo {
   const char* requirement;
   bool (*supported)();
   int8::RowsKernel rows;
+  int pass_tokens;
   ActivationOrder order;
 };
 constexpr KernelInfo kKernels[] = {
@@ -29,15 +30,15 @@ constexpr KernelInfo kKernels[] = {
        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
               __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vnni");
      },
-     &int8::avx512_vbmi::Rows, ActivationOrder::kNatural},
+     &int8::avx512_vbmi::Rows, int8::avx512_vbmi::kPassTokens, ActivationOrder::kNatural},
     {Int8Kernel::kAvx2Vnni, "avx2-vnni", "AVX2, FMA, AVX-512 VL and VNNI",
      [] {
        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx512vl") &&
               __builtin_cpu_supports("avx512vnni");
      },
-     &int8::avx2_vnni::Rows, ActivationOrder::kBitSliced},
+     &int8::avx2_vnni::Rows, int8::avx2_vnni::kPassTokens, ActivationOrder::kBitSliced},
     {Int8Kernel::kAvx2, "avx2", "AVX2 and FMA", [] { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); },
-     &int8::avx2::Rows, ActivationOrder::kBitSliced},
+     &int8::avx2::Rows, int8::avx2::kPassTokens, ActivationOrder::kBitSliced},
 };
 
 const KernelInfo& InfoOf(Int8Kernel kernel) {
@@ -108,15 +109,15 @@ void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, con
   const KernelInfo& info = InfoOf(kernel);
   const int tokens = static_cast<int>(bits.size());
   const Int8Activations a = QuantizeActivations(x, tokens, w.cols, PaddedCols(info.order, w), info.order);
-  // Token rows sorted by width, in passes of at most kMaxTokensPerPass.
+  // Token rows sorted by width, in passes of at most the kernel's pass_tokens.
   std::vector<int> order(tokens);
   for (int t = 0; t < tokens; ++t) order[t] = t;
   std::stable_sort(order.begin(), order.end(), [&](int p, int q) { return bits[p] < bits[q]; });
   std::vector<int> sorted_bits(tokens);
   for (int t = 0; t < tokens; ++t) sorted_bits[t] = bits[order[t]];
   ForEachRowBlock(w.rows, static_cast<long>(w.rows) * w.cols * tokens, [&](int begin, int end) {
-    for (int first = 0; first < tokens; first += int8::kMaxTokensPerPass) {
-      const int count = std::min(int8::kMaxTokensPerPass, tokens - first);
+    for (int first = 0; first < tokens; first += info.pass_tokens) {
+      const int count = std::min(info.pass_tokens, tokens - first);
       info.rows(a, w, &order[first], &sorted_bits[first], count, begin, end, out.data());
     }
   });

@@ -13,7 +13,7 @@
 //   looked-up weights meet them lane by lane: vpsignb + vpmaddubsw + vpmaddwd (signed
 //   tables, |w| times x with w's sign; pairs of 127 x 127 cannot saturate), or vpdpbusd on
 //   the u8 tables.
-// Tokens of one width share the lookups; a pass holds at most kMaxTokensPerPass tokens.
+// Tokens of one width share the lookups; a pass holds at most kPassTokens tokens.
 #include <immintrin.h>
 
 #include <cstddef>
@@ -158,17 +158,17 @@ void Rows(const Int8Activations& a, const BitplaneView& w, const int* tokens, co
   const bool half_tile = w.row_stride % kTileBytes != 0;
   const int widest = bits[count - 1];
   // Groups of tokens of one width: [group_begin[g], group_begin[g + 1]).
-  int group_begin[kMaxTokensPerPass + 1];
+  int group_begin[kPassTokens + 1];
   int groups = 0;
   for (int t = 0; t < count; ++t) {
     if (t == 0 || bits[t] != bits[t - 1]) group_begin[groups++] = t;
   }
   group_begin[groups] = count;
 #if !ANYPREC_INT8_VNNI
-  alignas(32) uint8_t signed_tables[kMaxTokensPerPass][1 << kMaxBits];
+  alignas(32) uint8_t signed_tables[kMaxBits][1 << kMaxBits];  // one per width group
 #endif
   for (int n = row_begin; n < row_end; ++n) {
-    const uint8_t* tables[kMaxTokensPerPass];
+    const uint8_t* tables[kMaxBits];
     for (int g = 0; g < groups; ++g) {
       const int b = bits[group_begin[g]];
       tables[g] = w.LutU8(b, n);
@@ -182,7 +182,7 @@ void Rows(const Int8Activations& a, const BitplaneView& w, const int* tokens, co
       tables[g] = signed_tables[g];
 #endif
     }
-    __m256 acc[kMaxTokensPerPass];
+    __m256 acc[kPassTokens];
     for (int t = 0; t < count; ++t) acc[t] = _mm256_setzero_ps();
     const uint8_t* row_planes = w.planes + static_cast<size_t>(n) * w.row_stride;
     for (size_t tile = 0; tile < tiles; ++tile) {
@@ -194,12 +194,14 @@ void Rows(const Int8Activations& a, const BitplaneView& w, const int* tokens, co
       for (int g = 0; g < groups; ++g) {
         const int first = group_begin[g], last = group_begin[g + 1];
         switch (bits[first]) {
+          case 1: GroupTile<1>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
+          case 2: GroupTile<2>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
           case 3: GroupTile<3>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
           case 4: GroupTile<4>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
           case 5: GroupTile<5>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
           case 6: GroupTile<6>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
           case 7: GroupTile<7>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
-          default: GroupTile<8>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
+          case 8: GroupTile<8>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
         }
       }
     }

@@ -90,7 +90,7 @@ ANYPREC_AVX512_INT8 void FixedRows(const Int8Activations& a, const BitplaneView&
 }
 
 using FixedRowsKernel = void (*)(const Int8Activations&, const BitplaneView&, const int*, const int*, int, int, float*);
-constexpr FixedRowsKernel kRowsKernels[kMaxTokensPerPass + 1] = {nullptr,  &FixedRows<1>, &FixedRows<2>, &FixedRows<3>, &FixedRows<4>,
+constexpr FixedRowsKernel kRowsKernels[kPassTokens + 1] = {nullptr,  &FixedRows<1>, &FixedRows<2>, &FixedRows<3>, &FixedRows<4>,
                                                             &FixedRows<5>, &FixedRows<6>, &FixedRows<7>, &FixedRows<8>};
 
 }  // namespace
