@@ -22,14 +22,25 @@
 #include "engine/cpu/int8_kernels.h"
 #include "engine/model/bitplanes.h"
 
-// Only the code below this line is compiled for the target, so that inline functions of
-// the headers above, which other files share, never carry its instructions.
+// Only the functions below this line are compiled for the target, so that inline functions
+// of the headers above, which other files share, never carry its instructions (as Highway's
+// HWY_BEFORE_NAMESPACE does: clang applies an attribute to each function, GCC a pragma).
 #if ANYPREC_INT8_VNNI
-#pragma GCC target("avx2,fma,avx512vl,avx512vnni")
 #define ANYPREC_INT8_NAMESPACE avx2_vnni
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,avx512vl,avx512vnni"))), apply_to = function)
 #else
-#pragma GCC target("avx2,fma")
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,avx512vl,avx512vnni")
+#endif
+#else
 #define ANYPREC_INT8_NAMESPACE avx2
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
 #endif
 
 namespace anyprec::cpu::int8::ANYPREC_INT8_NAMESPACE {
@@ -217,3 +228,9 @@ void Rows(const Int8Activations& a, const BitplaneView& w, const int* tokens, co
 }
 
 }  // namespace anyprec::cpu::int8::ANYPREC_INT8_NAMESPACE
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif

@@ -1,6 +1,7 @@
 // MatMul with Highway: four weight rows at a time share each load of an activation row,
-// and blocks of rows are spread over the cores. Int8MatMul widens each block of int8 rows to
-// fp32 once, into a buffer that stays in cache while every token row meets it.
+// and blocks of rows are spread over the cores. Int8MatMul widens each int8 weight to fp32 in
+// registers for a few token rows, and for more widens each block of rows once into a buffer
+// that stays in cache while every token row meets it.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "engine/cpu/matmul.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
@@ -67,6 +68,31 @@ void MatMulRows(const float* HWY_RESTRICT x, int tokens, const float* HWY_RESTRI
   }
 }
 
+// out[t, n] = scales[n] * sum_k q[n, k] * x[t, k] for n in [row_begin, row_end): each row
+// widened in registers for every token row, which for a few tokens costs less than writing
+// it out widened and reading it back.
+void Int8MatMulRows(const float* HWY_RESTRICT x, int tokens, const int8_t* HWY_RESTRICT q, const float* HWY_RESTRICT scales, int rows,
+                    int cols, int row_begin, int row_end, float* HWY_RESTRICT out) {
+  const hn::ScalableTag<float> d;
+  const hn::Rebind<int32_t, decltype(d)> di;
+  const hn::Rebind<int8_t, decltype(d)> d8;
+  const int lanes = static_cast<int>(hn::Lanes(d));
+  const int vector_cols = cols - cols % lanes;
+  for (int n = row_begin; n < row_end; ++n) {
+    const int8_t* row = q + static_cast<size_t>(n) * cols;
+    for (int t = 0; t < tokens; ++t) {
+      const float* xt = x + static_cast<size_t>(t) * cols;
+      auto acc = hn::Zero(d);
+      for (int k = 0; k < vector_cols; k += lanes) {
+        acc = hn::MulAdd(hn::ConvertTo(d, hn::PromoteTo(di, hn::LoadU(d8, row + k))), hn::LoadU(d, xt + k), acc);
+      }
+      float sum = hn::GetLane(hn::SumOfLanes(d, acc));
+      for (int k = vector_cols; k < cols; ++k) sum += row[k] * xt[k];
+      out[static_cast<size_t>(t) * rows + n] = scales[n] * sum;
+    }
+  }
+}
+
 // out[i] = scales[i / cols] * q[i] over `rows` rows of `cols`.
 void WidenInt8Rows(const int8_t* HWY_RESTRICT q, const float* HWY_RESTRICT scales, int rows, int cols, float* HWY_RESTRICT out) {
   const hn::ScalableTag<float> d;
@@ -93,6 +119,7 @@ namespace anyprec::cpu {
 
 HWY_EXPORT(MatMulRows);
 HWY_EXPORT(WidenInt8Rows);
+HWY_EXPORT(Int8MatMulRows);
 
 void MatMul(std::span<const float> x, int tokens, std::span<const float> w, int rows, int cols, std::span<float> out) {
   ForEachRowBlock(rows, static_cast<long>(tokens) * rows * cols, [&](int begin, int end) {
@@ -102,6 +129,15 @@ void MatMul(std::span<const float> x, int tokens, std::span<const float> w, int 
 
 void Int8MatMul(std::span<const float> x, int tokens, std::span<const int8_t> q, std::span<const float> scales, int rows, int cols,
                 std::span<float> out) {
+  // A block of rows widened once pays off from a few token rows on (measured: decode reads
+  // the head once per token, prefill of all logits hundreds of times).
+  constexpr int kWidenFromTokens = 4;
+  if (tokens < kWidenFromTokens) {
+    ForEachRowBlock(rows, static_cast<long>(tokens) * rows * cols, [&](int begin, int end) {
+      HWY_DYNAMIC_DISPATCH(Int8MatMulRows)(x.data(), tokens, q.data(), scales.data(), rows, cols, begin, end, out.data());
+    });
+    return;
+  }
   ForEachRowBlock(rows, static_cast<long>(tokens) * rows * cols, [&](int begin, int end) {
     thread_local std::vector<float> widened;
     widened.resize(static_cast<size_t>(end - begin) * cols);
