@@ -109,7 +109,6 @@ absl::Status ChooseDenseDType(Model& model, const std::string& model_dir, const 
   }
   if (options.calibration_text.empty()) {
     progress("dense dtype: fp32 (no calibration text to measure int8 against)");
-    RETURN_IF_ERROR(model.SetDenseInt8(false));
     return absl::OkStatus();
   }
   const absl::StatusOr<std::vector<TokenId>> tokens = CalibrationTokens(model_dir, options);
@@ -124,12 +123,15 @@ absl::Status ChooseDenseDType(Model& model, const std::string& model_dir, const 
     progress(absl::StrCat("dense dtype: fp32 (", tokens->size(), " calibration tokens, too few to measure int8 against)"));
     return absl::OkStatus();
   }
-  const TokenId bos = c.bos_token_id >= 0 ? c.bos_token_id : -1;
+  if (c.bos_token_id < 0) {
+    progress("dense dtype: fp32 (the model's config names no BOS token to open the calibration windows with)");
+    return absl::OkStatus();
+  }
   double perplexity[2];
   for (const bool int8 : {false, true}) {
     RETURN_IF_ERROR(model.SetDenseInt8(int8));
     Transformer transformer(model);
-    ASSIGN_OR_RETURN(const PerplexityResult result, EvaluatePerplexity(transformer, *tokens, bos, windows, window_len));
+    ASSIGN_OR_RETURN(const PerplexityResult result, EvaluatePerplexity(transformer, *tokens, c.bos_token_id, windows, window_len));
     perplexity[int8] = result.perplexity;
   }
   const bool int8 = perplexity[1] <= perplexity[0] * (1 + kDenseInt8Tolerance);
@@ -201,6 +203,9 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
     }
   }
 
+  // Before the layers, which take the time: a failure here costs seconds. After calibration,
+  // whose passes run the fp32 head.
+  RETURN_IF_ERROR(ChooseDenseDType(model, model_dir, options, progress));
   ImageContents image;
   image.source = &model;
   image.provenance = provenance;
@@ -225,7 +230,6 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
     }
     progress(absl::StrCat("layer ", layer + 1, "/", c.num_layers, " quantized"));
   }
-  RETURN_IF_ERROR(ChooseDenseDType(model, model_dir, options, progress));
   RETURN_IF_ERROR(WriteImage(out_dir, image));
   progress(absl::StrCat("wrote ", out_dir));
   return absl::OkStatus();

@@ -101,7 +101,7 @@ std::optional<Int8Kernel> ChosenInt8Kernel() {
 bool HasInt8BitplaneKernel() { return ChosenInt8Kernel().has_value(); }
 
 void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out) {
-  BitplaneMatMulInt8(x, bits, w, out, *ChosenInt8Kernel());
+  BitplaneMatMulInt8(x, bits, w, out, ChosenInt8Kernel().value());
 }
 
 void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out,

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <vector>
 
@@ -87,6 +88,7 @@ Int8Activations QuantizeActivations(std::span<const float> x, int tokens, int co
     }
   }
   if (order == ActivationOrder::kBitSliced) {
+    assert(padded_cols % 256 == 0);
     std::vector<int8_t> natural(padded_cols);
     for (int t = 0; t < tokens; ++t) {
       int8_t* row = a.values.data() + t * padded_cols;

@@ -34,14 +34,15 @@ void BitplaneMatMul(std::span<const float> x, std::span<const int> bits, const B
 constexpr int kInt8Block = 128;
 enum class Int8Kernel {
   kAvx512Vbmi,  // 64 columns per byte permute (vpermb) and vpdpbusd: AVX-512 F/BW/VBMI/VNNI
-  kAvx2Vnni,    // kAvx2 with 256-bit vpdpbusd: AVX-512 VL and VNNI (Zen 4, Cascade Lake, Ice Lake)
+  kAvx2Vnni,    // kAvx2 with 256-bit vpdpbusd: AVX-512 VL and VNNI without VBMI (Cascade Lake)
   kAvx2,        // 16-entry vpshufb tables and vpmaddubsw: AVX2 and FMA (Haswell, Zen 1-3)
 };
 std::string_view Int8KernelName(Int8Kernel kernel);
 // The int8 kernels this CPU can run, fastest first.
 std::vector<Int8Kernel> SupportedInt8Kernels();
 
-// The int8 kernel chosen for this process (engine/cpu/kernel_choice.h), if any.
+// The int8 kernel chosen for this process (engine/cpu/kernel_choice.h), if any; none also
+// when ChooseKernel() fails, which programs call at start-up to refuse a bad choice.
 std::optional<Int8Kernel> ChosenInt8Kernel();
 bool HasInt8BitplaneKernel();
 
@@ -89,8 +90,9 @@ void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, con
 enum class ActivationOrder {
   kNatural,
   // Per 256 columns, position 32 j + i holds column 8 i + j: bit j of byte i of a plane's 32
-  // bytes meets its activation in lane i of vector j (the AVX2 kernels). Block k of
-  // kInt8Block columns is still positions [128 k, 128 k + 128).
+  // bytes meets its activation in lane i of vector j (the AVX2 kernels). The tile's first
+  // block of kInt8Block columns lands in lanes 0-15 of every vector, its second in lanes
+  // 16-31. Needs padded_cols to be a multiple of 256.
   kBitSliced,
 };
 

@@ -163,17 +163,22 @@ std::vector<float> Matrix::ToF32() const {
 
 namespace {
 
-Matrix QuantizeRows(const Matrix& m, std::vector<int8_t>& q, std::vector<float>& scales) {
+// Row r of `m` as int8 with one scale: the row's largest magnitude / 127 (1 where that is zero
+// or subnormal, which any scale reproduces).
+absl::Status QuantizeRows(const Matrix& m, const std::string& name, std::vector<int8_t>& q, std::vector<float>& scales) {
   q.resize(static_cast<size_t>(m.rows) * m.cols);
   scales.resize(m.rows);
   for (int r = 0; r < m.rows; ++r) {
     const std::span<const float> row = m.Row(r);
     float max_abs = 0;
-    for (const float v : row) max_abs = std::max(max_abs, std::abs(v));
-    scales[r] = max_abs > 0 ? max_abs / 127.0f : 1.0f;  // an all-zero row stays zero under any scale
+    for (const float v : row) {
+      if (!std::isfinite(v)) return absl::InvalidArgumentError(absl::StrCat(name, " holds a non-finite value in row ", r));
+      max_abs = std::max(max_abs, std::abs(v));
+    }
+    scales[r] = max_abs / 127.0f > 0 ? max_abs / 127.0f : 1.0f;
     for (int c = 0; c < m.cols; ++c) q[static_cast<size_t>(r) * m.cols + c] = static_cast<int8_t>(std::lround(row[c] / scales[r]));
   }
-  return Matrix{m.rows, m.cols, {}, q, scales};
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -181,15 +186,16 @@ Matrix QuantizeRows(const Matrix& m, std::vector<int8_t>& q, std::vector<float>&
 absl::Status Model::SetDenseInt8(bool int8) {
   ModelWeights& w = weights_;
   if (!storage_->dense) {
-    if (w.embedding.is_int8()) {
-      if (int8) return absl::OkStatus();
-      return absl::FailedPreconditionError(absl::StrCat(dir_, ": the head and embedding are stored as int8; there is no fp32 form"));
+    if (w.embedding.is_int8() || w.head.is_int8()) {
+      if (int8 && w.embedding.is_int8() && w.head.is_int8()) return absl::OkStatus();
+      return absl::FailedPreconditionError(absl::StrCat(dir_, ": the head or the embedding is stored as int8; there is no fp32 form to switch from"));
     }
+    if (!int8) return absl::OkStatus();
     Storage::DenseForms& d = storage_->dense.emplace();
     d.embedding = w.embedding;
     d.head = w.head;
-    QuantizeRows(d.embedding, d.embedding_q, d.embedding_scales);
-    if (!d.head.SameAs(d.embedding)) QuantizeRows(d.head, d.head_q, d.head_scales);
+    RETURN_IF_ERROR(QuantizeRows(d.embedding, dir_ + ": the embedding", d.embedding_q, d.embedding_scales));
+    if (!d.head.SameAs(d.embedding)) RETURN_IF_ERROR(QuantizeRows(d.head, dir_ + ": the head", d.head_q, d.head_scales));
   }
   const Storage::DenseForms& d = *storage_->dense;
   const bool tied = d.head.SameAs(d.embedding);

@@ -1,5 +1,6 @@
-// A Llama-family model loaded from a Hugging Face folder: its config and fp32 weights.
-// F32 tensors stay memory-mapped; F16/BF16 tensors are widened once at load.
+// A Llama-family model loaded from a Hugging Face folder or an anyprec image: its config and
+// its weights (fp32; an image's bitplanes, and its head and embedding in fp32 or int8 rows).
+// F32 and I8 tensors stay memory-mapped; F16/BF16 tensors are widened once at load.
 #pragma once
 
 #include <array>

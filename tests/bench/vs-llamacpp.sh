@@ -152,7 +152,7 @@ EOF
   ((free_ram >= need_ram)) ||
     die "$layers layers: anyprec-quantize needs ~$((need_ram >> 30)) GiB of RAM (the weights widened to fp32), only $((free_ram >> 30)) GiB is available; use fewer --layers"
   # Peak disk, in bytes a parameter: the BF16 folder and the F16 GGUF (2 each), the four GGUFs
-  # (~2.7 together) and the image (~1 for the planes; 4 for the head and embedding, in fp32).
+  # (~2.7 together) and the image (~1 for the planes, less for the int8 head and embedding).
   need_disk=$((params * 8))
   free_disk=$(($(df --output=avail -k "$work" | tail -1) * 1024))
   ((free_disk >= need_disk)) ||
