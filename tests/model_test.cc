@@ -3,6 +3,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "engine/base/mapped_file.h"
 #include "engine/model/float_convert.h"
@@ -143,6 +144,69 @@ TEST(Model, ReportsBadFoldersClearly) {
   const std::string shape_error = ErrorOf(dir.path());
   EXPECT_NE(shape_error.find("has shape [384, 128], the config needs [512, 128]"), std::string::npos) << shape_error;
   EXPECT_NE(shape_error.find("model.safetensors"), std::string::npos) << shape_error;
+}
+
+// The int8 head of an image (FORMAT.md: NAME as I8 and NAME_scale as F32 [rows]) in a folder:
+// read when whole, and every way of getting it wrong named in the error.
+TEST(Model, Int8HeadNeedsItsScalesAndNothingElseIsInt8) {
+  const std::string source_dir = SharedPath("models/synthetic-arch/llama");
+  auto source = SafetensorsFile::Open(source_dir + "/model.safetensors");
+  ASSERT_TRUE(source.ok()) << source.status();
+  struct Tensor {
+    std::string dtype;
+    std::vector<int64_t> shape;
+    std::string bytes;
+  };
+  std::map<std::string, Tensor> tensors;
+  for (const auto& [name, view] : source->tensors()) {
+    tensors[name] = {DTypeName(view.dtype), view.shape, std::string(reinterpret_cast<const char*>(view.data.data()), view.data.size())};
+  }
+  const auto write = [](const TempModelDir& dir, const std::map<std::string, Tensor>& all) {
+    nlohmann::json header = nlohmann::json::object();
+    std::string data;
+    for (const auto& [name, t] : all) {
+      header[name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {data.size(), data.size() + t.bytes.size()}}};
+      data += t.bytes;
+    }
+    const std::string text = header.dump();
+    const uint64_t len = text.size();
+    std::string out(8, '\0');
+    std::memcpy(out.data(), &len, 8);
+    dir.Write("model.safetensors", out + text + data);
+  };
+  const std::vector<int64_t> shape = tensors.at("lm_head.weight").shape;
+  const auto scales = [](size_t rows, float value) {
+    const std::vector<float> v(rows, value);
+    return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+  };
+  tensors["lm_head.weight"] = {"I8", shape, std::string(static_cast<size_t>(shape[0] * shape[1]), '\x05')};
+  TempModelDir dir;
+  dir.CopyFrom(source_dir + "/config.json", "config.json");
+
+  write(dir, tensors);
+  EXPECT_NE(ErrorOf(dir.path()).find("missing tensor 'lm_head.weight_scale'"), std::string::npos) << ErrorOf(dir.path());
+  tensors["lm_head.weight_scale"] = {"F32", {shape[0]}, scales(shape[0], 0.0f)};
+  write(dir, tensors);
+  EXPECT_NE(ErrorOf(dir.path()).find("not finite and positive"), std::string::npos) << ErrorOf(dir.path());
+  tensors["lm_head.weight_scale"] = {"F32", {shape[0] - 1}, scales(shape[0] - 1, 0.5f)};
+  write(dir, tensors);
+  EXPECT_NE(ErrorOf(dir.path()).find("lm_head.weight_scale' has shape"), std::string::npos) << ErrorOf(dir.path());
+
+  tensors["lm_head.weight_scale"] = {"F32", {shape[0]}, scales(shape[0], 0.5f)};
+  write(dir, tensors);
+  auto model = Model::Load(dir.path());
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_TRUE(model->weights().head.is_int8());
+  std::vector<float> row(shape[1]);
+  model->weights().head.CopyRow(3, row);
+  EXPECT_EQ(row[0], 2.5f);
+  // Switching to int8 needs both matrices in fp32 first; this one cannot switch at all.
+  EXPECT_EQ(model->SetDenseInt8(true).code(), absl::StatusCode::kFailedPrecondition);
+
+  const Tensor norm = tensors.at("model.norm.weight");
+  tensors["model.norm.weight"] = {"I8", norm.shape, std::string(static_cast<size_t>(norm.shape[0]), '\x01')};
+  write(dir, tensors);
+  EXPECT_NE(ErrorOf(dir.path()).find("'model.norm.weight' is I8, not floating point"), std::string::npos) << ErrorOf(dir.path());
 }
 
 absl::Status ConfigStatus(const std::string& text) { return ParseModelConfig(text, "config.json").status(); }
