@@ -52,7 +52,19 @@ void Attention(std::span<const float> q, std::span<const int> positions, const K
   }
 }
 
+namespace {
+
+// Where column k sits in a row of the given order (ops.h).
+size_t PositionOf(size_t k, ActivationOrder order) {
+  if (order == ActivationOrder::kNatural) return k;
+  const size_t tile = k / 256 * 256, within = k % 256;
+  return tile + 32 * (within % 8) + within / 8;
+}
+
+}  // namespace
+
 Int8Activations QuantizeActivations(std::span<const float> x, int tokens, int cols, size_t padded_cols, ActivationOrder order) {
+  assert(order == ActivationOrder::kNatural || padded_cols % 256 == 0);
   Int8Activations a;
   a.padded_cols = padded_cols;
   const size_t blocks = padded_cols / kInt8Block;
@@ -79,25 +91,12 @@ Int8Activations QuantizeActivations(std::span<const float> x, int tokens, int co
       const float inverse = 1.0f / scale;
       int sum = 0;
       for (size_t k = begin; k < end; ++k) {
-        const int q = static_cast<int>(std::lrint(row[k] * inverse));
-        a.values[t * padded_cols + k] = static_cast<int8_t>(std::clamp(q, -127, 127));
-        sum += a.values[t * padded_cols + k];
+        const int q = std::clamp(static_cast<int>(std::lrint(row[k] * inverse)), -127, 127);
+        a.values[t * padded_cols + PositionOf(k, order)] = static_cast<int8_t>(q);
+        sum += q;
       }
       a.scales[t * blocks + b] = scale;
       a.offset[t] += 128.0 * scale * sum;
-    }
-  }
-  if (order == ActivationOrder::kBitSliced) {
-    assert(padded_cols % 256 == 0);
-    std::vector<int8_t> natural(padded_cols);
-    for (int t = 0; t < tokens; ++t) {
-      int8_t* row = a.values.data() + t * padded_cols;
-      std::copy(row, row + padded_cols, natural.begin());
-      for (size_t tile = 0; tile < padded_cols; tile += 256) {
-        for (size_t i = 0; i < 32; ++i) {
-          for (size_t j = 0; j < 8; ++j) row[tile + 32 * j + i] = natural[tile + 8 * i + j];
-        }
-      }
     }
   }
   return a;
