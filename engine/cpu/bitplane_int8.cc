@@ -78,7 +78,9 @@ absl::StatusOr<KernelChoice> ChooseKernel() {
     return KernelChoice{best.kernel, why + ")"};
   }
   if (requested == "exact") return KernelChoice{std::nullopt, "exact fp32 (ANYPREC_CPU_KERNEL=exact)"};
+  std::string names = "auto";
   for (const KernelInfo& info : kKernels) {
+    absl::StrAppend(&names, ", ", std::string(info.name));
     if (requested != info.name) continue;
     if (!info.supported()) {
       return absl::FailedPreconditionError(
@@ -86,8 +88,7 @@ absl::StatusOr<KernelChoice> ChooseKernel() {
     }
     return KernelChoice{info.kernel, absl::StrCat("int8 ", requested, " (ANYPREC_CPU_KERNEL)")};
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("ANYPREC_CPU_KERNEL='", requested, "' is none of auto, avx512-vbmi, avx2-vnni, avx2, exact"));
+  return absl::InvalidArgumentError(absl::StrCat("ANYPREC_CPU_KERNEL='", requested, "' is none of ", names, ", exact"));
 }
 
 std::optional<Int8Kernel> ChosenInt8Kernel() {
