@@ -107,6 +107,11 @@ absl::Status ChooseDenseDType(Model& model, const std::string& model_dir, const 
     progress(absl::StrCat("dense dtype: ", options.dense_dtype == DenseDType::kInt8 ? "int8" : "fp32", " (--dense-dtype)"));
     return absl::OkStatus();
   }
+  const ModelConfig& c = model.config();
+  if (c.bos_token_id < 0) {
+    progress("dense dtype: fp32 (the model's config names no BOS token to open the calibration windows with)");
+    return absl::OkStatus();
+  }
   if (options.calibration_text.empty()) {
     progress("dense dtype: fp32 (no calibration text to measure int8 against)");
     return absl::OkStatus();
@@ -116,15 +121,10 @@ absl::Status ChooseDenseDType(Model& model, const std::string& model_dir, const 
     progress(absl::StrCat("dense dtype: fp32 (no calibration text to measure int8 against: ", tokens.status().message(), ")"));
     return absl::OkStatus();
   }
-  const ModelConfig& c = model.config();
   const int window_len = std::min(options.calibration_window, c.max_position_embeddings) - 1;
   const int windows = std::min<int>(4, tokens->size() / std::max(window_len, 1));
   if (window_len < 1 || windows < 1) {
     progress(absl::StrCat("dense dtype: fp32 (", tokens->size(), " calibration tokens, too few to measure int8 against)"));
-    return absl::OkStatus();
-  }
-  if (c.bos_token_id < 0) {
-    progress("dense dtype: fp32 (the model's config names no BOS token to open the calibration windows with)");
     return absl::OkStatus();
   }
   double perplexity[2];
