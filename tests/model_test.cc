@@ -38,20 +38,37 @@ class TempModelDir {
   fs::path path_;
 };
 
-// Serializes `names` of `source` into one safetensors file.
-std::string WriteShard(const SafetensorsFile& source, const std::vector<std::string>& names) {
+// A tensor to serialize: its dtype name, shape and bytes.
+struct Tensor {
+  std::string dtype;
+  std::vector<int64_t> shape;
+  std::string bytes;
+};
+
+// Serializes `tensors` into one safetensors file, in the order given.
+std::string Serialize(const std::vector<std::pair<std::string, Tensor>>& tensors) {
   nlohmann::json header = nlohmann::json::object();
   std::string data;
-  for (const std::string& name : names) {
-    const TensorView& t = source.tensors().at(name);
-    header[name] = {{"dtype", DTypeName(t.dtype)}, {"shape", t.shape}, {"data_offsets", {data.size(), data.size() + t.data.size()}}};
-    data.append(reinterpret_cast<const char*>(t.data.data()), t.data.size());
+  for (const auto& [name, t] : tensors) {
+    header[name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {data.size(), data.size() + t.bytes.size()}}};
+    data += t.bytes;
   }
   const std::string text = header.dump();
   const uint64_t len = text.size();
   std::string out(8, '\0');
   std::memcpy(out.data(), &len, 8);
   return out + text + data;
+}
+
+Tensor CopyOf(const TensorView& view) {
+  return {DTypeName(view.dtype), view.shape, std::string(reinterpret_cast<const char*>(view.data.data()), view.data.size())};
+}
+
+// Serializes `names` of `source` into one safetensors file.
+std::string WriteShard(const SafetensorsFile& source, const std::vector<std::string>& names) {
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const std::string& name : names) tensors.emplace_back(name, CopyOf(source.tensors().at(name)));
+  return Serialize(tensors);
 }
 
 std::string ErrorOf(const std::string& dir) {
@@ -152,27 +169,10 @@ TEST(Model, Int8HeadNeedsItsScalesAndNothingElseIsInt8) {
   const std::string source_dir = SharedPath("models/synthetic-arch/llama");
   auto source = SafetensorsFile::Open(source_dir + "/model.safetensors");
   ASSERT_TRUE(source.ok()) << source.status();
-  struct Tensor {
-    std::string dtype;
-    std::vector<int64_t> shape;
-    std::string bytes;
-  };
   std::map<std::string, Tensor> tensors;
-  for (const auto& [name, view] : source->tensors()) {
-    tensors[name] = {DTypeName(view.dtype), view.shape, std::string(reinterpret_cast<const char*>(view.data.data()), view.data.size())};
-  }
+  for (const auto& [name, view] : source->tensors()) tensors[name] = CopyOf(view);
   const auto write = [](const TempModelDir& dir, const std::map<std::string, Tensor>& all) {
-    nlohmann::json header = nlohmann::json::object();
-    std::string data;
-    for (const auto& [name, t] : all) {
-      header[name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {data.size(), data.size() + t.bytes.size()}}};
-      data += t.bytes;
-    }
-    const std::string text = header.dump();
-    const uint64_t len = text.size();
-    std::string out(8, '\0');
-    std::memcpy(out.data(), &len, 8);
-    dir.Write("model.safetensors", out + text + data);
+    dir.Write("model.safetensors", Serialize({all.begin(), all.end()}));
   };
   const std::vector<int64_t> shape = tensors.at("lm_head.weight").shape;
   const auto scales = [](size_t rows, float value) {
