@@ -39,7 +39,7 @@ int RunEval(const EvalOptions& o) {
   auto widths = ParseWidths(o.bits, bundle->model.config());
   if (!widths.ok()) return ReportError(widths.status(), 2);
   for (const int bits : *widths) {
-    auto result = EvaluatePerplexity(transformer, tokens, bundle->bos(), o.windows, o.window_len, {bits, o.exact_kernels}, progress);
+    auto result = EvaluatePerplexity(transformer, tokens, bundle->bos(), o.windows, o.window_len, {bits, o.exact_kernels}, bundle->kv_dtype, progress);
     if (!result.ok()) return ReportError(result.status(), 1);
     if (o.json) {
       const nlohmann::json line = {{"bits", bits}, {"ppl", result->perplexity}, {"tokens", result->tokens}};

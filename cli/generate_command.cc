@@ -45,7 +45,7 @@ int RunGenerate(const GenerateOptions& o) {
   Transformer transformer(bundle->model, bundle->gpu.get());
   // Room for what this run can use, not the model's whole context (which may be huge).
   const long wanted = static_cast<long>(prompt.size()) + o.max_new_tokens;
-  KvCache cache(config, static_cast<int>(std::min<long>(wanted, config.max_position_embeddings)));
+  KvCache cache(config, static_cast<int>(std::min<long>(wanted, config.max_position_embeddings)), bundle->kv_dtype);
   Sampler sampler(o.sampling);
   DecodeStream stream(bundle->tokenizer);
   std::vector<float> logits(config.vocab_size);

@@ -17,7 +17,31 @@ void AddModelOptions(CLI::App& command, ModelOptions& o) {
   command.add_option("--device", o.device, "auto (the GPU when one works, else the CPU), cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
+  command.add_option("--kv-cache-dtype", o.kv_cache_dtype,
+                     "How the KV cache stores keys and values: auto (fp16 on the CPU, fp32 on a GPU), fp32, bf16 or fp16")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp16"}))
+      ->capture_default_str();
 }
+
+namespace {
+
+// The KV dtype for --kv-cache-dtype on the chosen device; the log names it beside the device.
+absl::Status ResolveKvDType(const ModelOptions& options, ModelBundle& bundle) {
+  const bool on_gpu = bundle.gpu != nullptr;
+  if (options.kv_cache_dtype == "auto") {
+    bundle.kv_dtype = on_gpu ? cpu::KvDType::kF32 : cpu::KvDType::kF16;
+  } else {
+    bundle.kv_dtype = *cpu::ParseKvDType(options.kv_cache_dtype);
+    if (on_gpu && bundle.kv_dtype != cpu::KvDType::kF32) {
+      return absl::InvalidArgumentError(absl::StrCat("--kv-cache-dtype ", options.kv_cache_dtype,
+                                                     ": the GPU's attention reads fp32 keys and values; pass --device cpu or fp32"));
+    }
+  }
+  absl::StrAppend(&bundle.device_summary, ", KV cache ", std::string(cpu::KvDTypeName(bundle.kv_dtype)));
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 void AddExactKernelsFlag(CLI::App& command, bool& exact_kernels) {
   command.add_flag("--exact-kernels", exact_kernels,
@@ -43,8 +67,12 @@ absl::StatusOr<ModelBundle> LoadModelBundle(const ModelOptions& options) {
                                                    " tokens, more than the model's ", model.config().vocab_size));
   }
   ASSIGN_OR_RETURN(const cpu::KernelChoice kernel, cpu::ChooseKernel());
-  ModelBundle bundle{std::move(model), std::move(tokenizer), nullptr, nullptr, "cpu (--device cpu), " + kernel.summary};
-  if (options.device == "cpu") return bundle;
+  ModelBundle bundle{std::move(model), std::move(tokenizer), nullptr, nullptr, cpu::KvDType::kF32,
+                     "cpu (--device cpu), " + kernel.summary};
+  if (options.device == "cpu") {
+    RETURN_IF_ERROR(ResolveKvDType(options, bundle));
+    return bundle;
+  }
   std::string why;
   bundle.gpu_backend = cuda::LoadCudaBackend(0, why);
   if (bundle.gpu_backend) {
@@ -56,6 +84,7 @@ absl::StatusOr<ModelBundle> LoadModelBundle(const ModelOptions& options) {
       bundle.gpu = *std::move(gpu);
       const cuda::DeviceInfo& info = (*bundle.gpu_backend)->info();
       bundle.device_summary = absl::StrCat("cuda (", info.name, ", compute ", info.compute_major, ".", info.compute_minor, ")");
+      RETURN_IF_ERROR(ResolveKvDType(options, bundle));
       return bundle;
     }
     why = std::string(gpu.status().message());
@@ -63,6 +92,7 @@ absl::StatusOr<ModelBundle> LoadModelBundle(const ModelOptions& options) {
   }
   if (options.device == "cuda") return absl::UnavailableError(absl::StrCat("--device cuda: ", why));
   bundle.device_summary = absl::StrCat("cpu (no GPU: ", why, "), ", kernel.summary);
+  RETURN_IF_ERROR(ResolveKvDType(options, bundle));
   return bundle;
 }
 

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Sets everything up, builds, and runs every test: on the Release build, the deployment checks
-# and the container test, then the tests again on a build with AddressSanitizer and
-# UndefinedBehaviorSanitizer, ThreadSanitizer over the concurrency tests, and the fuzzers.
+# Sets everything up, builds, and runs every test: on the Release build, the CPU kernels
+# cross-compiled for aarch64 under qemu, the deployment checks and the container test, then
+# the tests again on a build with AddressSanitizer and UndefinedBehaviorSanitizer,
+# ThreadSanitizer over the concurrency tests, and the fuzzers.
 # Tests read ../shared.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/deploy/build.sh"
 ctest --test-dir "$root/build" --output-on-failure --parallel "$(nproc)" --timeout 900
+
+# The CPU kernels cross-compiled for aarch64 (build-arm64/) and run under qemu-user: the NEON
+# kernel against the reference, and the exact kernel on an ARM CPU without the dot product.
+"$root/tests/cross/arm64.sh"
 
 # The deployment: Kubernetes and Compose files validated offline, then the CPU image built with
 # podman and run (docs/DEPLOY.md).

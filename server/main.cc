@@ -205,9 +205,10 @@ int main(int argc, char** argv) {
     server::Log(err, model_options.model_dir + ": not an anyprec image (quantize it with anyprec-quantize)");
     return 1;
   }
+  scheduler_options.kv_dtype = bundle->kv_dtype;
   if (scheduler_options.kv_cache_tokens == 0) {
     const size_t device_bytes = bundle->gpu_backend ? (*bundle->gpu_backend)->info().memory_bytes : 0;
-    scheduler_options.kv_cache_tokens = server::KvPoolTokens(config, scheduler_options.kv_block_tokens, device_bytes);
+    scheduler_options.kv_cache_tokens = server::KvPoolTokens(config, scheduler_options.kv_block_tokens, bundle->kv_dtype, device_bytes);
   }
   const server::ServedWidths widths{config.quantization->seed_bits, config.quantization->max_bits};
   std::unique_ptr<server::TenantRegistry> tenants;
@@ -291,7 +292,7 @@ int main(int argc, char** argv) {
 
   const std::string metrics_host = metrics_listen.substr(0, metrics_listen.rfind(':'));
   const long kv_blocks = scheduler.kv_blocks();
-  const double kv_bytes = 2.0 * 4 * config.num_layers * config.kv_dim() * kv_blocks * scheduler_options.kv_block_tokens;
+  const double kv_bytes = static_cast<double>(anyprec::KvBlockPool::BytesPerPosition(config, bundle->kv_dtype)) * kv_blocks * scheduler_options.kv_block_tokens;
   const std::shared_ptr<const server::TenantPolicy> policy = tenants->policy();
   server::Log(info, "serving",
               {{"model", model.name()},

@@ -46,11 +46,12 @@ constexpr double kGeneratedTokenCost = 2;
 
 }  // namespace
 
-long KvPoolTokens(const ModelConfig& config, int block_tokens, size_t device_bytes) {
-  const double bytes_per_position = 2.0 * sizeof(float) * config.num_layers * config.kv_dim();
+long KvPoolTokens(const ModelConfig& config, int block_tokens, cpu::KvDType dtype, size_t device_bytes) {
   const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * ::sysconf(_SC_PAGESIZE);
-  long fit = static_cast<long>(memory / 4 / bytes_per_position);
-  if (device_bytes > 0) fit = std::min(fit, static_cast<long>(device_bytes / 2 / bytes_per_position));
+  long fit = static_cast<long>(memory / 4 / KvBlockPool::BytesPerPosition(config, dtype));
+  if (device_bytes > 0) {
+    fit = std::min(fit, static_cast<long>(device_bytes / 2 / KvBlockPool::BytesPerPosition(config, cpu::KvDType::kF32)));
+  }
   return std::max<long>(block_tokens, std::min<long>(65536, fit) / block_tokens * block_tokens);
 }
 
@@ -61,7 +62,8 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, SchedulerOp
       options_(options),
       metrics_(metrics),
       transformer_(model, gpu),
-      pool_(model.config(), options.kv_block_tokens, static_cast<int>(options.kv_cache_tokens / options.kv_block_tokens)) {
+      pool_(model.config(), options.kv_block_tokens, static_cast<int>(options.kv_cache_tokens / options.kv_block_tokens),
+            options.kv_dtype) {
   thread_ = std::thread([this] { Loop(); });
 }
 

@@ -100,6 +100,7 @@ struct SchedulerOptions {
   int max_queued = 64;           // waiting requests; past it, RESOURCE_EXHAUSTED
   long kv_cache_tokens = 65536;  // KV positions in the block pool, all requests together (see KvPoolTokens)
   int kv_block_tokens = 16;      // positions per block
+  cpu::KvDType kv_dtype = cpu::KvDType::kF32;  // how the pool stores keys and values
   int step_tokens = 256;         // prompt tokens one step may take (chunked prefill)
   bool exact_kernels = false;
   // Runs each width's rows as a batch of its own rather than all widths in one pass; only
@@ -111,8 +112,8 @@ class ServerMetrics;
 
 // The pool size for --kv-cache-tokens auto (0): 65536 positions, or as many as fit in a
 // quarter of the machine's memory when that is fewer, and, when the model runs on a GPU
-// (`device_bytes` > 0) that mirrors the pool, in half of the device's memory.
-long KvPoolTokens(const ModelConfig& config, int block_tokens, size_t device_bytes = 0);
+// (`device_bytes` > 0) that mirrors the pool in fp32, in half of the device's memory.
+long KvPoolTokens(const ModelConfig& config, int block_tokens, cpu::KvDType dtype, size_t device_bytes = 0);
 
 class Scheduler {
  public:

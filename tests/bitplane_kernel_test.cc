@@ -1,39 +1,53 @@
 // The fast bitplane-LUT kernel against the scalar reference: every width, batches of 1..16,
 // mixed widths in one batch, row lengths that are not multiples of 32 or 64.
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <random>
+#include <string>
 
 #include "engine/cpu/bitplane_view.h"
+#include "engine/cpu/kernel_choice.h"
 #include "engine/cpu/ops.h"
+#include "engine/model/bitplanes.h"
 #include "gtest/gtest.h"
-#include "quantizer/matrix_quantizer.h"
 #include "tests/simd_targets.h"
 
 namespace anyprec::cpu {
 namespace {
 
+// A random matrix as an image holds it: canonical planes of uniform 8-bit indices (a b-bit
+// view reads their top b bits) and per width one sorted random table per row. The kernels
+// read no more of a matrix than that, so the test needs no quantizer (nor its dependencies
+// in the cross build, tests/cross/arm64.sh).
 struct Fixture {
-  quant::QuantizedMatrix q;
   std::vector<uint8_t> tiled;
+  std::vector<std::vector<float>> luts;
   std::vector<Int8Lut> int8;
   BitplaneView view;
 };
 
 Fixture Make(int rows, int cols, std::mt19937& rng, int seed_bits = 3) {
-  std::normal_distribution<float> dist(0.0f, 0.05f);
-  std::vector<float> w(static_cast<size_t>(rows) * cols);
-  for (float& v : w) v = dist(rng);
-  Fixture f;
-  f.q = quant::QuantizeMatrix(w, rows, cols, std::vector<float>(cols, 1.0f), {quant::Mode::kAnyPrecision, seed_bits, 8});
-  f.tiled = RetilePlanes(f.q.planes, rows, cols, 8);
-  f.view = {rows, cols, seed_bits, 8, f.tiled.data(), PaddedRowStride(cols), static_cast<size_t>(rows) * PaddedRowStride(cols), {}, {}, {}};
-  for (int b = seed_bits; b <= 8; ++b) {
-    f.view.luts.push_back(f.q.luts[b - seed_bits].data());
-    f.int8.push_back(QuantizeLut(f.q.luts[b - seed_bits].data(), rows, b));
+  std::vector<uint8_t> planes(kMaxBits * PlaneBytes(rows, cols));
+  std::uniform_int_distribution<uint32_t> index(0, (1u << kMaxBits) - 1);
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < cols; ++c) WriteIndex(planes, rows, cols, r, c, kMaxBits, index(rng));
   }
-  for (const Int8Lut& lut : f.int8) {
-    f.view.luts_u8.push_back(lut.values.data());
-    f.view.lut_scales.push_back(lut.scales.data());
+  std::normal_distribution<float> dist(0.0f, 0.05f);
+  Fixture f;
+  f.tiled = RetilePlanes(planes, rows, cols, kMaxBits);
+  f.view = {rows, cols, seed_bits, kMaxBits, f.tiled.data(), PaddedRowStride(cols), static_cast<size_t>(rows) * PaddedRowStride(cols),
+            {}, {}, {}};
+  for (int b = seed_bits; b <= kMaxBits; ++b) {
+    std::vector<float>& lut = f.luts.emplace_back(static_cast<size_t>(rows) << b);
+    for (float& v : lut) v = dist(rng);
+    for (int r = 0; r < rows; ++r) std::sort(lut.begin() + (static_cast<size_t>(r) << b), lut.begin() + (static_cast<size_t>(r + 1) << b));
+    f.int8.push_back(QuantizeLut(lut.data(), rows, b));
+  }
+  for (size_t i = 0; i < f.luts.size(); ++i) {
+    f.view.luts.push_back(f.luts[i].data());
+    f.view.luts_u8.push_back(f.int8[i].values.data());
+    f.view.lut_scales.push_back(f.int8[i].scales.data());
   }
   return f;
 }
@@ -55,22 +69,24 @@ std::vector<float> RandomActivations(size_t n, std::mt19937& rng) {
   return x;
 }
 
-// Every integer kernel this CPU can run equals the scalar reference (the same integer
-// arithmetic), and stays within a few percent of the exact product.
+// Every integer kernel this CPU can run, on both schedules, equals the scalar reference (the
+// same integer arithmetic), and stays within a few percent of the exact product.
 void ExpectInt8MatchesReference(const BitplaneView& view, const std::vector<int>& bits, std::mt19937& rng) {
-  if (SupportedInt8Kernels().empty()) GTEST_SKIP() << "this CPU lacks AVX2 and FMA";
+  if (SupportedInt8Kernels().empty()) GTEST_SKIP() << "this CPU has no int8 kernel";
   const std::vector<float> x = RandomActivations(bits.size() * view.cols, rng);
   std::vector<float> slow(bits.size() * view.rows);
   std::vector<float> exact(slow.size());
   reference::BitplaneMatMulInt8(x, bits, view, slow);
   reference::BitplaneMatMul(x, bits, view, exact);
   for (const Int8Kernel kernel : SupportedInt8Kernels()) {
-    SCOPED_TRACE(Int8KernelName(kernel));
-    std::vector<float> fast(slow.size());
-    BitplaneMatMulInt8(x, bits, view, fast, kernel);
-    for (size_t t = 0; t < bits.size(); ++t) {
-      EXPECT_LT(RelativeError(fast, slow, t * view.rows, (t + 1) * view.rows), 1e-5) << "token " << t << " bits " << bits[t];
-      EXPECT_LT(RelativeError(fast, exact, t * view.rows, (t + 1) * view.rows), 0.03) << "token " << t << " bits " << bits[t];
+    for (const Int8Schedule schedule : {Int8Schedule::kPerToken, Int8Schedule::kBatched}) {
+      SCOPED_TRACE(::testing::Message() << Int8KernelName(kernel) << (schedule == Int8Schedule::kBatched ? ", batched" : ", per token"));
+      std::vector<float> fast(slow.size());
+      BitplaneMatMulInt8(x, bits, view, fast, kernel, schedule);
+      for (size_t t = 0; t < bits.size(); ++t) {
+        EXPECT_LT(RelativeError(fast, slow, t * view.rows, (t + 1) * view.rows), 1e-5) << "token " << t << " bits " << bits[t];
+        EXPECT_LT(RelativeError(fast, exact, t * view.rows, (t + 1) * view.rows), 0.03) << "token " << t << " bits " << bits[t];
+      }
     }
   }
 }
@@ -129,6 +145,33 @@ TEST(BitplaneMatMul, MixedWidthsInOneBatch) {
       ExpectInt8MatchesReference(f.view, bits, rng);
     }
   }
+}
+
+// Prefill-sized batches: more token rows than a pass or a GEMM tile holds, in any order of
+// widths, on rows and columns that fill no whole tile.
+TEST(BitplaneMatMul, LargeBatches) {
+  std::mt19937 rng(31);
+  std::uniform_int_distribution<int> width(3, 8);
+  for (int cols : {100, 300, 520}) {
+    const Fixture f = Make(23, cols, rng);
+    for (int batch : {17, 40, 64}) {
+      SCOPED_TRACE(::testing::Message() << "cols " << cols << " batch " << batch);
+      ExpectInt8MatchesReference(f.view, std::vector<int>(batch, 4), rng);
+      std::vector<int> bits(batch);
+      for (int& b : bits) b = width(rng);
+      ExpectInt8MatchesReference(f.view, bits, rng);
+    }
+  }
+}
+
+// The int8 kernels the cases above check on this CPU, and what ChooseKernel makes of it, in
+// the log: tests/cross/arm64.sh reads it to know that the NEON kernel ran under qemu.
+TEST(BitplaneMatMul, KernelsOfThisCpu) {
+  const absl::StatusOr<KernelChoice> choice = ChooseKernel();
+  ASSERT_TRUE(choice.ok()) << choice.status();
+  std::string names;
+  for (const Int8Kernel kernel : SupportedInt8Kernels()) names.append(" ").append(Int8KernelName(kernel));
+  std::printf("int8 kernels:%s\nchosen: %s\n", names.empty() ? " none" : names.c_str(), choice->summary.c_str());
 }
 
 }  // namespace

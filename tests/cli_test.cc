@@ -156,6 +156,27 @@ TEST(Cli, DeviceSelectionSaysWhichAndWhy) {
   EXPECT_EQ(RunCli(args + " --device tpu").exit_code, 2);
 }
 
+// The KV cache's dtype: fp16 on the CPU by default, each choice named in the start-up line and
+// giving the same greedy story; a GPU, whose attention reads fp32, refuses the 16-bit ones.
+TEST(Cli, KvCacheDTypeIsChosenAndNamed) {
+  const std::string args = "generate --model " + SharedPath("models/TinyStories-656K") +
+                           " --prompt 'Once upon a time' --temperature 0 --max-new-tokens 12 --device cpu";
+  const CliRun automatic = RunCli(args);
+  EXPECT_NE(automatic.err.find(", KV cache fp16"), std::string::npos) << automatic.err;
+  for (const char* dtype : {"fp32", "bf16", "fp16"}) {
+    const CliRun run = RunCli(args + " --kv-cache-dtype " + dtype);
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_NE(run.err.find(std::string(", KV cache ") + dtype), std::string::npos) << run.err;
+    EXPECT_TRUE(run.out.starts_with("Once upon a time, a little girl named Lily")) << dtype << ": " << run.out;
+  }
+  EXPECT_EQ(RunCli(args + " --kv-cache-dtype fp8").exit_code, 2);
+  const CliRun gpu = RunCli("generate --model " + SharedPath("models/TinyStories-656K") + " --prompt hi --device auto --kv-cache-dtype bf16");
+  if (gpu.err.find("device: cuda") != std::string::npos || gpu.exit_code != 0) {
+    EXPECT_EQ(gpu.exit_code, 1) << gpu.err;
+    EXPECT_NE(gpu.err.find("the GPU's attention reads fp32"), std::string::npos) << gpu.err;
+  }
+}
+
 TEST(Cli, EvalPrintsOneJsonLinePerPrecision) {
   const CliRun run = RunCli("eval --model " + SharedPath("models/stories260K-hf") + " --tokenizer " +
                          SharedPath("models/stories260K/tok512.bin") + " --text " +

@@ -70,21 +70,30 @@ TEST(Int8MatMul, MatchesTheWidenedMatrixOnEveryShapeClass) {
   }
 }
 
-// The reference reads a contiguous cache; the fast kernel the same rows paged.
+// The reference reads a contiguous fp32 cache; the fast kernel the same rows paged, in fp32
+// or 16 bits (the values representable in both); the reference reads the paged 16-bit rows
+// alike.
 TEST(Attention, MatchesReferenceForPrefillAndDecodeOverPagedCache) {
   std::mt19937 rng(11);
-  for (const AttentionShape shape : {AttentionShape{8, 4, 16}, AttentionShape{8, 4, 8}, AttentionShape{4, 1, 64}, AttentionShape{2, 2, 6}}) {
-    const int q_width = shape.num_heads * shape.head_dim;
-    const testing::PagedCache cache(shape.num_kv_heads * shape.head_dim, rng);
-    for (const std::vector<int>& positions : testing::AttentionPositions()) {
-      const auto q = Random(positions.size() * q_width, rng, 2.0f);
-      std::vector<float> slow(q.size());
-      reference::Attention(q, positions, cache.contiguous(), shape, slow);
-      testing::ForEachSimdTarget([&] {
-        std::vector<float> fast(q.size(), NAN);
-        Attention(q, positions, cache.paged(), shape, fast);
-        EXPECT_LT(MaxRelativeError(fast, slow), 1e-5);
-      });
+  for (const KvDType dtype : kKvDTypes) {
+    SCOPED_TRACE(KvDTypeName(dtype));
+    for (const AttentionShape shape : {AttentionShape{8, 4, 16}, AttentionShape{8, 4, 8}, AttentionShape{4, 1, 64}, AttentionShape{2, 2, 6},
+                                       AttentionShape{4, 2, 13}}) {
+      const int q_width = shape.num_heads * shape.head_dim;
+      const testing::PagedCache cache(shape.num_kv_heads * shape.head_dim, rng, dtype);
+      for (const std::vector<int>& positions : testing::AttentionPositions()) {
+        const auto q = Random(positions.size() * q_width, rng, 2.0f);
+        std::vector<float> slow(q.size());
+        reference::Attention(q, positions, cache.contiguous(), shape, slow);
+        std::vector<float> paged(q.size());
+        reference::Attention(q, positions, cache.paged(), shape, paged);
+        EXPECT_LT(MaxRelativeError(paged, slow), 1e-6);
+        testing::ForEachSimdTarget([&] {
+          std::vector<float> fast(q.size(), NAN);
+          Attention(q, positions, cache.paged(), shape, fast);
+          EXPECT_LT(MaxRelativeError(fast, slow), 1e-5);
+        });
+      }
     }
   }
 }

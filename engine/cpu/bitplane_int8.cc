@@ -1,8 +1,9 @@
 // BitplaneMatMulInt8's one dispatch point: which int8 kernel this CPU runs, the activations
-// quantized in the order that kernel reads, token rows sorted by width, and output rows
-// spread over the cores.
+// quantized in the order that kernel reads, token rows sorted by width, the schedule, and
+// output rows spread over the cores.
 #include <algorithm>
 #include <cstdlib>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -11,34 +12,49 @@
 #include "engine/cpu/kernel_choice.h"
 #include "engine/cpu/row_blocks.h"
 
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
+
 namespace anyprec::cpu {
 namespace {
 
-// Every int8 kernel, fastest first, with what it needs of the CPU.
+// Every int8 kernel of the target's architecture, fastest first, with what it needs of the CPU.
 struct KernelInfo {
   Int8Kernel kernel;
   std::string_view name;
   const char* requirement;
   bool (*supported)();
+  int8::RowsKernel gemm;  // the batched schedule; none where the kernel has only the per-token one
+  // The per-token schedule, for batches of fewer than batched_from_tokens token rows in
+  // passes of pass_tokens; none where gemm was the faster from one token row on.
   int8::RowsKernel rows;
   int pass_tokens;
+  int batched_from_tokens;
   ActivationOrder order;
 };
 constexpr KernelInfo kKernels[] = {
+#if defined(__x86_64__)
     {Int8Kernel::kAvx512Vbmi, "avx512-vbmi", "AVX-512 F, BW, VL, VBMI and VNNI",
      [] {
        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
               __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vnni");
      },
-     &int8::avx512_vbmi::Rows, int8::avx512_vbmi::kPassTokens, ActivationOrder::kNatural},
+     &int8::avx512_vbmi::Gemm, &int8::avx512_vbmi::Rows, int8::avx512_vbmi::kPassTokens, int8::avx512_vbmi::kBatchedFromTokens,
+     ActivationOrder::kNatural},
     {Int8Kernel::kAvx2Vnni, "avx2-vnni", "AVX2, FMA, AVX-512 VL and VNNI",
      [] {
        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx512vl") &&
               __builtin_cpu_supports("avx512vnni");
      },
-     &int8::avx2_vnni::Rows, int8::avx2_vnni::kPassTokens, ActivationOrder::kBitSliced},
+     &int8::avx2_vnni::Gemm, nullptr, 0, 1, ActivationOrder::kBitSliced},
     {Int8Kernel::kAvx2, "avx2", "AVX2 and FMA", [] { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); },
-     &int8::avx2::Rows, int8::avx2::kPassTokens, ActivationOrder::kBitSliced},
+     &int8::avx2::Gemm, nullptr, 0, 1, ActivationOrder::kBitSliced},
+#elif defined(__aarch64__)
+    {Int8Kernel::kNeonDotprod, "neon-dotprod", "ARMv8.2 NEON with the dot-product extension",
+     [] { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }, nullptr, &int8::neon_dotprod::Rows, int8::neon_dotprod::kPassTokens, 0,
+     ActivationOrder::kBitSliced},
+#endif
 };
 
 const KernelInfo& InfoOf(Int8Kernel kernel) {
@@ -71,7 +87,11 @@ absl::StatusOr<KernelChoice> ChooseKernel() {
   const std::string requested = env == nullptr ? "auto" : env;
   const std::vector<Int8Kernel> supported = SupportedInt8Kernels();
   if (requested == "auto" || requested.empty()) {
-    if (supported.empty()) return KernelChoice{std::nullopt, "exact fp32 (this CPU lacks AVX2 and FMA, which every int8 kernel needs)"};
+    if (supported.empty()) {
+      // The last kernel needs the least, which every other one needs too.
+      return KernelChoice{std::nullopt, absl::StrCat("exact fp32 (this CPU lacks ", kKernels[std::size(kKernels) - 1].requirement,
+                                                     ", which every int8 kernel needs)")};
+    }
     const KernelInfo& best = InfoOf(supported.front());
     std::string why = absl::StrCat("int8 ", std::string(best.name), " (the fastest for this CPU's ", best.requirement);
     if (best.kernel != kKernels[0].kernel) absl::StrAppend(&why, "; it lacks ", kKernels[0].requirement);
@@ -106,7 +126,7 @@ void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, con
 }
 
 void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out,
-                        Int8Kernel kernel) {
+                        Int8Kernel kernel, Int8Schedule schedule) {
   const KernelInfo& info = InfoOf(kernel);
   const int tokens = static_cast<int>(bits.size());
   const Int8Activations a = QuantizeActivations(x, tokens, w.cols, PaddedCols(info.order, w), info.order);
@@ -116,7 +136,13 @@ void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, con
   std::stable_sort(order.begin(), order.end(), [&](int p, int q) { return bits[p] < bits[q]; });
   std::vector<int> sorted_bits(tokens);
   for (int t = 0; t < tokens; ++t) sorted_bits[t] = bits[order[t]];
+  const bool batched = info.gemm != nullptr && (info.rows == nullptr || schedule == Int8Schedule::kBatched ||
+                                                (schedule == Int8Schedule::kAuto && tokens >= info.batched_from_tokens));
   ForEachRowBlock(w.rows, static_cast<long>(w.rows) * w.cols * tokens, [&](int begin, int end) {
+    if (batched) {
+      info.gemm(a, w, order.data(), sorted_bits.data(), tokens, begin, end, out.data());
+      return;
+    }
     for (int first = 0; first < tokens; first += info.pass_tokens) {
       const int count = std::min(info.pass_tokens, tokens - first);
       info.rows(a, w, &order[first], &sorted_bits[first], count, begin, end, out.data());

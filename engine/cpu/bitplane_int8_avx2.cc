@@ -9,11 +9,14 @@
 // - vpshufb looks the nibbles up in the row's 16-entry int8 table. Widths above 4 look them
 //   up in 2^(b-4) tables and choose by the higher planes with vpblendvb (each such plane
 //   shifted so that bit j lands in bit 7, which is all vpblendvb reads).
-// - The activations come in the same bit-sliced order (ActivationOrder::kBitSliced), so the
-//   looked-up weights meet them lane by lane: vpsignb + vpmaddubsw + vpmaddwd (signed
-//   tables, |w| times x with w's sign; pairs of 127 x 127 cannot saturate), or vpdpbusd on
-//   the u8 tables.
-// Tokens of one width share the lookups; a pass holds at most kPassTokens tokens.
+// - The looked-up weights of kGemmRows rows go to a buffer that stays in L1, in the
+//   bit-sliced order in which the activations come too (ActivationOrder::kBitSliced), and
+//   a micro-kernel meets them lane by lane with every token row of that width, a tile of
+//   rows by tokens at a time: vpsignb + vpmaddubsw + vpmaddwd (signed tables, |w| times x
+//   with w's sign; pairs of 127 x 127 cannot saturate), or vpdpbusd on the u8 tables.
+// This batched form is the only one: measured against decoding in registers for passes of
+// up to 16 tokens (anyprec-bench-kernels --schedules), it was faster at every batch size
+// from one token on, by 8-28%, the decode of a pair of rows running ahead of the products.
 #include <immintrin.h>
 
 #include <cstddef>
@@ -124,7 +127,7 @@ inline void TileWeights(const uint8_t* planes, size_t plane_stride, bool half, c
 
 // sum + the dot products of 32 weights with 32 activations, per group of four lanes. The
 // signed form multiplies |w| by x with w's sign, so that |w|, the unsigned operand of
-// vpmaddubsw, is worked out once per tile for every token.
+// vpmaddubsw, is worked out once for every token of a tile.
 #if ANYPREC_INT8_VNNI
 inline __m256i Dot(__m256i sum, __m256i weights, __m256i, __m256i x) { return _mm256_dpbusd_epi32(sum, weights, x); }
 #else
@@ -140,91 +143,95 @@ inline float SumOfLanes(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
 }
 
-// One tile of one width for the tokens [first, last) of the pass that want it.
+// The row's table at width b as the dot products want it: the u8 entries for vpdpbusd; for
+// vpsignb and vpmaddubsw, the entries less 128 (int8), written to `signed_storage`.
+inline const uint8_t* KernelTable(const BitplaneView& w, int b, int n, uint8_t* signed_storage) {
+  const uint8_t* u8 = w.LutU8(b, n);
+  if (ANYPREC_INT8_VNNI) return u8;
+  const size_t entries = size_t{1} << (b < 4 ? 4 : b);
+  for (size_t e = 0; e < entries; e += 16) {
+    const __m128i entry = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u8 + e));
+    _mm_store_si128(reinterpret_cast<__m128i*>(signed_storage + e), _mm_xor_si128(entry, _mm_set1_epi8(static_cast<char>(0x80))));
+  }
+  return signed_storage;
+}
+
+inline void PrefetchPlanes(const uint8_t* tile_planes, size_t plane_stride, int planes) {
+  for (int p = 0; p < planes; ++p) _mm_prefetch(reinterpret_cast<const char*>(tile_planes + p * plane_stride) + 2048, _MM_HINT_T0);
+}
+
+// Tiles of kGemmRows rows by kGemmTokens tokens: their accumulators and operands fit the 16
+// registers.
+constexpr int kGemmRows = 2;
+constexpr int kGemmTokens = 2;
+
 template <int B>
-inline void GroupTile(const Int8Activations& a, const BitplaneView& w, const uint8_t* tile_planes, bool half, size_t tile,
-                      const uint8_t* table, const int* tokens, int first, int last, __m256* acc) {
-  __m256i weights[8];
-  TileWeights<B>(tile_planes, w.plane_stride, half, table, weights);
-  __m256i magnitudes[8];
-  for (int j = 0; j < 8; ++j) magnitudes[j] = ANYPREC_INT8_VNNI ? weights[j] : _mm256_sign_epi8(weights[j], weights[j]);
+void DecodeRow(const BitplaneView& w, int n, const uint8_t* table, size_t tiles, uint8_t* out) {
+  const uint8_t* row_planes = w.planes + static_cast<size_t>(n) * w.row_stride;
+  const bool half_tile = w.row_stride % kTileBytes != 0;
+  for (size_t tile = 0; tile < tiles; ++tile) {
+    const uint8_t* tile_planes = row_planes + tile * kTileBytes;
+    if (tile % 2 == 0) PrefetchPlanes(tile_planes, w.plane_stride, B);
+    __m256i weights[8];
+    TileWeights<B>(tile_planes, w.plane_stride, half_tile && tile + 1 == tiles, table, weights);
+    for (int j = 0; j < 8; ++j) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + tile * kTileCols + 32 * j), weights[j]);
+  }
+}
+using DecodeRowKernel = void (*)(const BitplaneView&, int, const uint8_t*, size_t, uint8_t*);
+constexpr DecodeRowKernel kDecodeRow[kMaxBits + 1] = {nullptr,       &DecodeRow<1>, &DecodeRow<2>, &DecodeRow<3>, &DecodeRow<4>,
+                                                      &DecodeRow<5>, &DecodeRow<6>, &DecodeRow<7>, &DecodeRow<8>};
+
+// sums[r][t] = sum over blocks of scale(t, block) * (decoded row r . activations of token t).
+template <int kRows, int kTokens>
+void GemmTile(const uint8_t* weights, const Int8Activations& a, const int* tokens, float sums[kGemmRows][kGemmTokens]) {
   const size_t blocks = a.padded_cols / kInt8Block;
-  for (int t = first; t < last; ++t) {
-    const int8_t* x = a.values.data() + tokens[t] * a.padded_cols + tile * kTileCols;
-    __m256i sum = _mm256_setzero_si256();
-    for (int j = 0; j < 8; ++j) {
-      sum = Dot(sum, weights[j], magnitudes[j], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32 * j)));
+  __m256 acc[kRows][kTokens];
+  for (int r = 0; r < kRows; ++r) {
+    for (int t = 0; t < kTokens; ++t) acc[r][t] = _mm256_setzero_ps();
+  }
+  for (size_t tile = 0; tile < a.padded_cols / kTileCols; ++tile) {
+    __m256i sum[kRows][kTokens];
+    for (int r = 0; r < kRows; ++r) {
+      for (int t = 0; t < kTokens; ++t) sum[r][t] = _mm256_setzero_si256();
     }
-    // Lanes 0-3 hold block 2 tile, lanes 4-7 block 2 tile + 1.
-    const float* scale = a.scales.data() + tokens[t] * blocks + 2 * tile;
-    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set_m128(_mm_set1_ps(scale[1]), _mm_set1_ps(scale[0])), acc[t]);
+    for (int j = 0; j < 8; ++j) {
+      __m256i x[kTokens];
+      for (int t = 0; t < kTokens; ++t) {
+        const int8_t* row = a.values.data() + tokens[t] * a.padded_cols;
+        x[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + tile * kTileCols + 32 * j));
+      }
+      for (int r = 0; r < kRows; ++r) {
+        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(weights + r * a.padded_cols + tile * kTileCols + 32 * j));
+        const __m256i magnitude = ANYPREC_INT8_VNNI ? w : _mm256_abs_epi8(w);
+        for (int t = 0; t < kTokens; ++t) sum[r][t] = Dot(sum[r][t], w, magnitude, x[t]);
+      }
+    }
+    for (int t = 0; t < kTokens; ++t) {
+      // Lanes 0-3 hold block 2 tile, lanes 4-7 block 2 tile + 1.
+      const float* scale = a.scales.data() + tokens[t] * blocks + 2 * tile;
+      const __m256 scales = _mm256_set_m128(_mm_set1_ps(scale[1]), _mm_set1_ps(scale[0]));
+      for (int r = 0; r < kRows; ++r) acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r][t]), scales, acc[r][t]);
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    for (int t = 0; t < kTokens; ++t) sums[r][t] = SumOfLanes(acc[r][t]);
+  }
+}
+void DecodeRows(const BitplaneView& w, int bits, int n, int rows, size_t padded_cols, uint8_t* out) {
+  alignas(32) uint8_t signed_table[1 << kMaxBits];
+  for (int r = 0; r < rows; ++r) {
+    kDecodeRow[bits](w, n + r, KernelTable(w, bits, n + r, signed_table), padded_cols / kTileCols, out + r * padded_cols);
   }
 }
 
+constexpr GemmPieces<kGemmRows, kGemmTokens> kGemm = {
+    &DecodeRows, {{&GemmTile<1, 1>, &GemmTile<1, 2>}, {&GemmTile<2, 1>, &GemmTile<2, 2>}}, ANYPREC_INT8_VNNI == 1};
+
 }  // namespace
 
-void Rows(const Int8Activations& a, const BitplaneView& w, const int* tokens, const int* bits, int count, int row_begin, int row_end,
+void Gemm(const Int8Activations& a, const BitplaneView& w, const int* tokens, const int* bits, int count, int row_begin, int row_end,
           float* out) {
-  const size_t tiles = (w.row_stride + kTileBytes - 1) / kTileBytes;
-  const bool half_tile = w.row_stride % kTileBytes != 0;
-  const int widest = bits[count - 1];
-  // Groups of tokens of one width: [group_begin[g], group_begin[g + 1]).
-  int group_begin[kPassTokens + 1];
-  int groups = 0;
-  for (int t = 0; t < count; ++t) {
-    if (t == 0 || bits[t] != bits[t - 1]) group_begin[groups++] = t;
-  }
-  group_begin[groups] = count;
-#if !ANYPREC_INT8_VNNI
-  alignas(32) uint8_t signed_tables[kMaxBits][1 << kMaxBits];  // one per width group
-#endif
-  for (int n = row_begin; n < row_end; ++n) {
-    const uint8_t* tables[kMaxBits];
-    for (int g = 0; g < groups; ++g) {
-      const int b = bits[group_begin[g]];
-      tables[g] = w.LutU8(b, n);
-#if !ANYPREC_INT8_VNNI
-      // The u8 entries less 128: int8 entries for vpsignb and vpmaddubsw.
-      const size_t entries = size_t{1} << (b < 4 ? 4 : b);
-      for (size_t e = 0; e < entries; e += 16) {
-        const __m128i u8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(tables[g] + e));
-        _mm_store_si128(reinterpret_cast<__m128i*>(signed_tables[g] + e), _mm_xor_si128(u8, _mm_set1_epi8(static_cast<char>(0x80))));
-      }
-      tables[g] = signed_tables[g];
-#endif
-    }
-    __m256 acc[kPassTokens];
-    for (int t = 0; t < count; ++t) acc[t] = _mm256_setzero_ps();
-    const uint8_t* row_planes = w.planes + static_cast<size_t>(n) * w.row_stride;
-    for (size_t tile = 0; tile < tiles; ++tile) {
-      const uint8_t* tile_planes = row_planes + tile * kTileBytes;
-      if (tile % 2 == 0) {
-        for (int p = 0; p < widest; ++p) _mm_prefetch(reinterpret_cast<const char*>(tile_planes + p * w.plane_stride) + 2048, _MM_HINT_T0);
-      }
-      const bool half = half_tile && tile + 1 == tiles;
-      for (int g = 0; g < groups; ++g) {
-        const int first = group_begin[g], last = group_begin[g + 1];
-        switch (bits[first]) {
-          case 1: GroupTile<1>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
-          case 2: GroupTile<2>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
-          case 3: GroupTile<3>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
-          case 4: GroupTile<4>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
-          case 5: GroupTile<5>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
-          case 6: GroupTile<6>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
-          case 7: GroupTile<7>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
-          case 8: GroupTile<8>(a, w, tile_planes, half, tile, tables[g], tokens, first, last, acc); break;
-        }
-      }
-    }
-    for (int t = 0; t < count; ++t) {
-#if ANYPREC_INT8_VNNI
-      const double sum = static_cast<double>(SumOfLanes(acc[t])) - a.offset[tokens[t]];
-#else
-      const double sum = SumOfLanes(acc[t]);
-#endif
-      out[static_cast<size_t>(tokens[t]) * w.rows + n] = static_cast<float>(w.LutScale(bits[t], n) * sum);
-    }
-  }
+  RunGemm(kGemm, a, w, tokens, bits, count, row_begin, row_end, out);
 }
 
 }  // namespace anyprec::cpu::int8::ANYPREC_INT8_NAMESPACE

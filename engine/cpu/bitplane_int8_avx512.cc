@@ -6,8 +6,10 @@
 // intrinsics, compiled for this target only and chosen at run time.
 #include <immintrin.h>
 
-// GCC 12 warns inside its own AVX-512 headers (the "undefined" source of a masked intrinsic).
+// GCC 12 warns inside its own AVX-512 headers (the "undefined" source of a masked intrinsic,
+// which _mm512_reduce_add_ps uses).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include "engine/cpu/int8_kernels.h"
 
@@ -93,7 +95,73 @@ using FixedRowsKernel = void (*)(const Int8Activations&, const BitplaneView&, co
 constexpr FixedRowsKernel kRowsKernels[kPassTokens + 1] = {nullptr,  &FixedRows<1>, &FixedRows<2>, &FixedRows<3>, &FixedRows<4>,
                                                             &FixedRows<5>, &FixedRows<6>, &FixedRows<7>, &FixedRows<8>};
 
+// The batched schedule: kGemmRows weight rows decoded to u8 at one width into a buffer, then
+// tiles of up to kGemmRows rows by kGemmTokens tokens, whose 12 accumulators, the tokens'
+// activations of one block and the row being read fit the 32 registers.
+constexpr int kGemmRows = 4;
+constexpr int kGemmTokens = 3;
+
+// The u8 weights of `rows` rows from row n at width `bits`, each padded_cols long.
+ANYPREC_AVX512_INT8 void DecodeRows(const BitplaneView& w, int bits, int n, int rows, size_t padded_cols, uint8_t* out) {
+  for (int r = 0; r < rows; ++r) {
+    const uint8_t* row_planes = w.planes + static_cast<size_t>(n + r) * w.row_stride;
+    const uint8_t* lut = w.LutU8(bits, n + r);
+    for (size_t c = 0; c < padded_cols / 64; ++c) {
+      _mm512_storeu_si512(out + r * padded_cols + c * 64, Weights(Indices(row_planes, w.plane_stride, c, bits), bits, bits, lut));
+    }
+  }
+}
+
+// sums[r][t] = sum over blocks of scale(t, block) * (decoded row r . activations of token t),
+// for kRows rows of `weights` and kTokens tokens.
+template <int kRows, int kTokens>
+ANYPREC_AVX512_INT8 void GemmTile(const uint8_t* weights, const Int8Activations& a, const int* tokens, float sums[kGemmRows][kGemmTokens]) {
+  const size_t blocks = a.padded_cols / kInt8Block;
+  const int8_t* x[kTokens];
+  const float* scales[kTokens];
+  for (int t = 0; t < kTokens; ++t) {
+    x[t] = a.values.data() + tokens[t] * a.padded_cols;
+    scales[t] = a.scales.data() + tokens[t] * blocks;
+  }
+  __m512 acc[kRows][kTokens];
+  for (int r = 0; r < kRows; ++r) {
+    for (int t = 0; t < kTokens; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
+  for (size_t block = 0; block < blocks; ++block) {
+    __m512i low[kTokens], high[kTokens];
+    __m512 scale[kTokens];
+    for (int t = 0; t < kTokens; ++t) {
+      low[t] = _mm512_loadu_si512(x[t] + block * kInt8Block);
+      high[t] = _mm512_loadu_si512(x[t] + block * kInt8Block + 64);
+      scale[t] = _mm512_set1_ps(scales[t][block]);
+    }
+    for (int r = 0; r < kRows; ++r) {
+      const uint8_t* row = weights + r * a.padded_cols + block * kInt8Block;
+      const __m512i w_low = _mm512_loadu_si512(row), w_high = _mm512_loadu_si512(row + 64);
+      for (int t = 0; t < kTokens; ++t) {
+        const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w_low, low[t]), w_high, high[t]);
+        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale[t], acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    for (int t = 0; t < kTokens; ++t) sums[r][t] = _mm512_reduce_add_ps(acc[r][t]);
+  }
+}
+
+constexpr GemmPieces<kGemmRows, kGemmTokens> kGemm = {&DecodeRows,
+                                                      {{&GemmTile<1, 1>, &GemmTile<1, 2>, &GemmTile<1, 3>},
+                                                       {&GemmTile<2, 1>, &GemmTile<2, 2>, &GemmTile<2, 3>},
+                                                       {&GemmTile<3, 1>, &GemmTile<3, 2>, &GemmTile<3, 3>},
+                                                       {&GemmTile<4, 1>, &GemmTile<4, 2>, &GemmTile<4, 3>}},
+                                                      true};
+
 }  // namespace
+
+void Gemm(const Int8Activations& a, const BitplaneView& w, const int* tokens, const int* bits, int count, int row_begin, int row_end,
+          float* out) {
+  RunGemm(kGemm, a, w, tokens, bits, count, row_begin, row_end, out);
+}
 
 ANYPREC_AVX512_INT8 void Rows(const Int8Activations& a, const BitplaneView& w, const int* tokens, const int* bits, int count,
                               int row_begin, int row_end, float* out) {

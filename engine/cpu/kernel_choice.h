@@ -1,7 +1,8 @@
 // Which kernel runs the bitplane layers on this CPU, decided once per process: the fastest
 // int8 kernel the CPU has, or the one the environment variable ANYPREC_CPU_KERNEL names
-// (avx512-vbmi, avx2-vnni, avx2, or exact for the fp32 kernel; auto or unset for the
-// fastest). An unknown name or a kernel this CPU lacks is an error, never a fallback.
+// (avx512-vbmi, avx2-vnni or avx2 on x86-64, neon-dotprod on aarch64, or exact for the fp32
+// kernel; auto or unset for the fastest). An unknown name or a kernel this CPU lacks is an
+// error, never a fallback.
 #pragma once
 
 #include <optional>

@@ -7,51 +7,6 @@
 
 namespace anyprec::cpu {
 
-void Attention(std::span<const float> q, std::span<const int> positions, const KvLayerView& cache, const AttentionShape& shape,
-               std::span<float> out) {
-  const int hd = shape.head_dim;
-  const int group = shape.num_heads / shape.num_kv_heads;
-  const size_t q_width = static_cast<size_t>(shape.num_heads) * hd;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int tokens = static_cast<int>(positions.size());
-  const int work = tokens * shape.num_heads;
-  // Waking the other cores costs more than a short context's few thousand multiply-adds,
-  // and their spin-wait afterwards takes cores from the threads serving requests.
-  long multiply_adds = 0;
-  for (const int p : positions) multiply_adds += 2l * (p + 1) * hd * shape.num_heads;
-#pragma omp parallel if (multiply_adds >= (1l << 18))
-  {
-    std::vector<float> scores;
-    std::vector<float> acc(hd);
-#pragma omp for schedule(dynamic, 4)
-    for (int item = 0; item < work; ++item) {
-      const int t = item / shape.num_heads;
-      const int h = item % shape.num_heads;
-      const int kv_head = h / group;
-      const float* qv = q.data() + t * q_width + static_cast<size_t>(h) * hd;
-      const int length = positions[t] + 1;
-      scores.resize(length);
-      float max_score = -INFINITY;
-      for (int p = 0; p < length; ++p) {
-        const float* kv = cache.key(p) + static_cast<size_t>(kv_head) * hd;
-        float dot = 0;
-        for (int i = 0; i < hd; ++i) dot += qv[i] * kv[i];
-        scores[p] = dot * scale;
-        max_score = std::max(max_score, scores[p]);
-      }
-      const float total = ExpShiftedAndSum(scores, max_score);
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int p = 0; p < length; ++p) {
-        const float* vv = cache.value(p) + static_cast<size_t>(kv_head) * hd;
-        const float weight = scores[p];
-        for (int i = 0; i < hd; ++i) acc[i] += weight * vv[i];
-      }
-      float* o = out.data() + t * q_width + static_cast<size_t>(h) * hd;
-      for (int i = 0; i < hd; ++i) o[i] = acc[i] / total;
-    }
-  }
-}
-
 namespace {
 
 // Where column k sits in a row of the given order (ops.h).

@@ -33,9 +33,10 @@ void BitplaneMatMul(std::span<const float> x, std::span<const int> bits, const B
 // instruction set; the view's int8 tables must be prepared.
 constexpr int kInt8Block = 128;
 enum class Int8Kernel {
-  kAvx512Vbmi,  // 64 columns per byte permute (vpermb) and vpdpbusd: AVX-512 F/BW/VBMI/VNNI
-  kAvx2Vnni,    // kAvx2 with 256-bit vpdpbusd: AVX-512 VL and VNNI without VBMI (Cascade Lake)
-  kAvx2,        // 16-entry vpshufb tables and vpmaddubsw: AVX2 and FMA (Haswell, Zen 1-3)
+  kAvx512Vbmi,   // 64 columns per byte permute (vpermb) and vpdpbusd: AVX-512 F/BW/VBMI/VNNI
+  kAvx2Vnni,     // kAvx2 with 256-bit vpdpbusd: AVX-512 VL and VNNI without VBMI (Cascade Lake)
+  kAvx2,         // 16-entry vpshufb tables and vpmaddubsw: AVX2 and FMA (Haswell, Zen 1-3)
+  kNeonDotprod,  // 64-entry tbl tables and sdot: ARMv8.2 NEON with the dot product (aarch64)
 };
 std::string_view Int8KernelName(Int8Kernel kernel);
 // The int8 kernels this CPU can run, fastest first.
@@ -46,11 +47,22 @@ std::vector<Int8Kernel> SupportedInt8Kernels();
 std::optional<Int8Kernel> ChosenInt8Kernel();
 bool HasInt8BitplaneKernel();
 
+// How BitplaneMatMulInt8 spends a batch. Per token: each weight tile is decoded in registers
+// once per pass of a few token rows (the kernel's pass length) and met by each of them: no
+// memory traffic beyond the planes, the fastest for a few rows. Batched: a few weight rows
+// at a time are decoded to int8 once per width in the batch, into a buffer that stays in
+// cache, and an int8 GEMM micro-kernel meets them with every token row of that width, a
+// tile of rows by tokens per register block: prefill and large decode batches. kAuto takes
+// the batched schedule from the kernel's crossover on (measured; docs/BENCHMARKS.md). Only
+// the AVX-512 kernel has both; the AVX2 ones, batched at every size, ignore kPerToken; the
+// NEON one, per token at every size, ignores kBatched.
+enum class Int8Schedule { kAuto, kPerToken, kBatched };
+
 // BitplaneMatMulInt8 on the chosen kernel (HasInt8BitplaneKernel() must hold), or on `kernel`,
 // which must be in SupportedInt8Kernels().
 void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out);
 void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, const BitplaneView& w, std::span<float> out,
-                        Int8Kernel kernel);
+                        Int8Kernel kernel, Int8Schedule schedule = Int8Schedule::kAuto);
 
 // x[t] = x[t] / rms(x[t]) * weight, for each row of width weight.size().
 void RmsNorm(std::span<const float> x, std::span<const float> weight, float eps, std::span<float> out);
@@ -90,9 +102,9 @@ void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, con
 enum class ActivationOrder {
   kNatural,
   // Per 256 columns, position 32 j + i holds column 8 i + j: bit j of byte i of a plane's 32
-  // bytes meets its activation in lane i of vector j (the AVX2 kernels). The tile's first
-  // block of kInt8Block columns lands in lanes 0-15 of every vector, its second in lanes
-  // 16-31. Needs padded_cols to be a multiple of 256.
+  // bytes meets its activation in lane i of vector j (the AVX2 and NEON kernels). The tile's
+  // first block of kInt8Block columns lands in lanes 0-15 of every vector, its second in
+  // lanes 16-31. Needs padded_cols to be a multiple of 256.
   kBitSliced,
 };
 

@@ -31,7 +31,7 @@ void Attention(std::span<const float> q, std::span<const int> positions, const K
       double max_score = -INFINITY;
       for (int p = 0; p <= positions[t]; ++p) {
         double dot = 0;
-        for (int i = 0; i < hd; ++i) dot += static_cast<double>(q[t * q_width + h * hd + i]) * cache.key(p)[kv_head * hd + i];
+        for (int i = 0; i < hd; ++i) dot += static_cast<double>(q[t * q_width + h * hd + i]) * cache.KeyAt(p, kv_head * hd + i);
         weights[p] = dot / std::sqrt(static_cast<double>(hd));
         max_score = std::max(max_score, weights[p]);
       }
@@ -39,7 +39,7 @@ void Attention(std::span<const float> q, std::span<const int> positions, const K
       for (double& w : weights) total += (w = std::exp(w - max_score));
       for (int i = 0; i < hd; ++i) {
         double value = 0;
-        for (int p = 0; p <= positions[t]; ++p) value += weights[p] / total * cache.value(p)[kv_head * hd + i];
+        for (int p = 0; p <= positions[t]; ++p) value += weights[p] / total * cache.ValueAt(p, kv_head * hd + i);
         out[t * q_width + h * hd + i] = static_cast<float>(value);
       }
     }

@@ -8,6 +8,8 @@ namespace anyprec {
 
 float BF16ToF32(uint16_t bits);
 float F16ToF32(uint16_t bits);
+// The largest finite half.
+inline constexpr float kF16Max = 65504.0f;
 // Rounds to the nearest half, ties to even; overflow becomes infinity.
 uint16_t F32ToF16(float value);
 // Rounds to the nearest bfloat16, ties to even.

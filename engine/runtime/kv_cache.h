@@ -4,6 +4,7 @@
 // server can share one pool among many sequences and grow each by a block at a time.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <span>
 #include <vector>
@@ -13,13 +14,14 @@
 
 namespace anyprec {
 
-// Blocks of `block_tokens` positions, each with keys and values for every layer. Not
-// thread-safe: the engine loop owns it.
-//
-// Bytes per position: 2 (keys and values) x 4 (fp32) x num_layers x kv_dim.
+// Blocks of `block_tokens` positions, each with keys and values for every layer, stored as
+// `dtype`. Not thread-safe: the engine loop owns it.
 class KvBlockPool {
  public:
-  KvBlockPool(const ModelConfig& config, int block_tokens, int num_blocks);
+  KvBlockPool(const ModelConfig& config, int block_tokens, int num_blocks, cpu::KvDType dtype = cpu::KvDType::kF32);
+
+  // 2 (keys and values) x the dtype's bytes x num_layers x kv_dim.
+  static size_t BytesPerPosition(const ModelConfig& config, cpu::KvDType dtype);
 
   int block_tokens() const { return block_tokens_; }
   int num_blocks() const { return num_blocks_; }
@@ -30,34 +32,36 @@ class KvBlockPool {
   int Allocate();
   void Free(int block);
 
+  cpu::KvDType dtype() const { return dtype_; }
   // The first position row of `block` in `layer`; the block's rows follow contiguously.
-  float* keys(int block, int layer) { return keys_.get() + Offset(block, layer); }
-  float* values(int block, int layer) { return values_.get() + Offset(block, layer); }
-  const float* keys(int block, int layer) const { return keys_.get() + Offset(block, layer); }
-  const float* values(int block, int layer) const { return values_.get() + Offset(block, layer); }
-  // Floats between the same row of consecutive block ids within one layer.
+  std::byte* keys(int block, int layer) { return keys_.get() + Offset(block, layer); }
+  std::byte* values(int block, int layer) { return values_.get() + Offset(block, layer); }
+  const std::byte* keys(int block, int layer) const { return keys_.get() + Offset(block, layer); }
+  const std::byte* values(int block, int layer) const { return values_.get() + Offset(block, layer); }
+  // Elements between the same row of consecutive block ids within one layer.
   size_t block_stride() const { return static_cast<size_t>(block_tokens_) * row_width_; }
   int row_width() const { return row_width_; }
 
  private:
   size_t Offset(int block, int layer) const {
-    return (static_cast<size_t>(layer) * num_blocks_ + block) * block_stride();
+    return (static_cast<size_t>(layer) * num_blocks_ + block) * block_stride() * cpu::KvDTypeBytes(dtype_);
   }
 
   int block_tokens_;
   int num_blocks_;
   int row_width_;
+  cpu::KvDType dtype_;
   // [layer][block][position in block][kv_dim], left uninitialized so that a large pool
   // costs physical memory only as blocks are first written.
-  std::unique_ptr<float[]> keys_;
-  std::unique_ptr<float[]> values_;
+  std::unique_ptr<std::byte[]> keys_;
+  std::unique_ptr<std::byte[]> values_;
   std::vector<int> free_;      // a stack, so recently freed (cache-warm) blocks go out first
 };
 
 class KvCache {
  public:
   // A cache of its own for `capacity` positions (one block), for single-sequence use.
-  KvCache(const ModelConfig& config, int capacity);
+  KvCache(const ModelConfig& config, int capacity, cpu::KvDType dtype = cpu::KvDType::kF32);
   // A cache that takes blocks from a shared `pool` as it grows (see Reserve); it returns
   // them when destroyed or cleared. `pool` must outlive it.
   explicit KvCache(KvBlockPool& pool) : pool_(&pool) {}
@@ -81,12 +85,12 @@ class KvCache {
   // runs out first.
   bool Reserve(int positions);
 
-  // Where attention's inputs for `position` of `layer` are written; the block must be held.
-  float* key_row(int layer, int position) { return const_cast<float*>(this->layer(layer).key(position)); }
-  float* value_row(int layer, int position) { return const_cast<float*>(this->layer(layer).value(position)); }
+  // Writes attention's inputs for `position` of `layer`, rows of the pool's row_width,
+  // converted to its dtype; the block must be held.
+  void Store(int layer, int position, std::span<const float> key, std::span<const float> value);
   cpu::KvLayerView layer(int layer) const {
     return {pool_->keys(0, layer), pool_->values(0, layer), pool_->block_stride(), pool_->block_tokens(), pool_->row_width(),
-            blocks_};
+            blocks_, pool_->dtype()};
   }
 
  private:

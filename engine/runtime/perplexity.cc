@@ -17,7 +17,7 @@ double NegativeLogLikelihood(std::span<const float> logits, TokenId target) {
 
 absl::StatusOr<PerplexityResult> EvaluatePerplexity(Transformer& transformer, std::span<const TokenId> text_tokens,
                                                     TokenId bos, int windows, int window_len,
-                                                    const ForwardOptions& options,
+                                                    const ForwardOptions& options, cpu::KvDType kv_dtype,
                                                     const std::function<void(int, int)>& progress) {
   if (windows <= 0 || window_len <= 0) return absl::InvalidArgumentError("windows and window length must be positive");
   const long needed = static_cast<long>(windows) * window_len;
@@ -30,7 +30,7 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(Transformer& transformer, st
     return absl::InvalidArgumentError(absl::StrCat("window of ", window_len, " tokens plus BOS exceeds the model's ",
                                                    config.max_position_embeddings, " positions"));
   }
-  KvCache cache(config, window_len + 1);
+  KvCache cache(config, window_len + 1, kv_dtype);
   std::vector<TokenId> input(window_len + 1);
   std::vector<float> logits(static_cast<size_t>(window_len + 1) * config.vocab_size);
   double nll_sum = 0;

@@ -17,11 +17,12 @@ struct PerplexityResult {
   long tokens = 0;
 };
 
-// `options` picks the width of an anyprec image and the kernels. `progress` (if set) is
-// called after each window with (windows done, windows in all).
+// `options` picks the width of an anyprec image and the kernels, `kv_dtype` how the cache
+// stores keys and values. `progress` (if set) is called after each window with (windows
+// done, windows in all).
 absl::StatusOr<PerplexityResult> EvaluatePerplexity(Transformer& transformer, std::span<const TokenId> text_tokens,
                                                     TokenId bos, int windows, int window_len,
-                                                    const ForwardOptions& options = {},
+                                                    const ForwardOptions& options = {}, cpu::KvDType kv_dtype = cpu::KvDType::kF32,
                                                     const std::function<void(int, int)>& progress = {});
 
 // -log softmax(logits)[target], computed in double.

@@ -127,10 +127,7 @@ absl::Status Transformer::ForwardBatch(std::span<const SequenceStep> steps, std:
       KvCache& cache = *step.cache;
       const auto k_new = rows_of(s.k, first, count, kv);
       const auto v_new = rows_of(s.v, first, count, kv);
-      for (int i = 0; i < count; ++i) {
-        std::copy_n(k_new.begin() + static_cast<size_t>(i) * kv, kv, cache.key_row(layer, cache.length() + i));
-        std::copy_n(v_new.begin() + static_cast<size_t>(i) * kv, kv, cache.value_row(layer, cache.length() + i));
-      }
+      for (int i = 0; i < count; ++i) cache.Store(layer, cache.length() + i, k_new.subspan(i * kv, kv), v_new.subspan(i * kv, kv));
       cpu::Attention(rows_of(s.q, first, count, c.q_dim()), std::span<const int>(s.positions).subspan(first, count),
                      cache.layer(layer), shape, rows_of(s.attention, first, count, c.q_dim()));
       first += count;

@@ -142,6 +142,35 @@ void BenchShape(int rows, int cols, double bandwidth) {
   }
 }
 
+// The per-token and batched schedules of each int8 kernel over batch sizes, streamed from
+// DRAM: where the batched one starts to win is the kernel's kBatchedFromTokens.
+void BenchSchedules(int rows, int cols) {
+  std::mt19937 rng(rows + cols);
+  const size_t quantized_bytes = 8 * static_cast<size_t>(rows) * cpu::PaddedRowStride(cols) + static_cast<size_t>(rows) * 504 * 4;
+  const int quantized_count = static_cast<int>(kRotationBytes / quantized_bytes) + 1;
+  std::vector<QuantizedCopy> quantized;
+  for (int i = 0; i < quantized_count; ++i) quantized.push_back(RandomBitplanes(rows, cols, rng));
+  std::printf("\n### Schedules, %d x %d, streamed: µs per call (per token row)\n\n", rows, cols);
+  std::printf("The AVX2 kernels have only the batched schedule: both of their columns run it, and their spread is the noise.\n\n");
+  std::printf("| kernel | width | batch | per token | batched | batched / per token |\n|---|---|---|---|---|---|\n");
+  for (const cpu::Int8Kernel kernel : cpu::SupportedInt8Kernels()) {
+    for (const int b : {3, 4, 8}) {
+      for (const int batch : {1, 2, 4, 6, 8, 12, 16, 32, 64}) {
+        std::vector<float> x(static_cast<size_t>(batch) * cols, 0.5f);
+        std::vector<float> y(static_cast<size_t>(batch) * rows);
+        const std::vector<int> bits(batch, b);
+        double seconds[2];
+        for (const cpu::Int8Schedule schedule : {cpu::Int8Schedule::kPerToken, cpu::Int8Schedule::kBatched}) {
+          seconds[schedule == cpu::Int8Schedule::kBatched] = TimePerOp(
+              [&](int i) { cpu::BitplaneMatMulInt8(x, bits, quantized[i % quantized_count].view, y, kernel, schedule); }, 0.2);
+        }
+        std::printf("| %s | %d | %d | %.0f (%.1f) | %.0f (%.1f) | %.2f |\n", std::string(cpu::Int8KernelName(kernel)).c_str(), b, batch,
+                    seconds[0] * 1e6, seconds[0] * 1e6 / batch, seconds[1] * 1e6, seconds[1] * 1e6 / batch, seconds[1] / seconds[0]);
+      }
+    }
+  }
+}
+
 void BenchQuantizer() {
   // One Llama-2-7B layer: q, k, v, o (4096 x 4096), gate, up (11008 x 4096), down (4096 x 11008).
   std::mt19937 rng(7);
@@ -182,9 +211,14 @@ void BenchQuantizer() {
 }  // namespace
 }  // namespace anyprec
 
-// --kernels-only skips the quantizer; --quick also keeps only the 4096 x 4096 shape.
+// --kernels-only skips the quantizer; --quick also keeps only the 4096 x 4096 shape;
+// --schedules times only the int8 kernels' two schedules over batch sizes.
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "--schedules") {
+    anyprec::BenchSchedules(4096, 4096);
+    return 0;
+  }
   const double bandwidth = anyprec::ReadBandwidth();
   std::printf("DRAM read bandwidth (%d threads, 1.2 GB buffer): %.1f GB/s\n", omp_get_max_threads(), bandwidth);
   std::vector<std::pair<int, int>> shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
