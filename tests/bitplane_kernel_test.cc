@@ -79,15 +79,19 @@ void ExpectInt8MatchesReference(const BitplaneView& view, const std::vector<int>
   reference::BitplaneMatMulInt8(x, bits, view, slow);
   reference::BitplaneMatMul(x, bits, view, exact);
   for (const Int8Kernel kernel : SupportedInt8Kernels()) {
+    std::vector<std::vector<float>> by_schedule;
     for (const Int8Schedule schedule : {Int8Schedule::kPerToken, Int8Schedule::kBatched}) {
       SCOPED_TRACE(::testing::Message() << Int8KernelName(kernel) << (schedule == Int8Schedule::kBatched ? ", batched" : ", per token"));
-      std::vector<float> fast(slow.size());
+      std::vector<float>& fast = by_schedule.emplace_back(slow.size());
       BitplaneMatMulInt8(x, bits, view, fast, kernel, schedule);
       for (size_t t = 0; t < bits.size(); ++t) {
         EXPECT_LT(RelativeError(fast, slow, t * view.rows, (t + 1) * view.rows), 1e-5) << "token " << t << " bits " << bits[t];
         EXPECT_LT(RelativeError(fast, exact, t * view.rows, (t + 1) * view.rows), 0.03) << "token " << t << " bits " << bits[t];
       }
     }
+    // Bit for bit: a token row's result must not depend on the batch it came in, which picks
+    // the schedule (the server batches sequences that ran alone a step before).
+    EXPECT_EQ(by_schedule[0], by_schedule[1]) << Int8KernelName(kernel) << ": the schedules differ";
   }
 }
 

@@ -25,7 +25,7 @@ struct KernelInfo {
   std::string_view name;
   const char* requirement;
   bool (*supported)();
-  int8::RowsKernel gemm;  // the batched schedule; none where the kernel has only the per-token one
+  int8::RowsKernel gemm;  // the batched schedule, which every kernel has
   // The per-token schedule, for batches of fewer than batched_from_tokens token rows in
   // passes of pass_tokens; none where gemm was the faster from one token row on.
   int8::RowsKernel rows;
@@ -52,8 +52,8 @@ constexpr KernelInfo kKernels[] = {
      &int8::avx2::Gemm, nullptr, 0, 1, ActivationOrder::kBitSliced},
 #elif defined(__aarch64__)
     {Int8Kernel::kNeonDotprod, "neon-dotprod", "ARMv8.2 NEON with the dot-product extension",
-     [] { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }, nullptr, &int8::neon_dotprod::Rows, int8::neon_dotprod::kPassTokens, 0,
-     ActivationOrder::kBitSliced},
+     [] { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }, &int8::neon_dotprod::Gemm, &int8::neon_dotprod::Rows,
+     int8::neon_dotprod::kPassTokens, int8::neon_dotprod::kBatchedFromTokens, ActivationOrder::kBitSliced},
 #endif
 };
 
@@ -136,8 +136,8 @@ void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, con
   std::stable_sort(order.begin(), order.end(), [&](int p, int q) { return bits[p] < bits[q]; });
   std::vector<int> sorted_bits(tokens);
   for (int t = 0; t < tokens; ++t) sorted_bits[t] = bits[order[t]];
-  const bool batched = info.gemm != nullptr && (info.rows == nullptr || schedule == Int8Schedule::kBatched ||
-                                                (schedule == Int8Schedule::kAuto && tokens >= info.batched_from_tokens));
+  const bool batched =
+      info.rows == nullptr || schedule == Int8Schedule::kBatched || (schedule == Int8Schedule::kAuto && tokens >= info.batched_from_tokens);
   ForEachRowBlock(w.rows, static_cast<long>(w.rows) * w.cols * tokens, [&](int begin, int end) {
     if (batched) {
       info.gemm(a, w, order.data(), sorted_bits.data(), tokens, begin, end, out.data());

@@ -17,7 +17,10 @@
 //   by lane. sdot multiplies them with the signed tables (u8 entries less 128, which drops
 //   the +128 offset instead of subtracting it at the end) into int32 per block, which the
 //   block's scale turns into fp32.
-// Tokens of one width share the lookups; a pass holds at most kPassTokens tokens.
+// Both schedules (ops.h, Int8Schedule) share these steps. Per token (Rows), the weights of a
+// block stay in registers, met by the tokens of one width in a pass of at most kPassTokens.
+// Batched (Gemm), they go to a buffer of kGemmRows rows in the same bit-sliced order, which a
+// register tile of rows by tokens meets with every token row of that width.
 #include <arm_neon.h>
 
 #include <algorithm>
@@ -118,6 +121,33 @@ inline void BlockWeights(const uint8_t* planes, size_t plane_stride, const int8_
   }
 }
 
+// Block 2 m + h of a row is half h of tile m: its weights and activations of vector j sit at
+// 32 j + 16 h + 0..15 from here, in the activations as in the decoded rows.
+inline size_t BlockOffset(size_t block) { return block / 2 * kTileCols + block % 2 * kBlockBytes; }
+
+// Row n's table at width b: the u8 entries less 128, at least the 16 that tbl reads (rows
+// hold at least 64).
+inline void SignedTable(const BitplaneView& w, int b, int n, int8_t* table) {
+  const uint8_t* lut = w.LutU8(b, n);
+  for (size_t e = 0; e < size_t{1} << std::max(b, 4); e += 16) {
+    vst1q_s8(table + e, vreinterpretq_s8_u8(veorq_u8(vld1q_u8(lut + e), vdupq_n_u8(0x80))));
+  }
+}
+
+// The weights of one block of a row at width B, prefetching the planes of the blocks ahead.
+template <int B>
+inline void DecodeBlock(const uint8_t* row_planes, size_t plane_stride, size_t block, const int8_t* table, int8x16_t weights[8]) {
+  const uint8_t* planes = row_planes + block * kBlockBytes;
+  if (block % 4 == 0) {
+    for (int p = 0; p < B; ++p) __builtin_prefetch(planes + p * plane_stride + 2048);
+  }
+  BlockWeights<B>(planes, plane_stride, table, weights);
+}
+
+// acc + a block's int32 dot products in fp32 at the block's activation scale. Both schedules
+// round this way, block by block in order, so that they agree to the bit.
+inline float32x4_t AddScaled(float32x4_t acc, int32x4_t sum, float scale) { return vfmaq_n_f32(acc, vcvtq_f32_s32(sum), scale); }
+
 // One row at width B for the tokens [first, last) of the pass that want it: acc[t] gathers
 // token t's sum per lane.
 template <int B>
@@ -125,14 +155,9 @@ void GroupRow(const Int8Activations& a, const uint8_t* row_planes, size_t plane_
               const int* tokens, int first, int last, float32x4_t* acc) {
   const size_t padded_cols = a.padded_cols, scales_per_token = padded_cols / kInt8Block;
   for (size_t block = 0; block < blocks; ++block) {
-    const uint8_t* planes = row_planes + block * kBlockBytes;
-    if (block % 4 == 0) {
-      for (int p = 0; p < B; ++p) __builtin_prefetch(planes + p * plane_stride + 2048);
-    }
     int8x16_t weights[8];
-    BlockWeights<B>(planes, plane_stride, table, weights);
-    // Block 2 m + h of a row is half h of tile m: its activations sit at 32 j + 16 h + 0..15.
-    const int8_t* values = a.values.data() + block / 2 * kTileCols + block % 2 * kBlockBytes;
+    DecodeBlock<B>(row_planes, plane_stride, block, table, weights);
+    const int8_t* values = a.values.data() + BlockOffset(block);
     const float* scales = a.scales.data() + block;
     for (int t = first; t < last; ++t) {
       const int8_t* x = values + tokens[t] * padded_cols;
@@ -143,10 +168,100 @@ void GroupRow(const Int8Activations& a, const uint8_t* row_planes, size_t plane_
         even = vdotq_s32(even, weights[j], vld1q_s8(x + 32 * j));
         odd = vdotq_s32(odd, weights[j + 1], vld1q_s8(x + 32 * (j + 1)));
       }
-      acc[t] = vfmaq_n_f32(acc[t], vcvtq_f32_s32(vaddq_s32(even, odd)), scales[tokens[t] * scales_per_token]);
+      acc[t] = AddScaled(acc[t], vaddq_s32(even, odd), scales[tokens[t] * scales_per_token]);
     }
   }
 }
+using GroupRowKernel = void (*)(const Int8Activations&, const uint8_t*, size_t, size_t, const int8_t*, const int*, int, int, float32x4_t*);
+constexpr GroupRowKernel kGroupRow[kMaxBits + 1] = {nullptr,      &GroupRow<1>, &GroupRow<2>, &GroupRow<3>, &GroupRow<4>,
+                                                    &GroupRow<5>, &GroupRow<6>, &GroupRow<7>, &GroupRow<8>};
+
+// The batched schedule's register tile of kGemmRows rows by kGemmTokens tokens: 8 fp32
+// accumulators, 8 int32 ones for the block at hand, one vector of each token's activations,
+// the row vector being read and the tokens' 2 scales take 21 of NEON's 32 registers, the
+// rest holding loads in flight; it reads 6 vectors per 8 sdots. 4 x 3 (7 per 12) would take
+// 31 and left GCC 12, which hoists the loads, spilling accumulators every block; 4 x 4 would
+// need 32 accumulators alone.
+constexpr int kGemmRows = 4;
+constexpr int kGemmTokens = 2;
+
+// Row n at width B as padded_cols int8 weights in the bit-sliced order. The block that pads
+// the row to whole tiles gets zeros, which its zero activations meet.
+template <int B>
+void DecodeRow(const BitplaneView& w, int n, size_t padded_cols, int8_t* out) {
+  alignas(16) int8_t table[1 << kMaxBits];
+  SignedTable(w, B, n, table);
+  const uint8_t* row_planes = w.planes + static_cast<size_t>(n) * w.row_stride;
+  const size_t blocks = w.row_stride / kBlockBytes;
+  for (size_t block = 0; block < padded_cols / kInt8Block; ++block) {
+    int8x16_t weights[8];
+    if (block < blocks) {
+      DecodeBlock<B>(row_planes, w.plane_stride, block, table, weights);
+    } else {
+      std::fill_n(weights, 8, vdupq_n_s8(0));
+    }
+    for (int j = 0; j < 8; ++j) vst1q_s8(out + BlockOffset(block) + 32 * j, weights[j]);
+  }
+}
+using DecodeRowKernel = void (*)(const BitplaneView&, int, size_t, int8_t*);
+constexpr DecodeRowKernel kDecodeRow[kMaxBits + 1] = {nullptr,       &DecodeRow<1>, &DecodeRow<2>, &DecodeRow<3>, &DecodeRow<4>,
+                                                      &DecodeRow<5>, &DecodeRow<6>, &DecodeRow<7>, &DecodeRow<8>};
+
+void DecodeRows(const BitplaneView& w, int bits, int n, int rows, size_t padded_cols, uint8_t* out) {
+  for (int r = 0; r < rows; ++r) kDecodeRow[bits](w, n + r, padded_cols, reinterpret_cast<int8_t*>(out + r * padded_cols));
+}
+
+// sums[r][t] = sum over blocks of scale(t, block) * (decoded row r . activations of token t),
+// each block's dot products gathered per lane as GroupRow gathers them.
+template <int kRows, int kTokens>
+void GemmTile(const uint8_t* weights, const Int8Activations& a, const int* tokens, float sums[kGemmRows][kGemmTokens]) {
+  const size_t blocks = a.padded_cols / kInt8Block;
+  const int8_t* rows[kRows];
+  for (int r = 0; r < kRows; ++r) rows[r] = reinterpret_cast<const int8_t*>(weights) + r * a.padded_cols;
+  const int8_t* x[kTokens];
+  const float* scales[kTokens];
+  for (int t = 0; t < kTokens; ++t) {
+    x[t] = a.values.data() + tokens[t] * a.padded_cols;
+    scales[t] = a.scales.data() + tokens[t] * blocks;
+  }
+  float32x4_t acc[kRows][kTokens];
+  for (int r = 0; r < kRows; ++r) {
+    for (int t = 0; t < kTokens; ++t) acc[r][t] = vdupq_n_f32(0.0f);
+  }
+  for (size_t block = 0; block < blocks; ++block) {
+    const size_t offset = BlockOffset(block);
+    int32x4_t sum[kRows][kTokens];
+    for (int r = 0; r < kRows; ++r) {
+      for (int t = 0; t < kTokens; ++t) sum[r][t] = vdupq_n_s32(0);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      int8x16_t values[kTokens];
+      for (int t = 0; t < kTokens; ++t) values[t] = vld1q_s8(x[t] + offset + 32 * j);
+      for (int r = 0; r < kRows; ++r) {
+        const int8x16_t row = vld1q_s8(rows[r] + offset + 32 * j);
+        for (int t = 0; t < kTokens; ++t) sum[r][t] = vdotq_s32(sum[r][t], row, values[t]);
+      }
+    }
+    for (int t = 0; t < kTokens; ++t) {
+      const float scale = scales[t][block];
+      for (int r = 0; r < kRows; ++r) acc[r][t] = AddScaled(acc[r][t], sum[r][t], scale);
+    }
+  }
+  // Unrolled, or GCC 12 keeps acc in memory for this loop's variable index and stores it
+  // every block.
+#pragma GCC unroll 4
+  for (int r = 0; r < kRows; ++r) {
+    for (int t = 0; t < kTokens; ++t) sums[r][t] = vaddvq_f32(acc[r][t]);
+  }
+}
+
+constexpr GemmPieces<kGemmRows, kGemmTokens> kGemm = {&DecodeRows,
+                                                      {{&GemmTile<1, 1>, &GemmTile<1, 2>},
+                                                       {&GemmTile<2, 1>, &GemmTile<2, 2>},
+                                                       {&GemmTile<3, 1>, &GemmTile<3, 2>},
+                                                       {&GemmTile<4, 1>, &GemmTile<4, 2>}},
+                                                      false};
 
 }  // namespace
 
@@ -168,27 +283,19 @@ void Rows(const Int8Activations& a, const BitplaneView& w, const int* tokens, co
     // Width by width, each over the whole row: the row's planes stay in L1 for the next.
     for (int g = 0; g < groups; ++g) {
       const int first = group_begin[g], last = group_begin[g + 1];
-      // The u8 entries less 128, at least the 16 that tbl reads (rows hold at least 64).
-      const uint8_t* lut = w.LutU8(bits[first], n);
-      for (size_t e = 0; e < size_t{1} << std::max(bits[first], 4); e += 16) {
-        vst1q_s8(table + e, vreinterpretq_s8_u8(veorq_u8(vld1q_u8(lut + e), vdupq_n_u8(0x80))));
-      }
-      switch (bits[first]) {
-        case 1: GroupRow<1>(a, row_planes, w.plane_stride, blocks, table, tokens, first, last, acc); break;
-        case 2: GroupRow<2>(a, row_planes, w.plane_stride, blocks, table, tokens, first, last, acc); break;
-        case 3: GroupRow<3>(a, row_planes, w.plane_stride, blocks, table, tokens, first, last, acc); break;
-        case 4: GroupRow<4>(a, row_planes, w.plane_stride, blocks, table, tokens, first, last, acc); break;
-        case 5: GroupRow<5>(a, row_planes, w.plane_stride, blocks, table, tokens, first, last, acc); break;
-        case 6: GroupRow<6>(a, row_planes, w.plane_stride, blocks, table, tokens, first, last, acc); break;
-        case 7: GroupRow<7>(a, row_planes, w.plane_stride, blocks, table, tokens, first, last, acc); break;
-        case 8: GroupRow<8>(a, row_planes, w.plane_stride, blocks, table, tokens, first, last, acc); break;
-      }
+      SignedTable(w, bits[first], n, table);
+      kGroupRow[bits[first]](a, row_planes, w.plane_stride, blocks, table, tokens, first, last, acc);
     }
     for (int t = 0; t < count; ++t) {
       const double sum = vaddvq_f32(acc[t]);
       out[static_cast<size_t>(tokens[t]) * w.rows + n] = static_cast<float>(w.LutScale(bits[t], n) * sum);
     }
   }
+}
+
+void Gemm(const Int8Activations& a, const BitplaneView& w, const int* tokens, const int* bits, int count, int row_begin, int row_end,
+          float* out) {
+  RunGemm(kGemm, a, w, tokens, bits, count, row_begin, row_end, out);
 }
 
 }  // namespace anyprec::cpu::int8::neon_dotprod

@@ -84,11 +84,16 @@ namespace avx2_vnni {
 void Gemm(const Int8Activations& a, const BitplaneView& w, const int* tokens, const int* bits, int count, int row_begin, int row_end,
           float* out);
 }  // namespace avx2_vnni
-// The NEON kernel has only Rows, its passes of kPassTokens tokens keeping their
-// accumulators in memory.
+// The NEON kernel has both too, its passes keeping their accumulators in memory. Its
+// crossover is unmeasured, for want of ARM hardware: 4 is the AVX-512 kernel's, whose
+// schedules have the same shape (per token, each block decoded in registers for a pass;
+// batched, a buffer of 4 rows met by a register tile of a few tokens).
 namespace neon_dotprod {
 constexpr int kPassTokens = 16;
+constexpr int kBatchedFromTokens = 4;
 void Rows(const Int8Activations& a, const BitplaneView& w, const int* tokens, const int* bits, int count, int row_begin, int row_end,
+          float* out);
+void Gemm(const Int8Activations& a, const BitplaneView& w, const int* tokens, const int* bits, int count, int row_begin, int row_end,
           float* out);
 }  // namespace neon_dotprod
 

@@ -53,9 +53,9 @@ bool HasInt8BitplaneKernel();
 // at a time are decoded to int8 once per width in the batch, into a buffer that stays in
 // cache, and an int8 GEMM micro-kernel meets them with every token row of that width, a
 // tile of rows by tokens per register block: prefill and large decode batches. kAuto takes
-// the batched schedule from the kernel's crossover on (measured; docs/BENCHMARKS.md). Only
-// the AVX-512 kernel has both; the AVX2 ones, batched at every size, ignore kPerToken; the
-// NEON one, per token at every size, ignores kBatched.
+// the batched schedule from the kernel's crossover on (measured on x86, docs/BENCHMARKS.md;
+// the NEON kernel's is unmeasured). The AVX-512 and NEON kernels have both; the AVX2 ones,
+// batched at every size, ignore kPerToken.
 enum class Int8Schedule { kAuto, kPerToken, kBatched };
 
 // BitplaneMatMulInt8 on the chosen kernel (HasInt8BitplaneKernel() must hold), or on `kernel`,
