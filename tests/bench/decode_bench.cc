@@ -33,6 +33,7 @@ struct Settings {
   int decode_tokens = 32;
   int batch = 16;
   int repetitions = 3;
+  cpu::KvDType kv_dtype = cpu::KvDType::kF16;  // the server's default on the CPU
 };
 
 double SecondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
@@ -84,7 +85,7 @@ class Bench {
     std::vector<double> prefills;
     std::vector<double> decodes;
     for (int r = 0; r < settings_.repetitions; ++r) {
-      KvCache cache(model_.config(), capacity);
+      KvCache cache(model_.config(), capacity, settings_.kv_dtype);
       const std::vector<TokenId> prompt = RandomTokens(settings_.prompt_tokens);
       Clock::time_point start = Clock::now();
       if (absl::Status s = transformer_.Forward(prompt, cache, LogitsFor::kLastToken, logits, options); !s.ok()) return s;
@@ -110,7 +111,7 @@ class Bench {
     std::vector<double> rates;
     for (int r = 0; r < settings_.repetitions; ++r) {
       std::vector<std::unique_ptr<KvCache>> caches;
-      for (int i = 0; i < n; ++i) caches.push_back(std::make_unique<KvCache>(model_.config(), settings_.decode_tokens));
+      for (int i = 0; i < n; ++i) caches.push_back(std::make_unique<KvCache>(model_.config(), settings_.decode_tokens, settings_.kv_dtype));
       const Clock::time_point start = Clock::now();
       for (int t = 0; t < settings_.decode_tokens; ++t) {
         const std::vector<TokenId> tokens = RandomTokens(n);
@@ -126,7 +127,7 @@ class Bench {
 
   // Two single-token steps, untimed: they fault in every page a token at `bits` reads.
   absl::Status WarmUp(int bits) {
-    KvCache cache(model_.config(), 2);
+    KvCache cache(model_.config(), 2, settings_.kv_dtype);
     std::vector<float> logits(vocab_);
     ForwardOptions options;
     options.bits = bits;
@@ -167,8 +168,13 @@ int Run(int argc, char** argv) {
   app.add_option("--repetitions", settings.repetitions, "Timed repetitions; the median is reported")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--read-gib", read_gib, "Also time a plain read of a buffer this large (GiB); 0: no")->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--threads", threads, "OpenMP threads (default: OpenMP's)")->check(CLI::PositiveNumber);
+  std::string kv_dtype = "fp16";
+  app.add_option("--kv-cache-dtype", kv_dtype, "How the KV caches store keys and values (the server's CPU default: fp16)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+      ->capture_default_str();
   app.add_flag("--list-kernels", list_kernels, "Print the ANYPREC_CPU_KERNEL values this CPU runs, fastest first, and exit");
   CLI11_PARSE(app, argc, argv);
+  settings.kv_dtype = *cpu::ParseKvDType(kv_dtype);
 
   if (list_kernels) {
     for (const cpu::Int8Kernel k : cpu::SupportedInt8Kernels()) std::printf("%s\n", std::string(cpu::Int8KernelName(k)).c_str());
@@ -187,7 +193,9 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "anyprec-bench-decode: %s\n", std::string(kernel.status().message()).c_str());
     return 1;
   }
-  Print({{"kernel", kernel->summary}, {"threads", omp_get_max_threads()}});
+  Print({{"kernel", kernel->summary},
+         {"threads", omp_get_max_threads()},
+         {"kv_cache_dtype", std::string(cpu::KvDTypeName(settings.kv_dtype))}});
 
   if (read_gib > 0) {
     const size_t bytes = static_cast<size_t>(read_gib * (size_t{1} << 30)) / 64 * 64;
