@@ -41,6 +41,34 @@ absl::Status ResolveKvDType(const ModelOptions& options, ModelBundle& bundle) {
   return absl::OkStatus();
 }
 
+// Runs the bundle on the device --device picks: the GPU when its backend loads and passes a
+// self-check against the CPU, else the CPU (with `kernel`), saying which and why.
+absl::Status PlaceOnDevice(const ModelOptions& options, const cpu::KernelChoice& kernel, ModelBundle& bundle) {
+  if (options.device == "cpu") {
+    bundle.device_summary = "cpu (--device cpu), " + kernel.summary;
+    return absl::OkStatus();
+  }
+  std::string why;
+  bundle.gpu_backend = cuda::LoadCudaBackend(0, why);
+  if (bundle.gpu_backend) {
+    absl::StatusOr<std::unique_ptr<CudaForward>> gpu = CudaForward::Create(bundle.model, **bundle.gpu_backend);
+    if (gpu.ok()) {
+      if (const absl::Status check = (*gpu)->CheckAgainstCpu(bundle.model); !check.ok()) gpu = absl::InternalError(absl::StrCat("self-check: ", check.message()));
+    }
+    if (gpu.ok()) {
+      bundle.gpu = *std::move(gpu);
+      const cuda::DeviceInfo& info = (*bundle.gpu_backend)->info();
+      bundle.device_summary = absl::StrCat("cuda (", info.name, ", compute ", info.compute_major, ".", info.compute_minor, ")");
+      return absl::OkStatus();
+    }
+    why = std::string(gpu.status().message());
+    bundle.gpu_backend.reset();
+  }
+  if (options.device == "cuda") return absl::UnavailableError(absl::StrCat("--device cuda: ", why));
+  bundle.device_summary = absl::StrCat("cpu (no GPU: ", why, "), ", kernel.summary);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 void AddExactKernelsFlag(CLI::App& command, bool& exact_kernels) {
@@ -67,31 +95,8 @@ absl::StatusOr<ModelBundle> LoadModelBundle(const ModelOptions& options) {
                                                    " tokens, more than the model's ", model.config().vocab_size));
   }
   ASSIGN_OR_RETURN(const cpu::KernelChoice kernel, cpu::ChooseKernel());
-  ModelBundle bundle{std::move(model), std::move(tokenizer), nullptr, nullptr, cpu::KvDType::kF32,
-                     "cpu (--device cpu), " + kernel.summary};
-  if (options.device == "cpu") {
-    RETURN_IF_ERROR(ResolveKvDType(options, bundle));
-    return bundle;
-  }
-  std::string why;
-  bundle.gpu_backend = cuda::LoadCudaBackend(0, why);
-  if (bundle.gpu_backend) {
-    absl::StatusOr<std::unique_ptr<CudaForward>> gpu = CudaForward::Create(bundle.model, **bundle.gpu_backend);
-    if (gpu.ok()) {
-      if (const absl::Status check = (*gpu)->CheckAgainstCpu(bundle.model); !check.ok()) gpu = absl::InternalError(absl::StrCat("self-check: ", check.message()));
-    }
-    if (gpu.ok()) {
-      bundle.gpu = *std::move(gpu);
-      const cuda::DeviceInfo& info = (*bundle.gpu_backend)->info();
-      bundle.device_summary = absl::StrCat("cuda (", info.name, ", compute ", info.compute_major, ".", info.compute_minor, ")");
-      RETURN_IF_ERROR(ResolveKvDType(options, bundle));
-      return bundle;
-    }
-    why = std::string(gpu.status().message());
-    bundle.gpu_backend.reset();
-  }
-  if (options.device == "cuda") return absl::UnavailableError(absl::StrCat("--device cuda: ", why));
-  bundle.device_summary = absl::StrCat("cpu (no GPU: ", why, "), ", kernel.summary);
+  ModelBundle bundle{std::move(model), std::move(tokenizer), nullptr, nullptr, cpu::KvDType::kF32, ""};
+  RETURN_IF_ERROR(PlaceOnDevice(options, kernel, bundle));
   RETURN_IF_ERROR(ResolveKvDType(options, bundle));
   return bundle;
 }

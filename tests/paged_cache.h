@@ -28,6 +28,7 @@ struct PagedCache {
       std::copy_n(keys.begin() + static_cast<size_t>(p) * row_width, row_width, paged_keys.begin() + to);
       std::copy_n(values.begin() + static_cast<size_t>(p) * row_width, row_width, paged_values.begin() + to);
     }
+    if (dtype == cpu::KvDType::kF32) return;
     std::transform(paged_keys.begin(), paged_keys.end(), std::back_inserter(paged_keys16), [this](float x) { return To16(x); });
     std::transform(paged_values.begin(), paged_values.end(), std::back_inserter(paged_values16), [this](float x) { return To16(x); });
   }
@@ -44,7 +45,7 @@ struct PagedCache {
   std::vector<float> values;
   std::vector<float> paged_keys;
   std::vector<float> paged_values;
-  std::vector<uint16_t> paged_keys16;  // NaN paddings included; empty-typed for fp32
+  std::vector<uint16_t> paged_keys16;  // the paged rows (NaN paddings too) as the 16-bit dtype; empty for fp32
   std::vector<uint16_t> paged_values16;
   std::vector<int> blocks{3, 0, 4, 2, 1};
   std::vector<int> whole{0};

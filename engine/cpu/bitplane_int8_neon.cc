@@ -268,24 +268,16 @@ constexpr GemmPieces<kGemmRows, kGemmTokens> kGemm = {&DecodeRows,
 void Rows(const Int8Activations& a, const BitplaneView& w, const int* tokens, const int* bits, int count, int row_begin, int row_end,
           float* out) {
   const size_t blocks = w.row_stride / kBlockBytes;
-  // Groups of tokens of one width: [group_begin[g], group_begin[g + 1]).
-  int group_begin[kPassTokens + 1];
-  int groups = 0;
-  for (int t = 0; t < count; ++t) {
-    if (t == 0 || bits[t] != bits[t - 1]) group_begin[groups++] = t;
-  }
-  group_begin[groups] = count;
   alignas(16) int8_t table[1 << kMaxBits];
   for (int n = row_begin; n < row_end; ++n) {
     float32x4_t acc[kPassTokens];
     for (int t = 0; t < count; ++t) acc[t] = vdupq_n_f32(0.0f);
     const uint8_t* row_planes = w.planes + static_cast<size_t>(n) * w.row_stride;
     // Width by width, each over the whole row: the row's planes stay in L1 for the next.
-    for (int g = 0; g < groups; ++g) {
-      const int first = group_begin[g], last = group_begin[g + 1];
+    ForEachWidth(bits, count, [&](int first, int last) {
       SignedTable(w, bits[first], n, table);
       kGroupRow[bits[first]](a, row_planes, w.plane_stride, blocks, table, tokens, first, last, acc);
-    }
+    });
     for (int t = 0; t < count; ++t) {
       const double sum = vaddvq_f32(acc[t]);
       out[static_cast<size_t>(tokens[t]) * w.rows + n] = static_cast<float>(w.LutScale(bits[t], n) * sum);

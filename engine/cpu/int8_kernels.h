@@ -18,6 +18,16 @@ namespace anyprec::cpu::int8 {
 using RowsKernel = void (*)(const Int8Activations& a, const BitplaneView& w, const int* tokens, const int* bits, int count,
                             int row_begin, int row_end, float* out);
 
+// Calls fn(first, last) for each run [first, last) of one width in bits[0..count), which
+// ascend: the token rows that share one decode of the weights.
+template <typename Fn>
+void ForEachWidth(const int* bits, int count, const Fn& fn) {
+  for (int first = 0, last; first < count; first = last) {
+    for (last = first + 1; last < count && bits[last] == bits[first];) ++last;
+    fn(first, last);
+  }
+}
+
 // What each instruction set brings to the batched schedule's loop (RunGemm). decode writes
 // the int8 weights of `rows` rows from row n at width `bits` to `out`, each row padded_cols
 // long in the order of the activations. tiles[r - 1][t - 1] meets r such rows with t token
@@ -43,9 +53,8 @@ void RunGemm(const GemmPieces<kRows, kTokens>& pieces, const Int8Activations& a,
   decoded.resize(kRows * a.padded_cols);
   for (int n = row_begin; n < row_end; n += kRows) {
     const int rows = std::min(kRows, row_end - n);
-    for (int first = 0, last; first < count; first = last) {
+    ForEachWidth(bits, count, [&](int first, int last) {
       const int b = bits[first];
-      for (last = first + 1; last < count && bits[last] == b;) ++last;
       pieces.decode(w, b, n, rows, a.padded_cols, decoded.data());
       for (int t = first; t < last; t += kTokens) {
         const int group = std::min(kTokens, last - t);
@@ -59,7 +68,7 @@ void RunGemm(const GemmPieces<kRows, kTokens>& pieces, const Int8Activations& a,
           }
         }
       }
-    }
+    });
   }
 }
 

@@ -92,20 +92,27 @@ QuantizedCopy RandomBitplanes(int rows, int cols, std::mt19937& rng) {
   return q;
 }
 
+// Enough random matrices of 8 planes and their LUTs to fill the rotation: each op reads one
+// that the caches no longer hold.
+std::vector<QuantizedCopy> RandomRotation(int rows, int cols, std::mt19937& rng) {
+  const size_t bytes = 8 * static_cast<size_t>(rows) * cpu::PaddedRowStride(cols) + static_cast<size_t>(rows) * 504 * 4;
+  std::vector<QuantizedCopy> rotation;
+  for (size_t i = 0; i <= kRotationBytes / bytes; ++i) rotation.push_back(RandomBitplanes(rows, cols, rng));
+  return rotation;
+}
+
 void BenchShape(int rows, int cols, double bandwidth) {
   std::mt19937 rng(rows + cols);
   const size_t dense_bytes = static_cast<size_t>(rows) * cols * 4;
   const size_t plane_bytes = static_cast<size_t>(rows) * cpu::PaddedRowStride(cols);
   const int dense_count = static_cast<int>(kRotationBytes / dense_bytes) + 1;
-  const size_t quantized_bytes = 8 * plane_bytes + static_cast<size_t>(rows) * 504 * 4;
-  const int quantized_count = static_cast<int>(kRotationBytes / quantized_bytes) + 1;
 
   std::vector<std::vector<float>> dense(dense_count, std::vector<float>(static_cast<size_t>(rows) * cols));
   for (auto& m : dense) {
     for (float& v : m) v = static_cast<float>(rng() % 1000) * 1e-5f;
   }
-  std::vector<QuantizedCopy> quantized;
-  for (int i = 0; i < quantized_count; ++i) quantized.push_back(RandomBitplanes(rows, cols, rng));
+  const std::vector<QuantizedCopy> quantized = RandomRotation(rows, cols, rng);
+  const int quantized_count = static_cast<int>(quantized.size());
 
   std::printf("\n### %d x %d (rows x cols)\n\n", rows, cols);
   std::printf("| batch | kernel | streamed µs | GB/s | of DRAM read | speedup vs fp32 | same matrix µs |\n|---|---|---|---|---|---|---|\n");
@@ -146,10 +153,8 @@ void BenchShape(int rows, int cols, double bandwidth) {
 // DRAM: where the batched one starts to win is the kernel's kBatchedFromTokens.
 void BenchSchedules(int rows, int cols) {
   std::mt19937 rng(rows + cols);
-  const size_t quantized_bytes = 8 * static_cast<size_t>(rows) * cpu::PaddedRowStride(cols) + static_cast<size_t>(rows) * 504 * 4;
-  const int quantized_count = static_cast<int>(kRotationBytes / quantized_bytes) + 1;
-  std::vector<QuantizedCopy> quantized;
-  for (int i = 0; i < quantized_count; ++i) quantized.push_back(RandomBitplanes(rows, cols, rng));
+  const std::vector<QuantizedCopy> quantized = RandomRotation(rows, cols, rng);
+  const int quantized_count = static_cast<int>(quantized.size());
   std::printf("\n### Schedules, %d x %d, streamed: µs per call (per token row)\n\n", rows, cols);
   std::printf("The AVX2 kernels have only the batched schedule: both of their columns run it, and their spread is the noise.\n\n");
   std::printf("| kernel | width | batch | per token | batched | batched / per token |\n|---|---|---|---|---|---|\n");
