@@ -35,10 +35,10 @@ struct KernelInfo {
 };
 constexpr KernelInfo kKernels[] = {
 #if defined(__x86_64__)
-    {Int8Kernel::kAvx512Vbmi, "avx512-vbmi", "AVX-512 F, BW, VL, VBMI and VNNI",
+    {Int8Kernel::kAvx512Vbmi, "avx512-vbmi", "AVX-512 F, BW, VL, VBMI and VNNI, and GFNI",
      [] {
        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-              __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vnni");
+              __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("gfni");
      },
      &int8::avx512_vbmi::Gemm, &int8::avx512_vbmi::Rows, int8::avx512_vbmi::kPassTokens, int8::avx512_vbmi::kBatchedFromTokens,
      ActivationOrder::kNatural},
