@@ -23,21 +23,29 @@ namespace {
 
 // How Indices gathers the planes of a 128-column block for one width: the vpermb indices
 // that put plane p's byte j of the block's low (high) 64 columns at byte 8 - bits + p of
-// qword j, and the bytes of each qword that hold a plane (the others are zeroed).
+// qword j, and the bytes of each qword that hold a plane (the others are zeroed). Up to 4
+// bits, `packed` gathers both halves into one qword: the low half's bytes at 4 - bits + p.
 struct PlaneGather {
   uint8_t low[64];
   uint8_t high[64];
   uint64_t keep;
+  uint8_t packed[64];
+  uint64_t packed_keep;
 };
 constexpr std::array<PlaneGather, 9> kPlaneGathers = [] {
   std::array<PlaneGather, 9> gathers{};
   for (int bits = 1; bits <= 8; ++bits) {
+    PlaneGather& gather = gathers[bits];
     for (int j = 0; j < 8; ++j) {
       for (int p = 0; p < bits; ++p) {
         const int byte = 8 * j + 8 - bits + p;
-        gathers[bits].low[byte] = static_cast<uint8_t>(16 * p + j);
-        gathers[bits].high[byte] = static_cast<uint8_t>(16 * p + 8 + j);
-        gathers[bits].keep |= uint64_t{1} << byte;
+        gather.low[byte] = static_cast<uint8_t>(16 * p + j);
+        gather.high[byte] = static_cast<uint8_t>(16 * p + 8 + j);
+        gather.keep |= uint64_t{1} << byte;
+        if (bits > 4) continue;
+        gather.packed[byte] = gather.high[byte];
+        gather.packed[byte - 4] = gather.low[byte];
+        gather.packed_keep |= uint64_t{1} << byte | uint64_t{1} << (byte - 4);
       }
     }
   }
@@ -48,8 +56,11 @@ constexpr std::array<PlaneGather, 9> kPlaneGathers = [] {
 // Plane p's 16 bytes of the block go to lane p of one register (planes 4-7 of a second);
 // a byte permute puts the planes' byte j side by side in qword j, an 8x8 bit matrix whose
 // transpose (gf2p8affine against one-hot bytes) holds column 8j + m's index in byte m, the
-// first plane in the top bit. About 2 + bits instructions per 128 columns, where one mask
-// load and add per plane and 64 columns took about 4 * bits.
+// first plane in the top bit. Up to 4 bits one transpose makes both halves, the low half's
+// indices in the top nibbles, the high half's in the bottom ones: bits 4-7 of a byte then
+// hold another column's bits, which the LUT's repeats (BitplaneView) or Weights' mask make
+// harmless. About 2 + bits instructions per 128 columns, where one mask load and add per
+// plane and 64 columns took about 4 * bits.
 ANYPREC_AVX512_INT8 inline void Indices(const uint8_t* row_planes, size_t plane_stride, size_t block, int bits, __m512i& low,
                                         __m512i& high) {
   const uint8_t* bytes = row_planes + block * 16;
@@ -62,30 +73,28 @@ ANYPREC_AVX512_INT8 inline void Indices(const uint8_t* row_planes, size_t plane_
   if (bits > 2) planes = _mm512_inserti32x4(planes, plane(2), 2);
   if (bits > 3) planes = _mm512_inserti32x4(planes, plane(3), 3);
   const PlaneGather& gather = kPlaneGathers[bits];
+  const __m512i one_hot = _mm512_set1_epi64(0x8040201008040201);
+  if (bits <= 4) {
+    const __m512i packed = _mm512_maskz_permutexvar_epi8(_cvtu64_mask64(gather.packed_keep), _mm512_loadu_si512(gather.packed), planes);
+    high = _mm512_gf2p8affine_epi64_epi8(one_hot, packed, 0);
+    low = _mm512_srli_epi16(high, 4);
+    return;
+  }
   const __mmask64 keep = _cvtu64_mask64(gather.keep);
   const __m512i low_order = _mm512_loadu_si512(gather.low), high_order = _mm512_loadu_si512(gather.high);
-  __m512i low_bytes, high_bytes;
-  if (bits <= 4) {
-    low_bytes = _mm512_maskz_permutexvar_epi8(keep, low_order, planes);
-    high_bytes = _mm512_maskz_permutexvar_epi8(keep, high_order, planes);
-  } else {
-    __m512i upper = _mm512_zextsi128_si512(plane(4));
-    if (bits > 5) upper = _mm512_inserti32x4(upper, plane(5), 1);
-    if (bits > 6) upper = _mm512_inserti32x4(upper, plane(6), 2);
-    if (bits > 7) upper = _mm512_inserti32x4(upper, plane(7), 3);
-    low_bytes = _mm512_maskz_permutex2var_epi8(keep, planes, low_order, upper);
-    high_bytes = _mm512_maskz_permutex2var_epi8(keep, planes, high_order, upper);
-  }
-  const __m512i one_hot = _mm512_set1_epi64(0x8040201008040201);
-  low = _mm512_gf2p8affine_epi64_epi8(one_hot, low_bytes, 0);
-  high = _mm512_gf2p8affine_epi64_epi8(one_hot, high_bytes, 0);
+  __m512i upper = _mm512_zextsi128_si512(plane(4));
+  if (bits > 5) upper = _mm512_inserti32x4(upper, plane(5), 1);
+  if (bits > 6) upper = _mm512_inserti32x4(upper, plane(6), 2);
+  if (bits > 7) upper = _mm512_inserti32x4(upper, plane(7), 3);
+  low = _mm512_gf2p8affine_epi64_epi8(one_hot, _mm512_maskz_permutex2var_epi8(keep, planes, low_order, upper), 0);
+  high = _mm512_gf2p8affine_epi64_epi8(one_hot, _mm512_maskz_permutex2var_epi8(keep, planes, high_order, upper), 0);
 }
 
-// The u8 weights for 64 columns: the top `bits` of the `widest`-bit indices, looked up in
-// the row's int8 LUT (read from L1 by the permute).
+// The u8 weights for 64 columns: the top `bits` of the `widest`-bit indices (Indices), looked
+// up in the row's int8 LUT (read from L1 by the permute).
 ANYPREC_AVX512_INT8 inline __m512i Weights(__m512i index, int widest, int bits, const uint8_t* lut) {
   const int shift = widest - bits;
-  if (shift > 0) index = _mm512_and_si512(_mm512_srli_epi16(index, shift), _mm512_set1_epi8(static_cast<char>(0xFF >> shift)));
+  if (shift > 0) index = _mm512_and_si512(_mm512_srli_epi16(index, shift), _mm512_set1_epi8(static_cast<char>((1 << bits) - 1)));
   if (bits <= 6) return _mm512_permutexvar_epi8(index, _mm512_loadu_si512(lut));
   const __m512i low = _mm512_permutex2var_epi8(_mm512_loadu_si512(lut), index, _mm512_loadu_si512(lut + 64));
   if (bits == 7) return low;

@@ -36,6 +36,7 @@ Int8Lut QuantizeLut(const float* lut, int rows, int bits) {
     for (size_t c = 0; c < entries; ++c) {
       q.values[r * stride + c] = static_cast<uint8_t>(static_cast<int>(std::lround(row[c] / scale)) + 128);
     }
+    for (size_t c = entries; c < stride; ++c) q.values[r * stride + c] = q.values[r * stride + c % entries];
   }
   return q;
 }

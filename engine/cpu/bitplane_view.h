@@ -21,7 +21,8 @@ struct BitplaneView {
   size_t plane_stride = 0;          // bytes
   std::vector<const float*> luts;   // luts[b - seed_bits]: [rows][2^b]
   // Int8 tables: lut ~= scale[row] * (u8 - 128); rows of max(2^b, 64) bytes (room for one
-  // 64-byte load), plus 256 bytes of slack at the end. Empty when not prepared.
+  // 64-byte load), narrower tables repeated to fill them (so that a 64-entry byte permute may
+  // ignore the index bits above b), plus 256 bytes of slack at the end. Empty when not prepared.
   std::vector<const uint8_t*> luts_u8;
   std::vector<const float*> lut_scales;
 
