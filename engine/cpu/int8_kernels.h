@@ -79,7 +79,7 @@ void RunGemm(const GemmPieces<kRows, kTokens>& pieces, const Int8Activations& a,
 // AVX2 kernels have only Gemm, which was the faster at every batch size.
 namespace avx512_vbmi {
 constexpr int kPassTokens = 8;
-constexpr int kBatchedFromTokens = 4;
+constexpr int kBatchedFromTokens = 6;
 void Rows(const Int8Activations& a, const BitplaneView& w, const int* tokens, const int* bits, int count, int row_begin, int row_end,
           float* out);
 void Gemm(const Int8Activations& a, const BitplaneView& w, const int* tokens, const int* bits, int count, int row_begin, int row_end,
@@ -94,8 +94,8 @@ void Gemm(const Int8Activations& a, const BitplaneView& w, const int* tokens, co
           float* out);
 }  // namespace avx2_vnni
 // The NEON kernel has both too, its passes keeping their accumulators in memory. Its
-// crossover is unmeasured, for want of ARM hardware: 4 is the AVX-512 kernel's, whose
-// schedules have the same shape (per token, each block decoded in registers for a pass;
+// crossover is unmeasured, for want of ARM hardware: 4 is what the AVX-512 kernel measured
+// before its index assembly became a bit transpose, when its schedules had the same shape (per token, each block decoded in registers for a pass;
 // batched, a buffer of 4 rows met by a register tile of a few tokens).
 namespace neon_dotprod {
 constexpr int kPassTokens = 16;
