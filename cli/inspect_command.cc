@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "engine/cpu/kernel_choice.h"
+#include "engine/model/arch.h"
 #include "engine/model/bitplanes.h"
 #include "engine/model/image_format.h"
 #include "engine/model/model.h"
@@ -34,8 +35,8 @@ int RunInspect(const InspectOptions& o) {
   std::vector<uint64_t> lut_bytes(max + 1, 0);
   const auto& tensors = file->tensors();
   for (int layer = 0; layer < c.num_layers; ++layer) {
-    for (const std::string_view linear : image::kLinearNames) {
-      const std::string prefix = image::LinearPrefix(layer, linear);
+    for (const arch::LinearSpec& linear : arch::kLinears) {
+      const std::string prefix = arch::LayerTensor(layer, linear.name);
       plane_bytes += tensors.at(image::PlanesTensor(prefix)).data.size();
       for (int b = seed; b <= max; ++b) lut_bytes[b] += tensors.at(image::LutTensor(prefix, b)).data.size();
     }

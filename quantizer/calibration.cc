@@ -3,20 +3,18 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "engine/model/arch.h"
 
 namespace anyprec::quant {
 namespace {
 
-constexpr int kInputs = 4;
+constexpr int kInputs = arch::kLinearInputs;
 
 }  // namespace
 
 ActivationStatistics::ActivationStatistics(const ModelConfig& c) : sums_(static_cast<size_t>(c.num_layers) * kInputs) {
   for (int layer = 0; layer < c.num_layers; ++layer) {
-    sums_[layer * kInputs + static_cast<int>(LinearInput::kAttention)].assign(c.hidden_size, 0.0);
-    sums_[layer * kInputs + static_cast<int>(LinearInput::kAttentionOutput)].assign(c.q_dim(), 0.0);
-    sums_[layer * kInputs + static_cast<int>(LinearInput::kMlp)].assign(c.hidden_size, 0.0);
-    sums_[layer * kInputs + static_cast<int>(LinearInput::kMlpHidden)].assign(c.intermediate_size, 0.0);
+    for (int input = 0; input < kInputs; ++input) sums_[layer * kInputs + input].assign(arch::Size(c, arch::kInputDims[input]), 0.0);
   }
 }
 
@@ -35,13 +33,6 @@ void ActivationStatistics::Observe(int layer, LinearInput input, std::span<const
 std::vector<float> ActivationStatistics::ColumnSensitivity(int layer, LinearInput input) const {
   const std::vector<double>& sums = sums_[layer * kInputs + static_cast<int>(input)];
   return std::vector<float>(sums.begin(), sums.end());
-}
-
-LinearInput InputOfLinear(size_t index) {
-  constexpr LinearInput kInputOf[] = {LinearInput::kAttention, LinearInput::kAttention, LinearInput::kAttention,
-                                      LinearInput::kAttentionOutput, LinearInput::kMlp, LinearInput::kMlp,
-                                      LinearInput::kMlpHidden};
-  return kInputOf[index];
 }
 
 absl::StatusOr<ActivationStatistics> CollectActivationStatistics(const Model& model, std::span<const TokenId> text_tokens,

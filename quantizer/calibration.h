@@ -21,7 +21,7 @@ class ActivationStatistics : public LinearInputObserver {
   long tokens() const { return tokens_; }
 
  private:
-  std::vector<std::vector<double>> sums_;  // [layer * 4 + input][column]
+  std::vector<std::vector<double>> sums_;  // [layer * arch::kLinearInputs + input][column]
   long tokens_ = 0;
 };
 
@@ -29,8 +29,5 @@ class ActivationStatistics : public LinearInputObserver {
 // `text_tokens`, until `max_tokens` text tokens have been seen (fewer if the text is shorter).
 absl::StatusOr<ActivationStatistics> CollectActivationStatistics(
     const Model& model, std::span<const TokenId> text_tokens, TokenId bos, int window_len, long max_tokens);
-
-// The input group that feeds linear `index` of a layer (in image::kLinearNames order).
-LinearInput InputOfLinear(size_t index);
 
 }  // namespace anyprec::quant

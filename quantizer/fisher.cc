@@ -8,17 +8,16 @@
 #include "absl/strings/str_format.h"
 #include "engine/grad/gradient_pass.h"
 #include "engine/model/float_convert.h"
-#include "engine/model/image_format.h"
+#include "engine/model/arch.h"
 #include "engine/model/safetensors.h"
 
 namespace anyprec::quant {
 namespace {
 
-constexpr int kLinears = static_cast<int>(image::kLinearNames.size());
 constexpr char kKindKey[] = "anyprec.sensitivity";
 constexpr char kProvenanceKey[] = "anyprec.provenance";
 
-std::string TensorName(int layer, int linear) { return image::LinearPrefix(layer, image::kLinearNames[linear]) + ".weight"; }
+std::string TensorName(int layer, int linear) { return arch::LayerTensor(layer, arch::kLinears[linear].name) + ".weight"; }
 
 }  // namespace
 
@@ -49,14 +48,10 @@ std::vector<CalibrationWindow> DrawCalibrationWindows(std::span<const TokenId> t
 }
 
 FisherInformation::FisherInformation(const ModelConfig& c, AccumulatorPrecision precision)
-    : precision_(precision), matrices_(static_cast<size_t>(c.num_layers) * kLinears) {
-  const std::pair<int, int> shapes[kLinears] = {{c.q_dim(), c.hidden_size},  {c.kv_dim(), c.hidden_size},
-                                                {c.kv_dim(), c.hidden_size}, {c.hidden_size, c.q_dim()},
-                                                {c.intermediate_size, c.hidden_size}, {c.intermediate_size, c.hidden_size},
-                                                {c.hidden_size, c.intermediate_size}};
+    : precision_(precision), matrices_(arch::FlatIndex(c.num_layers, 0)) {
   for (size_t i = 0; i < matrices_.size(); ++i) {
     Matrix& m = matrices_[i];
-    std::tie(m.rows, m.cols) = shapes[i % kLinears];
+    std::tie(m.rows, m.cols) = arch::Shape(c, static_cast<int>(i % arch::kLinearsPerLayer));
     const size_t n = static_cast<size_t>(m.rows) * m.cols;
     if (precision == AccumulatorPrecision::kF32) {
       m.f32.assign(n, 0.0f);
@@ -67,12 +62,11 @@ FisherInformation::FisherInformation(const ModelConfig& c, AccumulatorPrecision 
 }
 
 size_t FisherInformation::AccumulatorBytes(const ModelConfig& c, AccumulatorPrecision precision) {
-  const size_t per_layer = static_cast<size_t>(c.hidden_size) * (2 * c.q_dim() + 2 * c.kv_dim() + 3 * c.intermediate_size);
-  return per_layer * c.num_layers * (precision == AccumulatorPrecision::kF32 ? 4 : 2);
+  return arch::LayerLinearWeights(c) * c.num_layers * (precision == AccumulatorPrecision::kF32 ? 4 : 2);
 }
 
 void FisherInformation::AddSquared(int layer, int linear, std::span<const float> gradient) {
-  Matrix& m = matrices_[layer * kLinears + linear];
+  Matrix& m = matrices_[arch::FlatIndex(layer, linear)];
   const long n = static_cast<long>(gradient.size());
   if (precision_ == AccumulatorPrecision::kF32) {
     float* sums = m.f32.data();
@@ -86,7 +80,7 @@ void FisherInformation::AddSquared(int layer, int linear, std::span<const float>
 }
 
 std::vector<float> FisherInformation::Sums(int layer, int linear) const {
-  const Matrix& m = matrices_[layer * kLinears + linear];
+  const Matrix& m = matrices_[arch::FlatIndex(layer, linear)];
   if (precision_ == AccumulatorPrecision::kF32) return m.f32;
   std::vector<float> out(m.bf16.size());
   for (size_t i = 0; i < out.size(); ++i) out[i] = BF16ToF32(m.bf16[i]);
@@ -95,10 +89,10 @@ std::vector<float> FisherInformation::Sums(int layer, int linear) const {
 
 absl::Status FisherInformation::Save(const std::string& path) const {
   std::vector<TensorToWrite> tensors;
-  const int layers = static_cast<int>(matrices_.size()) / kLinears;
+  const int layers = static_cast<int>(matrices_.size()) / arch::kLinearsPerLayer;
   for (int layer = 0; layer < layers; ++layer) {
-    for (int linear = 0; linear < kLinears; ++linear) {
-      const Matrix& m = matrices_[layer * kLinears + linear];
+    for (int linear = 0; linear < arch::kLinearsPerLayer; ++linear) {
+      const Matrix& m = matrices_[arch::FlatIndex(layer, linear)];
       const std::span<const std::byte> data = precision_ == AccumulatorPrecision::kF32 ? std::as_bytes(std::span(m.f32))
                                                                                       : std::as_bytes(std::span(m.bf16));
       tensors.push_back({TensorName(layer, linear), precision_ == AccumulatorPrecision::kF32 ? DType::kF32 : DType::kBF16,
@@ -126,7 +120,7 @@ absl::StatusOr<FisherInformation> FisherInformation::Load(const std::string& pat
   if (const std::string source = provenance.value("source_model", ""); !source.empty() && source != model_name) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": holds the sensitivity of ", source, ", not of ", model_name));
   }
-  const size_t expected = static_cast<size_t>(config.num_layers) * kLinears;
+  const size_t expected = arch::FlatIndex(config.num_layers, 0);
   if (file->tensors().size() != expected) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": holds ", file->tensors().size(), " tensors; a model of ",
                                                    config.num_layers, " layers needs ", expected));
@@ -138,7 +132,7 @@ absl::StatusOr<FisherInformation> FisherInformation::Load(const std::string& pat
   FisherInformation fisher(config, first->second.dtype == DType::kF32 ? AccumulatorPrecision::kF32 : AccumulatorPrecision::kBF16);
   fisher.provenance_ = std::move(provenance);
   for (size_t i = 0; i < fisher.matrices_.size(); ++i) {
-    const std::string name = TensorName(static_cast<int>(i) / kLinears, static_cast<int>(i) % kLinears);
+    const std::string name = TensorName(static_cast<int>(i) / arch::kLinearsPerLayer, static_cast<int>(i) % arch::kLinearsPerLayer);
     Matrix& m = fisher.matrices_[i];
     const auto it = file->tensors().find(name);
     if (it == file->tensors().end()) return absl::InvalidArgumentError(absl::StrCat(path, ": has no tensor ", name));

@@ -49,7 +49,7 @@ class FisherInformation {
   // Bytes the accumulators of `config` take at `precision`.
   static size_t AccumulatorBytes(const ModelConfig& config, AccumulatorPrecision precision);
 
-  // Adds gradient^2 to the sums of linear `linear` (image::kLinearNames order) of `layer`.
+  // Adds gradient^2 to the sums of linear `linear` (an index into arch::kLinears) of `layer`.
   void AddSquared(int layer, int linear, std::span<const float> gradient);
   // The sums of one matrix, as floats [rows, cols].
   std::vector<float> Sums(int layer, int linear) const;
@@ -75,7 +75,7 @@ class FisherInformation {
   };
 
   AccumulatorPrecision precision_;
-  std::vector<Matrix> matrices_;  // [layer * 7 + linear]
+  std::vector<Matrix> matrices_;  // [arch::FlatIndex(layer, linear)]
   nlohmann::json provenance_ = nlohmann::json::object();
 };
 

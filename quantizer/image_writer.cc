@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/base/mapped_file.h"
 #include "engine/base/status_macros.h"
+#include "engine/model/arch.h"
 #include "engine/model/bitplanes.h"
 #include "engine/model/float_convert.h"
 #include "engine/model/image_format.h"
@@ -71,7 +72,7 @@ absl::Status WriteImage(const std::string& out_dir, const ImageContents& image) 
   const Model& model = *image.source;
   const ModelConfig& c = model.config();
   const ModelWeights& w = model.weights();
-  if (image.linears.size() != static_cast<size_t>(c.num_layers) * image::kLinearNames.size()) {
+  if (image.linears.size() != arch::FlatIndex(c.num_layers, 0)) {
     return absl::InternalError("image needs every quantized linear of every layer");
   }
   std::error_code ec;
@@ -82,19 +83,18 @@ absl::Status WriteImage(const std::string& out_dir, const ImageContents& image) 
   if (ec) return absl::PermissionDeniedError(absl::StrCat(out_dir, "/config.json: cannot remove: ", ec.message()));
 
   TensorList list;
-  list.AddMatrix("model.embed_tokens.weight", w.embedding);
-  if (!c.tie_word_embeddings) list.AddMatrix("lm_head.weight", w.head);
-  list.AddF32("model.norm.weight", {c.hidden_size}, w.final_norm);
+  list.AddMatrix(std::string(arch::kEmbeddingTensor), w.embedding);
+  if (!c.tie_word_embeddings) list.AddMatrix(std::string(arch::kHeadTensor), w.head);
+  list.AddF32(std::string(arch::kFinalNormTensor), {c.hidden_size}, w.final_norm);
   const QuantizedMatrix& first = image.linears.front();
   for (int layer = 0; layer < c.num_layers; ++layer) {
     const LayerWeights& l = w.layers[layer];
-    const std::string p = absl::StrCat("model.layers.", layer, ".");
-    list.AddF32(p + "input_layernorm.weight", {c.hidden_size}, l.attn_norm);
-    list.AddF32(p + "post_attention_layernorm.weight", {c.hidden_size}, l.ffn_norm);
+    list.AddF32(arch::LayerTensor(layer, arch::kAttentionNorm) + ".weight", {c.hidden_size}, l.attn_norm);
+    list.AddF32(arch::LayerTensor(layer, arch::kMlpNorm) + ".weight", {c.hidden_size}, l.ffn_norm);
     const auto linears = l.linears();
     for (size_t j = 0; j < linears.size(); ++j) {
-      const QuantizedMatrix& q = image.linears[layer * linears.size() + j];
-      const std::string prefix = image::LinearPrefix(layer, image::kLinearNames[j]);
+      const QuantizedMatrix& q = image.linears[arch::FlatIndex(layer, static_cast<int>(j))];
+      const std::string prefix = arch::LayerTensor(layer, arch::kLinears[j].name);
       list.AddU8(image::PlanesTensor(prefix), {q.max_bits, q.rows, static_cast<int64_t>(RowBytes(q.cols))}, q.planes);
       for (int bits = q.seed_bits; bits <= q.max_bits; ++bits) {
         list.AddF16(image::LutTensor(prefix, bits), {q.rows, int64_t{1} << bits}, q.luts[bits - q.seed_bits]);
@@ -121,7 +121,7 @@ absl::Status WriteImage(const std::string& out_dir, const ImageContents& image) 
   section["dense_dtype"] = w.head.is_int8() ? "int8" : "fp32";
   nlohmann::json quantized = nlohmann::json::array();
   for (int layer = 0; layer < c.num_layers; ++layer) {
-    for (const std::string_view linear : image::kLinearNames) quantized.push_back(image::LinearPrefix(layer, linear));
+    for (const arch::LinearSpec& linear : arch::kLinears) quantized.push_back(arch::LayerTensor(layer, linear.name));
   }
   section["quantized"] = quantized;
   config[std::string(image::kConfigSection)] = section;

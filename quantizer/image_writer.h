@@ -17,7 +17,7 @@ struct ImageContents {
   // Unquantized tensors and config.json come from here; the head and the embedding are written
   // as it holds them (fp32, or int8 rows after Model::SetDenseInt8).
   const Model* source = nullptr;
-  std::vector<QuantizedMatrix> linears;          // per layer, in image::kLinearNames order
+  std::vector<QuantizedMatrix> linears;          // per layer, in arch::kLinears order
   // Copied into the image: (source path, file name in the image).
   std::vector<std::pair<std::string, std::string>> tokenizer_files;
   nlohmann::json provenance;                     // how it was made: mode, sensitivity, calibration

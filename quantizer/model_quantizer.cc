@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "engine/base/mapped_file.h"
 #include "engine/base/status_macros.h"
+#include "engine/model/arch.h"
 #include "engine/model/image_format.h"
 #include "engine/runtime/perplexity.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -214,12 +215,12 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
     const auto linears = model.weights().layers[layer].linears();
     for (size_t j = 0; j < linears.size(); ++j) {
       const Linear& linear = *linears[j];
-      const std::string name = image::LinearPrefix(layer, image::kLinearNames[j]);
+      const std::string name = arch::LayerTensor(layer, arch::kLinears[j].name);
       if (!std::all_of(linear.dense.begin(), linear.dense.end(), [](float v) { return std::isfinite(v); })) {
         return absl::InvalidArgumentError(absl::StrCat(model_dir, ": ", name, ".weight holds a non-finite value"));
       }
       const std::vector<float> sensitivity = fisher       ? fisher->Sums(layer, static_cast<int>(j))
-                                             : statistics ? statistics->ColumnSensitivity(layer, InputOfLinear(j))
+                                             : statistics ? statistics->ColumnSensitivity(layer, arch::kLinears[j].input)
                                                           : std::vector<float>(linear.cols, 1.0f);
       QuantizedMatrix& quantized = image.linears.emplace_back(QuantizeMatrix(linear.dense, linear.rows, linear.cols, sensitivity, q));
       for (const std::vector<float>& lut : quantized.luts) {

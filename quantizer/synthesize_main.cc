@@ -11,8 +11,8 @@
 #include "CLI/CLI.hpp"
 #include "cli/parse.h"
 #include "engine/base/mapped_file.h"
+#include "engine/model/arch.h"
 #include "engine/model/float_convert.h"
-#include "engine/model/image_format.h"
 #include "engine/model/model_config.h"
 #include "engine/model/safetensors.h"
 #include "nlohmann/json.hpp"
@@ -74,18 +74,16 @@ int main(int argc, char** argv) {
                                               : std::vector<uint16_t>(count, anyprec::F32ToBF16(1.0f));
     tensors.push_back({std::move(name), std::move(shape), std::move(values)});
   };
-  add("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}, 0.02f);
-  if (!c.tie_word_embeddings) add("lm_head.weight", {c.vocab_size, c.hidden_size}, 0.02f);
-  add("model.norm.weight", {c.hidden_size}, 0.0f);
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {
-      {c.q_dim(), c.hidden_size}, {c.kv_dim(), c.hidden_size}, {c.kv_dim(), c.hidden_size}, {c.hidden_size, c.q_dim()},
-      {c.intermediate_size, c.hidden_size}, {c.intermediate_size, c.hidden_size}, {c.hidden_size, c.intermediate_size}};
+  namespace arch = anyprec::arch;
+  add(std::string(arch::kEmbeddingTensor), {c.vocab_size, c.hidden_size}, 0.02f);
+  if (!c.tie_word_embeddings) add(std::string(arch::kHeadTensor), {c.vocab_size, c.hidden_size}, 0.02f);
+  add(std::string(arch::kFinalNormTensor), {c.hidden_size}, 0.0f);
   for (int layer = 0; layer < c.num_layers; ++layer) {
-    const std::string p = "model.layers." + std::to_string(layer) + ".";
-    add(p + "input_layernorm.weight", {c.hidden_size}, 0.0f);
-    add(p + "post_attention_layernorm.weight", {c.hidden_size}, 0.0f);
-    for (size_t j = 0; j < shapes.size(); ++j) {
-      add(anyprec::image::LinearPrefix(layer, anyprec::image::kLinearNames[j]) + ".weight", {shapes[j].first, shapes[j].second}, 0.02f);
+    add(arch::LayerTensor(layer, arch::kAttentionNorm) + ".weight", {c.hidden_size}, 0.0f);
+    add(arch::LayerTensor(layer, arch::kMlpNorm) + ".weight", {c.hidden_size}, 0.0f);
+    for (int j = 0; j < arch::kLinearsPerLayer; ++j) {
+      const auto [rows, cols] = arch::Shape(c, j);
+      add(arch::LayerTensor(layer, arch::kLinears[j].name) + ".weight", {rows, cols}, 0.02f);
     }
     std::fprintf(stderr, "anyprec-synthesize: layer %d/%d\n", layer + 1, c.num_layers);
   }

@@ -126,7 +126,7 @@ TEST_P(PerplexityTest, MatchesReferenceWithinOneThousandth) {
 // default) measured within 0.005%, bf16 within 0.25%.
 TEST_P(PerplexityTest, SixteenBitKvCacheKeepsPerplexity) {
   const PerplexityCase& c = GetParam();
-  for (const auto [dtype, tolerance] : {std::pair{cpu::KvDType::kF16, 2e-4}, std::pair{cpu::KvDType::kBF16, 5e-3}}) {
+  for (const auto& [dtype, tolerance] : {std::pair{cpu::KvDType::kF16, 2e-4}, std::pair{cpu::KvDType::kBF16, 5e-3}}) {
     auto result = PerplexityOf(c, dtype);
     ASSERT_TRUE(result.ok()) << result.status();
     EXPECT_NEAR(result->perplexity / c.reference, 1.0, tolerance) << cpu::KvDTypeName(dtype) << " ppl " << result->perplexity;

@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
+#include "engine/model/arch.h"
 #include "engine/grad/backward_ops.h"
 
 namespace anyprec::grad {
@@ -191,11 +192,11 @@ void GradientPass<T>::Backward(int n, const GradientSink& sink) {
     // MLP block: out = middle + down(swiglu(gate(n2), up(n2))), n2 = norm(middle).
     RmsNormForward<T>(a.middle, l.ffn_norm, c.rms_norm_eps, normed);
     SwiGluForward<T>(a.gate, a.up, hidden);
-    hand_over(layer, 6, dx, hidden, l.w_down);
+    hand_over(layer, arch::Index(arch::LinearId::kDown), dx, hidden, l.w_down);
     InputGradient<T>(dx, n, l.w_down, dhidden, false);
     SwiGluBackward<T>(a.gate, a.up, dhidden, dgate, dup);
-    hand_over(layer, 4, dgate, normed, l.w_gate);
-    hand_over(layer, 5, dup, normed, l.w_up);
+    hand_over(layer, arch::Index(arch::LinearId::kGate), dgate, normed, l.w_gate);
+    hand_over(layer, arch::Index(arch::LinearId::kUp), dup, normed, l.w_up);
     InputGradient<T>(dgate, n, l.w_gate, dnormed, false);
     InputGradient<T>(dup, n, l.w_up, dnormed, true);
     RmsNormBackward<T>(a.middle, l.ffn_norm, c.rms_norm_eps, dnormed, dresidual);
@@ -203,14 +204,14 @@ void GradientPass<T>::Backward(int n, const GradientSink& sink) {
 
     // Attention block: middle = input + o(attention(rope(q(n1)), rope(k(n1)), v(n1))), n1 = norm(input).
     RmsNormForward<T>(a.input, l.attn_norm, c.rms_norm_eps, normed);
-    hand_over(layer, 3, dx, a.attention, l.wo);
+    hand_over(layer, arch::Index(arch::LinearId::kO), dx, a.attention, l.wo);
     InputGradient<T>(dx, n, l.wo, dattention, false);
     AttentionGradient<T>(a.q, a.k, a.v, dattention, n, shape, dq, dk, dv);
     RopeBackward<T>(dq, n, c.num_heads, c.head_dim, c.rope_theta);
     RopeBackward<T>(dk, n, c.num_kv_heads, c.head_dim, c.rope_theta);
-    hand_over(layer, 0, dq, normed, l.wq);
-    hand_over(layer, 1, dk, normed, l.wk);
-    hand_over(layer, 2, dv, normed, l.wv);
+    hand_over(layer, arch::Index(arch::LinearId::kQ), dq, normed, l.wq);
+    hand_over(layer, arch::Index(arch::LinearId::kK), dk, normed, l.wk);
+    hand_over(layer, arch::Index(arch::LinearId::kV), dv, normed, l.wv);
     InputGradient<T>(dq, n, l.wq, dnormed, false);
     InputGradient<T>(dk, n, l.wk, dnormed, true);
     InputGradient<T>(dv, n, l.wv, dnormed, true);

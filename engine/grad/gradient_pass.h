@@ -25,7 +25,7 @@ template <typename T>
 class GradientPass {
  public:
   // Called once per linear layer with dL/dW [rows, cols]; `linear` counts in
-  // image::kLinearNames order (q, k, v, o, gate, up, down). The span dies after the call.
+  // an index into arch::kLinears (q, k, v, o, gate, up, down). The span dies after the call.
   using GradientSink = std::function<void(int layer, int linear, std::span<const T> gradient)>;
 
   // `config` and `weights` (dense fp32, not an anyprec image) must outlive the pass.

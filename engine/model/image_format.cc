@@ -8,10 +8,6 @@
 
 namespace anyprec::image {
 
-std::string LinearPrefix(int layer, std::string_view linear) {
-  return absl::StrCat("model.layers.", layer, ".", std::string(linear));
-}
-
 std::string PlanesTensor(const std::string& linear_prefix) { return linear_prefix + ".planes"; }
 
 std::string LutTensor(const std::string& linear_prefix, int bits) { return absl::StrCat(linear_prefix, ".lut", bits); }

@@ -2,7 +2,6 @@
 // quantizer) and its reader (Model::Load).
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -14,12 +13,8 @@ constexpr int kFormatVersion = 1;
 constexpr std::string_view kConfigSection = "anyprec";
 constexpr std::string_view kWeightsFile = "anyprec.safetensors";
 
-// The quantized linear layers of each decoder layer, in the order the engine runs them.
-constexpr std::array<std::string_view, 7> kLinearNames = {
-    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
-
-std::string LinearPrefix(int layer, std::string_view linear);  // "model.layers.3.mlp.up_proj"
+// A quantized linear layer's tensors, from its prefix (arch::LayerTensor, e.g.
+// "model.layers.3.mlp.up_proj"); the layers are arch::kLinears.
 std::string PlanesTensor(const std::string& linear_prefix);     // "….planes"
 std::string LutTensor(const std::string& linear_prefix, int bits);  // "….lut4"
 std::string ChecksumKey(const std::string& tensor);             // "xxh3:<tensor>"

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "engine/base/mapped_file.h"
 #include "engine/base/status_macros.h"
+#include "engine/model/arch.h"
 #include "engine/model/bitplanes.h"
 #include "engine/model/float_convert.h"
 #include "engine/model/image_format.h"
@@ -217,19 +218,6 @@ std::string Model::name() const {
 
 namespace {
 
-// Rows and columns of linear `index` (in image::kLinearNames order).
-std::pair<int, int> LinearShape(const ModelConfig& c, size_t index) {
-  switch (index) {
-    case 0: return {c.q_dim(), c.hidden_size};
-    case 1:
-    case 2: return {c.kv_dim(), c.hidden_size};
-    case 3: return {c.hidden_size, c.q_dim()};
-    case 4:
-    case 5: return {c.intermediate_size, c.hidden_size};
-    default: return {c.hidden_size, c.intermediate_size};
-  }
-}
-
 absl::Status ChecksumError(const std::string& file, const std::string& tensor, const std::string& what) {
   return absl::DataLossError(absl::StrCat(file, ": tensor '", tensor, "' ", what, "; the image is damaged"));
 }
@@ -344,33 +332,32 @@ absl::StatusOr<Model> Model::Load(const std::string& dir) {
 
   WeightReader reader(index, storage.widened, dir);
   ModelWeights& w = model.weights_;
-  const bool has_embedding = reader.Has("model.embed_tokens.weight");
-  const bool has_head = reader.Has("lm_head.weight");
+  const bool has_embedding = reader.Has(std::string(arch::kEmbeddingTensor));
+  const bool has_head = reader.Has(std::string(arch::kHeadTensor));
   if (!has_embedding && !(has_head && c.tie_word_embeddings)) {
     return absl::NotFoundError(absl::StrCat(dir, ": missing tensor 'model.embed_tokens.weight'"));
   }
-  ASSIGN_OR_RETURN(w.embedding, reader.GetMatrix(has_embedding ? "model.embed_tokens.weight" : "lm_head.weight", c.vocab_size, c.hidden_size));
+  ASSIGN_OR_RETURN(w.embedding, reader.GetMatrix(std::string(has_embedding ? arch::kEmbeddingTensor : arch::kHeadTensor), c.vocab_size, c.hidden_size));
   // As in Hugging Face, tied embeddings make the head the embedding, whatever lm_head holds.
   if (c.tie_word_embeddings) {
     w.head = w.embedding;
   } else if (has_head) {
-    ASSIGN_OR_RETURN(w.head, reader.GetMatrix("lm_head.weight", c.vocab_size, c.hidden_size));
+    ASSIGN_OR_RETURN(w.head, reader.GetMatrix(std::string(arch::kHeadTensor), c.vocab_size, c.hidden_size));
   } else {
     return absl::NotFoundError(absl::StrCat(dir, ": missing tensor 'lm_head.weight' (tie_word_embeddings is false)"));
   }
-  ASSIGN_OR_RETURN(w.final_norm, reader.Get("model.norm.weight", {c.hidden_size}));
+  ASSIGN_OR_RETURN(w.final_norm, reader.Get(std::string(arch::kFinalNormTensor), {c.hidden_size}));
 
   w.layers.resize(c.num_layers);
   for (int i = 0; i < c.num_layers; ++i) {
     LayerWeights& l = w.layers[i];
-    const std::string p = absl::StrCat("model.layers.", i, ".");
-    ASSIGN_OR_RETURN(l.attn_norm, reader.Get(p + "input_layernorm.weight", {c.hidden_size}));
-    ASSIGN_OR_RETURN(l.ffn_norm, reader.Get(p + "post_attention_layernorm.weight", {c.hidden_size}));
+    ASSIGN_OR_RETURN(l.attn_norm, reader.Get(arch::LayerTensor(i, arch::kAttentionNorm) + ".weight", {c.hidden_size}));
+    ASSIGN_OR_RETURN(l.ffn_norm, reader.Get(arch::LayerTensor(i, arch::kMlpNorm) + ".weight", {c.hidden_size}));
     const auto linears = l.linears();
     for (size_t j = 0; j < linears.size(); ++j) {
       Linear& linear = *linears[j];
-      std::tie(linear.rows, linear.cols) = LinearShape(c, j);
-      const std::string prefix = image::LinearPrefix(i, image::kLinearNames[j]);
+      std::tie(linear.rows, linear.cols) = arch::Shape(c, static_cast<int>(j));
+      const std::string prefix = arch::LayerTensor(i, arch::kLinears[j].name);
       if (is_image) {
         ASSIGN_OR_RETURN(linear.quantized, LoadQuantizedLinear(index, *c.quantization, dir, prefix, linear.rows, linear.cols,
                                                                storage.tiled_planes, storage.widened, storage.int8_luts));

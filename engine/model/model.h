@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/cpu/bitplane_view.h"
+#include "engine/model/arch.h"
 #include "engine/model/model_config.h"
 
 namespace anyprec {
@@ -56,9 +57,9 @@ struct LayerWeights {
   Linear wq, wk, wv, wo;
   Linear w_gate, w_up, w_down;
 
-  // In the order of image::kLinearNames.
-  std::array<Linear*, 7> linears() { return {&wq, &wk, &wv, &wo, &w_gate, &w_up, &w_down}; }
-  std::array<const Linear*, 7> linears() const { return {&wq, &wk, &wv, &wo, &w_gate, &w_up, &w_down}; }
+  // In the order of arch::kLinears.
+  std::array<Linear*, arch::kLinearsPerLayer> linears() { return {&wq, &wk, &wv, &wo, &w_gate, &w_up, &w_down}; }
+  std::array<const Linear*, arch::kLinearsPerLayer> linears() const { return {&wq, &wk, &wv, &wo, &w_gate, &w_up, &w_down}; }
 };
 
 struct ModelWeights {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "engine/model/arch.h"
 #include "engine/model/model.h"
 #include "engine/runtime/kv_cache.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -15,13 +16,7 @@ namespace anyprec {
 
 enum class LogitsFor { kLastToken, kAllTokens };
 
-// Which activations feed a group of linear layers.
-enum class LinearInput {
-  kAttention,        // normed hidden state: q, k and v
-  kAttentionOutput,  // attention output: o
-  kMlp,              // normed hidden state: gate and up
-  kMlpHidden,        // silu(gate) * up: down
-};
+using LinearInput = arch::LinearInput;
 
 // Sees every linear layer's input rows as the forward pass runs (e.g. to gather
 // calibration statistics for quantization).
