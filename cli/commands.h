@@ -7,15 +7,14 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
-#include "cli/model_bundle.h"
+#include "engine/runtime/engine.h"
 #include "engine/runtime/sampler.h"
 
 namespace anyprec::cli {
 
 struct GenerateOptions {
-  ModelOptions model;
+  EngineOptions engine;
   int bits = -1;  // -1: the widest an image offers (0 for an unquantized model)
-  bool exact_kernels = false;
   std::string prompt;
   int max_new_tokens = 256;
   SamplingParams sampling;
@@ -23,9 +22,8 @@ struct GenerateOptions {
 };
 
 struct EvalOptions {
-  ModelOptions model;
+  EngineOptions engine;
   std::string bits = "all";  // comma-separated widths, or "all"
-  bool exact_kernels = false;
   std::string text_path;
   int windows = 8;
   int window_len = 511;

@@ -3,7 +3,8 @@
 #include <vector>
 
 #include "cli/commands.h"
-#include "cli/model_bundle.h"
+#include "cli/widths.h"
+#include "flags/engine_flags.h"
 #include "engine/runtime/sampler.h"
 #include "engine/runtime/transformer.h"
 #include "spdlog/spdlog.h"
@@ -12,10 +13,9 @@ namespace anyprec::cli {
 
 void AddGenerateCommand(CLI::App& app, GenerateOptions& o) {
   CLI::App* cmd = app.add_subcommand("generate", "Stream a continuation of a prompt to stdout");
-  AddModelOptions(*cmd, o.model);
+  flags::AddEngineOptions(*cmd, o.engine);
   cmd->add_option("--prompt", o.prompt, "Text to continue")->required();
   cmd->add_option("--bits", o.bits, "Width of an anyprec image to run (default: its widest)")->check(CLI::Range(0, 8));
-  AddExactKernelsFlag(*cmd, o.exact_kernels);
   cmd->add_option("--max-new-tokens", o.max_new_tokens, "Tokens to generate at most")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   cmd->add_option("--temperature", o.sampling.temperature, "Sampling temperature; 0 is greedy")->check(CLI::Range(0.0f, 100.0f))->capture_default_str();
   cmd->add_option("--top-p", o.sampling.top_p, "Nucleus sampling mass")->check(CLI::Range(1e-6f, 1.0f))->capture_default_str();
@@ -27,27 +27,27 @@ void AddGenerateCommand(CLI::App& app, GenerateOptions& o) {
 }
 
 int RunGenerate(const GenerateOptions& o) {
-  auto bundle = LoadModelBundle(o.model);
-  if (!bundle.ok()) return ReportError(bundle.status(), 1);
-  const ModelConfig& config = bundle->model.config();
+  auto engine = Engine::Open(o.engine);
+  if (!engine.ok()) return ReportError(engine.status(), 1);
+  const ModelConfig& config = (*engine)->model().config();
   if (absl::Status s = o.sampling.Validate(); !s.ok()) return ReportError(s, 2);
   ForwardOptions forward;
   forward.bits = o.bits >= 0 ? o.bits : (config.quantization ? config.quantization->max_bits : 0);
-  forward.exact_kernels = o.exact_kernels;
+  forward.exact_kernels = (*engine)->exact_kernels();
   if (auto widths = ParseWidths(std::to_string(forward.bits), config); !widths.ok()) return ReportError(widths.status(), 2);
-  const std::vector<TokenId> prompt = bundle->EncodePrompt(o.prompt);
+  const std::vector<TokenId> prompt = (*engine)->EncodePrompt(o.prompt);
   if (static_cast<int>(prompt.size()) >= config.max_position_embeddings) {
     spdlog::error("prompt of {} tokens fills the model's {} positions", prompt.size(), config.max_position_embeddings);
     return 1;
   }
 
-  spdlog::info("device: {}", bundle->device_summary);
-  Transformer transformer(bundle->model, bundle->gpu.get());
+  spdlog::info("device: {}", (*engine)->device_summary());
+  Transformer transformer((*engine)->model(), (*engine)->gpu());
   // Room for what this run can use, not the model's whole context (which may be huge).
   const long wanted = static_cast<long>(prompt.size()) + o.max_new_tokens;
-  KvCache cache(config, static_cast<int>(std::min<long>(wanted, config.max_position_embeddings)), bundle->kv_dtype);
+  KvCache cache(config, static_cast<int>(std::min<long>(wanted, config.max_position_embeddings)), (*engine)->kv_dtype());
   Sampler sampler(o.sampling);
-  DecodeStream stream(bundle->tokenizer);
+  DecodeStream stream((*engine)->tokenizer());
   std::vector<float> logits(config.vocab_size);
   for (TokenId id : prompt) std::fputs(stream.Next(id).c_str(), stdout);
 

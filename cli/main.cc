@@ -1,7 +1,7 @@
 // anyprec: run any-precision LLMs from the command line.
 #include "CLI/CLI.hpp"
-#include "cli/parse.h"
 #include "cli/commands.h"
+#include "flags/parse.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 
@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   anyprec::cli::AddEvalCommand(app, eval);
   anyprec::cli::AddInspectCommand(app, inspect);
   anyprec::cli::AddClientCommand(app, client);
-  if (const auto exit_code = anyprec::cli::ParseOrExitCode(app, argc, argv)) return *exit_code;
+  if (const auto exit_code = anyprec::flags::ParseOrExitCode(app, argc, argv)) return *exit_code;
   if (app.got_subcommand("generate")) return anyprec::cli::RunGenerate(generate);
   if (app.got_subcommand("inspect")) return anyprec::cli::RunInspect(inspect);
   if (app.got_subcommand("client")) return anyprec::cli::RunClient(client);

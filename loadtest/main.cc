@@ -8,7 +8,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_format.h"
-#include "cli/parse.h"
+#include "flags/parse.h"
 #include "grpcpp/grpcpp.h"
 #include "loadtest/load_runner.h"
 #include "loadtest/plot.h"
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   app.add_option("--seed", run.workload.seed, "Seed of the workload")->capture_default_str();
   app.add_option("--json", json_path, "Write the reports as JSON here");
   app.add_option("--plot", plot_path, "Draw the --sweep's latency and throughput curves into this PNG (gnuplot)");
-  if (const auto exit_code = anyprec::cli::ParseOrExitCode(app, argc, argv)) return *exit_code;
+  if (const auto exit_code = anyprec::flags::ParseOrExitCode(app, argc, argv)) return *exit_code;
 
   const int modes = (run.workload.rate > 0) + (run.concurrency > 0) + !sweep.empty();
   if (modes != 1) return Fail("choose one of --rate, --concurrency or --sweep", 2);

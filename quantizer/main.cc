@@ -7,7 +7,7 @@
 #include <filesystem>
 
 #include "CLI/CLI.hpp"
-#include "cli/parse.h"
+#include "flags/parse.h"
 #include "quantizer/quantizer.h"
 
 namespace {
@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
   app.add_option("--tokenizer", options.tokenizer_path, "Tokenizer for calibration when the folder has no tokenizer.json")
       ->check(CLI::ExistingFile);
   app.add_option("--threads", threads, "Worker threads (default: all cores)")->check(CLI::PositiveNumber);
-  if (const auto exit_code = anyprec::cli::ParseOrExitCode(app, argc, argv)) return *exit_code;
+  if (const auto exit_code = anyprec::flags::ParseOrExitCode(app, argc, argv)) return *exit_code;
 
   using anyprec::quant::Mode;
   options.quant.mode = mode == "anyprec" ? Mode::kAnyPrecision : mode == "independent" ? Mode::kIndependent : Mode::kRoundToNearest;

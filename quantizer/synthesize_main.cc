@@ -9,7 +9,7 @@
 #include <random>
 
 #include "CLI/CLI.hpp"
-#include "cli/parse.h"
+#include "flags/parse.h"
 #include "engine/base/mapped_file.h"
 #include "engine/model/arch.h"
 #include "engine/model/float_convert.h"
@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   app.add_option("--out", out_dir, "Model folder to write")->required();
   app.add_option("--layers", layers, "Decoder layers (default: the config's)")->check(CLI::PositiveNumber);
   app.add_option("--seed", seed, "Random seed")->capture_default_str();
-  if (const auto exit_code = anyprec::cli::ParseOrExitCode(app, argc, argv)) return *exit_code;
+  if (const auto exit_code = anyprec::flags::ParseOrExitCode(app, argc, argv)) return *exit_code;
   const auto fail = [](const std::string& message) {
     std::fprintf(stderr, "anyprec-synthesize: error: %s\n", message.c_str());
     return 1;

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "engine/runtime/prompt.h"
 #include "engine/tokenizer/utf8.h"
 #include "server/grpc_status.h"
 #include "server/logging.h"
@@ -213,9 +214,7 @@ absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::Generate
   } else {
     if (r.text().empty()) return absl::InvalidArgumentError("prompt is empty");
     if (!utf8::IsValid(r.text())) return absl::InvalidArgumentError("prompt text is not valid UTF-8");
-    if (c.bos_token_id >= 0) out.prompt.push_back(c.bos_token_id);
-    const std::vector<TokenId> body = tokenizer_.Encode(r.text());
-    out.prompt.insert(out.prompt.end(), body.begin(), body.end());
+    out.prompt = EncodePrompt(c, tokenizer_, r.text());
   }
   if (static_cast<int>(out.prompt.size()) >= c.max_position_embeddings) {
     return absl::InvalidArgumentError(absl::StrCat("prompt of ", out.prompt.size(), " tokens leaves no room in the model's ",

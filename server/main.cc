@@ -10,8 +10,8 @@
 #include <sstream>
 
 #include "CLI/CLI.hpp"
-#include "cli/model_bundle.h"
-#include "cli/parse.h"
+#include "flags/engine_flags.h"
+#include "flags/parse.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -71,11 +71,11 @@ WeightBytes CountWeightBytes(const anyprec::Model& model) {
 // One token through every width, so that the first request does not pay for faulting in
 // the image or starting the thread pool, and so that a device that cannot run the model
 // stops the start-up instead of failing every request.
-absl::Status WarmUp(const anyprec::Model& model, anyprec::CudaForward* gpu) {
-  const anyprec::ModelConfig& c = model.config();
-  anyprec::Transformer transformer(model, gpu);
+absl::Status WarmUp(const anyprec::Engine& engine) {
+  const anyprec::ModelConfig& c = engine.model().config();
+  anyprec::Transformer transformer(engine.model(), engine.gpu());
   std::vector<float> logits(c.vocab_size);
-  const anyprec::TokenId token = c.bos_token_id >= 0 ? c.bos_token_id : 0;
+  const anyprec::TokenId token = std::max(engine.bos(), 0);
   for (int bits = c.quantization->seed_bits; bits <= c.quantization->max_bits; ++bits) {
     anyprec::KvCache cache(c, 1);
     anyprec::ForwardOptions options;
@@ -118,7 +118,7 @@ int HashKey() {
 int main(int argc, char** argv) {
   if (argc == 2 && std::string_view(argv[1]) == "hash-key") return HashKey();
   CLI::App app{"anyprec-server: serve every width of an anyprec image over gRPC\n(`anyprec-server hash-key` < KEY prints an API key's hash for the tenants file)"};
-  anyprec::cli::ModelOptions model_options;
+  anyprec::EngineOptions engine_options;
   std::signal(SIGTERM, OnStopSignal);
   std::signal(SIGINT, OnStopSignal);
   std::string listen = "127.0.0.1:50051";
@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
   double max_connection_age = 0;
   double watchdog_seconds = 60;
   server::SchedulerOptions scheduler_options;
-  anyprec::cli::AddModelOptions(app, model_options);
+  anyprec::flags::AddEngineOptions(app, engine_options);
   app.add_option("--listen", listen, "gRPC address; port 0 picks a free one")->capture_default_str();
   app.add_option("--metrics-listen", metrics_listen, "Prometheus /metrics address")->capture_default_str();
   app.add_option("--tenants", tenants_path,
@@ -176,8 +176,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--group-by-bits", scheduler_options.group_by_bits,
                "Run each width as a batch of its own instead of one mixed pass (for benchmarks)");
-  anyprec::cli::AddExactKernelsFlag(app, scheduler_options.exact_kernels);
-  if (const auto exit_code = anyprec::cli::ParseOrExitCode(app, argc, argv)) return *exit_code;
+  if (const auto exit_code = anyprec::flags::ParseOrExitCode(app, argc, argv)) return *exit_code;
   server::SetUpLogging(log_format == "json" ? server::LogFormat::kJson : server::LogFormat::kText);
   if (tls_cert.empty() != tls_key.empty()) {
     server::Log(err, "--tls-cert and --tls-key go together");
@@ -194,21 +193,23 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  auto bundle = anyprec::cli::LoadModelBundle(model_options);
-  if (!bundle.ok()) {
-    server::Log(err, std::string(bundle.status().message()));
+  auto opened = anyprec::Engine::Open(engine_options);
+  if (!opened.ok()) {
+    server::Log(err, std::string(opened.status().message()));
     return 1;
   }
-  const anyprec::Model& model = bundle->model;
+  const anyprec::Engine& engine = **opened;
+  const anyprec::Model& model = engine.model();
   const anyprec::ModelConfig& config = model.config();
   if (!config.quantization) {
-    server::Log(err, model_options.model_dir + ": not an anyprec image (quantize it with anyprec-quantize)");
+    server::Log(err, engine_options.model_dir + ": not an anyprec image (quantize it with anyprec-quantize)");
     return 1;
   }
-  scheduler_options.kv_dtype = bundle->kv_dtype;
+  scheduler_options.kv_dtype = engine.kv_dtype();
+  scheduler_options.exact_kernels = engine.exact_kernels();
   if (scheduler_options.kv_cache_tokens == 0) {
-    const size_t device_bytes = bundle->gpu_backend ? (*bundle->gpu_backend)->info().memory_bytes : 0;
-    scheduler_options.kv_cache_tokens = server::KvPoolTokens(config, scheduler_options.kv_block_tokens, bundle->kv_dtype, device_bytes);
+    scheduler_options.kv_cache_tokens =
+        server::KvPoolTokens(config, scheduler_options.kv_block_tokens, engine.kv_dtype(), engine.device_memory_bytes());
   }
   const server::ServedWidths widths{config.quantization->seed_bits, config.quantization->max_bits};
   std::unique_ptr<server::TenantRegistry> tenants;
@@ -239,13 +240,13 @@ int main(int argc, char** argv) {
   (*metrics)->WeightBytes("planes", weight_bytes.planes);
   (*metrics)->WeightBytes("luts", weight_bytes.luts);
   (*metrics)->WeightBytes("dense", weight_bytes.dense);
-  if (const absl::Status warm = WarmUp(model, bundle->gpu.get()); !warm.ok()) {
-    server::Log(err, "warm-up failed", {{"device", bundle->device_summary}, {"error", std::string(warm.message())}});
+  if (const absl::Status warm = WarmUp(engine); !warm.ok()) {
+    server::Log(err, "warm-up failed", {{"device", engine.device_summary()}, {"error", std::string(warm.message())}});
     return 1;
   }
 
-  server::Scheduler scheduler(model, bundle->tokenizer, scheduler_options, metrics->get(), bundle->gpu.get());
-  server::GenerationService generation(model, bundle->tokenizer, scheduler, *tenants, {4096}, metrics->get());
+  server::Scheduler scheduler(model, engine.tokenizer(), scheduler_options, metrics->get(), engine.gpu());
+  server::GenerationService generation(model, engine.tokenizer(), scheduler, *tenants, {4096}, metrics->get());
   server::AdminService admin(*tenants);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -292,12 +293,12 @@ int main(int argc, char** argv) {
 
   const std::string metrics_host = metrics_listen.substr(0, metrics_listen.rfind(':'));
   const long kv_blocks = scheduler.kv_blocks();
-  const double kv_bytes = static_cast<double>(anyprec::KvBlockPool::BytesPerPosition(config, bundle->kv_dtype)) * kv_blocks * scheduler_options.kv_block_tokens;
+  const double kv_bytes = static_cast<double>(anyprec::KvBlockPool::BytesPerPosition(config, engine.kv_dtype())) * kv_blocks * scheduler_options.kv_block_tokens;
   const std::shared_ptr<const server::TenantPolicy> policy = tenants->policy();
   server::Log(info, "serving",
               {{"model", model.name()},
-               {"device", bundle->device_summary},
-               {"image", model_options.model_dir},
+               {"device", engine.device_summary()},
+               {"image", engine_options.model_dir},
                {"widths", std::to_string(widths.seed_bits) + ".." + std::to_string(widths.max_bits)},
                {"weight_mib", (weight_bytes.planes + weight_bytes.luts + weight_bytes.dense) / (1 << 20)},
                {"kv_cache_mib", kv_bytes / (1 << 20)},

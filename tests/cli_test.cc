@@ -137,7 +137,8 @@ TEST(Cli, GenerateStreamsGreedyStory) {
 }
 
 // Without a GPU (as in CI), auto runs on the CPU and says why; cuda is an error that says why.
-// With one, both run on it, after a self-check against the CPU.
+// With one, both run on it, after a self-check against the CPU. The GPU has no exact kernel:
+// --exact-kernels runs on the CPU and says so, and with --device cuda is refused.
 TEST(Cli, DeviceSelectionSaysWhichAndWhy) {
   const std::string args = "generate --model " + SharedPath("models/TinyStories-656K") + " --prompt 'Once upon a time' --temperature 0 --max-new-tokens 5";
   const CliRun automatic = RunCli(args + " --device auto");
@@ -154,10 +155,19 @@ TEST(Cli, DeviceSelectionSaysWhichAndWhy) {
     EXPECT_EQ(cuda.exit_code, 0) << cuda.err;
   }
   EXPECT_EQ(RunCli(args + " --device tpu").exit_code, 2);
+  const CliRun exact = RunCli(args + " --exact-kernels");
+  EXPECT_EQ(exact.exit_code, 0) << exact.err;
+  EXPECT_NE(exact.err.find("device: cpu ("), std::string::npos) << exact.err;
+  EXPECT_NE(exact.err.find("), exact fp32 (--exact-kernels), KV cache"), std::string::npos) << exact.err;
+  const CliRun exact_cuda = RunCli(args + " --device cuda --exact-kernels");
+  EXPECT_EQ(exact_cuda.exit_code, 1) << exact_cuda.err;
+  EXPECT_NE(exact_cuda.err.find("--device cuda: the GPU has no exact kernel (--exact-kernels); pass --device cpu"), std::string::npos)
+      << exact_cuda.err;
 }
 
 // The KV cache's dtype: fp16 on the CPU by default, each choice named in the start-up line and
-// giving the same greedy story; a GPU, whose attention reads fp32, refuses the 16-bit ones.
+// giving the same greedy story; a GPU, whose attention reads fp32, cannot take the 16-bit ones:
+// auto then runs on the CPU, and --device cuda is refused.
 TEST(Cli, KvCacheDTypeIsChosenAndNamed) {
   const std::string args = "generate --model " + SharedPath("models/TinyStories-656K") +
                            " --prompt 'Once upon a time' --temperature 0 --max-new-tokens 12 --device cpu";
@@ -170,11 +180,14 @@ TEST(Cli, KvCacheDTypeIsChosenAndNamed) {
     EXPECT_TRUE(run.out.starts_with("Once upon a time, a little girl named Lily")) << dtype << ": " << run.out;
   }
   EXPECT_EQ(RunCli(args + " --kv-cache-dtype fp8").exit_code, 2);
-  const CliRun gpu = RunCli("generate --model " + SharedPath("models/TinyStories-656K") + " --prompt hi --device auto --kv-cache-dtype bf16");
-  if (gpu.err.find("device: cuda") != std::string::npos || gpu.exit_code != 0) {
-    EXPECT_EQ(gpu.exit_code, 1) << gpu.err;
-    EXPECT_NE(gpu.err.find("the GPU's attention reads fp32"), std::string::npos) << gpu.err;
-  }
+  const std::string bf16 = "generate --model " + SharedPath("models/TinyStories-656K") + " --prompt hi --kv-cache-dtype bf16";
+  const CliRun automatic_bf16 = RunCli(bf16 + " --device auto");
+  EXPECT_EQ(automatic_bf16.exit_code, 0) << automatic_bf16.err;
+  EXPECT_NE(automatic_bf16.err.find("device: cpu ("), std::string::npos) << automatic_bf16.err;
+  const CliRun cuda_bf16 = RunCli(bf16 + " --device cuda");
+  EXPECT_EQ(cuda_bf16.exit_code, 1) << cuda_bf16.err;
+  EXPECT_NE(cuda_bf16.err.find("--device cuda: the GPU's attention reads fp32 keys and values (--kv-cache-dtype bf16)"), std::string::npos)
+      << cuda_bf16.err;
 }
 
 TEST(Cli, EvalPrintsOneJsonLinePerPrecision) {

@@ -153,6 +153,28 @@ TEST_F(ServerTest, ConcurrentMixedWidthsMatchRunningAlone) {
   }
 }
 
+// A model whose config.json names no BOS id: the server and `anyprec generate` both open a
+// prompt with the BOS its tokenizer's template adds (one rule, engine/runtime/prompt.h), so they
+// agree with each other and with the image that names it.
+TEST_F(ServerTest, PromptsWithoutAConfiguredBosGetTheTemplatesBos) {
+  const fs::path dir = fs::temp_directory_path() / ("anyprec-no-bos-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::copy(image_, dir, fs::copy_options::recursive);
+  nlohmann::json config = nlohmann::json::parse(std::ifstream(dir / "config.json"));
+  ASSERT_EQ(config.value("bos_token_id", -1), 1);
+  config.erase("bos_token_id");
+  std::ofstream(dir / "config.json") << config.dump(2);
+
+  const std::string with_bos = RunGenerate(image_, "Once upon a time", 3, 12);
+  EXPECT_EQ(RunGenerate(dir.string(), "Once upon a time", 3, 12), with_bos);
+  ServerProcess server({"--model", dir.string()});
+  const Result r = Generate(*server.Stub(), Greedy("Once upon a time", 3, 12));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.messages.back().usage().prompt_tokens(), 6u) << "the prompt of StreamsTokensAndEndsWithUsage, BOS included";
+  EXPECT_EQ("Once upon a time" + r.text + "\n", with_bos);
+  fs::remove_all(dir);
+}
+
 TEST_F(ServerTest, BadRequestsSayWhatIsWrong) {
   ServerProcess server({"--model", image_});
   const auto stub = server.Stub();

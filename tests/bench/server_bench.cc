@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
-#include "cli/model_bundle.h"
+#include "flags/engine_flags.h"
 #include "engine/runtime/sampler.h"
 #include "engine/runtime/transformer.h"
 #include "grpcpp/grpcpp.h"
@@ -66,10 +66,10 @@ double Throughput(const anyprec::testing::ServerProcess& server, int concurrency
 }
 
 // The same greedy decode in process: one sequence, one Forward per token, no server.
-double InProcessTokensPerSecond(const anyprec::cli::ModelBundle& bundle, int bits, int max_new_tokens) {
-  const anyprec::Model& model = bundle.model;
+double InProcessTokensPerSecond(const anyprec::Engine& engine, int bits, int max_new_tokens) {
+  const anyprec::Model& model = engine.model();
   anyprec::Transformer transformer(model);
-  std::vector<anyprec::TokenId> input = bundle.EncodePrompt(kPrompt);
+  std::vector<anyprec::TokenId> input = engine.EncodePrompt(kPrompt);
   anyprec::KvCache cache(model.config(), static_cast<int>(input.size()) + max_new_tokens);
   std::vector<float> logits(model.config().vocab_size);
   anyprec::ForwardOptions options;
@@ -86,23 +86,23 @@ double InProcessTokensPerSecond(const anyprec::cli::ModelBundle& bundle, int bit
 
 int main(int argc, char** argv) {
   CLI::App app{"anyprec-bench-server: anyprec-server decode throughput, mixed vs grouped widths"};
-  anyprec::cli::ModelOptions model_options;
+  anyprec::EngineOptions model_options;
   std::vector<int> concurrencies = {1, 4, 16};
   int requests = 3;
   int max_new_tokens = 64;
-  anyprec::cli::AddModelOptions(app, model_options);
+  anyprec::flags::AddEngineOptions(app, model_options);
   app.add_option("--concurrency", concurrencies, "Client counts to run")->delimiter(',');
   app.add_option("--requests", requests, "Requests each client sends")->capture_default_str();
   app.add_option("--max-new-tokens", max_new_tokens, "Tokens each request generates")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  auto bundle = anyprec::cli::LoadModelBundle(model_options);
-  if (!bundle.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(bundle.status().message()).c_str());
+  auto engine = anyprec::Engine::Open(model_options);
+  if (!engine.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(engine.status().message()).c_str());
     return 1;
   }
   double in_process = 0;
-  for (const int bits : kMix) in_process += InProcessTokensPerSecond(*bundle, bits, max_new_tokens) / 3;
+  for (const int bits : kMix) in_process += InProcessTokensPerSecond(**engine, bits, max_new_tokens) / 3;
 
   std::vector<std::string> args = {"--model", model_options.model_dir, "--max-running", "16", "--max-queued", "256"};
   if (!model_options.tokenizer_path.empty()) args.insert(args.end(), {"--tokenizer", model_options.tokenizer_path});
@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
     for (const int c : concurrencies) (group ? grouped : mixed).push_back(Throughput(server, c, requests, max_new_tokens));
   }
 
-  std::printf("%s: %d tokens per request, %d requests per client, widths cycling 3,4,8\n\n", bundle->model.name().c_str(),
+  std::printf("%s: %d tokens per request, %d requests per client, widths cycling 3,4,8\n\n", (*engine)->model().name().c_str(),
               max_new_tokens, requests);
   std::printf("| clients | mixed one-pass (tok/s) | grouped by width (tok/s) | mixed / grouped |\n|---|---|---|---|\n");
   for (size_t i = 0; i < concurrencies.size(); ++i) {

@@ -8,7 +8,7 @@
 #include <cstdio>
 
 #include "CLI/CLI.hpp"
-#include "cli/model_bundle.h"
+#include "flags/engine_flags.h"
 #include "engine/runtime/sampler.h"
 #include "engine/runtime/transformer.h"
 #include "tests/relative_error.h"
@@ -132,30 +132,30 @@ double DecodeTokensPerSecond(const Model& model, Transformer& t, int bits, int t
 
 int Run(int argc, char** argv) {
   CLI::App app{"anyprec-check-forward-gpu: the GPU forward pass against the CPU's"};
-  cli::ModelOptions options;
-  options.device = "cuda";
+  EngineOptions options;
+  options.device = DeviceChoice::kCuda;
   bool speed_only = false;
   int decode_tokens = 128;
-  cli::AddModelOptions(app, options);
+  flags::AddEngineOptions(app, options);
   app.add_flag("--speed-only", speed_only, "Only decode tokens/s");
   app.add_option("--decode-tokens", decode_tokens, "Tokens per decode timing")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  absl::StatusOr<cli::ModelBundle> bundle = cli::LoadModelBundle(options);
-  if (!bundle.ok()) {
-    std::printf("anyprec-check-forward-gpu: SKIPPED: %s\n", std::string(bundle.status().message()).c_str());
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
+  if (!engine.ok()) {
+    std::printf("anyprec-check-forward-gpu: SKIPPED: %s\n", std::string(engine.status().message()).c_str());
     return 77;
   }
-  const Model& model = bundle->model;
+  const Model& model = (*engine)->model();
   const ModelConfig& c = model.config();
   if (!c.quantization) {
     std::printf("anyprec-check-forward-gpu: %s is not an anyprec image\n", options.model_dir.c_str());
     return 2;
   }
-  std::printf("%s on %s\n", model.name().c_str(), bundle->device_summary.c_str());
+  std::printf("%s on %s\n", model.name().c_str(), (*engine)->device_summary().c_str());
   Transformer cpu(model);
-  Transformer gpu(model, bundle->gpu.get());
+  Transformer gpu(model, (*engine)->gpu());
   if (!speed_only) {
-    std::vector<TokenId> prompt = bundle->EncodePrompt("Once upon a time, there was a little dog named Max. He liked to run in the park");
+    std::vector<TokenId> prompt = (*engine)->EncodePrompt("Once upon a time, there was a little dog named Max. He liked to run in the park");
     for (int b = c.quantization->seed_bits; b <= c.quantization->max_bits; ++b) CheckPrefill(model, cpu, gpu, prompt, b);
     CheckMixedBatch(model, cpu, gpu, prompt);
     for (const int b : {c.quantization->seed_bits, c.quantization->max_bits}) {

@@ -1,14 +1,15 @@
-// Command-line parsing shared by anyprec's executables: --help exits 0, any usage error
-// (unknown flag, bad value, missing option) exits 2 with CLI11's message on stderr.
+// Command-line parsing shared by anyprec's executables (anyprec, anyprec-server,
+// anyprec-quantize, anyprec-synthesize, anyprec-loadtest and the bench tools), over CLI11.
 #pragma once
 
 #include <optional>
 
 #include "CLI/CLI.hpp"
 
-namespace anyprec::cli {
+namespace anyprec::flags {
 
-// The exit code to end with, or nothing when the arguments parsed and the program goes on.
+// Parses argv: the exit code to end with (0 after --help; 2, with CLI11's message on stderr,
+// for any usage error), or nothing when the program goes on.
 inline std::optional<int> ParseOrExitCode(CLI::App& app, int argc, char** argv) {
   try {
     app.parse(argc, argv);
@@ -23,4 +24,4 @@ inline std::optional<int> ParseOrExitCode(CLI::App& app, int argc, char** argv) 
   return std::nullopt;
 }
 
-}  // namespace anyprec::cli
+}  // namespace anyprec::flags

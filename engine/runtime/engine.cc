@@ -1,0 +1,109 @@
+#include "engine/runtime/engine.h"
+
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "engine/base/status_macros.h"
+#include "engine/cpu/kernel_choice.h"
+#include "engine/runtime/prompt.h"
+
+namespace anyprec {
+
+std::optional<DeviceChoice> ParseDeviceChoice(std::string_view name) {
+  if (name == "auto") return DeviceChoice::kAuto;
+  if (name == "cpu") return DeviceChoice::kCpu;
+  if (name == "cuda") return DeviceChoice::kCuda;
+  return std::nullopt;
+}
+
+namespace {
+
+absl::StatusOr<std::string> FindTokenizer(const std::string& model_dir) {
+  for (const char* name : {"tokenizer.json", "tokenizer.bin"}) {
+    if (const auto candidate = std::filesystem::path(model_dir) / name; std::filesystem::exists(candidate)) return candidate.string();
+  }
+  return absl::NotFoundError(absl::StrCat(model_dir, ": no tokenizer.json or tokenizer.bin; pass --tokenizer FILE"));
+}
+
+// What of `options` the GPU cannot honour, or empty.
+std::string WhatTheGpuLacks(const EngineOptions& options) {
+  if (options.exact_kernels) return "the GPU has no exact kernel (--exact-kernels)";
+  if (options.kv_dtype && *options.kv_dtype != cpu::KvDType::kF32) {
+    return absl::StrCat("the GPU's attention reads fp32 keys and values (--kv-cache-dtype ",
+                        std::string(cpu::KvDTypeName(*options.kv_dtype)), ")");
+  }
+  return "";
+}
+
+}  // namespace
+
+Engine::Engine(Model model, Tokenizer tokenizer) : model_(std::move(model)), tokenizer_(std::move(tokenizer)) {}
+
+Engine::~Engine() = default;
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
+  if (const std::string lacks = WhatTheGpuLacks(options); options.device == DeviceChoice::kCuda && !lacks.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--device cuda: ", lacks, "; pass --device cpu"));
+  }
+  ASSIGN_OR_RETURN(Model model, Model::Load(options.model_dir));
+  std::string path = options.tokenizer_path;
+  if (path.empty()) {
+    ASSIGN_OR_RETURN(path, FindTokenizer(options.model_dir));
+  }
+  ASSIGN_OR_RETURN(Tokenizer tokenizer, Tokenizer::Load(path));
+  if (tokenizer.vocab_size() > model.config().vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": tokenizer has ", tokenizer.vocab_size(), " tokens, more than the model's ",
+                                                   model.config().vocab_size));
+  }
+  std::unique_ptr<Engine> engine(new Engine(std::move(model), std::move(tokenizer)));
+  engine->exact_kernels_ = options.exact_kernels;
+  RETURN_IF_ERROR(engine->PlaceOnDevice(options));
+  return engine;
+}
+
+// The GPU when --device allows one, its backend loads, it can honour the options and its
+// forward pass passes a check against the CPU's; else the CPU, saying which kernel and why.
+absl::Status Engine::PlaceOnDevice(const EngineOptions& options) {
+  ASSIGN_OR_RETURN(const cpu::KernelChoice kernel, cpu::ChooseKernel());
+  std::string why = "--device cpu";
+  if (options.device != DeviceChoice::kCpu) {
+    gpu_backend_ = cuda::LoadCudaBackend(0, why);
+    if (!gpu_backend_) {
+      why = "no GPU: " + why;
+    } else if (const std::string lacks = WhatTheGpuLacks(options); !lacks.empty()) {
+      why = lacks;
+      gpu_backend_.reset();
+    } else {
+      absl::StatusOr<std::unique_ptr<CudaForward>> gpu = CudaForward::Create(model_, **gpu_backend_);
+      if (gpu.ok()) {
+        if (const absl::Status check = (*gpu)->CheckAgainstCpu(model_); !check.ok()) {
+          gpu = absl::InternalError(absl::StrCat("self-check: ", check.message()));
+        }
+      }
+      if (gpu.ok()) {
+        gpu_ = *std::move(gpu);
+        kv_dtype_ = cpu::KvDType::kF32;
+        const cuda::DeviceInfo& info = (*gpu_backend_)->info();
+        device_summary_ = absl::StrCat("cuda (", info.name, ", compute ", info.compute_major, ".", info.compute_minor, "), KV cache ",
+                                       std::string(cpu::KvDTypeName(kv_dtype_)));
+        return absl::OkStatus();
+      }
+      why = absl::StrCat("no GPU: ", gpu.status().message());
+      gpu_backend_.reset();
+    }
+    if (options.device == DeviceChoice::kCuda) return absl::UnavailableError(absl::StrCat("--device cuda: ", why));
+  }
+  kv_dtype_ = options.kv_dtype.value_or(cpu::KvDType::kF16);
+  device_summary_ = absl::StrCat("cpu (", why, "), ", exact_kernels_ ? std::string("exact fp32 (--exact-kernels)") : kernel.summary,
+                                 ", KV cache ", std::string(cpu::KvDTypeName(kv_dtype_)));
+  return absl::OkStatus();
+}
+
+size_t Engine::device_memory_bytes() const { return gpu_backend_ ? (*gpu_backend_)->info().memory_bytes : 0; }
+
+TokenId Engine::bos() const { return BosToken(model_.config(), tokenizer_); }
+
+std::vector<TokenId> Engine::EncodePrompt(std::string_view text) const { return anyprec::EncodePrompt(model_.config(), tokenizer_, text); }
+
+}  // namespace anyprec

@@ -1,0 +1,77 @@
+// An Engine is a model opened for serving or evaluation: its weights, its tokenizer, the
+// device that runs it and the KV cache dtype that device reads. Opening one chooses the
+// device (a GPU only when its plugin loads and its forward pass matches the CPU's on a
+// check), falls back to the CPU with the reason, and refuses options the device cannot
+// honour, so that nothing runs silently elsewhere than the start-up line says.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/cpu/kv_layer_view.h"
+#include "engine/cuda/cuda_loader.h"
+#include "engine/model/model.h"
+#include "engine/runtime/cuda_forward.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace anyprec {
+
+enum class DeviceChoice { kAuto, kCpu, kCuda };
+// "auto", "cpu" or "cuda".
+std::optional<DeviceChoice> ParseDeviceChoice(std::string_view name);
+
+struct EngineOptions {
+  std::string model_dir;
+  std::string tokenizer_path;  // empty: the folder's tokenizer.json, else its tokenizer.bin
+  DeviceChoice device = DeviceChoice::kAuto;
+  // How KV caches store keys and values; none: fp16 on the CPU (half the memory and reads of
+  // fp32, measured within 0.005% of its perplexity), fp32 on a GPU, whose kernels read fp32.
+  std::optional<cpu::KvDType> kv_dtype;
+  // The exact fp32 bitplane kernel instead of the int8 one. The GPU has none: with it, auto
+  // runs on the CPU and cuda is refused.
+  bool exact_kernels = false;
+};
+
+class Engine {
+ public:
+  static absl::StatusOr<std::unique_ptr<Engine>> Open(const EngineOptions& options);
+
+  // The GPU forward pass refers to the model: an Engine stays where it was opened.
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+  ~Engine();
+
+  const Model& model() const { return model_; }
+  const Tokenizer& tokenizer() const { return tokenizer_; }
+  // The GPU forward pass, or null on the CPU.
+  CudaForward* gpu() const { return gpu_.get(); }
+  // The GPU's memory, or 0 on the CPU.
+  size_t device_memory_bytes() const;
+  cpu::KvDType kv_dtype() const { return kv_dtype_; }
+  bool exact_kernels() const { return exact_kernels_; }
+  // Which device runs the model and why, its kernel and the KV dtype, for the start-up line.
+  const std::string& device_summary() const { return device_summary_; }
+
+  // BosToken and EncodePrompt (engine/runtime/prompt.h) for this model and tokenizer.
+  TokenId bos() const;
+  std::vector<TokenId> EncodePrompt(std::string_view text) const;
+
+ private:
+  Engine(Model model, Tokenizer tokenizer);
+  absl::Status PlaceOnDevice(const EngineOptions& options);
+
+  Model model_;
+  Tokenizer tokenizer_;
+  // The forward pass ends before its backend.
+  std::unique_ptr<cuda::LoadedBackend> gpu_backend_;
+  std::unique_ptr<CudaForward> gpu_;
+  cpu::KvDType kv_dtype_ = cpu::KvDType::kF32;
+  bool exact_kernels_ = false;
+  std::string device_summary_;
+};
+
+}  // namespace anyprec

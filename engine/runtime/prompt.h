@@ -1,0 +1,20 @@
+// How a text becomes a prompt, for every front (anyprec generate and eval, the server).
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "engine/model/model_config.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace anyprec {
+
+// The token that opens every prompt: config.json's BOS id, else the first token the
+// tokenizer's template adds to an empty text (e.g. a tokenizer.json post-processor's); -1
+// for none.
+TokenId BosToken(const ModelConfig& config, const Tokenizer& tokenizer);
+
+// [BOS] + the ids of `text`.
+std::vector<TokenId> EncodePrompt(const ModelConfig& config, const Tokenizer& tokenizer, std::string_view text);
+
+}  // namespace anyprec
