@@ -8,6 +8,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "engine/runtime/engine.h"
+#include "engine/runtime/decoder.h"
 #include "engine/runtime/sampler.h"
 
 namespace anyprec::cli {
@@ -16,9 +17,7 @@ struct GenerateOptions {
   EngineOptions engine;
   int bits = -1;  // -1: the widest an image offers (0 for an unquantized model)
   std::string prompt;
-  int max_new_tokens = 256;
-  SamplingParams sampling;
-  float repetition_penalty = 1.0f;
+  DecodingOptions decoding;
 };
 
 struct EvalOptions {

@@ -224,23 +224,24 @@ absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::Generate
     return absl::InvalidArgumentError(absl::StrCat("max_new_tokens must be in 1..", config_.max_new_tokens_limit, ", got ",
                                                    r.max_new_tokens()));
   }
-  out.max_new_tokens = static_cast<int>(r.max_new_tokens());
+  out.decoding.max_new_tokens = static_cast<int>(r.max_new_tokens());
+  DecodingOptions& decoding = out.decoding;
   const pb::Sampling& s = r.sampling();
-  out.sampling.temperature = s.temperature();
-  out.sampling.top_p = s.top_p() == 0 ? 1.0f : s.top_p();
-  out.sampling.top_k = s.top_k();
-  out.sampling.seed = s.seed();
-  if (absl::Status status = out.sampling.Validate(); !status.ok()) return status;
-  out.repetition_penalty = s.repetition_penalty() == 0 ? 1.0f : s.repetition_penalty();
-  if (!(out.repetition_penalty > 0 && out.repetition_penalty <= 10)) {
+  decoding.sampling.temperature = s.temperature();
+  decoding.sampling.top_p = s.top_p() == 0 ? 1.0f : s.top_p();
+  decoding.sampling.top_k = s.top_k();
+  decoding.sampling.seed = s.seed();
+  if (absl::Status status = decoding.sampling.Validate(); !status.ok()) return status;
+  decoding.repetition_penalty = s.repetition_penalty() == 0 ? 1.0f : s.repetition_penalty();
+  if (!(decoding.repetition_penalty > 0 && decoding.repetition_penalty <= 10)) {
     return absl::InvalidArgumentError(absl::StrCat("repetition_penalty must be in (0, 10], got ", s.repetition_penalty()));
   }
   for (const std::string& stop : r.stop()) {
     if (stop.empty()) return absl::InvalidArgumentError("stop sequences must not be empty");
     if (!utf8::IsValid(stop)) return absl::InvalidArgumentError("a stop sequence is not valid UTF-8");
-    out.stop.push_back(stop);
+    decoding.stop.push_back(stop);
   }
-  out.ignore_eos = r.ignore_eos();
+  decoding.ignore_eos = r.ignore_eos();
   out.return_logprobs = r.return_logprobs();
   return out;
 }

@@ -16,14 +16,10 @@ struct Scheduler::Sequence {
   GenerationRequest request;
   std::shared_ptr<GenerationSink> sink;
   std::shared_ptr<RequestHandle> handle;
-  std::vector<TokenId> context;    // the prompt, then the tokens generated so far
-  int prompt_tokens = 0;
-  int max_positions = 0;           // context length at which the request must end
+  // The prompt, then the tokens generated so far (decoder->context()), and how they are chosen.
+  std::unique_ptr<Decoder> decoder;
   std::unique_ptr<KvCache> cache;  // while admitted
   int cached = 0;                  // context tokens whose keys and values are in the cache
-  std::unique_ptr<Sampler> sampler;
-  std::unique_ptr<DecodeStream> text;
-  std::string generated_text;
   bool done = false;
   bool preempted = false;  // lost its cache this step; goes back to the queue's front
   int preemptions = 0;
@@ -31,8 +27,6 @@ struct Scheduler::Sequence {
   std::optional<Clock::time_point> admitted;
   std::optional<Clock::time_point> first_token;
   Clock::time_point last_token;
-
-  int generated() const { return static_cast<int>(context.size()) - prompt_tokens; }
 };
 
 namespace {
@@ -80,16 +74,15 @@ absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerationReque
   auto s = std::make_unique<Sequence>();
   s->handle = std::make_shared<RequestHandle>();
   const int max_context = model_.config().max_position_embeddings;
-  s->prompt_tokens = static_cast<int>(request.prompt.size());
-  s->max_positions = static_cast<int>(std::min<long>(static_cast<long>(s->prompt_tokens) + request.max_new_tokens, max_context));
-  const long blocks = (s->max_positions + options_.kv_block_tokens - 1) / options_.kv_block_tokens;
+  const int max_positions =
+      static_cast<int>(std::min<long>(static_cast<long>(request.prompt.size()) + request.decoding.max_new_tokens, max_context));
+  const long blocks = (max_positions + options_.kv_block_tokens - 1) / options_.kv_block_tokens;
   if (blocks > kv_blocks()) {
     if (metrics_) metrics_->RequestRejected("kv_too_large", request.tenant);
-    return absl::InvalidArgumentError(absl::StrCat("prompt and max_new_tokens need ", s->max_positions,
-                                                   " KV positions, more than the server's ",
+    return absl::InvalidArgumentError(absl::StrCat("prompt and max_new_tokens need ", max_positions, " KV positions, more than the server's ",
                                                    static_cast<long>(kv_blocks()) * options_.kv_block_tokens));
   }
-  s->context = std::move(request.prompt);
+  s->decoder = std::make_unique<Decoder>(model_.config(), tokenizer_, request.decoding, std::move(request.prompt), max_positions);
   s->request = std::move(request);
   s->sink = std::move(sink);
   s->submitted = Clock::now();
@@ -155,8 +148,8 @@ void Scheduler::Finish(Sequence& s, FinishReason reason) {
   const Clock::time_point now = Clock::now();
   RequestSummary summary;
   summary.reason = reason;
-  summary.prompt_tokens = s.prompt_tokens;
-  summary.completion_tokens = s.generated();
+  summary.prompt_tokens = s.decoder->prompt_tokens();
+  summary.completion_tokens = s.decoder->generated();
   summary.preemptions = s.preemptions;
   summary.queue_seconds = Seconds(s.admitted.value_or(now) - s.submitted);
   if (s.first_token) summary.ttft_seconds = Seconds(*s.first_token - s.submitted);
@@ -192,15 +185,12 @@ void Scheduler::Admit(std::vector<std::unique_ptr<Sequence>>& running) {
     // Blocks for the whole context and the next token, so that a fresh admission is not
     // preempted at once.
     auto cache = std::make_unique<KvCache>(pool_);
-    if (!cache->Reserve(std::min<int>(static_cast<int>(s.context.size()) + 1, s.max_positions))) return;
+    if (!cache->Reserve(std::min<int>(static_cast<int>(s.decoder->context().size()) + 1, s.decoder->max_positions()))) return;
     s.cache = std::move(cache);
     if (!s.admitted) {
       s.admitted = Clock::now();
-      s.sampler = std::make_unique<Sampler>(s.request.sampling);
-      s.text = std::make_unique<DecodeStream>(tokenizer_);
-      for (TokenId id : s.context) s.text->Next(id);  // continuation text follows the prompt's
       if (metrics_) {
-        metrics_->RequestAdmitted(s.request.bits, s.request.tenant, Seconds(*s.admitted - s.submitted), s.prompt_tokens);
+        metrics_->RequestAdmitted(s.request.bits, s.request.tenant, Seconds(*s.admitted - s.submitted), s.decoder->prompt_tokens());
       }
     }
     TenantState& state = tenants_[s.request.tenant];
@@ -311,7 +301,7 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
     }
     // One token left is a decode step; more is (a chunk of) a prompt, or the context of a
     // preempted request being recomputed.
-    const int left = static_cast<int>(s.context.size()) - s.cached;
+    const int left = static_cast<int>(s.decoder->context().size()) - s.cached;
     const bool decode = left == 1 && s.cached > 0;
     const int chunk = decode ? 1 : std::min(left, prompt_budget);
     if (chunk == 0) continue;  // this step's prompt budget is spent; next step
@@ -325,7 +315,7 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
     }
     if (s.preempted) continue;
     if (!decode) prompt_budget -= chunk;
-    steps.push_back({std::span<const TokenId>(s.context).subspan(s.cached, chunk), s.cache.get(), s.request.bits,
+    steps.push_back({std::span<const TokenId>(s.decoder->context()).subspan(s.cached, chunk), s.cache.get(), s.request.bits,
                      LogitsFor::kLastToken});
     stepped.push_back(&s);
   }
@@ -356,47 +346,25 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
           (decode ? kGeneratedTokenCost : kPromptTokenCost * steps[i].tokens.size()) / s.request.limits.weight;
     }
   }
-  std::vector<float> penalized;
   for (size_t i = 0; i < stepped.size(); ++i) {
     Sequence& s = *stepped[i];
     s.cached += static_cast<int>(steps[i].tokens.size());
-    if (s.cached < static_cast<int>(s.context.size())) continue;  // the prompt goes on next step
+    if (s.cached < static_cast<int>(s.decoder->context().size())) continue;  // the prompt goes on next step
     const std::span<const float> row = std::span<const float>(logits).subspan(i * vocab, vocab);
-    std::span<const float> sample_from = row;
-    if (s.request.repetition_penalty != 1.0f) {
-      penalized.assign(row.begin(), row.end());
-      ApplyRepetitionPenalty(penalized, s.context, s.request.repetition_penalty);
-      sample_from = penalized;
-    }
-    const TokenId next = s.sampler->Sample(sample_from);
-    const bool eos = std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), next) != c.eos_token_ids.end();
-    if (eos && !s.request.ignore_eos) {
+    DecodeStep decoded = s.decoder->Next(row);
+    if (!decoded.token) {
       Finish(s, FinishReason::kEos);
       continue;
     }
-    s.context.push_back(next);
     const Clock::time_point now_token = Clock::now();
     const bool first = !s.first_token;
     if (first) s.first_token = now_token;
     if (metrics_) metrics_->TokenGenerated(s.request.bits, s.request.tenant, Seconds(now_token - (first ? s.submitted : s.last_token)), first);
     s.last_token = now_token;
-    GeneratedToken token{next, s.text->Next(next), std::nullopt};
-    if (s.request.return_logprobs) token.logprob = static_cast<float>(-NegativeLogLikelihood(row, next));
-    const size_t text_before = s.generated_text.size();
-    s.generated_text += token.text;
-    // A stop sequence ends the request; the token's text is cut where the stop begins.
-    std::optional<size_t> stop_at;
-    for (const std::string& stop : s.request.stop) {
-      const size_t from = text_before >= stop.size() ? text_before - stop.size() + 1 : 0;
-      if (const size_t hit = s.generated_text.find(stop, from); hit != std::string::npos) stop_at = std::min(stop_at.value_or(hit), hit);
-    }
-    if (stop_at) token.text.resize(*stop_at > text_before ? *stop_at - text_before : 0);
+    GeneratedToken token{*decoded.token, std::move(decoded.text), std::nullopt};
+    if (s.request.return_logprobs) token.logprob = static_cast<float>(-NegativeLogLikelihood(row, *decoded.token));
     s.sink->OnToken(std::move(token));
-    if (stop_at) {
-      Finish(s, FinishReason::kStopSequence);
-    } else if (s.generated() >= s.request.max_new_tokens || static_cast<int>(s.context.size()) >= s.max_positions) {
-      Finish(s, FinishReason::kLength);
-    }
+    if (decoded.end) Finish(s, *decoded.end == DecodeEnd::kStopSequence ? FinishReason::kStopSequence : FinishReason::kLength);
   }
 }
 

@@ -22,7 +22,7 @@
 #include "absl/status/statusor.h"
 #include "engine/model/model.h"
 #include "engine/runtime/kv_cache.h"
-#include "engine/runtime/sampler.h"
+#include "engine/runtime/decoder.h"
 #include "engine/runtime/transformer.h"
 #include "engine/tokenizer/tokenizer.h"
 
@@ -43,11 +43,7 @@ struct GenerationRequest {
   TenantLimits limits;
   std::vector<TokenId> prompt;  // BOS included when the caller wants it
   int bits = 0;
-  int max_new_tokens = 0;
-  SamplingParams sampling;
-  float repetition_penalty = 1.0f;
-  std::vector<std::string> stop;
-  bool ignore_eos = false;
+  DecodingOptions decoding;
   bool return_logprobs = false;
   Clock::time_point deadline = Clock::time_point::max();
 };

@@ -136,6 +136,17 @@ TEST(Cli, GenerateStreamsGreedyStory) {
   EXPECT_TRUE(run.out.starts_with("Once upon a time, a little girl named Lily lived in a small house")) << run.out;
 }
 
+// --stop ends the story where the text begins, the earliest of several (the Decoder that the
+// server runs too); an empty one is a usage error.
+TEST(Cli, GenerateEndsAtAStopSequence) {
+  const std::string args = "generate --model " + SharedPath("models/TinyStories-656K") +
+                           " --prompt 'Once upon a time' --temperature 0 --max-new-tokens 40";
+  const CliRun run = RunCli(args + " --stop 'small house' --stop 'Lily'");
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "Once upon a time, a little girl named \n");
+  EXPECT_EQ(RunCli(args + " --stop ''").exit_code, 2);
+}
+
 // Without a GPU (as in CI), auto runs on the CPU and says why; cuda is an error that says why.
 // With one, both run on it, after a self-check against the CPU. The GPU has no exact kernel:
 // --exact-kernels runs on the CPU and says so, and with --device cuda is refused.

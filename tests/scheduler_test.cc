@@ -53,9 +53,9 @@ GenerationRequest Request(const std::string& tenant, std::vector<TokenId> prompt
   r.tenant = tenant;
   r.limits = limits;
   r.prompt = std::move(prompt);
-  r.max_new_tokens = max_new_tokens;
-  r.sampling.temperature = 0;
-  r.ignore_eos = true;
+  r.decoding.max_new_tokens = max_new_tokens;
+  r.decoding.sampling.temperature = 0;
+  r.decoding.ignore_eos = true;
   return r;
 }
 

@@ -1,0 +1,66 @@
+// How one sequence's next tokens are chosen and become text, for every front (`anyprec
+// generate` and the server's scheduler): the repetition penalty, sampling, EOS, stop
+// sequences, the length limit and streamed detokenization. The prompt rule is prompt.h's.
+#pragma once
+
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/model/model_config.h"
+#include "engine/runtime/sampler.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace anyprec {
+
+struct DecodingOptions {
+  SamplingParams sampling;
+  float repetition_penalty = 1.0f;  // CTRL's; 1 leaves the logits alone
+  std::vector<std::string> stop;    // texts that end the output where they begin
+  bool ignore_eos = false;          // go on past EOS tokens (benchmarks)
+  int max_new_tokens = 256;
+};
+
+enum class DecodeEnd { kEos, kStopSequence, kLength };
+
+struct DecodeStep {
+  // The token chosen; none when it was EOS, which ends the sequence and is not output.
+  std::optional<TokenId> token;
+  std::string text;  // the text it completes, cut where a stop sequence begins
+  std::optional<DecodeEnd> end;
+};
+
+class Decoder {
+ public:
+  // `max_positions`: the context length (prompt and output) at which the sequence ends.
+  // The tokenizer must outlive the decoder.
+  Decoder(const ModelConfig& config, const Tokenizer& tokenizer, DecodingOptions options, std::vector<TokenId> prompt, int max_positions);
+
+  // The next token from the logits of the last context position.
+  DecodeStep Next(std::span<const float> logits);
+  // Text the detokenizer still holds when the sequence ends (an unfinished character as U+FFFD).
+  std::string Finish() { return text_.Finish(); }
+
+  // The prompt's text, as the detokenizer that continues it read it.
+  const std::string& prompt_text() const { return prompt_text_; }
+  // The prompt, then every token output so far: what the model reads next.
+  const std::vector<TokenId>& context() const { return context_; }
+  int prompt_tokens() const { return prompt_tokens_; }
+  int generated() const { return static_cast<int>(context_.size()) - prompt_tokens_; }
+  int max_positions() const { return max_positions_; }
+
+ private:
+  std::vector<int> eos_ids_;
+  DecodingOptions options_;
+  std::vector<TokenId> context_;
+  int prompt_tokens_;
+  int max_positions_;
+  Sampler sampler_;
+  DecodeStream text_;
+  std::string prompt_text_;
+  std::string output_;  // the text output so far, where stop sequences are looked for
+  std::vector<float> penalized_;
+};
+
+}  // namespace anyprec

@@ -1,0 +1,128 @@
+// The Decoder, the one decoding path of `anyprec generate` and the server: fed logits that
+// make each choice certain, over the real TinyStories-656K tokenizer.
+#include "engine/runtime/decoder.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/shared_data.h"
+
+namespace anyprec {
+namespace {
+
+constexpr char kStory[] = "Once upon a time there was a big dog named Max";
+
+class DecoderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<Tokenizer> loaded = Tokenizer::Load(testing::SharedPath("models/TinyStories-656K/tokenizer.json"));
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    tokenizer_.emplace(*std::move(loaded));
+    config_.vocab_size = 2048;
+    config_.eos_token_ids = {2};
+    story_ = tokenizer_->Encode(kStory);
+    prompt_.assign(story_.begin(), story_.begin() + 4);
+    continuation_ = tokenizer_->Decode(story_, true).substr(tokenizer_->Decode(prompt_, true).size());
+  }
+
+  // Logits under which `token` is the greedy choice by far.
+  std::vector<float> Certain(TokenId token) const {
+    std::vector<float> logits(config_.vocab_size, 0.0f);
+    logits[token] = 100.0f;
+    return logits;
+  }
+
+  DecodingOptions Greedy(int max_new_tokens) const {
+    DecodingOptions options;
+    options.sampling.temperature = 0;
+    options.max_new_tokens = max_new_tokens;
+    return options;
+  }
+
+  // Feeds the story's tokens after the prompt one by one: the text they made, and how the
+  // decoder ended, if it did.
+  std::pair<std::string, std::optional<DecodeEnd>> Run(Decoder& decoder) const {
+    std::string out;
+    for (size_t i = prompt_.size(); i < story_.size(); ++i) {
+      const DecodeStep step = decoder.Next(Certain(story_[i]));
+      out += step.text;
+      if (step.end) return {out, step.end};
+    }
+    return {out, std::nullopt};
+  }
+
+  ModelConfig config_;
+  std::optional<Tokenizer> tokenizer_;
+  std::vector<TokenId> story_;
+  std::vector<TokenId> prompt_;  // the story's first tokens
+  std::string continuation_;     // the story's text after the prompt's
+};
+
+TEST_F(DecoderTest, TextFollowsThePromptAndTheLengthEndsIt) {
+  Decoder decoder(config_, *tokenizer_, Greedy(3), prompt_, 512);
+  EXPECT_EQ(decoder.prompt_text(), tokenizer_->Decode(prompt_, true));
+  const auto [text, end] = Run(decoder);
+  EXPECT_EQ(end, DecodeEnd::kLength);
+  EXPECT_EQ(decoder.generated(), 3);
+  EXPECT_EQ(decoder.context(), std::vector<TokenId>(story_.begin(), story_.begin() + prompt_.size() + 3));
+  EXPECT_EQ(decoder.prompt_text() + text + decoder.Finish(), tokenizer_->Decode(decoder.context(), true));
+}
+
+TEST_F(DecoderTest, ThePositionLimitEndsItToo) {
+  Decoder decoder(config_, *tokenizer_, Greedy(100), prompt_, static_cast<int>(prompt_.size()) + 2);
+  EXPECT_EQ(Run(decoder).second, DecodeEnd::kLength);
+  EXPECT_EQ(decoder.generated(), 2);
+}
+
+TEST_F(DecoderTest, EosEndsWithoutAToken) {
+  Decoder decoder(config_, *tokenizer_, Greedy(10), prompt_, 512);
+  const DecodeStep step = decoder.Next(Certain(2));
+  EXPECT_FALSE(step.token.has_value());
+  EXPECT_EQ(step.end, DecodeEnd::kEos);
+  EXPECT_EQ(decoder.generated(), 0);
+
+  DecodingOptions past_eos = Greedy(10);
+  past_eos.ignore_eos = true;
+  Decoder ignoring(config_, *tokenizer_, past_eos, prompt_, 512);
+  const DecodeStep kept = ignoring.Next(Certain(2));
+  EXPECT_EQ(kept.token, 2);
+  EXPECT_FALSE(kept.end.has_value());
+}
+
+// A stop sequence ends the output where it begins, also when it spans tokens; the earliest of
+// several wins.
+TEST_F(DecoderTest, StopSequencesCutTheTextWhereTheyBegin) {
+  DecodingOptions options = Greedy(50);
+  options.stop = {"big dog", "was a"};
+  Decoder decoder(config_, *tokenizer_, options, prompt_, 512);
+  const auto [text, end] = Run(decoder);
+  EXPECT_EQ(end, DecodeEnd::kStopSequence);
+  ASSERT_NE(continuation_.find("was a"), std::string::npos) << continuation_;
+  EXPECT_EQ(text, continuation_.substr(0, continuation_.find("was a")));
+
+  options.stop = {"g named"};
+  Decoder spanning(config_, *tokenizer_, options, prompt_, 512);
+  const auto [cut, spanning_end] = Run(spanning);
+  EXPECT_EQ(spanning_end, DecodeEnd::kStopSequence);
+  EXPECT_EQ(cut, continuation_.substr(0, continuation_.find("g named")));
+}
+
+// The repetition penalty reads the whole context, prompt included: a token of the prompt
+// loses to one a little less likely.
+TEST_F(DecoderTest, RepetitionPenaltyReadsThePrompt) {
+  DecodingOptions options = Greedy(5);
+  options.repetition_penalty = 2.0f;
+  Decoder decoder(config_, *tokenizer_, options, prompt_, 512);
+  std::vector<float> logits(config_.vocab_size, 0.0f);
+  const TokenId repeated = prompt_.back();
+  TokenId fresh = 3;
+  while (std::find(prompt_.begin(), prompt_.end(), fresh) != prompt_.end()) ++fresh;
+  logits[repeated] = 10.0f;
+  logits[fresh] = 6.0f;
+  EXPECT_EQ(decoder.Next(logits).token, fresh);
+}
+
+}  // namespace
+}  // namespace anyprec
