@@ -118,6 +118,7 @@ int RunClient(const ClientOptions& o) {
   std::fputs(o.prompt.c_str(), stdout);
   while (reader->Read(&response)) {
     for (const auto& token : response.tokens()) std::fputs(token.text().c_str(), stdout);
+    std::fputs(response.text().c_str(), stdout);
     std::fflush(stdout);
     if (response.finish_reason() != pb::FINISH_REASON_UNSPECIFIED) last = response;
   }

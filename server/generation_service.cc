@@ -78,6 +78,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
     last.mutable_usage()->set_completion_tokens(summary.completion_tokens);
     last.set_bits(bits_);
     last.set_model(model_);
+    last.set_text(summary.text);
     finished_ = true;
     if (reason == FinishReason::kTimeLimit) final_status_ = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded");
     if (reason == FinishReason::kCancelled) final_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "request cancelled");

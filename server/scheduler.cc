@@ -148,6 +148,7 @@ void Scheduler::Finish(Sequence& s, FinishReason reason) {
   const Clock::time_point now = Clock::now();
   RequestSummary summary;
   summary.reason = reason;
+  summary.text = s.decoder->Finish();
   summary.prompt_tokens = s.decoder->prompt_tokens();
   summary.completion_tokens = s.decoder->generated();
   summary.preemptions = s.preemptions;

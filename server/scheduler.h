@@ -59,6 +59,7 @@ struct GeneratedToken {
 // How a finished request went, for its access log line.
 struct RequestSummary {
   FinishReason reason = FinishReason::kLength;
+  std::string text;  // the output's last text, which completes no token (Decoder::Finish)
   int prompt_tokens = 0;
   int completion_tokens = 0;
   int preemptions = 0;

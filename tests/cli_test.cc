@@ -144,6 +144,9 @@ TEST(Cli, GenerateEndsAtAStopSequence) {
   const CliRun run = RunCli(args + " --stop 'small house' --stop 'Lily'");
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(run.out, "Once upon a time, a little girl named \n");
+  // The space before "Lily" ends an earlier token's text: held back while it could begin the
+  // stop sequence, it is never output.
+  EXPECT_EQ(RunCli(args + " --stop ' Lily'").out, "Once upon a time, a little girl named\n");
   EXPECT_EQ(RunCli(args + " --stop ''").exit_code, 2);
 }
 

@@ -109,6 +109,35 @@ TEST_F(DecoderTest, StopSequencesCutTheTextWhereTheyBegin) {
   EXPECT_EQ(cut, continuation_.substr(0, continuation_.find("g named")));
 }
 
+// Text that could begin a stop sequence is held back: released once the output goes another
+// way, and by Finish when EOS or the length ends the sequence first.
+TEST_F(DecoderTest, TextThatCouldBeginAStopSequenceIsHeldBack) {
+  DecodingOptions options = Greedy(50);
+  options.stop = {"was a big cat"};
+  Decoder decoder(config_, *tokenizer_, options, prompt_, 512);
+  std::string released;
+  for (size_t i = prompt_.size(); i < story_.size(); ++i) {
+    const DecodeStep step = decoder.Next(Certain(story_[i]));
+    ASSERT_FALSE(step.end.has_value());
+    released += step.text;
+    const std::string seen = tokenizer_->Decode(std::span<const TokenId>(story_).first(i + 1), true);
+    if (seen.find("was") != std::string::npos && seen.find("dog") == std::string::npos) {
+      EXPECT_EQ(released.find("was"), std::string::npos) << "released '" << released << "' while it could begin the stop sequence";
+    }
+  }
+  EXPECT_EQ(released + decoder.Finish(), continuation_);
+
+  options.stop = {"big dog named Maxwell"};
+  Decoder ending(config_, *tokenizer_, options, prompt_, 512);
+  const auto [held, end] = Run(ending);
+  EXPECT_FALSE(end.has_value());
+  EXPECT_EQ(held, continuation_.substr(0, continuation_.find("big dog")));
+  const DecodeStep eos = ending.Next(Certain(2));
+  EXPECT_EQ(eos.end, DecodeEnd::kEos);
+  EXPECT_EQ(held + eos.text + ending.Finish(), continuation_);
+  EXPECT_EQ(ending.Finish(), "") << "Finish gives the rest once";
+}
+
 // The repetition penalty reads the whole context, prompt included: a token of the prompt
 // loses to one a little less likely.
 TEST_F(DecoderTest, RepetitionPenaltyReadsThePrompt) {

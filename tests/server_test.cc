@@ -63,6 +63,7 @@ Result Generate(pb::Generation::Stub& stub, const pb::GenerateRequest& request, 
       result.text += t.text();
       result.ids.push_back(t.id());
     }
+    result.text += response.text();
     result.messages.push_back(response);
   }
   result.status = reader->Finish();
@@ -173,6 +174,30 @@ TEST_F(ServerTest, PromptsWithoutAConfiguredBosGetTheTemplatesBos) {
   EXPECT_EQ(r.messages.back().usage().prompt_tokens(), 6u) << "the prompt of StreamsTokensAndEndsWithUsage, BOS included";
   EXPECT_EQ("Once upon a time" + r.text + "\n", with_bos);
   fs::remove_all(dir);
+}
+
+// A stop sequence ends the stream where it begins and nothing of it is streamed (text that
+// could begin it is held back), as `anyprec generate --stop` ends the same story.
+TEST_F(ServerTest, StopSequencesEndTheStreamAsGenerateDoes) {
+  const std::string prompt = "Once upon a time";
+  const std::string alone = RunGenerate(image_, prompt, 8, 24);
+  ASSERT_TRUE(alone.starts_with(prompt)) << alone;
+  const std::string story = alone.substr(prompt.size());
+  // The stop sequence: the fourth word of the story, with the space before it.
+  size_t cut = 0;
+  for (int spaces = 0; spaces < 4; ++spaces) cut = story.find(' ', cut + 1);
+  ASSERT_NE(cut, std::string::npos) << story;
+  const std::string stop = story.substr(cut, story.find(' ', cut + 1) - cut);
+  ServerProcess server({"--model", image_});
+  pb::GenerateRequest request = Greedy(prompt, 8, 24);
+  request.add_stop(stop);
+  const Result r = Generate(*server.Stub(), request);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.messages.back().finish_reason(), pb::STOP_SEQUENCE);
+  EXPECT_EQ(r.text, story.substr(0, cut)) << "stop '" << stop << "'";
+  EXPECT_EQ(Capture(std::string(ANYPREC_CLI) + " generate --model " + image_ + " --bits 8 --temperature 0 --max-new-tokens 24 --prompt '" +
+                    prompt + "' --stop '" + stop + "'"),
+            prompt + r.text + "\n");
 }
 
 TEST_F(ServerTest, BadRequestsSayWhatIsWrong) {

@@ -32,22 +32,54 @@ DecodeStep Decoder::Next(std::span<const float> logits) {
   }
   context_.push_back(next);
   step.token = next;
-  step.text = text_.Next(next);
-  const size_t text_before = output_.size();
-  output_ += step.text;
-  // A stop sequence may begin in an earlier token's text; only matches that reach this one's are new.
-  std::optional<size_t> stop_at;
-  for (const std::string& stop : options_.stop) {
-    const size_t from = text_before >= stop.size() ? text_before - stop.size() + 1 : 0;
-    if (const size_t hit = output_.find(stop, from); hit != std::string::npos) stop_at = std::min(stop_at.value_or(hit), hit);
-  }
-  if (stop_at) {
-    step.text.resize(*stop_at > text_before ? *stop_at - text_before : 0);
+  const size_t before = output_.size();
+  output_ += text_.Next(next);
+  if (const std::optional<size_t> stop_at = FindStop(before)) {
+    // What began the stop sequence was held back, so nothing of it has been released.
+    step.text = output_.substr(released_, std::max(*stop_at, released_) - released_);
+    released_ = output_.size();
+    stopped_ = true;
     step.end = DecodeEnd::kStopSequence;
-  } else if (generated() >= options_.max_new_tokens || static_cast<int>(context_.size()) >= max_positions_) {
-    step.end = DecodeEnd::kLength;
+    return step;
   }
+  const size_t releasable = output_.size() - HeldBack();
+  step.text = output_.substr(released_, releasable - released_);
+  released_ = releasable;
+  if (generated() >= options_.max_new_tokens || static_cast<int>(context_.size()) >= max_positions_) step.end = DecodeEnd::kLength;
   return step;
+}
+
+std::string Decoder::Finish() {
+  if (stopped_) return "";
+  stopped_ = true;
+  const size_t before = output_.size();
+  output_ += text_.Finish();
+  const size_t end = FindStop(before).value_or(output_.size());
+  std::string rest = output_.substr(released_, std::max(end, released_) - released_);
+  released_ = output_.size();
+  return rest;
+}
+
+std::optional<size_t> Decoder::FindStop(size_t from) const {
+  std::optional<size_t> earliest;
+  for (const std::string& stop : options_.stop) {
+    const size_t start = from >= stop.size() ? from - stop.size() + 1 : 0;
+    if (const size_t hit = output_.find(stop, start); hit != std::string::npos) earliest = std::min(earliest.value_or(hit), hit);
+  }
+  return earliest;
+}
+
+size_t Decoder::HeldBack() const {
+  size_t held = 0;
+  for (const std::string& stop : options_.stop) {
+    for (size_t length = std::min(stop.size() - 1, output_.size()); length > held; --length) {
+      if (output_.compare(output_.size() - length, length, stop, 0, length) == 0) {
+        held = length;
+        break;
+      }
+    }
+  }
+  return held;
 }
 
 }  // namespace anyprec

@@ -27,8 +27,10 @@ enum class DecodeEnd { kEos, kStopSequence, kLength };
 struct DecodeStep {
   // The token chosen; none when it was EOS, which ends the sequence and is not output.
   std::optional<TokenId> token;
-  std::string text;  // the text it completes, cut where a stop sequence begins
-  std::optional<DecodeEnd> end;
+  // The text this step releases: what the token completes, less any end that could begin a
+  // stop sequence (held back until it cannot), and cut where a stop sequence begins.
+  std::string text;
+  std::optional<DecodeEnd> end;  // then Finish() gives the rest of the text
 };
 
 class Decoder {
@@ -39,8 +41,9 @@ class Decoder {
 
   // The next token from the logits of the last context position.
   DecodeStep Next(std::span<const float> logits);
-  // Text the detokenizer still holds when the sequence ends (an unfinished character as U+FFFD).
-  std::string Finish() { return text_.Finish(); }
+  // The text still held when the sequence ends: what could have begun a stop sequence and an
+  // unfinished character (as U+FFFD); nothing after a stop sequence.
+  std::string Finish();
 
   // The prompt's text, as the detokenizer that continues it read it.
   const std::string& prompt_text() const { return prompt_text_; }
@@ -59,7 +62,14 @@ class Decoder {
   Sampler sampler_;
   DecodeStream text_;
   std::string prompt_text_;
-  std::string output_;  // the text output so far, where stop sequences are looked for
+  // Where the earliest stop sequence that ends after output_[from] begins, if one does.
+  std::optional<size_t> FindStop(size_t from) const;
+  // Length of the longest end of output_ that is a proper beginning of a stop sequence.
+  size_t HeldBack() const;
+
+  std::string output_;   // the text output so far, where stop sequences are looked for
+  size_t released_ = 0;  // bytes of output_ handed out
+  bool stopped_ = false;
   std::vector<float> penalized_;
 };
 
