@@ -7,7 +7,7 @@
 #include <prometheus/registry.h>
 
 #include "absl/strings/str_cat.h"
-#include "server/scheduler.h"
+#include "server/request.h"
 
 namespace anyprec::server {
 namespace {

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "server/scheduler.h"
+#include "server/request.h"
 
 namespace anyprec::server {
 

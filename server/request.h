@@ -1,0 +1,81 @@
+// A generation request as the server's parts share it: validated by the Generation service,
+// queued and run by the scheduler, its tokens and end delivered to a sink, and counted by the
+// metrics.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/runtime/decoder.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace anyprec::server {
+
+using Clock = std::chrono::steady_clock;
+
+// What the scheduler enforces for one tenant.
+struct TenantLimits {
+  int max_running = 1 << 20;
+  int max_queued = 1 << 20;
+  double weight = 1.0;  // share of the engine relative to other tenants
+};
+
+struct GenerationRequest {
+  std::string id;      // for logs
+  std::string tenant;  // fair share, limits and metrics are kept per tenant
+  TenantLimits limits;
+  std::vector<TokenId> prompt;  // BOS included when the caller wants it
+  int bits = 0;
+  DecodingOptions decoding;
+  bool return_logprobs = false;
+  Clock::time_point deadline = Clock::time_point::max();
+};
+
+enum class FinishReason { kLength, kEos, kStopSequence, kCancelled, kTimeLimit };
+
+struct GeneratedToken {
+  TokenId id;
+  std::string text;
+  std::optional<float> logprob;
+};
+
+// How a finished request went, for its access log line.
+struct RequestSummary {
+  FinishReason reason = FinishReason::kLength;
+  std::string text;  // the output's last text, which completes no token (Decoder::Finish)
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  int preemptions = 0;
+  double queue_seconds = 0;               // submission to first admission
+  std::optional<double> ttft_seconds;     // submission to first token
+  double total_seconds = 0;
+};
+
+// Receives a request's output; called on the engine loop thread, so it must not block.
+class GenerationSink {
+ public:
+  virtual ~GenerationSink() = default;
+  virtual void OnToken(GeneratedToken token) = 0;
+  virtual void OnFinish(const RequestSummary& summary) = 0;
+};
+
+// Lets the transport stop a request; it ends within one engine step.
+class RequestHandle {
+ public:
+  void Cancel(FinishReason reason = FinishReason::kCancelled) {
+    int expected = -1;
+    cancel_reason_.compare_exchange_strong(expected, static_cast<int>(reason));
+  }
+  std::optional<FinishReason> cancelled() const {
+    const int r = cancel_reason_.load();
+    return r < 0 ? std::nullopt : std::optional<FinishReason>(static_cast<FinishReason>(r));
+  }
+
+ private:
+  std::atomic<int> cancel_reason_{-1};
+};
+
+}  // namespace anyprec::server
