@@ -8,6 +8,8 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "flags/engine_flags.h"
@@ -77,9 +79,10 @@ absl::Status WarmUp(const anyprec::Engine& engine) {
   std::vector<float> logits(c.vocab_size);
   const anyprec::TokenId token = std::max(engine.bos(), 0);
   for (int bits = c.quantization->seed_bits; bits <= c.quantization->max_bits; ++bits) {
-    anyprec::KvCache cache(c, 1);
+    anyprec::KvCache cache(c, 1, engine.kv_dtype());
     anyprec::ForwardOptions options;
     options.bits = bits;
+    options.exact_kernels = engine.exact_kernels();
     if (absl::Status s = transformer.Forward(std::span<const anyprec::TokenId>(&token, 1), cache, anyprec::LogitsFor::kLastToken, logits,
                                              options);
         !s.ok()) {
@@ -113,14 +116,9 @@ int HashKey() {
   return 0;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  if (argc == 2 && std::string_view(argv[1]) == "hash-key") return HashKey();
-  CLI::App app{"anyprec-server: serve every width of an anyprec image over gRPC\n(`anyprec-server hash-key` < KEY prints an API key's hash for the tenants file)"};
-  anyprec::EngineOptions engine_options;
-  std::signal(SIGTERM, OnStopSignal);
-  std::signal(SIGINT, OnStopSignal);
+// Every flag of anyprec-server but the subcommand.
+struct ServerFlags {
+  anyprec::EngineOptions engine;
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9464";
   std::string tenants_path;
@@ -128,72 +126,161 @@ int main(int argc, char** argv) {
   std::string tls_cert;
   std::string tls_key;
   std::string log_format = "text";
-  int default_bits = 0;
+  int default_bits = 0;  // without --tenants; 0: the widest
   double shutdown_grace = 30;
   double max_connection_age = 0;
   double watchdog_seconds = 60;
-  server::SchedulerOptions scheduler_options;
-  anyprec::flags::AddEngineOptions(app, engine_options);
-  app.add_option("--listen", listen, "gRPC address; port 0 picks a free one")->capture_default_str();
-  app.add_option("--metrics-listen", metrics_listen, "Prometheus /metrics address")->capture_default_str();
-  app.add_option("--tenants", tenants_path,
+  server::SchedulerOptions scheduler;
+};
+
+void AddServerFlags(CLI::App& app, ServerFlags& f) {
+  anyprec::flags::AddEngineOptions(app, f.engine);
+  app.add_option("--listen", f.listen, "gRPC address; port 0 picks a free one")->capture_default_str();
+  app.add_option("--metrics-listen", f.metrics_listen, "Prometheus /metrics address")->capture_default_str();
+  app.add_option("--tenants", f.tenants_path,
                  "Tenants file (TOML, docs/TENANTS.md); without one, anonymous requests are served, on loopback only")
       ->check(CLI::ExistingFile);
-  app.add_option("--api-keys", api_key_dir,
+  app.add_option("--api-keys", f.api_key_dir,
                  "Folder of API key files, one per tenant (or admin) named after it, keys in plain text one per line, "
                  "e.g. a mounted Kubernetes Secret; added to the tenants file's keys and reread on SIGHUP")
       ->check(CLI::ExistingDirectory)
       ->needs("--tenants");
-  app.add_option("--default-bits", default_bits, "Without --tenants: the width of requests that name none (default: the widest)")
+  app.add_option("--default-bits", f.default_bits, "Without --tenants: the width of requests that name none (default: the widest)")
       ->check(CLI::Range(1, 8));
-  app.add_option("--tls-cert", tls_cert, "PEM certificate chain: serve gRPC over TLS (with --tls-key)")->check(CLI::ExistingFile);
-  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
-  app.add_option("--max-running", scheduler_options.max_running, "Requests decoded together")->check(CLI::Range(1, 1024))->capture_default_str();
-  app.add_option("--max-queued", scheduler_options.max_queued, "Waiting requests; past it, RESOURCE_EXHAUSTED")
+  app.add_option("--tls-cert", f.tls_cert, "PEM certificate chain: serve gRPC over TLS (with --tls-key)")->check(CLI::ExistingFile);
+  app.add_option("--tls-key", f.tls_key, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
+  server::SchedulerOptions& scheduler = f.scheduler;
+  app.add_option("--max-running", scheduler.max_running, "Requests decoded together")->check(CLI::Range(1, 1024))->capture_default_str();
+  app.add_option("--max-queued", scheduler.max_queued, "Waiting requests; past it, RESOURCE_EXHAUSTED")
       ->check(CLI::Range(0, 1 << 20))
       ->capture_default_str();
-  scheduler_options.kv_cache_tokens = 0;
-  app.add_option("--kv-cache-tokens", scheduler_options.kv_cache_tokens,
+  scheduler.kv_cache_tokens = 0;
+  app.add_option("--kv-cache-tokens", scheduler.kv_cache_tokens,
                  "KV positions in the block pool, all requests together (default: 65536, or what fits in a quarter of memory)")
       ->check(CLI::Range(1l, 1l << 32));
-  app.add_option("--kv-block-tokens", scheduler_options.kv_block_tokens, "KV positions per block of the pool")
+  app.add_option("--kv-block-tokens", scheduler.kv_block_tokens, "KV positions per block of the pool")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
-  app.add_option("--step-tokens", scheduler_options.step_tokens, "Prompt tokens one engine step may take (chunked prefill)")
+  app.add_option("--step-tokens", scheduler.step_tokens, "Prompt tokens one engine step may take (chunked prefill)")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
-  app.add_option("--shutdown-grace", shutdown_grace, "Seconds in-flight requests may run on after SIGTERM")->capture_default_str();
-  app.add_option("--max-connection-age", max_connection_age,
+  app.add_option("--shutdown-grace", f.shutdown_grace, "Seconds in-flight requests may run on after SIGTERM")->capture_default_str();
+  app.add_option("--max-connection-age", f.max_connection_age,
                  "Seconds after which a client connection is asked to reconnect (GOAWAY; its streams run on), so that "
                  "clients balancing over DNS find new replicas; 0: never")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  app.add_option("--watchdog-seconds", watchdog_seconds, "An engine step longer than this marks the server NOT_SERVING")
+  app.add_option("--watchdog-seconds", f.watchdog_seconds, "An engine step longer than this marks the server NOT_SERVING")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app.add_option("--log-format", log_format, "text or json (one object per line)")
+  app.add_option("--log-format", f.log_format, "text or json (one object per line)")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
-  app.add_flag("--group-by-bits", scheduler_options.group_by_bits,
+  app.add_flag("--group-by-bits", scheduler.group_by_bits,
                "Run each width as a batch of its own instead of one mixed pass (for benchmarks)");
+}
+
+std::string HostOf(const std::string& address) { return address.substr(0, address.rfind(':')); }
+
+// What is wrong with flags that parsed but do not go together, if anything.
+std::optional<std::string> FlagsConflict(const ServerFlags& f) {
+  if (f.tls_cert.empty() != f.tls_key.empty()) return "--tls-cert and --tls-key go together";
+  if (f.scheduler.kv_cache_tokens != 0 && f.scheduler.kv_cache_tokens < f.scheduler.kv_block_tokens) {
+    return "--kv-cache-tokens must hold at least one block of --kv-block-tokens";
+  }
+  if (f.tenants_path.empty() && !IsLoopback(HostOf(f.listen))) {
+    return "without --tenants the server takes anonymous requests, so it listens on loopback only (--listen " + f.listen + ")";
+  }
+  return std::nullopt;
+}
+
+// The tenants file's tenants, or without one the anonymous tenant at --default-bits (a usage
+// error, exit code 2, when outside the image's widths; 1 when the file cannot be loaded).
+std::unique_ptr<server::TenantRegistry> OpenTenants(const ServerFlags& f, const server::ServedWidths& widths, int& exit_code) {
+  if (f.tenants_path.empty()) {
+    const int default_bits = f.default_bits == 0 ? widths.max_bits : f.default_bits;
+    if (default_bits < widths.seed_bits || default_bits > widths.max_bits) {
+      server::Log(err, "--default-bits is outside the image's widths",
+                  {{"default_bits", default_bits}, {"seed_bits", widths.seed_bits}, {"max_bits", widths.max_bits}});
+      exit_code = 2;
+      return nullptr;
+    }
+    return server::TenantRegistry::Open(widths, default_bits);
+  }
+  if (f.default_bits != 0) server::Log(warn, "--default-bits is ignored: the tenants file sets each tenant's default");
+  auto loaded = server::TenantRegistry::Load(f.tenants_path, widths, f.api_key_dir);
+  if (!loaded.ok()) {
+    server::Log(err, std::string(loaded.status().message()));
+    exit_code = 1;
+    return nullptr;
+  }
+  return *std::move(loaded);
+}
+
+// The gRPC server with the services on --listen (TLS with --tls-cert), and the port it got;
+// null, having logged why, when it cannot start.
+std::unique_ptr<grpc::Server> StartGrpc(const ServerFlags& f, const std::vector<grpc::Service*>& services, int& port) {
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!f.tls_cert.empty()) {
+    const std::optional<std::string> cert = ReadText(f.tls_cert);
+    const std::optional<std::string> key = ReadText(f.tls_key);
+    if (!cert || !key) {
+      server::Log(err, "cannot read the TLS certificate or key", {{"cert", f.tls_cert}, {"key", f.tls_key}});
+      return nullptr;
+    }
+    grpc::SslServerCredentialsOptions options;
+    options.pem_key_cert_pairs.push_back({*key, *cert});
+    credentials = grpc::SslServerCredentials(options);
+  }
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(f.listen, credentials, &port);
+  if (f.max_connection_age > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, static_cast<int>(std::min(f.max_connection_age * 1000, 2e9)));
+  }
+  for (grpc::Service* service : services) builder.RegisterService(service);
+  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
+  if (!grpc_server || port == 0) {
+    server::Log(err, "cannot listen", {{"listen", f.listen}});
+    return nullptr;
+  }
+  return grpc_server;
+}
+
+// Until SIGTERM or SIGINT: rereads the tenants on SIGHUP.
+void ServeUntilStopped(server::TenantRegistry& tenants, server::ServerMetrics& metrics) {
+  while (g_stop_signal == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (g_reload == 0) continue;
+    g_reload = 0;
+    const absl::Status reloaded = tenants.Reload();
+    metrics.TenantsReloaded(reloaded.ok());
+    if (reloaded.ok()) {
+      server::Log(info, "tenants reloaded", {{"tenants", tenants.path()}, {"tenant_count", tenants.policy()->tenants.size()}});
+    } else {
+      server::Log(err, "tenants not reloaded; the previous ones stay in force", {{"error", std::string(reloaded.message())}});
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 2 && std::string_view(argv[1]) == "hash-key") return HashKey();
+  CLI::App app{"anyprec-server: serve every width of an anyprec image over gRPC\n(`anyprec-server hash-key` < KEY prints an API key's hash for the tenants file)"};
+  std::signal(SIGTERM, OnStopSignal);
+  std::signal(SIGINT, OnStopSignal);
+  ServerFlags flags;
+  AddServerFlags(app, flags);
   if (const auto exit_code = anyprec::flags::ParseOrExitCode(app, argc, argv)) return *exit_code;
-  server::SetUpLogging(log_format == "json" ? server::LogFormat::kJson : server::LogFormat::kText);
-  if (tls_cert.empty() != tls_key.empty()) {
-    server::Log(err, "--tls-cert and --tls-key go together");
-    return 2;
-  }
-  if (scheduler_options.kv_cache_tokens != 0 && scheduler_options.kv_cache_tokens < scheduler_options.kv_block_tokens) {
-    server::Log(err, "--kv-cache-tokens must hold at least one block of --kv-block-tokens");
-    return 2;
-  }
-  const std::string host = listen.substr(0, listen.rfind(':'));
-  if (tenants_path.empty() && !IsLoopback(host)) {
-    server::Log(err, "without --tenants the server takes anonymous requests, so it listens on loopback only",
-                {{"listen", listen}});
+  server::SetUpLogging(flags.log_format == "json" ? server::LogFormat::kJson : server::LogFormat::kText);
+  if (const std::optional<std::string> conflict = FlagsConflict(flags)) {
+    server::Log(err, *conflict);
     return 2;
   }
 
-  auto opened = anyprec::Engine::Open(engine_options);
+  auto opened = anyprec::Engine::Open(flags.engine);
   if (!opened.ok()) {
     server::Log(err, std::string(opened.status().message()));
     return 1;
@@ -202,9 +289,10 @@ int main(int argc, char** argv) {
   const anyprec::Model& model = engine.model();
   const anyprec::ModelConfig& config = model.config();
   if (!config.quantization) {
-    server::Log(err, engine_options.model_dir + ": not an anyprec image (quantize it with anyprec-quantize)");
+    server::Log(err, flags.engine.model_dir + ": not an anyprec image (quantize it with anyprec-quantize)");
     return 1;
   }
+  server::SchedulerOptions& scheduler_options = flags.scheduler;
   scheduler_options.kv_dtype = engine.kv_dtype();
   scheduler_options.exact_kernels = engine.exact_kernels();
   if (scheduler_options.kv_cache_tokens == 0) {
@@ -212,26 +300,11 @@ int main(int argc, char** argv) {
         server::KvPoolTokens(config, scheduler_options.kv_block_tokens, engine.kv_dtype(), engine.device_memory_bytes());
   }
   const server::ServedWidths widths{config.quantization->seed_bits, config.quantization->max_bits};
-  std::unique_ptr<server::TenantRegistry> tenants;
-  if (tenants_path.empty()) {
-    if (default_bits == 0) default_bits = widths.max_bits;
-    if (default_bits < widths.seed_bits || default_bits > widths.max_bits) {
-      server::Log(err, "--default-bits is outside the image's widths",
-                  {{"default_bits", default_bits}, {"seed_bits", widths.seed_bits}, {"max_bits", widths.max_bits}});
-      return 2;
-    }
-    tenants = server::TenantRegistry::Open(widths, default_bits);
-  } else {
-    if (default_bits != 0) server::Log(warn, "--default-bits is ignored: the tenants file sets each tenant's default");
-    auto loaded = server::TenantRegistry::Load(tenants_path, widths, api_key_dir);
-    if (!loaded.ok()) {
-      server::Log(err, std::string(loaded.status().message()));
-      return 1;
-    }
-    tenants = *std::move(loaded);
-  }
+  int exit_code = 0;
+  const std::unique_ptr<server::TenantRegistry> tenants = OpenTenants(flags, widths, exit_code);
+  if (!tenants) return exit_code;
 
-  auto metrics = server::ServerMetrics::Start(metrics_listen);
+  auto metrics = server::ServerMetrics::Start(flags.metrics_listen);
   if (!metrics.ok()) {
     server::Log(err, std::string(metrics.status().message()));
     return 1;
@@ -248,66 +321,43 @@ int main(int argc, char** argv) {
   server::Scheduler scheduler(model, engine.tokenizer(), scheduler_options, metrics->get(), engine.gpu());
   server::GenerationService generation(model, engine.tokenizer(), scheduler, *tenants, {4096}, metrics->get());
   server::AdminService admin(*tenants);
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
-  if (!tls_cert.empty()) {
-    const std::optional<std::string> cert = ReadText(tls_cert);
-    const std::optional<std::string> key = ReadText(tls_key);
-    if (!cert || !key) {
-      server::Log(err, "cannot read the TLS certificate or key", {{"cert", tls_cert}, {"key", tls_key}});
-      return 1;
-    }
-    grpc::SslServerCredentialsOptions options;
-    options.pem_key_cert_pairs.push_back({*key, *cert});
-    credentials = grpc::SslServerCredentials(options);
-  }
-  grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, credentials, &port);
-  if (max_connection_age > 0) {
-    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, static_cast<int>(std::min(max_connection_age * 1000, 2e9)));
-  }
-  builder.RegisterService(&generation);
-  builder.RegisterService(&admin);
-  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
-  if (!grpc_server || port == 0) {
-    server::Log(err, "cannot listen", {{"listen", listen}});
-    return 1;
-  }
+  const std::unique_ptr<grpc::Server> grpc_server = StartGrpc(flags, {&generation, &admin}, port);
+  if (!grpc_server) return 1;
   grpc::HealthCheckServiceInterface* health = grpc_server->GetHealthCheckService();
   std::atomic<bool> draining = false;
   std::atomic<bool> stalled = false;
   const auto update_health = [&] { health->SetServingStatus(!draining && !stalled); };
   update_health();
   server::Watchdog watchdog([&] { return scheduler.step_started(); },
-                            std::chrono::duration_cast<server::Clock::duration>(std::chrono::duration<double>(watchdog_seconds)),
+                            std::chrono::duration_cast<server::Clock::duration>(std::chrono::duration<double>(flags.watchdog_seconds)),
                             std::chrono::milliseconds(100), [&](bool now_stalled) {
                               stalled = now_stalled;
                               update_health();
                               (*metrics)->EngineStalled(now_stalled);
                               server::Log(now_stalled ? err : info,
                                           now_stalled ? "engine loop stalled: health NOT_SERVING" : "engine loop moving again: health SERVING",
-                                          {{"watchdog_seconds", watchdog_seconds}});
+                                          {{"watchdog_seconds", flags.watchdog_seconds}});
                             });
 
-  const std::string metrics_host = metrics_listen.substr(0, metrics_listen.rfind(':'));
+  const std::string host = HostOf(flags.listen);
+  const std::string metrics_host = HostOf(flags.metrics_listen);
   const long kv_blocks = scheduler.kv_blocks();
   const double kv_bytes = static_cast<double>(anyprec::KvBlockPool::BytesPerPosition(config, engine.kv_dtype())) * kv_blocks * scheduler_options.kv_block_tokens;
   const std::shared_ptr<const server::TenantPolicy> policy = tenants->policy();
   server::Log(info, "serving",
               {{"model", model.name()},
                {"device", engine.device_summary()},
-               {"image", engine_options.model_dir},
+               {"image", flags.engine.model_dir},
                {"widths", std::to_string(widths.seed_bits) + ".." + std::to_string(widths.max_bits)},
                {"weight_mib", (weight_bytes.planes + weight_bytes.luts + weight_bytes.dense) / (1 << 20)},
                {"kv_cache_mib", kv_bytes / (1 << 20)},
                {"kv_blocks", kv_blocks},
-               {"tenants", tenants->has_file() ? tenants_path : std::string("none (anonymous, loopback)")},
+               {"tenants", tenants->has_file() ? flags.tenants_path : std::string("none (anonymous, loopback)")},
                {"tenant_count", policy->tenants.size()},
                {"anonymous", policy->anonymous_tenant.value_or("not allowed")},
                {"grpc", host + ":" + std::to_string(port)},
-               {"tls", !tls_cert.empty()},
+               {"tls", !flags.tls_cert.empty()},
                {"metrics", metrics_host + ":" + std::to_string((*metrics)->port()) + "/metrics"}});
   // Before the line that tells callers the server is up, so that no signal finds the defaults.
   g_serving = 1;
@@ -315,27 +365,16 @@ int main(int argc, char** argv) {
   std::printf("listening on %s:%d, metrics on %s:%d\n", host.c_str(), port, metrics_host.c_str(), (*metrics)->port());
   std::fflush(stdout);
 
-  while (g_stop_signal == 0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (g_reload == 0) continue;
-    g_reload = 0;
-    const absl::Status reloaded = tenants->Reload();
-    (*metrics)->TenantsReloaded(reloaded.ok());
-    if (reloaded.ok()) {
-      server::Log(info, "tenants reloaded", {{"tenants", tenants->path()}, {"tenant_count", tenants->policy()->tenants.size()}});
-    } else {
-      server::Log(err, "tenants not reloaded; the previous ones stay in force", {{"error", std::string(reloaded.message())}});
-    }
-  }
+  ServeUntilStopped(*tenants, **metrics);
 
-  server::Log(info, "draining", {{"signal", static_cast<int>(g_stop_signal)}, {"grace_seconds", shutdown_grace}});
+  server::Log(info, "draining", {{"signal", static_cast<int>(g_stop_signal)}, {"grace_seconds", flags.shutdown_grace}});
   draining = true;
   update_health();
   scheduler.StopAccepting();
   // Shutdown sends GOAWAY at once, so that clients balancing over several replicas take their
   // next requests elsewhere, and returns when the streams in flight, which the engine loop goes
   // on serving, have finished, or at the end of the grace, cancelling those left.
-  const auto grace = std::chrono::milliseconds(static_cast<long>(shutdown_grace * 1000));
+  const auto grace = std::chrono::milliseconds(static_cast<long>(flags.shutdown_grace * 1000));
   grpc_server->Shutdown(std::chrono::system_clock::now() + grace);
   scheduler.WaitIdle(server::Clock::now() + std::chrono::seconds(2));
   scheduler.Stop();
