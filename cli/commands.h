@@ -15,7 +15,7 @@ namespace anyprec::cli {
 
 struct GenerateOptions {
   EngineOptions engine;
-  int bits = -1;  // -1: the widest an image offers (0 for an unquantized model)
+  std::optional<int> bits;  // none: the widest the model serves (ModelWidths)
   std::string prompt;
   DecodingOptions decoding;
 };

@@ -3,7 +3,7 @@
 #include <vector>
 
 #include "cli/commands.h"
-#include "cli/widths.h"
+#include "engine/model/width.h"
 #include "flags/engine_flags.h"
 #include "engine/runtime/sampler.h"
 #include "engine/runtime/transformer.h"
@@ -36,9 +36,9 @@ int RunGenerate(const GenerateOptions& o) {
   const ModelConfig& config = engine.model().config();
   if (absl::Status s = o.decoding.sampling.Validate(); !s.ok()) return ReportError(s, 2);
   ForwardOptions forward;
-  forward.bits = o.bits >= 0 ? o.bits : (config.quantization ? config.quantization->max_bits : 0);
+  forward.bits = o.bits.value_or(ModelWidths(config).max);
   forward.exact_kernels = engine.exact_kernels();
-  if (auto widths = ParseWidths(std::to_string(forward.bits), config); !widths.ok()) return ReportError(widths.status(), 2);
+  if (absl::Status s = ModelWidths(config).Check(forward.bits, "--bits", "the model's"); !s.ok()) return ReportError(s, 2);
   std::vector<TokenId> prompt = engine.EncodePrompt(o.prompt);
   if (static_cast<int>(prompt.size()) >= config.max_position_embeddings) {
     spdlog::error("prompt of {} tokens fills the model's {} positions", prompt.size(), config.max_position_embeddings);

@@ -5,6 +5,8 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "engine/base/status_macros.h"
+#include "engine/model/width.h"
 #include "engine/runtime/prompt.h"
 #include "engine/tokenizer/utf8.h"
 #include "server/grpc_status.h"
@@ -197,11 +199,7 @@ absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::Generate
   out.tenant = tenant.name;
   out.limits = tenant.limits;
   out.bits = r.bits() == 0 ? tenant.default_bits : static_cast<int>(r.bits());
-  const int seed = c.quantization ? c.quantization->seed_bits : 0;
-  const int max = c.quantization ? c.quantization->max_bits : 0;
-  if (out.bits < seed || out.bits > max) {
-    return absl::InvalidArgumentError(absl::StrCat("bits ", r.bits(), " is outside the served widths ", seed, "..", max));
-  }
+  RETURN_IF_ERROR(ModelWidths(c).Check(out.bits, "bits", "the served"));
   if (out.bits < tenant.min_bits || out.bits > tenant.max_bits) {
     return absl::PermissionDeniedError(
         absl::StrCat("tenant ", tenant.name, " may use widths ", tenant.min_bits, "..", tenant.max_bits, ", not ", out.bits));

@@ -126,7 +126,7 @@ struct ServerFlags {
   std::string tls_cert;
   std::string tls_key;
   std::string log_format = "text";
-  int default_bits = 0;  // without --tenants; 0: the widest
+  std::optional<int> default_bits;  // without --tenants; none: the widest
   double shutdown_grace = 30;
   double max_connection_age = 0;
   double watchdog_seconds = 60;
@@ -196,18 +196,17 @@ std::optional<std::string> FlagsConflict(const ServerFlags& f) {
 
 // The tenants file's tenants, or without one the anonymous tenant at --default-bits (a usage
 // error, exit code 2, when outside the image's widths; 1 when the file cannot be loaded).
-std::unique_ptr<server::TenantRegistry> OpenTenants(const ServerFlags& f, const server::ServedWidths& widths, int& exit_code) {
+std::unique_ptr<server::TenantRegistry> OpenTenants(const ServerFlags& f, const anyprec::WidthRange& widths, int& exit_code) {
   if (f.tenants_path.empty()) {
-    const int default_bits = f.default_bits == 0 ? widths.max_bits : f.default_bits;
-    if (default_bits < widths.seed_bits || default_bits > widths.max_bits) {
-      server::Log(err, "--default-bits is outside the image's widths",
-                  {{"default_bits", default_bits}, {"seed_bits", widths.seed_bits}, {"max_bits", widths.max_bits}});
+    const int default_bits = f.default_bits.value_or(widths.max);
+    if (const absl::Status checked = widths.Check(default_bits, "--default-bits", "the image's"); !checked.ok()) {
+      server::Log(err, std::string(checked.message()));
       exit_code = 2;
       return nullptr;
     }
     return server::TenantRegistry::Open(widths, default_bits);
   }
-  if (f.default_bits != 0) server::Log(warn, "--default-bits is ignored: the tenants file sets each tenant's default");
+  if (f.default_bits) server::Log(warn, "--default-bits is ignored: the tenants file sets each tenant's default");
   auto loaded = server::TenantRegistry::Load(f.tenants_path, widths, f.api_key_dir);
   if (!loaded.ok()) {
     server::Log(err, std::string(loaded.status().message()));
@@ -299,7 +298,7 @@ int main(int argc, char** argv) {
     scheduler_options.kv_cache_tokens =
         server::KvPoolTokens(config, scheduler_options.kv_block_tokens, engine.kv_dtype(), engine.device_memory_bytes());
   }
-  const server::ServedWidths widths{config.quantization->seed_bits, config.quantization->max_bits};
+  const anyprec::WidthRange widths = anyprec::ModelWidths(config);
   int exit_code = 0;
   const std::unique_ptr<server::TenantRegistry> tenants = OpenTenants(flags, widths, exit_code);
   if (!tenants) return exit_code;
@@ -349,7 +348,7 @@ int main(int argc, char** argv) {
               {{"model", model.name()},
                {"device", engine.device_summary()},
                {"image", flags.engine.model_dir},
-               {"widths", std::to_string(widths.seed_bits) + ".." + std::to_string(widths.max_bits)},
+               {"widths", widths.ToString()},
                {"weight_mib", (weight_bytes.planes + weight_bytes.luts + weight_bytes.dense) / (1 << 20)},
                {"kv_cache_mib", kv_bytes / (1 << 20)},
                {"kv_blocks", kv_blocks},

@@ -78,7 +78,7 @@ absl::StatusOr<std::vector<std::string>> KeyHashes(const std::string& origin, co
   return hashes;
 }
 
-absl::StatusOr<Tenant> ParseTenant(const std::string& origin, const std::string& name, const toml::node& node, ServedWidths widths) {
+absl::StatusOr<Tenant> ParseTenant(const std::string& origin, const std::string& name, const toml::node& node, WidthRange widths) {
   const std::string where = absl::StrCat("tenants.", name);
   const toml::table* table = node.as_table();
   if (table == nullptr) return absl::InvalidArgumentError(absl::StrCat(origin, At(node), ": ", where, " must be a table"));
@@ -100,8 +100,8 @@ absl::StatusOr<Tenant> ParseTenant(const std::string& origin, const std::string&
   Tenant t;
   t.name = name;
   ASSIGN_OR_RETURN(t.key_hashes, KeyHashes(origin, *table, where));
-  ASSIGN_OR_RETURN(t.min_bits, Int(origin, *table, "min_bits", widths.seed_bits, widths.seed_bits, widths.max_bits, where));
-  ASSIGN_OR_RETURN(t.max_bits, Int(origin, *table, "max_bits", widths.max_bits, widths.seed_bits, widths.max_bits, where));
+  ASSIGN_OR_RETURN(t.min_bits, Int(origin, *table, "min_bits", widths.min, widths.min, widths.max, where));
+  ASSIGN_OR_RETURN(t.max_bits, Int(origin, *table, "max_bits", widths.max, widths.min, widths.max, where));
   if (t.min_bits > t.max_bits) {
     return absl::InvalidArgumentError(absl::StrCat(origin, At(node), ": ", where, ".min_bits ", t.min_bits, " exceeds max_bits ", t.max_bits));
   }
@@ -190,7 +190,7 @@ std::string HashApiKey(std::string_view key) {
   return hex;
 }
 
-absl::StatusOr<TenantPolicy> ParseTenants(std::string_view text, const std::string& origin, ServedWidths widths) {
+absl::StatusOr<TenantPolicy> ParseTenants(std::string_view text, const std::string& origin, WidthRange widths) {
   toml::table root;
   try {
     root = toml::parse(text, origin);
@@ -316,7 +316,7 @@ absl::StatusOr<KeyFiles> ReadKeyFilesIfAny(const std::string& key_dir) {
 
 }  // namespace
 
-TenantRegistry::TenantRegistry(std::string path, ServedWidths widths, TenantPolicy file_policy, KeyFiles key_files,
+TenantRegistry::TenantRegistry(std::string path, WidthRange widths, TenantPolicy file_policy, KeyFiles key_files,
                                TenantPolicy policy)
     : path_(std::move(path)),
       widths_(widths),
@@ -324,7 +324,7 @@ TenantRegistry::TenantRegistry(std::string path, ServedWidths widths, TenantPoli
       key_files_(std::move(key_files)),
       policy_(std::make_shared<const TenantPolicy>(std::move(policy))) {}
 
-absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Load(const std::string& path, ServedWidths widths, const std::string& key_dir) {
+absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Load(const std::string& path, WidthRange widths, const std::string& key_dir) {
   ASSIGN_OR_RETURN(const std::string text, ReadFile(path, "tenants file"));
   ASSIGN_OR_RETURN(TenantPolicy file_policy, ParseTenants(text, path, widths));
   ASSIGN_OR_RETURN(KeyFiles key_files, ReadKeyFilesIfAny(key_dir));
@@ -333,9 +333,9 @@ absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Load(const std::
       new TenantRegistry(path, widths, std::move(file_policy), std::move(key_files), std::move(policy)));
 }
 
-std::unique_ptr<TenantRegistry> TenantRegistry::Open(ServedWidths widths, int default_bits) {
+std::unique_ptr<TenantRegistry> TenantRegistry::Open(WidthRange widths, int default_bits) {
   TenantPolicy policy;
-  Tenant anonymous{std::string(kAnonymous), {}, default_bits, widths.seed_bits, widths.max_bits, {}};
+  Tenant anonymous{std::string(kAnonymous), {}, default_bits, widths.min, widths.max, {}};
   policy.tenants.emplace(anonymous.name, anonymous);
   policy.anonymous_tenant = anonymous.name;
   return std::unique_ptr<TenantRegistry>(new TenantRegistry("", widths, policy, {}, policy));
@@ -395,9 +395,9 @@ absl::StatusOr<Tenant> TenantRegistry::Update(const std::string& name, std::opti
   if (min_bits) t.min_bits = *min_bits;
   if (max_bits) t.max_bits = *max_bits;
   if (default_bits) t.default_bits = *default_bits;
-  if (t.min_bits < widths_.seed_bits || t.max_bits > widths_.max_bits || t.min_bits > t.max_bits) {
+  if (!widths_.Contains(t.min_bits) || !widths_.Contains(t.max_bits) || t.min_bits > t.max_bits) {
     return absl::InvalidArgumentError(absl::StrCat("allowed widths ", t.min_bits, "..", t.max_bits, " must lie within the image's ",
-                                                   widths_.seed_bits, "..", widths_.max_bits));
+                                                   widths_.ToString()));
   }
   if (t.default_bits < t.min_bits || t.default_bits > t.max_bits) {
     return absl::InvalidArgumentError(

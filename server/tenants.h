@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/model/width.h"
 #include "server/request.h"
 
 namespace anyprec::server {
@@ -33,13 +34,8 @@ struct TenantPolicy {
 };
 
 // The widths an image serves, which every tenant's range must lie within.
-struct ServedWidths {
-  int seed_bits = 0;
-  int max_bits = 0;
-};
-
 // Parses and checks a tenants file's text; `origin` names it in errors.
-absl::StatusOr<TenantPolicy> ParseTenants(std::string_view text, const std::string& origin, ServedWidths widths);
+absl::StatusOr<TenantPolicy> ParseTenants(std::string_view text, const std::string& origin, WidthRange widths);
 // The TOML text that ParseTenants reads back as `policy`.
 std::string SerializeTenants(const TenantPolicy& policy);
 // How an API key is stored in the file: its SHA-256, as lower-case hex.
@@ -60,11 +56,11 @@ class TenantRegistry {
  public:
   // Tenants from `path`, with the keys in `key_dir` (AddKeyFiles) when it is not empty. The
   // keys from `key_dir` are never written to the file.
-  static absl::StatusOr<std::unique_ptr<TenantRegistry>> Load(const std::string& path, ServedWidths widths,
+  static absl::StatusOr<std::unique_ptr<TenantRegistry>> Load(const std::string& path, WidthRange widths,
                                                                const std::string& key_dir = "");
   // No file: every request runs anonymously as tenant "anonymous" with every width and
   // `default_bits` as its default; there is no admin.
-  static std::unique_ptr<TenantRegistry> Open(ServedWidths widths, int default_bits);
+  static std::unique_ptr<TenantRegistry> Open(WidthRange widths, int default_bits);
 
   std::shared_ptr<const TenantPolicy> policy() const;
   bool has_file() const { return !path_.empty(); }
@@ -85,10 +81,10 @@ class TenantRegistry {
                                 std::optional<int> max_bits);
 
  private:
-  TenantRegistry(std::string path, ServedWidths widths, TenantPolicy file_policy, KeyFiles key_files, TenantPolicy policy);
+  TenantRegistry(std::string path, WidthRange widths, TenantPolicy file_policy, KeyFiles key_files, TenantPolicy policy);
 
   const std::string path_;
-  const ServedWidths widths_;
+  const WidthRange widths_;
   // Under write_mutex_: what the file says, which Update writes back, and the key folder as
   // last read (its `dir` empty without one), which Update keeps (only a reload rereads it).
   TenantPolicy file_policy_;

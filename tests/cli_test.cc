@@ -302,7 +302,16 @@ TEST_F(CliImageTest, GenerateRunsAnyWidth) {
     EXPECT_EQ(run.exit_code, 0) << run.err;
     EXPECT_TRUE(run.out.starts_with("Once upon a time")) << run.out;
   }
-  EXPECT_EQ(RunCli("generate --model " + image_ + " --bits 2 --prompt hi").exit_code, 2);
+  // Every front checks a width by one rule (engine/model/width.h) and says so alike.
+  const CliRun narrow = RunCli("generate --model " + image_ + " --bits 2 --prompt hi");
+  EXPECT_EQ(narrow.exit_code, 2);
+  EXPECT_NE(narrow.err.find("--bits 2 is outside the model's widths 3..8"), std::string::npos) << narrow.err;
+  const CliRun eval = RunCli("eval --model " + image_ + " --bits 3,2 --text " + SharedPath("data/tinystories/tinystories_val_head.txt"));
+  EXPECT_EQ(eval.exit_code, 2);
+  EXPECT_NE(eval.err.find("--bits 2 is outside the model's widths 3..8"), std::string::npos) << eval.err;
+  const CliRun unquantized = RunCli("generate --model " + SharedPath("models/TinyStories-656K") + " --bits 3 --prompt hi");
+  EXPECT_EQ(unquantized.exit_code, 2);
+  EXPECT_NE(unquantized.err.find("--bits 3 is outside the model's widths 0..0"), std::string::npos) << unquantized.err;
 }
 
 // Each int8 kernel this CPU runs, chosen as users choose it, keeps perplexity on two real

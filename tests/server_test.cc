@@ -213,7 +213,7 @@ TEST_F(ServerTest, BadRequestsSayWhatIsWrong) {
   expect_invalid(Greedy("hi", 3, 0), "max_new_tokens");
   expect_invalid(Greedy("hi", 3, 1000000), "max_new_tokens");
   expect_invalid(Greedy("hi", 2, 5), "bits 2");
-  expect_invalid(Greedy("hi", 9, 5), "bits 9");
+  expect_invalid(Greedy("hi", 9, 5), "bits 9 is outside the served widths 3..8");
   pb::GenerateRequest bad_sampling = Greedy("hi", 3, 5);
   bad_sampling.mutable_sampling()->set_temperature(-1);
   expect_invalid(bad_sampling, "temperature");

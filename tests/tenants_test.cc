@@ -16,7 +16,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr ServedWidths kWidths{3, 8};
+constexpr WidthRange kWidths{3, 8};
 
 const std::string kGoodFile = R"(
 anonymous_tenant = "free"

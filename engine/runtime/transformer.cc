@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/cpu/ops.h"
+#include "engine/model/width.h"
 #include "engine/runtime/cuda_forward.h"
 
 namespace anyprec {
@@ -40,15 +41,7 @@ void ApplyLinear(const Linear& linear, std::span<const float> x, std::span<const
   for (size_t i = 0; i < out.size(); ++i) out[i] += linear.bias[i % linear.bias.size()];
 }
 
-absl::Status ValidateBits(const ModelConfig& c, int bits) {
-  if (!c.quantization) {
-    if (bits == 0) return absl::OkStatus();
-    return absl::InvalidArgumentError(absl::StrCat("bits ", bits, " asked of an unquantized model (only 0)"));
-  }
-  if (bits >= c.quantization->seed_bits && bits <= c.quantization->max_bits) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("bits ", bits, " is outside this image's widths ", c.quantization->seed_bits,
-                                                 "..", c.quantization->max_bits));
-}
+absl::Status ValidateBits(const ModelConfig& c, int bits) { return ModelWidths(c).Check(bits, "bits", "this model's"); }
 
 void AddInPlace(std::span<float> x, std::span<const float> delta) {
   for (size_t i = 0; i < x.size(); ++i) x[i] += delta[i];

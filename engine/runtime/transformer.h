@@ -28,7 +28,7 @@ class LinearInputObserver {
 };
 
 struct ForwardOptions {
-  // The width to read an anyprec image at, in [seed_bits, max_bits]; 0 for an unquantized model.
+  // The width to run at, one of ModelWidths (engine/model/width.h): 0 for an unquantized model.
   int bits = 0;
   // Bitplane layers run on the integer kernel where the CPU has one (cpu::ChooseKernel), about 1%
   // off the exact result; set this for the exact fp32 kernel everywhere.

@@ -7,11 +7,11 @@
 #include "server/tenants.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const anyprec::server::ServedWidths widths{3, 8};
+  const anyprec::WidthRange widths{3, 8};
   const auto policy = anyprec::server::ParseTenants(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz", widths);
   if (!policy.ok()) return 0;
   for (const auto& [name, tenant] : policy->tenants) {
-    if (tenant.min_bits < widths.seed_bits || tenant.max_bits > widths.max_bits || tenant.default_bits < tenant.min_bits ||
+    if (tenant.min_bits < widths.min || tenant.max_bits > widths.max || tenant.default_bits < tenant.min_bits ||
         tenant.default_bits > tenant.max_bits) {
       __builtin_trap();
     }
