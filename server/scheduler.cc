@@ -283,12 +283,9 @@ absl::Status Scheduler::Forward(std::span<const SequenceStep> steps, std::span<f
   return absl::OkStatus();
 }
 
-void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
-  const ModelConfig& c = model_.config();
+Scheduler::PlannedStep Scheduler::Plan(std::vector<std::unique_ptr<Sequence>>& running) {
   const Clock::time_point now = Clock::now();
-  std::vector<SequenceStep> steps;
-  std::vector<Sequence*> stepped;
-  int prompt_budget = options_.step_tokens;
+  PlannedStep plan;
   for (size_t i = 0; i < running.size(); ++i) {
     Sequence& s = *running[i];
     if (s.preempted) continue;
@@ -304,7 +301,7 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
     // preempted request being recomputed.
     const int left = static_cast<int>(s.decoder->context().size()) - s.cached;
     const bool decode = left == 1 && s.cached > 0;
-    const int chunk = decode ? 1 : std::min(left, prompt_budget);
+    const int chunk = decode ? 1 : std::min(left, options_.step_tokens - plan.prompt_tokens);
     if (chunk == 0) continue;  // this step's prompt budget is spent; next step
     // Blocks for this step's tokens; when the pool is dry, the most recently admitted
     // request gives its blocks up, down to this one itself.
@@ -315,57 +312,64 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
       if (s.preempted) break;
     }
     if (s.preempted) continue;
-    if (!decode) prompt_budget -= chunk;
-    steps.push_back({std::span<const TokenId>(s.decoder->context()).subspan(s.cached, chunk), s.cache.get(), s.request.bits,
-                     LogitsFor::kLastToken});
-    stepped.push_back(&s);
+    if (!decode) plan.prompt_tokens += chunk;
+    plan.steps.push_back({std::span<const TokenId>(s.decoder->context()).subspan(s.cached, chunk), s.cache.get(), s.request.bits,
+                          LogitsFor::kLastToken});
+    plan.sequences.push_back(&s);
   }
-  if (steps.empty()) return;
+  return plan;
+}
 
-  const int vocab = c.vocab_size;
-  std::vector<float> logits(steps.size() * vocab);
-  const Clock::time_point step_start = Clock::now();
-  step_started_ = step_start.time_since_epoch().count();
-  const absl::Status status = Forward(steps, logits);
-  step_started_ = 0;
-  int step_tokens = 0;
-  for (const SequenceStep& step : steps) step_tokens += static_cast<int>(step.tokens.size());
-  if (metrics_) {
-    metrics_->Step(options_.step_tokens > prompt_budget ? "prefill" : "decode", step_tokens, Seconds(Clock::now() - step_start));
+void Scheduler::ChargeTenants(const PlannedStep& plan) {
+  std::lock_guard lock(mutex_);
+  for (size_t i = 0; i < plan.sequences.size(); ++i) {
+    const Sequence& s = *plan.sequences[i];
+    const bool decode = plan.steps[i].tokens.size() == 1 && s.cached > 0;
+    tenants_[s.request.tenant].served +=
+        (decode ? kGeneratedTokenCost : kPromptTokenCost * plan.steps[i].tokens.size()) / s.request.limits.weight;
   }
-  if (!status.ok()) {
-    // Requests were validated on entry; an engine error ends them rather than the server.
-    for (Sequence* s : stepped) Finish(*s, FinishReason::kCancelled);
+}
+
+void Scheduler::Emit(Sequence& s, std::span<const float> logits) {
+  DecodeStep decoded = s.decoder->Next(logits);
+  if (!decoded.token) {
+    Finish(s, FinishReason::kEos);
     return;
   }
-  {
-    std::lock_guard lock(mutex_);
-    for (size_t i = 0; i < stepped.size(); ++i) {
-      const Sequence& s = *stepped[i];
-      const bool decode = steps[i].tokens.size() == 1 && s.cached > 0;
-      tenants_[s.request.tenant].served +=
-          (decode ? kGeneratedTokenCost : kPromptTokenCost * steps[i].tokens.size()) / s.request.limits.weight;
-    }
+  const Clock::time_point now = Clock::now();
+  const bool first = !s.first_token;
+  if (first) s.first_token = now;
+  if (metrics_) metrics_->TokenGenerated(s.request.bits, s.request.tenant, Seconds(now - (first ? s.submitted : s.last_token)), first);
+  s.last_token = now;
+  GeneratedToken token{*decoded.token, std::move(decoded.text), std::nullopt};
+  if (s.request.return_logprobs) token.logprob = static_cast<float>(-NegativeLogLikelihood(logits, *decoded.token));
+  s.sink->OnToken(std::move(token));
+  if (decoded.end) Finish(s, *decoded.end == DecodeEnd::kStopSequence ? FinishReason::kStopSequence : FinishReason::kLength);
+}
+
+void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
+  const PlannedStep plan = Plan(running);
+  if (plan.steps.empty()) return;
+  const int vocab = model_.config().vocab_size;
+  std::vector<float> logits(plan.steps.size() * vocab);
+  const Clock::time_point step_start = Clock::now();
+  step_started_ = step_start.time_since_epoch().count();
+  const absl::Status status = Forward(plan.steps, logits);
+  step_started_ = 0;
+  int step_tokens = 0;
+  for (const SequenceStep& step : plan.steps) step_tokens += static_cast<int>(step.tokens.size());
+  if (metrics_) metrics_->Step(plan.prompt_tokens > 0 ? "prefill" : "decode", step_tokens, Seconds(Clock::now() - step_start));
+  if (!status.ok()) {
+    // Requests were validated on entry; an engine error ends them rather than the server.
+    for (Sequence* s : plan.sequences) Finish(*s, FinishReason::kCancelled);
+    return;
   }
-  for (size_t i = 0; i < stepped.size(); ++i) {
-    Sequence& s = *stepped[i];
-    s.cached += static_cast<int>(steps[i].tokens.size());
+  ChargeTenants(plan);
+  for (size_t i = 0; i < plan.sequences.size(); ++i) {
+    Sequence& s = *plan.sequences[i];
+    s.cached += static_cast<int>(plan.steps[i].tokens.size());
     if (s.cached < static_cast<int>(s.decoder->context().size())) continue;  // the prompt goes on next step
-    const std::span<const float> row = std::span<const float>(logits).subspan(i * vocab, vocab);
-    DecodeStep decoded = s.decoder->Next(row);
-    if (!decoded.token) {
-      Finish(s, FinishReason::kEos);
-      continue;
-    }
-    const Clock::time_point now_token = Clock::now();
-    const bool first = !s.first_token;
-    if (first) s.first_token = now_token;
-    if (metrics_) metrics_->TokenGenerated(s.request.bits, s.request.tenant, Seconds(now_token - (first ? s.submitted : s.last_token)), first);
-    s.last_token = now_token;
-    GeneratedToken token{*decoded.token, std::move(decoded.text), std::nullopt};
-    if (s.request.return_logprobs) token.logprob = static_cast<float>(-NegativeLogLikelihood(row, *decoded.token));
-    s.sink->OnToken(std::move(token));
-    if (decoded.end) Finish(s, *decoded.end == DecodeEnd::kStopSequence ? FinishReason::kStopSequence : FinishReason::kLength);
+    Emit(s, std::span<const float>(logits).subspan(i * vocab, vocab));
   }
 }
 

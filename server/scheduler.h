@@ -84,7 +84,22 @@ class Scheduler {
   };
   void Loop();
   void Admit(std::vector<std::unique_ptr<Sequence>>& running);  // with mutex_ held
+  // One engine step: Plan, one Forward over every sequence planned, ChargeTenants, and
+  // Emit for each sequence whose context is now all in its cache.
   void Step(std::vector<std::unique_ptr<Sequence>>& running);
+  // What the step runs: each running sequence's next tokens (one to decode, or a chunk of
+  // prompt within the step's budget) with their KV blocks reserved, preempting when the pool
+  // is dry; cancelled and timed-out sequences end here.
+  struct PlannedStep {
+    std::vector<SequenceStep> steps;
+    std::vector<Sequence*> sequences;  // sequences[i] runs steps[i]
+    int prompt_tokens = 0;
+  };
+  PlannedStep Plan(std::vector<std::unique_ptr<Sequence>>& running);
+  // Adds the step's tokens to each tenant's virtual token counter (fair share).
+  void ChargeTenants(const PlannedStep& plan);
+  // Chooses the sequence's next token from `logits` and delivers it, or ends the sequence.
+  void Emit(Sequence& s, std::span<const float> logits);
   absl::Status Forward(std::span<const SequenceStep> steps, std::span<float> logits);
   void Preempt(Sequence& s);
   void Finish(Sequence& s, FinishReason reason);
