@@ -49,6 +49,12 @@ CliRun RunCliOnKernel(const std::string& kernel, const std::string& args) {
 }
 CliRun RunQuantize(const std::string& args) { return RunProgram(ANYPREC_QUANTIZE, args); }
 
+// `run` ended with `exit_code`, its stderr saying `says`.
+void ExpectEnded(const CliRun& run, int exit_code, const std::string& says) {
+  EXPECT_EQ(run.exit_code, exit_code) << run.err;
+  EXPECT_NE(run.err.find(says), std::string::npos) << run.err;
+}
+
 TEST(Cli, HelpOnEveryCommand) {
   for (const char* command : {"--help", "generate --help", "eval --help", "inspect --help"}) {
     const CliRun run = RunCli(command);
@@ -110,13 +116,11 @@ TEST(Cli, QuantizeFisherSavesLoadsAndChecksItsSums) {
   EXPECT_NE(saved.err.find("peak resident memory"), std::string::npos) << saved.err;
 
   const CliRun loaded = RunQuantize(small + " --out " + (dir / "b").string() + " --load-sensitivity " + sums);
-  EXPECT_EQ(loaded.exit_code, 0) << loaded.err;
-  EXPECT_NE(loaded.err.find("sensitivity: loaded from"), std::string::npos) << loaded.err;
+  ExpectEnded(loaded, 0, "sensitivity: loaded from");
 
   const CliRun other = RunQuantize("--model " + SharedPath("models/TinyStories-656K") + " --out " + (dir / "c").string() +
                                    " --load-sensitivity " + sums);
-  EXPECT_EQ(other.exit_code, 1) << other.err;
-  EXPECT_NE(other.err.find("holds the sensitivity of stories260K-hf"), std::string::npos) << other.err;
+  ExpectEnded(other, 1, "holds the sensitivity of stories260K-hf");
   EXPECT_FALSE(std::filesystem::exists(dir / "c" / "config.json"));
 
   for (const std::string& args : {small + " --out /tmp/x --sensitivity activation --save-sensitivity " + sums,
@@ -163,20 +167,16 @@ TEST(Cli, DeviceSelectionSaysWhichAndWhy) {
   EXPECT_NE(cpu.err.find("device: cpu (--device cpu)"), std::string::npos) << cpu.err;
   const CliRun cuda = RunCli(args + " --device cuda");
   if (automatic.err.find("device: cpu (no GPU") != std::string::npos) {
-    EXPECT_EQ(cuda.exit_code, 1) << cuda.err;
-    EXPECT_NE(cuda.err.find("--device cuda: "), std::string::npos) << cuda.err;
+    ExpectEnded(cuda, 1, "--device cuda: ");
   } else {
     EXPECT_EQ(cuda.exit_code, 0) << cuda.err;
   }
   EXPECT_EQ(RunCli(args + " --device tpu").exit_code, 2);
   const CliRun exact = RunCli(args + " --exact-kernels");
-  EXPECT_EQ(exact.exit_code, 0) << exact.err;
-  EXPECT_NE(exact.err.find("device: cpu ("), std::string::npos) << exact.err;
+  ExpectEnded(exact, 0, "device: cpu (");
   EXPECT_NE(exact.err.find("), exact fp32 (--exact-kernels), KV cache"), std::string::npos) << exact.err;
   const CliRun exact_cuda = RunCli(args + " --device cuda --exact-kernels");
-  EXPECT_EQ(exact_cuda.exit_code, 1) << exact_cuda.err;
-  EXPECT_NE(exact_cuda.err.find("--device cuda: the GPU has no exact kernel (--exact-kernels); pass --device cpu"), std::string::npos)
-      << exact_cuda.err;
+  ExpectEnded(exact_cuda, 1, "--device cuda: the GPU has no exact kernel (--exact-kernels); pass --device cpu");
 }
 
 // The KV cache's dtype: fp16 on the CPU by default, each choice named in the start-up line and
@@ -189,19 +189,15 @@ TEST(Cli, KvCacheDTypeIsChosenAndNamed) {
   EXPECT_NE(automatic.err.find(", KV cache fp16"), std::string::npos) << automatic.err;
   for (const char* dtype : {"fp32", "bf16", "fp16"}) {
     const CliRun run = RunCli(args + " --kv-cache-dtype " + dtype);
-    EXPECT_EQ(run.exit_code, 0) << run.err;
-    EXPECT_NE(run.err.find(std::string(", KV cache ") + dtype), std::string::npos) << run.err;
+    ExpectEnded(run, 0, std::string(", KV cache ") + dtype);
     EXPECT_TRUE(run.out.starts_with("Once upon a time, a little girl named Lily")) << dtype << ": " << run.out;
   }
   EXPECT_EQ(RunCli(args + " --kv-cache-dtype fp8").exit_code, 2);
   const std::string bf16 = "generate --model " + SharedPath("models/TinyStories-656K") + " --prompt hi --kv-cache-dtype bf16";
   const CliRun automatic_bf16 = RunCli(bf16 + " --device auto");
-  EXPECT_EQ(automatic_bf16.exit_code, 0) << automatic_bf16.err;
-  EXPECT_NE(automatic_bf16.err.find("device: cpu ("), std::string::npos) << automatic_bf16.err;
+  ExpectEnded(automatic_bf16, 0, "device: cpu (");
   const CliRun cuda_bf16 = RunCli(bf16 + " --device cuda");
-  EXPECT_EQ(cuda_bf16.exit_code, 1) << cuda_bf16.err;
-  EXPECT_NE(cuda_bf16.err.find("--device cuda: the GPU's attention reads fp32 keys and values (--kv-cache-dtype bf16)"), std::string::npos)
-      << cuda_bf16.err;
+  ExpectEnded(cuda_bf16, 1, "--device cuda: the GPU's attention reads fp32 keys and values (--kv-cache-dtype bf16)");
 }
 
 TEST(Cli, EvalPrintsOneJsonLinePerPrecision) {
@@ -221,15 +217,13 @@ TEST(Cli, RuntimeErrorsAreOneClearLine) {
   std::ofstream(dir + "/config.json") << "{\"architectures\": [\"BertModel\"]}";
   const CliRun run = RunCli("generate --model " + dir + " --prompt hi");
   std::filesystem::remove_all(dir);
-  EXPECT_EQ(run.exit_code, 1);
-  EXPECT_NE(run.err.find("unsupported architecture 'BertModel'"), std::string::npos) << run.err;
+  ExpectEnded(run, 1, "unsupported architecture 'BertModel'");
   EXPECT_NE(run.err.find("config.json"), std::string::npos) << run.err;
   EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
 
   const CliRun too_short = RunCli("eval --model " + SharedPath("models/TinyStories-656K") + " --text " +
                                SharedPath("data/tinystories/tinystories_v2_train_sample.txt"));
-  EXPECT_EQ(too_short.exit_code, 1);
-  EXPECT_NE(too_short.err.find("fewer than 8 windows"), std::string::npos) << too_short.err;
+  ExpectEnded(too_short, 1, "fewer than 8 windows");
 }
 
 // Quantize, inspect, evaluate and generate through the two command-line tools.
@@ -304,14 +298,11 @@ TEST_F(CliImageTest, GenerateRunsAnyWidth) {
   }
   // Every front checks a width by one rule (engine/model/width.h) and says so alike.
   const CliRun narrow = RunCli("generate --model " + image_ + " --bits 2 --prompt hi");
-  EXPECT_EQ(narrow.exit_code, 2);
-  EXPECT_NE(narrow.err.find("--bits 2 is outside the model's widths 3..8"), std::string::npos) << narrow.err;
+  ExpectEnded(narrow, 2, "--bits 2 is outside the model's widths 3..8");
   const CliRun eval = RunCli("eval --model " + image_ + " --bits 3,2 --text " + SharedPath("data/tinystories/tinystories_val_head.txt"));
-  EXPECT_EQ(eval.exit_code, 2);
-  EXPECT_NE(eval.err.find("--bits 2 is outside the model's widths 3..8"), std::string::npos) << eval.err;
+  ExpectEnded(eval, 2, "--bits 2 is outside the model's widths 3..8");
   const CliRun unquantized = RunCli("generate --model " + SharedPath("models/TinyStories-656K") + " --bits 3 --prompt hi");
-  EXPECT_EQ(unquantized.exit_code, 2);
-  EXPECT_NE(unquantized.err.find("--bits 3 is outside the model's widths 0..0"), std::string::npos) << unquantized.err;
+  ExpectEnded(unquantized, 2, "--bits 3 is outside the model's widths 0..0");
 }
 
 // Each int8 kernel this CPU runs, chosen as users choose it, keeps perplexity on two real
@@ -363,13 +354,11 @@ TEST_F(CliImageTest, EveryKernelKeepsPerplexityWithinHalfPercentOfExact) {
   }
 
   const CliRun unknown = RunCliOnKernel("sse9", models[0].second);
-  EXPECT_EQ(unknown.exit_code, 1);
-  EXPECT_NE(unknown.err.find("ANYPREC_CPU_KERNEL='sse9' is none of"), std::string::npos) << unknown.err;
+  ExpectEnded(unknown, 1, "ANYPREC_CPU_KERNEL='sse9' is none of");
   for (const std::string name : {"avx512-vbmi", "avx2-vnni", "avx2"}) {
     if (std::find(kernels.begin(), kernels.end(), name) != kernels.end()) continue;
     const CliRun lacking = RunCliOnKernel(name, models[0].second);
-    EXPECT_EQ(lacking.exit_code, 1);
-    EXPECT_NE(lacking.err.find("which this CPU lacks"), std::string::npos) << lacking.err;
+    ExpectEnded(lacking, 1, "which this CPU lacks");
   }
 }
 

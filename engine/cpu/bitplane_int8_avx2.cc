@@ -184,7 +184,6 @@ constexpr DecodeRowKernel kDecodeRow[kMaxBits + 1] = {nullptr,       &DecodeRow<
 // sums[r][t] = sum over blocks of scale(t, block) * (decoded row r . activations of token t).
 template <int kRows, int kTokens>
 void GemmTile(const uint8_t* weights, const Int8Activations& a, const int* tokens, float sums[kGemmRows][kGemmTokens]) {
-  const size_t blocks = a.padded_cols / kInt8Block;
   __m256 acc[kRows][kTokens];
   for (int r = 0; r < kRows; ++r) {
     for (int t = 0; t < kTokens; ++t) acc[r][t] = _mm256_setzero_ps();
@@ -197,7 +196,7 @@ void GemmTile(const uint8_t* weights, const Int8Activations& a, const int* token
     for (int j = 0; j < 8; ++j) {
       __m256i x[kTokens];
       for (int t = 0; t < kTokens; ++t) {
-        const int8_t* row = a.values.data() + tokens[t] * a.padded_cols;
+        const int8_t* row = a.Row(tokens[t]);
         x[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + tile * kTileCols + 32 * j));
       }
       for (int r = 0; r < kRows; ++r) {
@@ -208,7 +207,7 @@ void GemmTile(const uint8_t* weights, const Int8Activations& a, const int* token
     }
     for (int t = 0; t < kTokens; ++t) {
       // Lanes 0-3 hold block 2 tile, lanes 4-7 block 2 tile + 1.
-      const float* scale = a.scales.data() + tokens[t] * blocks + 2 * tile;
+      const float* scale = a.Scales(tokens[t]) + 2 * tile;
       const __m256 scales = _mm256_set_m128(_mm_set1_ps(scale[1]), _mm_set1_ps(scale[0]));
       for (int r = 0; r < kRows; ++r) acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r][t]), scales, acc[r][t]);
     }

@@ -127,10 +127,10 @@ ANYPREC_AVX512_INT8 void FixedRows(const Int8Activations& a, const BitplaneView&
           low = Weights(index_low, widest, bits[t], lut[t]);
           high = Weights(index_high, widest, bits[t], lut[t]);
         }
-        const int8_t* x = a.values.data() + tokens[t] * a.padded_cols + block * kInt8Block;
+        const int8_t* x = a.Row(tokens[t]) + block * kInt8Block;
         const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), low, _mm512_loadu_si512(x)), high,
                                                 _mm512_loadu_si512(x + 64));
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(a.scales[tokens[t] * blocks + block]), acc[t]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(a.Scales(tokens[t])[block]), acc[t]);
       }
     }
     for (int t = 0; t < kTokens; ++t) {
@@ -172,8 +172,8 @@ ANYPREC_AVX512_INT8 void GemmTile(const uint8_t* weights, const Int8Activations&
   const int8_t* x[kTokens];
   const float* scales[kTokens];
   for (int t = 0; t < kTokens; ++t) {
-    x[t] = a.values.data() + tokens[t] * a.padded_cols;
-    scales[t] = a.scales.data() + tokens[t] * blocks;
+    x[t] = a.Row(tokens[t]);
+    scales[t] = a.Scales(tokens[t]);
   }
   __m512 acc[kRows][kTokens];
   for (int r = 0; r < kRows; ++r) {

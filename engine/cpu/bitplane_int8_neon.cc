@@ -153,14 +153,11 @@ inline float32x4_t AddScaled(float32x4_t acc, int32x4_t sum, float scale) { retu
 template <int B>
 void GroupRow(const Int8Activations& a, const uint8_t* row_planes, size_t plane_stride, size_t blocks, const int8_t* table,
               const int* tokens, int first, int last, float32x4_t* acc) {
-  const size_t padded_cols = a.padded_cols, scales_per_token = padded_cols / kInt8Block;
   for (size_t block = 0; block < blocks; ++block) {
     int8x16_t weights[8];
     DecodeBlock<B>(row_planes, plane_stride, block, table, weights);
-    const int8_t* values = a.values.data() + BlockOffset(block);
-    const float* scales = a.scales.data() + block;
     for (int t = first; t < last; ++t) {
-      const int8_t* x = values + tokens[t] * padded_cols;
+      const int8_t* x = a.Row(tokens[t]) + BlockOffset(block);
       // Two chains of dot products: each sdot waits for the one two before it, not the last.
       int32x4_t even = vdupq_n_s32(0), odd = vdupq_n_s32(0);
 #pragma GCC unroll 4
@@ -168,7 +165,7 @@ void GroupRow(const Int8Activations& a, const uint8_t* row_planes, size_t plane_
         even = vdotq_s32(even, weights[j], vld1q_s8(x + 32 * j));
         odd = vdotq_s32(odd, weights[j + 1], vld1q_s8(x + 32 * (j + 1)));
       }
-      acc[t] = AddScaled(acc[t], vaddq_s32(even, odd), scales[tokens[t] * scales_per_token]);
+      acc[t] = AddScaled(acc[t], vaddq_s32(even, odd), a.Scales(tokens[t])[block]);
     }
   }
 }
@@ -221,8 +218,8 @@ void GemmTile(const uint8_t* weights, const Int8Activations& a, const int* token
   const int8_t* x[kTokens];
   const float* scales[kTokens];
   for (int t = 0; t < kTokens; ++t) {
-    x[t] = a.values.data() + tokens[t] * a.padded_cols;
-    scales[t] = a.scales.data() + tokens[t] * blocks;
+    x[t] = a.Row(tokens[t]);
+    scales[t] = a.Scales(tokens[t]);
   }
   float32x4_t acc[kRows][kTokens];
   for (int r = 0; r < kRows; ++r) {

@@ -116,6 +116,10 @@ struct Int8Activations {
   std::vector<int8_t> values;  // [tokens][padded_cols]
   std::vector<float> scales;   // [tokens][padded_cols / kInt8Block]
   std::vector<double> offset;  // [tokens]
+
+  // Token row `token`'s values and its per-block scales.
+  const int8_t* Row(int token) const { return values.data() + static_cast<size_t>(token) * padded_cols; }
+  const float* Scales(int token) const { return scales.data() + static_cast<size_t>(token) * (padded_cols / kInt8Block); }
 };
 Int8Activations QuantizeActivations(std::span<const float> x, int tokens, int cols, size_t padded_cols,
                                     ActivationOrder order = ActivationOrder::kNatural);

@@ -1,7 +1,7 @@
 // The decoder layer of the Llama family, described once: its linear layers in the order the
 // engine runs them, their shapes from the config, the activations that feed them, and their
 // names in a checkpoint and an image. The image format, the quantizer (calibration, Fisher,
-// anyprec-synthesize), the model loader and the forward passes read it; a new family's layer
+// anyprec-synthesize), the model loader and the gradient pass read it; a new family's layer
 // is added here, not to each of them.
 #pragma once
 
