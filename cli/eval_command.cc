@@ -32,7 +32,7 @@ int RunEval(const EvalOptions& o) {
   if (!text.ok()) return ReportError(text.status(), 1);
   const std::vector<TokenId> tokens = engine.tokenizer().Encode(*text);
   spdlog::info("device: {}", engine.device_summary());
-  Transformer transformer(engine.model(), engine.gpu());
+  Transformer transformer(engine.model(), engine.device());
   const bool show_progress = ::isatty(STDERR_FILENO);
   const auto progress = [show_progress](int done, int total) {
     if (show_progress) std::fprintf(stderr, "\rwindow %d/%d%s", done, total, done == total ? "\n" : "");
@@ -40,7 +40,7 @@ int RunEval(const EvalOptions& o) {
   auto widths = ParseWidths(o.bits, engine.model().config());
   if (!widths.ok()) return ReportError(widths.status(), 2);
   for (const int bits : *widths) {
-    auto result = EvaluatePerplexity(transformer, tokens, engine.bos(), o.windows, o.window_len, {bits, engine.exact_kernels()}, engine.kv_dtype(), progress);
+    auto result = EvaluatePerplexity(transformer, tokens, engine.bos(), o.windows, o.window_len, {bits}, engine.kv_dtype(), progress);
     if (!result.ok()) return ReportError(result.status(), 1);
     if (o.json) {
       const nlohmann::json line = {{"bits", bits}, {"ppl", result->perplexity}, {"tokens", result->tokens}};

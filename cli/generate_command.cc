@@ -37,7 +37,6 @@ int RunGenerate(const GenerateOptions& o) {
   if (absl::Status s = o.decoding.sampling.Validate(); !s.ok()) return ReportError(s, 2);
   ForwardOptions forward;
   forward.bits = o.bits.value_or(ModelWidths(config).max);
-  forward.exact_kernels = engine.exact_kernels();
   if (absl::Status s = ModelWidths(config).Check(forward.bits, "--bits", "the model's"); !s.ok()) return ReportError(s, 2);
   std::vector<TokenId> prompt = engine.EncodePrompt(o.prompt);
   if (static_cast<int>(prompt.size()) >= config.max_position_embeddings) {
@@ -46,7 +45,7 @@ int RunGenerate(const GenerateOptions& o) {
   }
 
   spdlog::info("device: {}", engine.device_summary());
-  Transformer transformer(engine.model(), engine.gpu());
+  Transformer transformer(engine.model(), engine.device());
   // Room for what this run can use, not the model's whole context (which may be huge).
   const int positions = static_cast<int>(std::min<long>(static_cast<long>(prompt.size()) + o.decoding.max_new_tokens, config.max_position_embeddings));
   KvCache cache(config, positions, engine.kv_dtype());

@@ -43,48 +43,18 @@ void OnStopSignal(int signal) {
 }
 void OnReloadSignal(int) { g_reload = 1; }
 
-struct WeightBytes {
-  double planes = 0;
-  double luts = 0;
-  double dense = 0;
-};
-
-// Resident weight bytes as the engine holds them: re-tiled planes, fp32 and int8 LUTs, and
-// fp32 dense tensors.
-WeightBytes CountWeightBytes(const anyprec::Model& model) {
-  WeightBytes bytes;
-  const anyprec::ModelWeights& w = model.weights();
-  for (const anyprec::LayerWeights& layer : w.layers) {
-    for (const anyprec::Linear* linear : layer.linears()) {
-      const anyprec::cpu::BitplaneView& q = linear->quantized;
-      bytes.planes += static_cast<double>(q.max_bits) * q.plane_stride;
-      for (int b = q.seed_bits; b <= q.max_bits; ++b) {
-        bytes.luts += static_cast<double>(q.rows) * ((4 << b) + anyprec::cpu::BitplaneView::Int8LutStride(b) + 4);
-      }
-      bytes.dense += 4.0 * linear->bias.size();
-    }
-    bytes.dense += 4.0 * (layer.attn_norm.size() + layer.ffn_norm.size());
-  }
-  bytes.dense += static_cast<double>(w.embedding.bytes()) + 4.0 * w.final_norm.size();
-  if (!w.head.SameAs(w.embedding)) bytes.dense += static_cast<double>(w.head.bytes());
-  return bytes;
-}
-
 // One token through every width, so that the first request does not pay for faulting in
 // the image or starting the thread pool, and so that a device that cannot run the model
 // stops the start-up instead of failing every request.
 absl::Status WarmUp(const anyprec::Engine& engine) {
   const anyprec::ModelConfig& c = engine.model().config();
-  anyprec::Transformer transformer(engine.model(), engine.gpu());
+  anyprec::Transformer transformer(engine.model(), engine.device());
   std::vector<float> logits(c.vocab_size);
   const anyprec::TokenId token = std::max(engine.bos(), 0);
   for (int bits = c.quantization->seed_bits; bits <= c.quantization->max_bits; ++bits) {
     anyprec::KvCache cache(c, 1, engine.kv_dtype());
-    anyprec::ForwardOptions options;
-    options.bits = bits;
-    options.exact_kernels = engine.exact_kernels();
     if (absl::Status s = transformer.Forward(std::span<const anyprec::TokenId>(&token, 1), cache, anyprec::LogitsFor::kLastToken, logits,
-                                             options);
+                                             {bits});
         !s.ok()) {
       return s;
     }
@@ -293,7 +263,6 @@ int main(int argc, char** argv) {
   }
   server::SchedulerOptions& scheduler_options = flags.scheduler;
   scheduler_options.kv_dtype = engine.kv_dtype();
-  scheduler_options.exact_kernels = engine.exact_kernels();
   if (scheduler_options.kv_cache_tokens == 0) {
     scheduler_options.kv_cache_tokens =
         server::KvPoolTokens(config, scheduler_options.kv_block_tokens, engine.kv_dtype(), engine.device_memory_bytes());
@@ -308,7 +277,7 @@ int main(int argc, char** argv) {
     server::Log(err, std::string(metrics.status().message()));
     return 1;
   }
-  const WeightBytes weight_bytes = CountWeightBytes(model);
+  const anyprec::WeightBytes weight_bytes = engine.device().weight_bytes();
   (*metrics)->WeightBytes("planes", weight_bytes.planes);
   (*metrics)->WeightBytes("luts", weight_bytes.luts);
   (*metrics)->WeightBytes("dense", weight_bytes.dense);
@@ -317,7 +286,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  server::Scheduler scheduler(model, engine.tokenizer(), scheduler_options, metrics->get(), engine.gpu());
+  server::Scheduler scheduler(model, engine.device(), engine.tokenizer(), scheduler_options, metrics->get());
   server::GenerationService generation(model, engine.tokenizer(), scheduler, *tenants, {4096}, metrics->get());
   server::AdminService admin(*tenants);
   int port = 0;
@@ -349,7 +318,7 @@ int main(int argc, char** argv) {
                {"device", engine.device_summary()},
                {"image", flags.engine.model_dir},
                {"widths", widths.ToString()},
-               {"weight_mib", (weight_bytes.planes + weight_bytes.luts + weight_bytes.dense) / (1 << 20)},
+               {"weight_mib", static_cast<double>(weight_bytes.total()) / (1 << 20)},
                {"kv_cache_mib", kv_bytes / (1 << 20)},
                {"kv_blocks", kv_blocks},
                {"tenants", tenants->has_file() ? flags.tenants_path : std::string("none (anonymous, loopback)")},

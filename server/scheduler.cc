@@ -49,13 +49,12 @@ long KvPoolTokens(const ModelConfig& config, int block_tokens, cpu::KvDType dtyp
   return std::max<long>(block_tokens, std::min<long>(65536, fit) / block_tokens * block_tokens);
 }
 
-Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, SchedulerOptions options, ServerMetrics* metrics,
-                     CudaForward* gpu)
+Scheduler::Scheduler(const Model& model, Device& device, const Tokenizer& tokenizer, SchedulerOptions options, ServerMetrics* metrics)
     : model_(model),
       tokenizer_(tokenizer),
       options_(options),
       metrics_(metrics),
-      transformer_(model, gpu),
+      transformer_(model, device),
       pool_(model.config(), options.kv_block_tokens, static_cast<int>(options.kv_cache_tokens / options.kv_block_tokens),
             options.kv_dtype) {
   thread_ = std::thread([this] { Loop(); });
@@ -259,9 +258,7 @@ void Scheduler::Loop() {
 }
 
 absl::Status Scheduler::Forward(std::span<const SequenceStep> steps, std::span<float> logits) {
-  ForwardOptions options;
-  options.exact_kernels = options_.exact_kernels;
-  if (!options_.group_by_bits) return transformer_.ForwardBatch(steps, logits, options);
+  if (!options_.group_by_bits) return transformer_.ForwardBatch(steps, logits);
   const size_t vocab = model_.config().vocab_size;
   std::vector<bool> run(steps.size());
   for (size_t first = 0; first < steps.size(); ++first) {
@@ -275,7 +272,7 @@ absl::Status Scheduler::Forward(std::span<const SequenceStep> steps, std::span<f
       group_steps.push_back(steps[i]);
     }
     std::vector<float> group_logits(group.size() * vocab);
-    RETURN_IF_ERROR(transformer_.ForwardBatch(group_steps, group_logits, options));
+    RETURN_IF_ERROR(transformer_.ForwardBatch(group_steps, group_logits));
     for (size_t g = 0; g < group.size(); ++g) {
       std::copy_n(group_logits.begin() + g * vocab, vocab, logits.begin() + group[g] * vocab);
     }

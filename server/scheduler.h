@@ -21,7 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/model/model.h"
-#include "engine/runtime/kv_cache.h"
+#include "engine/device/kv_cache.h"
 #include "engine/runtime/transformer.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/request.h"
@@ -35,7 +35,6 @@ struct SchedulerOptions {
   int kv_block_tokens = 16;      // positions per block
   cpu::KvDType kv_dtype = cpu::KvDType::kF32;  // how the pool stores keys and values
   int step_tokens = 256;         // prompt tokens one step may take (chunked prefill)
-  bool exact_kernels = false;
   // Runs each width's rows as a batch of its own rather than all widths in one pass; only
   // for measuring what the one-pass mixed-precision kernels save.
   bool group_by_bits = false;
@@ -50,10 +49,9 @@ long KvPoolTokens(const ModelConfig& config, int block_tokens, cpu::KvDType dtyp
 
 class Scheduler {
  public:
-  // `metrics` and `gpu` may be null; they must outlive the scheduler. With `gpu`, steps run
-  // on the GPU.
-  Scheduler(const Model& model, const Tokenizer& tokenizer, SchedulerOptions options, ServerMetrics* metrics = nullptr,
-            CudaForward* gpu = nullptr);
+  // Steps run on `device`, made for `model`. `metrics` may be null. All must outlive the
+  // scheduler.
+  Scheduler(const Model& model, Device& device, const Tokenizer& tokenizer, SchedulerOptions options, ServerMetrics* metrics = nullptr);
   ~Scheduler();  // stops the loop; requests still running end as CANCELLED
 
   // Queues a validated request. RESOURCE_EXHAUSTED when the queue (the server's or the

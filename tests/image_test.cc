@@ -180,10 +180,10 @@ TEST(Int8DenseImage, HeadAndEmbeddingAreInt8AndTheLogitsFollowFp32) {
 
     const std::vector<TokenId> prompt = {1, 20, 30, 40, 50, 60};
     std::vector<float> want(prompt.size() * c.vocab_size), got(want.size());
-    Transformer reference(*fp32), quantized(*int8);
+    Transformer reference(*fp32, {.exact_kernels = true}), quantized(*int8, {.exact_kernels = true});
     KvCache reference_cache(c, 16), quantized_cache(c, 16);
-    ASSERT_TRUE(reference.Forward(prompt, reference_cache, LogitsFor::kAllTokens, want, {c.quantization->max_bits, true}).ok());
-    ASSERT_TRUE(quantized.Forward(prompt, quantized_cache, LogitsFor::kAllTokens, got, {c.quantization->max_bits, true}).ok());
+    ASSERT_TRUE(reference.Forward(prompt, reference_cache, LogitsFor::kAllTokens, want, {c.quantization->max_bits}).ok());
+    ASSERT_TRUE(quantized.Forward(prompt, quantized_cache, LogitsFor::kAllTokens, got, {c.quantization->max_bits}).ok());
     EXPECT_LT(testing::MaxRelativeError(got, want), 0.02);
     fs::remove_all(root);
   }

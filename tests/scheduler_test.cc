@@ -20,6 +20,7 @@ using testing::SharedPath;
 struct Loaded {
   Model model;
   Tokenizer tokenizer;
+  std::unique_ptr<Device> device;
 };
 
 const Loaded& TinyStories() {
@@ -30,7 +31,9 @@ const Loaded& TinyStories() {
       ADD_FAILURE() << "cannot load TinyStories-656K";
       std::abort();
     }
-    return new Loaded{*std::move(model), *std::move(tokenizer)};
+    auto* loaded = new Loaded{*std::move(model), *std::move(tokenizer), nullptr};
+    loaded->device = MakeCpuDevice(loaded->model);
+    return loaded;
   }();
   return *loaded;
 }
@@ -81,7 +84,7 @@ std::vector<TokenId> Prompt(int variant) {
 TEST(Scheduler, AdmitsTheLeastServedTenantByWeight) {
   SchedulerOptions options;
   options.max_running = 1;
-  Scheduler scheduler(TinyStories().model, TinyStories().tokenizer, options);
+  Scheduler scheduler(TinyStories().model, *TinyStories().device, TinyStories().tokenizer, options);
   // Hold the engine with a first request so that all the others queue before admission.
   auto blocker = std::make_shared<Collector>();
   ASSERT_TRUE(scheduler.Submit(Request("warmup", Prompt(0), 64), blocker).ok());
@@ -111,7 +114,7 @@ TEST(Scheduler, AdmitsTheLeastServedTenantByWeight) {
 TEST(Scheduler, TenantQueueLimitIsItsOwn) {
   SchedulerOptions options;
   options.max_running = 1;
-  Scheduler scheduler(TinyStories().model, TinyStories().tokenizer, options);
+  Scheduler scheduler(TinyStories().model, *TinyStories().device, TinyStories().tokenizer, options);
   std::vector<std::shared_ptr<Collector>> sinks;
   const TenantLimits limits{.max_running = 1, .max_queued = 2};
   int accepted = 0;
@@ -141,7 +144,7 @@ TEST(Scheduler, TenantQueueLimitIsItsOwn) {
 // once: some are preempted and recomputed, and every output still equals running alone.
 TEST(Scheduler, PreemptsWhenThePoolRunsDryAndRecomputesExactly) {
   const SchedulerOptions options = SmallPool(3, 48);
-  Scheduler scheduler(TinyStories().model, TinyStories().tokenizer, options);
+  Scheduler scheduler(TinyStories().model, *TinyStories().device, TinyStories().tokenizer, options);
   std::vector<std::shared_ptr<Collector>> sinks;
   for (int i = 0; i < 3; ++i) {
     sinks.push_back(std::make_shared<Collector>());
@@ -168,7 +171,7 @@ TEST(Scheduler, PreemptsWhenThePoolRunsDryAndRecomputesExactly) {
 // by deploy/test.sh.
 TEST(Scheduler, ConcurrentClientsSubmitCancelAndStop) {
   const SchedulerOptions options = SmallPool(4, 512);
-  Scheduler scheduler(TinyStories().model, TinyStories().tokenizer, options);
+  Scheduler scheduler(TinyStories().model, *TinyStories().device, TinyStories().tokenizer, options);
   std::atomic<bool> done{false};
   std::thread observer([&] {
     while (!done) {

@@ -41,4 +41,24 @@ Int8Lut QuantizeLut(const float* lut, int rows, int bits) {
   return q;
 }
 
+PreparedBitplanes PrepareBitplanes(std::span<const uint8_t> canonical, std::span<const float* const> luts, int rows, int cols,
+                                   int seed_bits, int max_bits, bool int8) {
+  PreparedBitplanes p;
+  p.planes = RetilePlanes(canonical, rows, cols, max_bits);
+  BitplaneView& v = p.view;
+  v = {rows, cols, seed_bits, max_bits, p.planes.data(), PaddedRowStride(cols), rows * PaddedRowStride(cols), {luts.begin(), luts.end()}, {}, {}};
+  for (int bits = seed_bits; int8 && bits <= max_bits; ++bits) {
+    const Int8Lut& q = p.int8_luts.emplace_back(QuantizeLut(luts[bits - seed_bits], rows, bits));
+    v.luts_u8.push_back(q.values.data());
+    v.lut_scales.push_back(q.scales.data());
+  }
+  return p;
+}
+
+size_t PreparedBitplanes::bytes() const {
+  size_t total = planes.size();
+  for (const Int8Lut& q : int8_luts) total += q.values.size() + sizeof(float) * q.scales.size();
+  return total;
+}
+
 }  // namespace anyprec::cpu

@@ -52,4 +52,20 @@ struct Int8Lut {
 };
 Int8Lut QuantizeLut(const float* lut, int rows, int bits);
 
+// A BitplaneView with the memory it views, made from an image's canonical planes and its fp32
+// LUTs (luts[b - seed_bits]), which must outlive it: the planes re-tiled and, with `int8`,
+// the int8 tables. Moves keep the view valid; copies would not, so there are none.
+struct PreparedBitplanes {
+  PreparedBitplanes() = default;
+  PreparedBitplanes(PreparedBitplanes&&) = default;
+  PreparedBitplanes& operator=(PreparedBitplanes&&) = default;
+
+  std::vector<uint8_t> planes;
+  std::vector<Int8Lut> int8_luts;
+  BitplaneView view;
+  size_t bytes() const;  // of the re-tiled planes and int8 tables
+};
+PreparedBitplanes PrepareBitplanes(std::span<const uint8_t> canonical, std::span<const float* const> luts, int rows, int cols,
+                                   int seed_bits, int max_bits, bool int8);
+
 }  // namespace anyprec::cpu

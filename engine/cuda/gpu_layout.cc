@@ -1,5 +1,7 @@
 #include "engine/cuda/gpu_layout.h"
 
+#include "engine/model/bitplanes.h"
+
 namespace anyprec::cuda {
 
 uint32_t ReadGpuIndex(const uint32_t* planes, int rows, int padded_cols, int row, int col, int bits) {
@@ -16,13 +18,14 @@ uint32_t GpuBitplaneMatrix::Index(int row, int col, int bits) const {
   return ReadGpuIndex(planes.data(), rows, padded_cols, row, col, bits);
 }
 
-GpuBitplaneMatrix RetileForGpu(const cpu::BitplaneView& view) {
+GpuBitplaneMatrix RetileForGpu(const uint8_t* canonical, int rows, int cols, int seed_bits, int max_bits, const float* const* luts) {
   GpuBitplaneMatrix m;
-  m.rows = view.rows;
-  m.cols = view.cols;
-  m.padded_cols = PaddedColumns(view.cols);
-  m.seed_bits = view.seed_bits;
-  m.max_bits = view.max_bits;
+  m.rows = rows;
+  m.cols = cols;
+  m.padded_cols = PaddedColumns(cols);
+  m.seed_bits = seed_bits;
+  m.max_bits = max_bits;
+  const std::span<const uint8_t> planes(canonical, max_bits * PlaneBytes(rows, cols));
   m.planes.assign(static_cast<size_t>(m.max_bits) * m.plane_words(), 0);
   const int chunks = m.padded_cols / kChunkColumns;
   for (int row = 0; row < m.rows; ++row) {
@@ -32,7 +35,7 @@ GpuBitplaneMatrix RetileForGpu(const cpu::BitplaneView& view) {
         for (int bit = 0; bit < 32; ++bit) {
           const int col = ColumnOfBit(chunk, lane, bit);
           if (col >= m.cols) continue;
-          const uint32_t index = view.Index(row, col, m.max_bits);
+          const uint32_t index = ReadIndex(planes, rows, cols, row, col, max_bits);
           for (int p = 0; p < m.max_bits; ++p) {
             m.planes[p * m.plane_words() + word] |= ((index >> (m.max_bits - 1 - p)) & 1u) << bit;
           }
@@ -42,7 +45,7 @@ GpuBitplaneMatrix RetileForGpu(const cpu::BitplaneView& view) {
   }
   for (int b = m.seed_bits; b <= m.max_bits; ++b) {
     m.lut_offset[b] = m.luts.size();
-    const float* lut = view.Lut(b, 0);
+    const float* lut = luts[b - seed_bits];
     m.luts.insert(m.luts.end(), lut, lut + (static_cast<size_t>(m.rows) << b));
   }
   return m;

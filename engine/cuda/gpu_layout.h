@@ -13,7 +13,6 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine/cpu/bitplane_view.h"
 #include "engine/cuda/device_matrix.h"
 
 namespace anyprec::cuda {
@@ -38,7 +37,9 @@ struct GpuBitplaneMatrix {
   uint32_t Index(int row, int col, int bits) const;
 };
 
-GpuBitplaneMatrix RetileForGpu(const cpu::BitplaneView& view);
+// The layout of a matrix from an image's canonical planes (engine/model/bitplanes.h) and its
+// fp32 LUTs, luts[b - seed_bits].
+GpuBitplaneMatrix RetileForGpu(const uint8_t* canonical, int rows, int cols, int seed_bits, int max_bits, const float* const* luts);
 
 // The b-bit index of weight (row, col) in planes of this layout, `rows` x `padded_cols` each.
 uint32_t ReadGpuIndex(const uint32_t* planes, int rows, int padded_cols, int row, int col, int bits);

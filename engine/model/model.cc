@@ -26,8 +26,6 @@ namespace fs = std::filesystem;
 struct Model::Storage {
   std::vector<SafetensorsFile> files;
   std::vector<std::vector<float>> widened;
-  std::vector<std::vector<uint8_t>> tiled_planes;
-  std::vector<cpu::Int8Lut> int8_luts;
   // SetDenseInt8: the fp32 head and embedding as loaded, and their int8 rows once made.
   struct DenseForms {
     Matrix embedding, head;
@@ -231,14 +229,11 @@ absl::Status VerifyChecksums(const SafetensorsFile& file) {
   return absl::OkStatus();
 }
 
-// Reads one quantized linear of an image: its canonical planes, re-tiled for the kernels
-// into `tiled_planes`, and its LUTs widened to fp32 into `widened` and quantized to int8
-// into `int8_luts`.
-absl::StatusOr<cpu::BitplaneView> LoadQuantizedLinear(const TensorIndex& index, const ModelConfig::Quantization& q,
-                                                      const std::string& dir, const std::string& prefix, int rows, int cols,
-                                                      std::vector<std::vector<uint8_t>>& tiled_planes,
-                                                      std::vector<std::vector<float>>& widened,
-                                                      std::vector<cpu::Int8Lut>& int8_luts) {
+// Reads one quantized linear of an image: its canonical planes, mapped, and its LUTs widened
+// to fp32 into `widened`.
+absl::StatusOr<QuantizedMatrix> LoadQuantizedLinear(const TensorIndex& index, const ModelConfig::Quantization& q, const std::string& dir,
+                                                    const std::string& prefix, int rows, int cols,
+                                                    std::vector<std::vector<float>>& widened) {
   const std::string planes_name = image::PlanesTensor(prefix);
   const Located* planes = index.Find(planes_name);
   if (planes == nullptr) return absl::NotFoundError(absl::StrCat(dir, ": missing tensor '", planes_name, "'"));
@@ -247,17 +242,8 @@ absl::StatusOr<cpu::BitplaneView> LoadQuantizedLinear(const TensorIndex& index, 
     return absl::InvalidArgumentError(absl::StrCat(*planes->file, ": tensor '", planes_name, "' must be U8 [",
                                                    absl::StrJoin(planes_shape, ", "), "]"));
   }
-  const auto canonical = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(planes->view->data.data()), planes->view->data.size());
-  std::vector<uint8_t>& tiled = tiled_planes.emplace_back(cpu::RetilePlanes(canonical, rows, cols, q.max_bits));
-
-  cpu::BitplaneView view;
-  view.rows = rows;
-  view.cols = cols;
-  view.seed_bits = q.seed_bits;
-  view.max_bits = q.max_bits;
-  view.planes = tiled.data();
-  view.row_stride = cpu::PaddedRowStride(cols);
-  view.plane_stride = static_cast<size_t>(rows) * view.row_stride;
+  QuantizedMatrix m{q.seed_bits, q.max_bits,
+                    {reinterpret_cast<const uint8_t*>(planes->view->data.data()), planes->view->data.size()}, {}};
   WeightReader reader(index, widened, dir);
   for (int bits = q.seed_bits; bits <= q.max_bits; ++bits) {
     const std::string lut_name = image::LutTensor(prefix, bits);
@@ -268,12 +254,9 @@ absl::StatusOr<cpu::BitplaneView> LoadQuantizedLinear(const TensorIndex& index, 
     if (!std::all_of(lut.begin(), lut.end(), [](float v) { return std::isfinite(v); })) {
       return absl::InvalidArgumentError(absl::StrCat(dir, ": tensor '", lut_name, "' holds a non-finite centroid"));
     }
-    view.luts.push_back(lut.data());
-    const cpu::Int8Lut& int8 = int8_luts.emplace_back(cpu::QuantizeLut(lut.data(), rows, bits));
-    view.luts_u8.push_back(int8.values.data());
-    view.lut_scales.push_back(int8.scales.data());
+    m.luts.push_back(lut.data());
   }
-  return view;
+  return m;
 }
 
 }  // namespace
@@ -359,8 +342,7 @@ absl::StatusOr<Model> Model::Load(const std::string& dir) {
       std::tie(linear.rows, linear.cols) = arch::Shape(c, static_cast<int>(j));
       const std::string prefix = arch::LayerTensor(i, arch::kLinears[j].name);
       if (is_image) {
-        ASSIGN_OR_RETURN(linear.quantized, LoadQuantizedLinear(index, *c.quantization, dir, prefix, linear.rows, linear.cols,
-                                                               storage.tiled_planes, storage.widened, storage.int8_luts));
+        ASSIGN_OR_RETURN(linear.quantized, LoadQuantizedLinear(index, *c.quantization, dir, prefix, linear.rows, linear.cols, storage.widened));
       } else {
         ASSIGN_OR_RETURN(linear.dense, reader.Get(prefix + ".weight", {linear.rows, linear.cols}));
       }

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/cpu/bitplane_view.h"
 #include "engine/model/arch.h"
 #include "engine/model/model_config.h"
 
@@ -39,16 +38,26 @@ struct Matrix {
   bool SameAs(const Matrix& other) const { return values.data() == other.values.data() && q.data() == other.q.data(); }
 };
 
+// A quantized weight as its image stores it (docs/FORMAT.md): max_bits planes in the
+// canonical layout of engine/model/bitplanes.h, mapped, and per width b one LUT [rows][2^b],
+// widened to fp32 at load. Each device prepares its own layout from this (engine/device).
+struct QuantizedMatrix {
+  int seed_bits = 0;
+  int max_bits = 0;
+  std::span<const uint8_t> planes;  // empty when dense
+  std::vector<const float*> luts;   // luts[b - seed_bits]
+};
+
 // A linear layer's weight [rows, cols]: dense fp32, or bitplanes readable at any width in
 // [seed_bits, max_bits] of an anyprec image.
 struct Linear {
   int rows = 0;
   int cols = 0;
   std::span<const float> dense;  // empty when quantized
-  cpu::BitplaneView quantized;   // planes == nullptr when dense
+  QuantizedMatrix quantized;
   std::span<const float> bias;   // empty when the layer has none
 
-  bool is_quantized() const { return quantized.planes != nullptr; }
+  bool is_quantized() const { return !quantized.planes.empty(); }
 };
 
 struct LayerWeights {
@@ -76,6 +85,7 @@ class Model {
   // section and anyprec.safetensors, every tensor checked against its checksum).
   static absl::StatusOr<Model> Load(const std::string& dir);
 
+  // Moves keep every tensor where it is: what weights() views may be held across them.
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
   ~Model();

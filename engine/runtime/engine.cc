@@ -1,12 +1,17 @@
 #include "engine/runtime/engine.h"
 
+#include <cmath>
 #include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "engine/base/status_macros.h"
 #include "engine/cpu/kernel_choice.h"
+#include "engine/device/cpu_device.h"
+#include "engine/device/cuda_device.h"
+#include "engine/model/width.h"
 #include "engine/runtime/prompt.h"
+#include "engine/runtime/transformer.h"
 
 namespace anyprec {
 
@@ -36,6 +41,40 @@ std::string WhatTheGpuLacks(const EngineOptions& options) {
   return "";
 }
 
+// Runs a short prompt at the narrowest and the widest width of `model` on `device` and on the
+// CPU and compares the logits: an error when the device fails or disagrees, so that a
+// start-up can fall back to the CPU rather than serve wrong answers.
+absl::Status CheckAgainstCpu(const Model& model, Device& device) {
+  // The GPU feeds fp16 activations to the linear layers, the CPU int8 or fp32 ones.
+  constexpr double kLogitBound = 3e-2;
+  const ModelConfig& c = model.config();
+  std::vector<TokenId> prompt = {c.bos_token_id >= 0 ? c.bos_token_id : 0};
+  for (int i = 1; i < 8; ++i) prompt.push_back((prompt.back() * 31 + 7) % c.vocab_size);
+  const WidthRange widths = ModelWidths(c);
+  Transformer cpu(model);
+  Transformer other(model, device);
+  for (const int bits : {widths.min, widths.max}) {
+    KvCache cpu_cache(c, static_cast<int>(prompt.size()));
+    KvCache other_cache(c, static_cast<int>(prompt.size()));
+    std::vector<float> want(static_cast<size_t>(c.vocab_size) * prompt.size());
+    std::vector<float> got(want.size());
+    RETURN_IF_ERROR(cpu.Forward(prompt, cpu_cache, LogitsFor::kAllTokens, want, {bits}));
+    RETURN_IF_ERROR(other.Forward(prompt, other_cache, LogitsFor::kAllTokens, got, {bits}));
+    double scale = 0;
+    double error = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      scale = std::max(scale, std::abs(static_cast<double>(want[i])));
+      const double e = std::abs(static_cast<double>(got[i]) - want[i]);
+      error = std::isnan(e) ? INFINITY : std::max(error, e);
+    }
+    if (!(error <= kLogitBound * scale)) {
+      return absl::InternalError(absl::StrCat("the logits at bits ", bits, " are off the CPU's by ", error / std::max(scale, 1e-30),
+                                              " (relative; more than ", kLogitBound, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 Engine::Engine(Model model, Tokenizer tokenizer) : model_(std::move(model)), tokenizer_(std::move(tokenizer)) {}
@@ -57,7 +96,6 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
                                                    model.config().vocab_size));
   }
   std::unique_ptr<Engine> engine(new Engine(std::move(model), std::move(tokenizer)));
-  engine->exact_kernels_ = options.exact_kernels;
   RETURN_IF_ERROR(engine->PlaceOnDevice(options));
   return engine;
 }
@@ -75,14 +113,14 @@ absl::Status Engine::PlaceOnDevice(const EngineOptions& options) {
       why = lacks;
       gpu_backend_.reset();
     } else {
-      absl::StatusOr<std::unique_ptr<CudaForward>> gpu = CudaForward::Create(model_, **gpu_backend_);
+      absl::StatusOr<std::unique_ptr<Device>> gpu = MakeCudaDevice(model_, **gpu_backend_);
       if (gpu.ok()) {
-        if (const absl::Status check = (*gpu)->CheckAgainstCpu(model_); !check.ok()) {
+        if (const absl::Status check = CheckAgainstCpu(model_, **gpu); !check.ok()) {
           gpu = absl::InternalError(absl::StrCat("self-check: ", check.message()));
         }
       }
       if (gpu.ok()) {
-        gpu_ = *std::move(gpu);
+        device_ = *std::move(gpu);
         kv_dtype_ = cpu::KvDType::kF32;
         const cuda::DeviceInfo& info = (*gpu_backend_)->info();
         device_summary_ = absl::StrCat("cuda (", info.name, ", compute ", info.compute_major, ".", info.compute_minor, "), KV cache ",
@@ -95,7 +133,8 @@ absl::Status Engine::PlaceOnDevice(const EngineOptions& options) {
     if (options.device == DeviceChoice::kCuda) return absl::UnavailableError(absl::StrCat("--device cuda: ", why));
   }
   kv_dtype_ = options.kv_dtype.value_or(cpu::KvDType::kF16);
-  device_summary_ = absl::StrCat("cpu (", why, "), ", exact_kernels_ ? std::string("exact fp32 (--exact-kernels)") : kernel.summary,
+  device_ = MakeCpuDevice(model_, {options.exact_kernels});
+  device_summary_ = absl::StrCat("cpu (", why, "), ", options.exact_kernels ? std::string("exact fp32 (--exact-kernels)") : kernel.summary,
                                  ", KV cache ", std::string(cpu::KvDTypeName(kv_dtype_)));
   return absl::OkStatus();
 }

@@ -15,7 +15,7 @@
 #include "engine/cpu/kv_layer_view.h"
 #include "engine/cuda/cuda_loader.h"
 #include "engine/model/model.h"
-#include "engine/runtime/cuda_forward.h"
+#include "engine/device/device.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace anyprec {
@@ -40,19 +40,18 @@ class Engine {
  public:
   static absl::StatusOr<std::unique_ptr<Engine>> Open(const EngineOptions& options);
 
-  // The GPU forward pass refers to the model: an Engine stays where it was opened.
+  // The device holds the GPU backend: an Engine stays where it was opened.
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
   ~Engine();
 
   const Model& model() const { return model_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }
-  // The GPU forward pass, or null on the CPU.
-  CudaForward* gpu() const { return gpu_.get(); }
+  // The device that runs the model, with its weights prepared: Transformer(model(), device()).
+  Device& device() const { return *device_; }
   // The GPU's memory, or 0 on the CPU.
   size_t device_memory_bytes() const;
   cpu::KvDType kv_dtype() const { return kv_dtype_; }
-  bool exact_kernels() const { return exact_kernels_; }
   // Which device runs the model and why, its kernel and the KV dtype, for the start-up line.
   const std::string& device_summary() const { return device_summary_; }
 
@@ -66,11 +65,10 @@ class Engine {
 
   Model model_;
   Tokenizer tokenizer_;
-  // The forward pass ends before its backend.
+  // The device ends before the backend it runs on.
   std::unique_ptr<cuda::LoadedBackend> gpu_backend_;
-  std::unique_ptr<CudaForward> gpu_;
+  std::unique_ptr<Device> device_;
   cpu::KvDType kv_dtype_ = cpu::KvDType::kF32;
-  bool exact_kernels_ = false;
   std::string device_summary_;
 };
 

@@ -1,15 +1,19 @@
-// The fp32 forward pass of a Llama-family model on the CPU, readable top to bottom in
-// transformer.cc: embedding, then per layer RMSNorm, attention with RoPE and a KV cache,
-// SwiGLU MLP and residuals, then the final norm and the head.
+// The forward pass of a Llama-family model, one graph walk for every device, readable top to
+// bottom in transformer.cc: embedding, then per layer RMSNorm, attention with RoPE and a
+// paged KV cache, SwiGLU MLP and residuals, then the final norm and the head. Each operator
+// runs on a Device (engine/device), which holds the weights in its own layout.
 #pragma once
 
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "engine/device/cpu_device.h"
+#include "engine/device/device.h"
+#include "engine/device/kv_cache.h"
 #include "engine/model/arch.h"
 #include "engine/model/model.h"
-#include "engine/runtime/kv_cache.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace anyprec {
@@ -30,9 +34,7 @@ class LinearInputObserver {
 struct ForwardOptions {
   // The width to run at, one of ModelWidths (engine/model/width.h): 0 for an unquantized model.
   int bits = 0;
-  // Bitplane layers run on the integer kernel where the CPU has one (cpu::ChooseKernel), about 1%
-  // off the exact result; set this for the exact fp32 kernel everywhere.
-  bool exact_kernels = false;
+  // Needs a device whose activations the host can read (the CPU).
   LinearInputObserver* observer = nullptr;
 };
 
@@ -44,15 +46,15 @@ struct SequenceStep {
   LogitsFor which = LogitsFor::kLastToken;
 };
 
-class CudaForward;
-
 class Transformer {
  public:
-  // `model` (and `gpu`, when given) must outlive the transformer. With `gpu`, forward
-  // passes run on the GPU, except those that ask for exact kernels or observe activations.
-  explicit Transformer(const Model& model, CudaForward* gpu = nullptr) : model_(model), gpu_(gpu) {}
+  // Runs `model` on `device`, which was made for it and must outlive the transformer.
+  Transformer(const Model& model, Device& device) : config_(model.config()), device_(&device) {}
+  // Runs `model` on a CPU device of its own.
+  explicit Transformer(const Model& model, const CpuDeviceOptions& cpu = {})
+      : config_(model.config()), own_device_(MakeCpuDevice(model, cpu)), device_(own_device_.get()) {}
 
-  const ModelConfig& config() const { return model_.config(); }
+  const ModelConfig& config() const { return config_; }
 
   // Runs `tokens` at positions cache.length() onwards (a whole prompt at once, or one
   // decode step), appends their keys and values to `cache`, and writes logits into
@@ -67,17 +69,10 @@ class Transformer {
   absl::Status ForwardBatch(std::span<const SequenceStep> steps, std::span<float> logits, const ForwardOptions& options = {});
 
  private:
-  // Activations of one Forward call, kept between calls to avoid reallocating.
-  struct Scratch {
-    std::vector<float> x, normed, q, k, v, attention, gate, up, projected;
-    std::vector<int> positions;
-    std::vector<int> bits;
-    void Resize(const ModelConfig& c, int tokens);
-  };
-
-  const Model& model_;
-  CudaForward* gpu_;
-  Scratch scratch_;
+  const ModelConfig config_;
+  std::unique_ptr<Device> own_device_;  // set when the transformer made its device
+  Device* device_;
+  StepRows rows_;  // kept between steps to avoid reallocating
 };
 
 }  // namespace anyprec

@@ -45,11 +45,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto model = anyprec::Model::Load(dir.string());
   if (!model.ok()) return 0;
   const anyprec::ModelConfig& c = model->config();
-  anyprec::Transformer transformer(*model);
+  anyprec::Transformer transformer(*model, {.exact_kernels = true});
   anyprec::KvCache cache(c, 2);
   std::vector<float> logits(c.vocab_size);
   anyprec::ForwardOptions options;
-  options.exact_kernels = true;
   options.bits = c.quantization ? c.quantization->seed_bits : 0;
   const anyprec::TokenId token = 0;
   if (!transformer.Forward(std::span(&token, 1), cache, anyprec::LogitsFor::kLastToken, logits, options).ok()) __builtin_trap();

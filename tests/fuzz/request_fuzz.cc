@@ -11,7 +11,7 @@
 #include <memory>
 
 #include "anyprec/v1/generation.pb.h"
-#include "engine/runtime/kv_cache.h"
+#include "engine/device/kv_cache.h"
 #include "quantizer/quantizer.h"
 #include "server/generation_service.h"
 #include "server/scheduler.h"

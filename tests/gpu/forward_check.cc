@@ -30,21 +30,14 @@ void Report(const std::string& what, double error) {
   std::printf("  %-52s max rel err %.3g (bound %.0e)  %s\n", what.c_str(), error, kLogitBound, pass ? "OK" : "FAIL");
 }
 
-ForwardOptions Options(int bits, bool exact) {
-  ForwardOptions o;
-  o.bits = bits;
-  o.exact_kernels = exact;
-  return o;
-}
-
 void CheckPrefill(const Model& model, Transformer& cpu, Transformer& gpu, const std::vector<TokenId>& prompt, int bits) {
   const ModelConfig& c = model.config();
   std::vector<float> want(prompt.size() * c.vocab_size);
   std::vector<float> got(want.size());
   KvCache cpu_cache(c, static_cast<int>(prompt.size()));
   KvCache gpu_cache(c, static_cast<int>(prompt.size()));
-  const absl::Status on_cpu = cpu.Forward(prompt, cpu_cache, LogitsFor::kAllTokens, want, Options(bits, true));
-  const absl::Status on_gpu = gpu.Forward(prompt, gpu_cache, LogitsFor::kAllTokens, got, Options(bits, false));
+  const absl::Status on_cpu = cpu.Forward(prompt, cpu_cache, LogitsFor::kAllTokens, want, ForwardOptions{bits});
+  const absl::Status on_gpu = gpu.Forward(prompt, gpu_cache, LogitsFor::kAllTokens, got, ForwardOptions{bits});
   if (!on_cpu.ok() || !on_gpu.ok()) {
     Report("prefill failed: " + std::string(on_cpu.message()) + std::string(on_gpu.message()), NAN);
     return;
@@ -80,8 +73,8 @@ void CheckMixedBatch(const Model& model, Transformer& cpu, Transformer& gpu, con
     }
     std::vector<float> want(widths.size() * c.vocab_size);
     std::vector<float> got(want.size());
-    const absl::Status on_cpu = cpu.ForwardBatch(cpu_steps, want, Options(0, true));
-    const absl::Status on_gpu = gpu.ForwardBatch(gpu_steps, got, Options(0, false));
+    const absl::Status on_cpu = cpu.ForwardBatch(cpu_steps, want, ForwardOptions{0});
+    const absl::Status on_gpu = gpu.ForwardBatch(gpu_steps, got, ForwardOptions{0});
     if (!on_cpu.ok() || !on_gpu.ok()) {
       Report("mixed batch failed: " + std::string(on_cpu.message()) + std::string(on_gpu.message()), NAN);
       return;
@@ -98,33 +91,33 @@ void CheckMixedBatch(const Model& model, Transformer& cpu, Transformer& gpu, con
 // Greedy tokens from the GPU and the CPU; how many agree before the first difference.
 int AgreeingTokens(const Model& model, Transformer& cpu, Transformer& gpu, const std::vector<TokenId>& prompt, int bits, int steps) {
   const ModelConfig& c = model.config();
-  const auto greedy = [&](Transformer& t, bool exact) {
+  const auto greedy = [&](Transformer& t) {
     KvCache cache(c, static_cast<int>(prompt.size()) + steps);
     std::vector<float> logits(c.vocab_size);
     std::vector<TokenId> out;
     std::vector<TokenId> input = prompt;
     for (int i = 0; i < steps; ++i) {
-      if (!t.Forward(input, cache, LogitsFor::kLastToken, logits, Options(bits, exact)).ok()) break;
+      if (!t.Forward(input, cache, LogitsFor::kLastToken, logits, ForwardOptions{bits}).ok()) break;
       out.push_back(ArgMax(logits));
       input = {out.back()};
     }
     return out;
   };
-  const std::vector<TokenId> a = greedy(cpu, true);
-  const std::vector<TokenId> b = greedy(gpu, false);
+  const std::vector<TokenId> a = greedy(cpu);
+  const std::vector<TokenId> b = greedy(gpu);
   int same = 0;
   while (same < static_cast<int>(std::min(a.size(), b.size())) && a[same] == b[same]) ++same;
   return same;
 }
 
-double DecodeTokensPerSecond(const Model& model, Transformer& t, int bits, int tokens, bool exact) {
+double DecodeTokensPerSecond(const Model& model, Transformer& t, int bits, int tokens) {
   const ModelConfig& c = model.config();
   KvCache cache(c, tokens + 1);
   std::vector<float> logits(c.vocab_size);
   std::vector<TokenId> input = {c.bos_token_id >= 0 ? c.bos_token_id : 0};
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < tokens; ++i) {
-    if (!t.Forward(input, cache, LogitsFor::kLastToken, logits, Options(bits, exact)).ok()) return 0;
+    if (!t.Forward(input, cache, LogitsFor::kLastToken, logits, ForwardOptions{bits}).ok()) return 0;
     input = {ArgMax(logits)};
   }
   return tokens / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -153,21 +146,22 @@ int Run(int argc, char** argv) {
   }
   std::printf("%s on %s\n", model.name().c_str(), (*engine)->device_summary().c_str());
   Transformer cpu(model);
-  Transformer gpu(model, (*engine)->gpu());
+  Transformer cpu_exact(model, {.exact_kernels = true});
+  Transformer gpu(model, (*engine)->device());
   if (!speed_only) {
     std::vector<TokenId> prompt = (*engine)->EncodePrompt("Once upon a time, there was a little dog named Max. He liked to run in the park");
-    for (int b = c.quantization->seed_bits; b <= c.quantization->max_bits; ++b) CheckPrefill(model, cpu, gpu, prompt, b);
-    CheckMixedBatch(model, cpu, gpu, prompt);
+    for (int b = c.quantization->seed_bits; b <= c.quantization->max_bits; ++b) CheckPrefill(model, cpu_exact, gpu, prompt, b);
+    CheckMixedBatch(model, cpu_exact, gpu, prompt);
     for (const int b : {c.quantization->seed_bits, c.quantization->max_bits}) {
       std::printf("  greedy at bits %d: %d of 64 tokens agree with the CPU before the first difference\n", b,
-                  AgreeingTokens(model, cpu, gpu, prompt, b, 64));
+                  AgreeingTokens(model, cpu_exact, gpu, prompt, b, 64));
     }
   }
   std::printf("\n| bits | GPU decode tok/s | CPU decode tok/s |\n|---|---|---|\n");
   for (int b = c.quantization->seed_bits; b <= c.quantization->max_bits; ++b) {
-    DecodeTokensPerSecond(model, gpu, b, 8, false);  // warm-up
-    const double on_gpu = DecodeTokensPerSecond(model, gpu, b, decode_tokens, false);
-    const double on_cpu = DecodeTokensPerSecond(model, cpu, b, std::max(4, decode_tokens / 16), false);
+    DecodeTokensPerSecond(model, gpu, b, 8);  // warm-up
+    const double on_gpu = DecodeTokensPerSecond(model, gpu, b, decode_tokens);
+    const double on_cpu = DecodeTokensPerSecond(model, cpu, b, std::max(4, decode_tokens / 16));
     std::printf("| %d | %.1f | %.1f |\n", b, on_gpu, on_cpu);
   }
   std::printf("%s\n", g_failures == 0 ? "all checks passed" : "FAILED");

@@ -65,7 +65,7 @@ TestMatrix RandomMatrix(int rows, int cols, int seed_bits, int max_bits, std::mt
   m.view = {rows, cols, seed_bits, max_bits, m.tiled.data(), cpu::PaddedRowStride(cols),
             static_cast<size_t>(rows) * cpu::PaddedRowStride(cols), {}, {}, {}};
   for (const auto& lut : m.luts) m.view.luts.push_back(lut.data());
-  m.gpu = RetileForGpu(m.view);
+  m.gpu = RetileForGpu(canonical.data(), rows, cols, seed_bits, max_bits, m.view.luts.data());
   return m;
 }
 

@@ -31,10 +31,12 @@ forbid engine -- cli/ flags/ server/ quantizer/ loadtest/ proto/ anyprec/v1/ grp
 # command line, not on it.
 forbid flags server quantizer loadtest proto -- cli/
 forbid flags -- server/ quantizer/ loadtest/
-# Within the engine: the model and the tokenizer do not know the runtime or the GPU plugin;
-# CPU operators know the image's plane layout and half floats, not the model or the runtime.
-forbid engine/model engine/tokenizer engine/base -- engine/runtime/ engine/cuda/ engine/grad/
-forbid engine/cpu -- engine/model/model.h engine/model/arch.h engine/runtime/ engine/cuda/ engine/grad/
+# Within the engine: the model and the tokenizer know no device (the model holds the image's
+# canonical planes; each device prepares its own layout); CPU operators and the GPU layout
+# know the image's plane layout and half floats, not the model; devices know no runtime.
+forbid engine/model engine/tokenizer engine/base -- engine/runtime/ engine/device/ engine/cpu/ engine/cuda/ engine/grad/
+forbid engine/cpu engine/cuda -- engine/model/model.h engine/model/arch.h engine/device/ engine/runtime/ engine/grad/
+forbid engine/device -- engine/runtime/ engine/grad/
 # nvcc compiles the CUDA files: no spdlog or gRPC headers there (their C++20 and protobuf
 # needs break it).
 forbid engine/cuda -- spdlog/ grpc google/protobuf

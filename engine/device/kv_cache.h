@@ -7,12 +7,20 @@
 #include <cstddef>
 #include <memory>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "engine/cpu/kv_layer_view.h"
 #include "engine/model/model_config.h"
 
 namespace anyprec {
+
+// What a device keeps of a pool in its own memory (a GPU's copy of the keys and values, at
+// the pool's block ids): made by that device, which must outlive the pool, and freed with it.
+class KvMirror {
+ public:
+  virtual ~KvMirror() = default;
+};
 
 // Blocks of `block_tokens` positions, each with keys and values for every layer, stored as
 // `dtype`. Not thread-safe: the engine loop owns it.
@@ -42,6 +50,11 @@ class KvBlockPool {
   size_t block_stride() const { return static_cast<size_t>(block_tokens_) * row_width_; }
   int row_width() const { return row_width_; }
 
+  // The device copy of the pool, if a device made one; the pool's own memory then stays
+  // untouched.
+  KvMirror* mirror() const { return mirror_.get(); }
+  void set_mirror(std::unique_ptr<KvMirror> mirror) { mirror_ = std::move(mirror); }
+
  private:
   size_t Offset(int block, int layer) const {
     return (static_cast<size_t>(layer) * num_blocks_ + block) * block_stride() * cpu::KvDTypeBytes(dtype_);
@@ -56,6 +69,7 @@ class KvBlockPool {
   std::unique_ptr<std::byte[]> keys_;
   std::unique_ptr<std::byte[]> values_;
   std::vector<int> free_;      // a stack, so recently freed (cache-warm) blocks go out first
+  std::unique_ptr<KvMirror> mirror_;
 };
 
 class KvCache {
@@ -77,6 +91,7 @@ class KvCache {
   // The pool the blocks come from, and their ids in position order (a device mirror of
   // the pool keeps its keys and values at the same ids).
   const KvBlockPool& pool() const { return *pool_; }
+  KvBlockPool& pool() { return *pool_; }
   std::span<const int> blocks() const { return blocks_; }
   // Empties the cache and gives its blocks back to a shared pool.
   void Clear();

@@ -1,4 +1,4 @@
-#include "engine/runtime/kv_cache.h"
+#include "engine/device/kv_cache.h"
 
 #include <algorithm>
 #include <cmath>

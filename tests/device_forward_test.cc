@@ -1,8 +1,9 @@
-// The GPU forward pass's orchestration (CudaForward) on the host emulation of the CUDA
-// backend, against the CPU forward pass on an image quantized from the real TinyStories-656K:
-// the same logits (up to fp16 activations) at every width, in mixed batches over a shared
-// block pool, and sane device allocations.
-#include "engine/runtime/cuda_forward.h"
+// The one graph walk (Transformer) on the CUDA device over the host emulation of the CUDA
+// backend (tests/host_backend.h), against the same walk on the CPU device, on an image
+// quantized from the real TinyStories-656K: the same logits (up to fp16 activations) at 3, 4
+// and 8 bits, in mixed batches over a shared block pool and with a prompt chunk, and sane
+// device allocations; and what the CUDA device refuses.
+#include "engine/device/cuda_device.h"
 
 #include <optional>
 
@@ -21,36 +22,31 @@ constexpr double kLogitBound = 2e-2;
 
 using testing::MaxRelativeError;
 
-TEST(CudaForward, MatchesTheCpuForwardPassOnTheHostEmulation) {
+TEST(CudaDevice, RunsTheGraphAsTheCpuDoesOnTheHostEmulation) {
   absl::StatusOr<Model> loaded = Model::Load(testing::TinyStoriesImage());
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   auto uploaded = std::make_unique<Model>(*std::move(loaded));
   testing::HostBackend backend(size_t{256} << 20);
-  absl::StatusOr<std::unique_ptr<CudaForward>> forward = CudaForward::Create(*uploaded, backend);
-  ASSERT_TRUE(forward.ok()) << forward.status();
-  // The model moves after the upload, as LoadModelBundle's does when it returns, and the
-  // object it was is freed: the GPU side must not keep pointing at it (ASan sees it if so).
+  absl::StatusOr<std::unique_ptr<Device>> device = MakeCudaDevice(*uploaded, backend);
+  ASSERT_TRUE(device.ok()) << device.status();
+  // The model moves after the upload and the object it was is freed: the device must not
+  // keep pointing at it (ASan sees it if so).
   const std::optional<Model> model(std::move(*uploaded));
   uploaded.reset();
   const ModelConfig& c = model->config();
-  const absl::Status check = (*forward)->CheckAgainstCpu(*model);
-  EXPECT_TRUE(check.ok()) << check;
-  Transformer cpu(*model);
-  Transformer gpu(*model, forward->get());
+  Transformer cpu(*model, {.exact_kernels = true});
+  Transformer gpu(*model, **device);
   const std::vector<TokenId> prompt = {1, 80, 147, 201, 282, 57, 300, 12, 450, 99, 7};
-  ForwardOptions exact;
-  exact.exact_kernels = true;
 
-  for (const int bits : {3, 8}) {
+  for (const int bits : {3, 4, 8}) {
     SCOPED_TRACE(bits);
     std::vector<float> want(prompt.size() * c.vocab_size);
     std::vector<float> got(want.size());
     KvCache cpu_cache(c, 64);
     KvCache gpu_cache(c, 64);
-    exact.bits = bits;
     ForwardOptions options;
     options.bits = bits;
-    ASSERT_TRUE(cpu.Forward(prompt, cpu_cache, LogitsFor::kAllTokens, want, exact).ok());
+    ASSERT_TRUE(cpu.Forward(prompt, cpu_cache, LogitsFor::kAllTokens, want, options).ok());
     const absl::Status status = gpu.Forward(prompt, gpu_cache, LogitsFor::kAllTokens, got, options);
     ASSERT_TRUE(status.ok()) << status;
     EXPECT_LT(MaxRelativeError(got, want), kLogitBound);
@@ -59,7 +55,7 @@ TEST(CudaForward, MatchesTheCpuForwardPassOnTheHostEmulation) {
       const std::vector<TokenId> next = {ArgMax(std::span<const float>(want).last(c.vocab_size))};
       want.assign(c.vocab_size, 0);
       got.assign(c.vocab_size, 0);
-      ASSERT_TRUE(cpu.Forward(next, cpu_cache, LogitsFor::kLastToken, want, exact).ok());
+      ASSERT_TRUE(cpu.Forward(next, cpu_cache, LogitsFor::kLastToken, want, options).ok());
       ASSERT_TRUE(gpu.Forward(next, gpu_cache, LogitsFor::kLastToken, got, options).ok());
       EXPECT_LT(MaxRelativeError(got, want), kLogitBound) << "decode step " << step;
     }
@@ -85,8 +81,8 @@ TEST(CudaForward, MatchesTheCpuForwardPassOnTheHostEmulation) {
   }
   std::vector<float> want(widths.size() * c.vocab_size);
   std::vector<float> got(want.size());
-  ASSERT_TRUE(cpu.ForwardBatch(cpu_steps, want, exact).ok());
-  const absl::Status status = gpu.ForwardBatch(gpu_steps, got, {});
+  ASSERT_TRUE(cpu.ForwardBatch(cpu_steps, want).ok());
+  const absl::Status status = gpu.ForwardBatch(gpu_steps, got);
   ASSERT_TRUE(status.ok()) << status;
   EXPECT_LT(MaxRelativeError(got, want), kLogitBound);
   EXPECT_LT(backend.largest_allocation(), size_t{64} << 20) << "no device buffer should approach the model's size";
@@ -101,10 +97,39 @@ TEST(CudaForward, MatchesTheCpuForwardPassOnTheHostEmulation) {
   const std::vector<SequenceStep> gpu_mix = {{long_prompt, &gpu_long, 4, LogitsFor::kAllTokens}, {one, &gpu_short, 8, LogitsFor::kLastToken}};
   want.assign((long_prompt.size() + 1) * c.vocab_size, 0);
   got.assign(want.size(), 0);
-  ASSERT_TRUE(cpu.ForwardBatch(cpu_mix, want, exact).ok());
-  const absl::Status mixed = gpu.ForwardBatch(gpu_mix, got, {});
+  ASSERT_TRUE(cpu.ForwardBatch(cpu_mix, want).ok());
+  const absl::Status mixed = gpu.ForwardBatch(gpu_mix, got);
   ASSERT_TRUE(mixed.ok()) << mixed;
   EXPECT_LT(MaxRelativeError(got, want), kLogitBound);
+}
+
+class NoActivations final : public LinearInputObserver {
+ public:
+  void Observe(int, LinearInput, std::span<const float>, int) override { ADD_FAILURE() << "device memory shown to the host"; }
+};
+
+TEST(CudaDevice, RefusesWhatItCannotHonour) {
+  absl::StatusOr<Model> model = Model::Load(testing::TinyStoriesImage());
+  ASSERT_TRUE(model.ok()) << model.status();
+  testing::HostBackend backend(size_t{256} << 20);
+  absl::StatusOr<std::unique_ptr<Device>> device = MakeCudaDevice(*model, backend);
+  ASSERT_TRUE(device.ok()) << device.status();
+  Transformer gpu(*model, **device);
+  const ModelConfig& c = model->config();
+  const std::vector<TokenId> prompt = {1, 80, 147};
+  std::vector<float> logits(c.vocab_size);
+
+  KvCache half(c, 8, cpu::KvDType::kF16);
+  const absl::Status f16 = gpu.Forward(prompt, half, LogitsFor::kLastToken, logits, {3});
+  EXPECT_EQ(f16.code(), absl::StatusCode::kFailedPrecondition) << f16;
+  EXPECT_NE(f16.message().find("fp32 keys and values"), std::string_view::npos) << f16;
+  EXPECT_EQ(half.length(), 0);
+
+  KvCache cache(c, 8);
+  NoActivations observer;
+  const absl::Status observed = gpu.Forward(prompt, cache, LogitsFor::kLastToken, logits, {3, &observer});
+  EXPECT_EQ(observed.code(), absl::StatusCode::kFailedPrecondition) << observed;
+  EXPECT_TRUE(gpu.Forward(prompt, cache, LogitsFor::kLastToken, logits, {3}).ok());
 }
 
 }  // namespace
