@@ -70,32 +70,46 @@ TEST(CudaDevice, RunsTheGraphAsTheCpuDoesOnTheHostEmulation) {
   for (size_t s = 0; s < widths.size(); ++s) {
     cpu_caches.push_back(std::make_unique<KvCache>(cpu_pool));
     gpu_caches.push_back(std::make_unique<KvCache>(gpu_pool));
-    ASSERT_TRUE(cpu_caches.back()->Reserve(20) && gpu_caches.back()->Reserve(20));
+    ASSERT_TRUE(cpu_caches.back()->Reserve(20) && gpu_caches.back()->Reserve(20));  // 5 of the pool's blocks each
   }
-  std::vector<SequenceStep> cpu_steps;
-  std::vector<SequenceStep> gpu_steps;
-  for (size_t s = 0; s < widths.size(); ++s) {
-    const std::span<const TokenId> tokens = std::span<const TokenId>(prompt).first(prompt.size() - s);
-    cpu_steps.push_back({tokens, cpu_caches[s].get(), widths[s], LogitsFor::kLastToken});
-    gpu_steps.push_back({tokens, gpu_caches[s].get(), widths[s], LogitsFor::kLastToken});
-  }
+  // A prefill step of different lengths, then decode steps: the sequences stand at different
+  // positions in every step after the first.
+  std::vector<std::vector<TokenId>> inputs;
+  for (size_t s = 0; s < widths.size(); ++s) inputs.emplace_back(prompt.begin(), prompt.end() - static_cast<long>(s));
   std::vector<float> want(widths.size() * c.vocab_size);
   std::vector<float> got(want.size());
-  ASSERT_TRUE(cpu.ForwardBatch(cpu_steps, want).ok());
-  const absl::Status status = gpu.ForwardBatch(gpu_steps, got);
-  ASSERT_TRUE(status.ok()) << status;
-  EXPECT_LT(MaxRelativeError(got, want), kLogitBound);
+  for (int step = 0; step < 3; ++step) {
+    SCOPED_TRACE(step);
+    std::vector<SequenceStep> cpu_steps;
+    std::vector<SequenceStep> gpu_steps;
+    for (size_t s = 0; s < widths.size(); ++s) {
+      cpu_steps.push_back({inputs[s], cpu_caches[s].get(), widths[s], LogitsFor::kLastToken});
+      gpu_steps.push_back({inputs[s], gpu_caches[s].get(), widths[s], LogitsFor::kLastToken});
+    }
+    ASSERT_TRUE(cpu.ForwardBatch(cpu_steps, want).ok());
+    const absl::Status status = gpu.ForwardBatch(gpu_steps, got);
+    ASSERT_TRUE(status.ok()) << status;
+    EXPECT_LT(MaxRelativeError(got, want), kLogitBound);
+    for (size_t s = 0; s < widths.size(); ++s) inputs[s] = {ArgMax(std::span<const float>(want).subspan(s * c.vocab_size, c.vocab_size))};
+  }
   EXPECT_LT(backend.largest_allocation(), size_t{64} << 20) << "no device buffer should approach the model's size";
 
-  // A prompt of 40 tokens (through the dequantized GEMM) batched with a decode token (the
-  // GEMV) at another width.
+  // A prompt's second chunk of 40 tokens at width 4 (through the dequantized GEMM), batched with
+  // a decode token at width 8 (the GEMV) of a sequence further along.
   std::vector<TokenId> long_prompt;
-  for (int i = 0; i < 40; ++i) long_prompt.push_back(1 + (i * 37) % (c.vocab_size - 1));
+  for (int i = 0; i < 60; ++i) long_prompt.push_back(1 + (i * 37) % (c.vocab_size - 1));
+  const std::span<const TokenId> first_chunk = std::span<const TokenId>(long_prompt).first(20);
+  const std::span<const TokenId> second_chunk = std::span<const TokenId>(long_prompt).subspan(20);
   KvCache cpu_long(c, 64), gpu_long(c, 64), cpu_short(c, 64), gpu_short(c, 64);
+  want.assign(c.vocab_size, 0);
+  ASSERT_TRUE(cpu.Forward(first_chunk, cpu_long, LogitsFor::kLastToken, want, {4}).ok());
+  ASSERT_TRUE(gpu.Forward(first_chunk, gpu_long, LogitsFor::kLastToken, want, {4}).ok());
+  ASSERT_TRUE(cpu.Forward(prompt, cpu_short, LogitsFor::kLastToken, want, {8}).ok());
+  ASSERT_TRUE(gpu.Forward(prompt, gpu_short, LogitsFor::kLastToken, want, {8}).ok());
   const std::vector<TokenId> one = {prompt.front()};
-  const std::vector<SequenceStep> cpu_mix = {{long_prompt, &cpu_long, 4, LogitsFor::kAllTokens}, {one, &cpu_short, 8, LogitsFor::kLastToken}};
-  const std::vector<SequenceStep> gpu_mix = {{long_prompt, &gpu_long, 4, LogitsFor::kAllTokens}, {one, &gpu_short, 8, LogitsFor::kLastToken}};
-  want.assign((long_prompt.size() + 1) * c.vocab_size, 0);
+  const std::vector<SequenceStep> cpu_mix = {{second_chunk, &cpu_long, 4, LogitsFor::kAllTokens}, {one, &cpu_short, 8, LogitsFor::kLastToken}};
+  const std::vector<SequenceStep> gpu_mix = {{second_chunk, &gpu_long, 4, LogitsFor::kAllTokens}, {one, &gpu_short, 8, LogitsFor::kLastToken}};
+  want.assign((second_chunk.size() + 1) * c.vocab_size, 0);
   got.assign(want.size(), 0);
   ASSERT_TRUE(cpu.ForwardBatch(cpu_mix, want).ok());
   const absl::Status mixed = gpu.ForwardBatch(gpu_mix, got);
