@@ -21,7 +21,7 @@ namespace {
 // read no more of a matrix than that, so the test needs no quantizer (nor its dependencies
 // in the cross build, tests/cross/arm64.sh).
 struct Fixture {
-  std::vector<uint8_t> tiled;
+  AlignedBytes tiled;
   std::vector<std::vector<float>> luts;
   std::vector<Int8Lut> int8;
   BitplaneView view;

@@ -6,10 +6,26 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <span>
 #include <vector>
 
 namespace anyprec::cpu {
+
+// Bytes on 64-byte boundaries, so that the kernels' 64-byte loads of planes and tables never
+// straddle two cache lines, wherever the allocator would have put them.
+template <typename T>
+struct CacheLineAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlignment{64};
+  CacheLineAllocator() = default;
+  template <typename U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlignment)); }
+  void deallocate(T* p, size_t) { ::operator delete(p, kAlignment); }
+  bool operator==(const CacheLineAllocator&) const = default;
+};
+using AlignedBytes = std::vector<uint8_t, CacheLineAllocator<uint8_t>>;
 
 struct BitplaneView {
   int rows = 0;
@@ -42,12 +58,12 @@ struct BitplaneView {
 inline size_t PaddedRowStride(int cols) { return (static_cast<size_t>(cols) + 127) / 128 * 16; }
 
 // Copies canonical planes (engine/model/bitplanes.h) into the kernels' padded layout.
-std::vector<uint8_t> RetilePlanes(std::span<const uint8_t> canonical, int rows, int cols, int max_bits);
+AlignedBytes RetilePlanes(std::span<const uint8_t> canonical, int rows, int cols, int max_bits);
 
 // The int8 form of one width's fp32 LUT [rows][2^bits]: per row, scale = max|c| / 127 and
 // each centroid stored as round(c / scale) + 128.
 struct Int8Lut {
-  std::vector<uint8_t> values;
+  AlignedBytes values;
   std::vector<float> scales;
 };
 Int8Lut QuantizeLut(const float* lut, int rows, int bits);
@@ -60,7 +76,7 @@ struct PreparedBitplanes {
   PreparedBitplanes(PreparedBitplanes&&) = default;
   PreparedBitplanes& operator=(PreparedBitplanes&&) = default;
 
-  std::vector<uint8_t> planes;
+  AlignedBytes planes;
   std::vector<Int8Lut> int8_luts;
   BitplaneView view;
   size_t bytes() const;  // of the re-tiled planes and int8 tables

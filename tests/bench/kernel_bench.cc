@@ -61,7 +61,7 @@ double ReadBandwidth() {
 }
 
 struct QuantizedCopy {
-  std::vector<uint8_t> planes;
+  cpu::AlignedBytes planes;
   std::vector<std::vector<float>> luts;
   std::vector<cpu::Int8Lut> int8;
   cpu::BitplaneView view;

@@ -43,7 +43,7 @@ using testing::MaxRelativeError;
 
 // A random quantized matrix in the CPU kernels' layout, and the same on the device.
 struct TestMatrix {
-  std::vector<uint8_t> tiled;
+  cpu::AlignedBytes tiled;
   std::vector<std::vector<float>> luts;
   cpu::BitplaneView view;
   GpuBitplaneMatrix gpu;
