@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "anyprec/v1/generation.pb.h"
+#include "engine/device/cpu_device.h"
 #include "engine/device/kv_cache.h"
 #include "quantizer/quantizer.h"
 #include "server/generation_service.h"
@@ -24,6 +25,7 @@ namespace fs = std::filesystem;
 struct Service {
   std::unique_ptr<anyprec::Model> model;
   std::unique_ptr<anyprec::Tokenizer> tokenizer;
+  std::unique_ptr<anyprec::Device> device;
   std::unique_ptr<anyprec::server::Scheduler> scheduler;
   std::unique_ptr<anyprec::server::TenantRegistry> tenants;
   std::unique_ptr<anyprec::server::GenerationService> service;
@@ -58,7 +60,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   if (!tokenizer.ok()) Exit("tokenizer", tokenizer.status());
   s.tokenizer = std::make_unique<anyprec::Tokenizer>(*std::move(tokenizer));
   fs::remove_all(image);  // the model keeps its mapping
-  s.scheduler = std::make_unique<anyprec::server::Scheduler>(*s.model, *s.tokenizer, anyprec::server::SchedulerOptions{});
+  s.device = anyprec::MakeCpuDevice(*s.model);
+  s.scheduler = std::make_unique<anyprec::server::Scheduler>(*s.model, *s.device, *s.tokenizer, anyprec::server::SchedulerOptions{});
   s.tenants = anyprec::server::TenantRegistry::Open({3, 8}, 4);
   s.service = std::make_unique<anyprec::server::GenerationService>(*s.model, *s.tokenizer, *s.scheduler, *s.tenants,
                                                                    anyprec::server::ServiceConfig{});
