@@ -46,10 +46,9 @@ int RunGenerate(const GenerateOptions& o) {
 
   spdlog::info("device: {}", engine.device_summary());
   Transformer transformer(engine.model(), engine.device());
+  Decoder decoder(config, engine.tokenizer(), o.decoding, std::move(prompt));
   // Room for what this run can use, not the model's whole context (which may be huge).
-  const int positions = static_cast<int>(std::min<long>(static_cast<long>(prompt.size()) + o.decoding.max_new_tokens, config.max_position_embeddings));
-  KvCache cache(config, positions, engine.kv_dtype());
-  Decoder decoder(config, engine.tokenizer(), o.decoding, std::move(prompt), positions);
+  KvCache cache(config, decoder.max_positions(), engine.kv_dtype());
   std::fputs(decoder.prompt_text().c_str(), stdout);
   std::vector<float> logits(config.vocab_size);
   std::span<const TokenId> step = decoder.context();

@@ -200,7 +200,7 @@ absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::Generate
   out.limits = tenant.limits;
   out.bits = r.bits() == 0 ? tenant.default_bits : static_cast<int>(r.bits());
   RETURN_IF_ERROR(ModelWidths(c).Check(out.bits, "bits", "the served"));
-  if (out.bits < tenant.min_bits || out.bits > tenant.max_bits) {
+  if (!tenant.widths().Contains(out.bits)) {
     return absl::PermissionDeniedError(
         absl::StrCat("tenant ", tenant.name, " may use widths ", tenant.min_bits, "..", tenant.max_bits, ", not ", out.bits));
   }

@@ -72,16 +72,14 @@ absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerationReque
                                                                   std::shared_ptr<GenerationSink> sink) {
   auto s = std::make_unique<Sequence>();
   s->handle = std::make_shared<RequestHandle>();
-  const int max_context = model_.config().max_position_embeddings;
-  const int max_positions =
-      static_cast<int>(std::min<long>(static_cast<long>(request.prompt.size()) + request.decoding.max_new_tokens, max_context));
+  s->decoder = std::make_unique<Decoder>(model_.config(), tokenizer_, request.decoding, std::move(request.prompt));
+  const int max_positions = s->decoder->max_positions();
   const long blocks = (max_positions + options_.kv_block_tokens - 1) / options_.kv_block_tokens;
   if (blocks > kv_blocks()) {
     if (metrics_) metrics_->RequestRejected("kv_too_large", request.tenant);
     return absl::InvalidArgumentError(absl::StrCat("prompt and max_new_tokens need ", max_positions, " KV positions, more than the server's ",
                                                    static_cast<long>(kv_blocks()) * options_.kv_block_tokens));
   }
-  s->decoder = std::make_unique<Decoder>(model_.config(), tokenizer_, request.decoding, std::move(request.prompt), max_positions);
   s->request = std::move(request);
   s->sink = std::move(sink);
   s->submitted = Clock::now();

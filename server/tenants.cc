@@ -399,10 +399,7 @@ absl::StatusOr<Tenant> TenantRegistry::Update(const std::string& name, std::opti
     return absl::InvalidArgumentError(absl::StrCat("allowed widths ", t.min_bits, "..", t.max_bits, " must lie within the image's ",
                                                    widths_.ToString()));
   }
-  if (t.default_bits < t.min_bits || t.default_bits > t.max_bits) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("default_bits ", t.default_bits, " is outside the allowed widths ", t.min_bits, "..", t.max_bits));
-  }
+  RETURN_IF_ERROR(t.widths().Check(t.default_bits, "default_bits", "the allowed"));
   // What is written must read back as what is applied.
   const std::string text = SerializeTenants(next);
   RETURN_IF_ERROR(ParseTenants(text, path_, widths_).status());

@@ -21,6 +21,7 @@ class DecoderTest : public ::testing::Test {
     ASSERT_TRUE(loaded.ok()) << loaded.status();
     tokenizer_.emplace(*std::move(loaded));
     config_.vocab_size = 2048;
+    config_.max_position_embeddings = 512;
     config_.eos_token_ids = {2};
     story_ = tokenizer_->Encode(kStory);
     prompt_.assign(story_.begin(), story_.begin() + 4);
@@ -61,7 +62,7 @@ class DecoderTest : public ::testing::Test {
 };
 
 TEST_F(DecoderTest, TextFollowsThePromptAndTheLengthEndsIt) {
-  Decoder decoder(config_, *tokenizer_, Greedy(3), prompt_, 512);
+  Decoder decoder(config_, *tokenizer_, Greedy(3), prompt_);
   EXPECT_EQ(decoder.prompt_text(), tokenizer_->Decode(prompt_, true));
   const auto [text, end] = Run(decoder);
   EXPECT_EQ(end, DecodeEnd::kLength);
@@ -71,13 +72,14 @@ TEST_F(DecoderTest, TextFollowsThePromptAndTheLengthEndsIt) {
 }
 
 TEST_F(DecoderTest, ThePositionLimitEndsItToo) {
-  Decoder decoder(config_, *tokenizer_, Greedy(100), prompt_, static_cast<int>(prompt_.size()) + 2);
+  config_.max_position_embeddings = static_cast<int>(prompt_.size()) + 2;
+  Decoder decoder(config_, *tokenizer_, Greedy(100), prompt_);
   EXPECT_EQ(Run(decoder).second, DecodeEnd::kLength);
   EXPECT_EQ(decoder.generated(), 2);
 }
 
 TEST_F(DecoderTest, EosEndsWithoutAToken) {
-  Decoder decoder(config_, *tokenizer_, Greedy(10), prompt_, 512);
+  Decoder decoder(config_, *tokenizer_, Greedy(10), prompt_);
   const DecodeStep step = decoder.Next(Certain(2));
   EXPECT_FALSE(step.token.has_value());
   EXPECT_EQ(step.end, DecodeEnd::kEos);
@@ -85,7 +87,7 @@ TEST_F(DecoderTest, EosEndsWithoutAToken) {
 
   DecodingOptions past_eos = Greedy(10);
   past_eos.ignore_eos = true;
-  Decoder ignoring(config_, *tokenizer_, past_eos, prompt_, 512);
+  Decoder ignoring(config_, *tokenizer_, past_eos, prompt_);
   const DecodeStep kept = ignoring.Next(Certain(2));
   EXPECT_EQ(kept.token, 2);
   EXPECT_FALSE(kept.end.has_value());
@@ -96,14 +98,14 @@ TEST_F(DecoderTest, EosEndsWithoutAToken) {
 TEST_F(DecoderTest, StopSequencesCutTheTextWhereTheyBegin) {
   DecodingOptions options = Greedy(50);
   options.stop = {"big dog", "was a"};
-  Decoder decoder(config_, *tokenizer_, options, prompt_, 512);
+  Decoder decoder(config_, *tokenizer_, options, prompt_);
   const auto [text, end] = Run(decoder);
   EXPECT_EQ(end, DecodeEnd::kStopSequence);
   ASSERT_NE(continuation_.find("was a"), std::string::npos) << continuation_;
   EXPECT_EQ(text, continuation_.substr(0, continuation_.find("was a")));
 
   options.stop = {"g named"};
-  Decoder spanning(config_, *tokenizer_, options, prompt_, 512);
+  Decoder spanning(config_, *tokenizer_, options, prompt_);
   const auto [cut, spanning_end] = Run(spanning);
   EXPECT_EQ(spanning_end, DecodeEnd::kStopSequence);
   EXPECT_EQ(cut, continuation_.substr(0, continuation_.find("g named")));
@@ -114,7 +116,7 @@ TEST_F(DecoderTest, StopSequencesCutTheTextWhereTheyBegin) {
 TEST_F(DecoderTest, TextThatCouldBeginAStopSequenceIsHeldBack) {
   DecodingOptions options = Greedy(50);
   options.stop = {"was a big cat"};
-  Decoder decoder(config_, *tokenizer_, options, prompt_, 512);
+  Decoder decoder(config_, *tokenizer_, options, prompt_);
   std::string released;
   for (size_t i = prompt_.size(); i < story_.size(); ++i) {
     const DecodeStep step = decoder.Next(Certain(story_[i]));
@@ -128,7 +130,7 @@ TEST_F(DecoderTest, TextThatCouldBeginAStopSequenceIsHeldBack) {
   EXPECT_EQ(released + decoder.Finish(), continuation_);
 
   options.stop = {"big dog named Maxwell"};
-  Decoder ending(config_, *tokenizer_, options, prompt_, 512);
+  Decoder ending(config_, *tokenizer_, options, prompt_);
   const auto [held, end] = Run(ending);
   EXPECT_FALSE(end.has_value());
   EXPECT_EQ(held, continuation_.substr(0, continuation_.find("big dog")));
@@ -143,7 +145,7 @@ TEST_F(DecoderTest, TextThatCouldBeginAStopSequenceIsHeldBack) {
 TEST_F(DecoderTest, RepetitionPenaltyReadsThePrompt) {
   DecodingOptions options = Greedy(5);
   options.repetition_penalty = 2.0f;
-  Decoder decoder(config_, *tokenizer_, options, prompt_, 512);
+  Decoder decoder(config_, *tokenizer_, options, prompt_);
   std::vector<float> logits(config_.vocab_size, 0.0f);
   const TokenId repeated = prompt_.back();
   TokenId fresh = 3;

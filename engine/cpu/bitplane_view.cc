@@ -55,8 +55,8 @@ PreparedBitplanes PrepareBitplanes(std::span<const uint8_t> canonical, std::span
   return p;
 }
 
-size_t PreparedBitplanes::bytes() const {
-  size_t total = planes.size();
+size_t PreparedBitplanes::int8_lut_bytes() const {
+  size_t total = 0;
   for (const Int8Lut& q : int8_luts) total += q.values.size() + sizeof(float) * q.scales.size();
   return total;
 }

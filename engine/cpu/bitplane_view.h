@@ -79,7 +79,7 @@ struct PreparedBitplanes {
   AlignedBytes planes;
   std::vector<Int8Lut> int8_luts;
   BitplaneView view;
-  size_t bytes() const;  // of the re-tiled planes and int8 tables
+  size_t int8_lut_bytes() const;
 };
 PreparedBitplanes PrepareBitplanes(std::span<const uint8_t> canonical, std::span<const float* const> luts, int rows, int cols,
                                    int seed_bits, int max_bits, bool int8);

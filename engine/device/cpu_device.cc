@@ -21,7 +21,7 @@ class CpuDevice final : public Device {
         }
         prepared_.push_back(cpu::PrepareBitplanes(q.planes, q.luts, linear->rows, linear->cols, q.seed_bits, q.max_bits, int8_));
         bytes_.planes += prepared_.back().planes.size();
-        bytes_.luts += prepared_.back().bytes() - prepared_.back().planes.size();
+        bytes_.luts += prepared_.back().int8_lut_bytes();
         for (int b = q.seed_bits; b <= q.max_bits; ++b) bytes_.luts += sizeof(float) * (static_cast<size_t>(linear->rows) << b);
       }
       bytes_.dense += sizeof(float) * (layer.attn_norm.size() + layer.ffn_norm.size());

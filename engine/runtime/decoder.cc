@@ -5,13 +5,13 @@
 
 namespace anyprec {
 
-Decoder::Decoder(const ModelConfig& config, const Tokenizer& tokenizer, DecodingOptions options, std::vector<TokenId> prompt,
-                 int max_positions)
+Decoder::Decoder(const ModelConfig& config, const Tokenizer& tokenizer, DecodingOptions options, std::vector<TokenId> prompt)
     : eos_ids_(config.eos_token_ids),
       options_(std::move(options)),
       context_(std::move(prompt)),
       prompt_tokens_(static_cast<int>(context_.size())),
-      max_positions_(max_positions),
+      max_positions_(static_cast<int>(
+          std::min<long>(static_cast<long>(prompt_tokens_) + options_.max_new_tokens, config.max_position_embeddings))),
       sampler_(options_.sampling),
       text_(tokenizer) {
   // The output's text follows the prompt's (a leading space, a character split across both).
@@ -45,7 +45,7 @@ DecodeStep Decoder::Next(std::span<const float> logits) {
   const size_t releasable = output_.size() - HeldBack();
   step.text = output_.substr(released_, releasable - released_);
   released_ = releasable;
-  if (generated() >= options_.max_new_tokens || static_cast<int>(context_.size()) >= max_positions_) step.end = DecodeEnd::kLength;
+  if (static_cast<int>(context_.size()) >= max_positions_) step.end = DecodeEnd::kLength;
   return step;
 }
 

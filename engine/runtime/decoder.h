@@ -35,9 +35,9 @@ struct DecodeStep {
 
 class Decoder {
  public:
-  // `max_positions`: the context length (prompt and output) at which the sequence ends.
-  // The tokenizer must outlive the decoder.
-  Decoder(const ModelConfig& config, const Tokenizer& tokenizer, DecodingOptions options, std::vector<TokenId> prompt, int max_positions);
+  // The sequence ends after options.max_new_tokens or when the context fills the model's
+  // positions, whichever comes first (max_positions()). The tokenizer must outlive the decoder.
+  Decoder(const ModelConfig& config, const Tokenizer& tokenizer, DecodingOptions options, std::vector<TokenId> prompt);
 
   // The next token from the logits of the last context position.
   DecodeStep Next(std::span<const float> logits);
@@ -51,6 +51,7 @@ class Decoder {
   const std::vector<TokenId>& context() const { return context_; }
   int prompt_tokens() const { return prompt_tokens_; }
   int generated() const { return static_cast<int>(context_.size()) - prompt_tokens_; }
+  // The context length (prompt and output) at which the sequence ends: the KV positions it needs.
   int max_positions() const { return max_positions_; }
 
  private:

@@ -40,7 +40,7 @@ class Engine {
  public:
   static absl::StatusOr<std::unique_ptr<Engine>> Open(const EngineOptions& options);
 
-  // The device holds the GPU backend: an Engine stays where it was opened.
+  // The device refers to the GPU backend the engine holds: an Engine stays where it was opened.
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
   ~Engine();
