@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "engine/grad/gradient_pass.h"
+#include "quantizer/grad/gradient_pass.h"
 #include "engine/model/float_convert.h"
 #include "engine/model/arch.h"
 #include "engine/model/safetensors.h"

@@ -7,11 +7,11 @@
 
 #include <optional>
 
+#include "engine/base/relative_error.h"
 #include "engine/runtime/sampler.h"
 #include "engine/runtime/transformer.h"
 #include "gtest/gtest.h"
 #include "tests/host_backend.h"
-#include "tests/relative_error.h"
 #include "tests/test_image.h"
 
 namespace anyprec {
@@ -20,7 +20,6 @@ namespace {
 // fp16 activations into the linear layers where the CPU keeps fp32.
 constexpr double kLogitBound = 2e-2;
 
-using testing::MaxRelativeError;
 
 TEST(CudaDevice, RunsTheGraphAsTheCpuDoesOnTheHostEmulation) {
   absl::StatusOr<Model> loaded = Model::Load(testing::TinyStoriesImage());

@@ -6,7 +6,7 @@
 #include <set>
 
 #include "engine/base/mapped_file.h"
-#include "engine/grad/gradient_pass.h"
+#include "quantizer/grad/gradient_pass.h"
 #include "gtest/gtest.h"
 #include "quantizer/fisher.h"
 #include "quantizer/quantizer.h"

@@ -11,17 +11,16 @@
 #include <random>
 
 #include "engine/base/mapped_file.h"
-#include "engine/grad/backward_ops.h"
-#include "engine/grad/gradient_pass.h"
+#include "engine/base/relative_error.h"
 #include "engine/runtime/perplexity.h"
 #include "gtest/gtest.h"
-#include "tests/relative_error.h"
+#include "quantizer/grad/backward_ops.h"
+#include "quantizer/grad/gradient_pass.h"
 #include "tests/shared_data.h"
 
 namespace anyprec::grad {
 namespace {
 
-using testing::MaxRelativeError;
 using testing::SharedPath;
 
 constexpr double kFiniteDifferenceBound = 1e-3;  // in double, for every op and the whole model

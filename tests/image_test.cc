@@ -3,13 +3,13 @@
 #include <fstream>
 
 #include "engine/base/mapped_file.h"
+#include "engine/base/relative_error.h"
 #include "engine/model/bitplanes.h"
 #include "engine/model/model.h"
 #include "engine/model/safetensors.h"
 #include "engine/runtime/transformer.h"
 #include "gtest/gtest.h"
 #include "quantizer/quantizer.h"
-#include "tests/relative_error.h"
 #include "tests/shared_data.h"
 
 namespace anyprec {
@@ -184,7 +184,7 @@ TEST(Int8DenseImage, HeadAndEmbeddingAreInt8AndTheLogitsFollowFp32) {
     KvCache reference_cache(c, 16), quantized_cache(c, 16);
     ASSERT_TRUE(reference.Forward(prompt, reference_cache, LogitsFor::kAllTokens, want, {c.quantization->max_bits}).ok());
     ASSERT_TRUE(quantized.Forward(prompt, quantized_cache, LogitsFor::kAllTokens, got, {c.quantization->max_bits}).ok());
-    EXPECT_LT(testing::MaxRelativeError(got, want), 0.02);
+    EXPECT_LT(MaxRelativeError(got, want), 0.02);
     fs::remove_all(root);
   }
 }

@@ -6,10 +6,10 @@
 #include <random>
 #include <vector>
 
+#include "engine/base/relative_error.h"
 #include "gtest/gtest.h"
 #include "tests/paged_cache.h"
 #include "tests/simd_targets.h"
-#include "tests/relative_error.h"
 
 namespace anyprec::cpu {
 namespace {
@@ -21,7 +21,6 @@ std::vector<float> Random(size_t n, std::mt19937& rng, float scale = 1.0f) {
   return v;
 }
 
-using testing::MaxRelativeError;
 
 TEST(MatMul, MatchesReferenceOnEveryShapeClass) {
   std::mt19937 rng(7);

@@ -38,23 +38,20 @@ absl::StatusOr<MappedFile> MappedFile::Open(const std::string& path) {
   const auto size = static_cast<size_t>(st.st_size);
   if (size == 0) {
     ::close(fd);
-    return MappedFile(path, nullptr, 0);
+    return MappedFile(nullptr, 0);
   }
   void* addr = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
   if (addr == MAP_FAILED) return ErrnoError(path, "cannot map");
-  return MappedFile(path, static_cast<const std::byte*>(addr), size);
+  return MappedFile(static_cast<const std::byte*>(addr), size);
 }
 
 MappedFile::MappedFile(MappedFile&& other) noexcept
-    : path_(std::move(other.path_)),
-      data_(std::exchange(other.data_, nullptr)),
-      size_(std::exchange(other.size_, 0)) {}
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   if (this != &other) {
     Release();
-    path_ = std::move(other.path_);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
   }

@@ -20,14 +20,11 @@ class MappedFile {
   ~MappedFile();
 
   std::span<const std::byte> bytes() const { return {data_, size_}; }
-  const std::string& path() const { return path_; }
 
  private:
-  MappedFile(std::string path, const std::byte* data, size_t size)
-      : path_(std::move(path)), data_(data), size_(size) {}
+  MappedFile(const std::byte* data, size_t size) : data_(data), size_(size) {}
   void Release();
 
-  std::string path_;
   const std::byte* data_ = nullptr;
   size_t size_ = 0;
 };

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/base/relative_error.h"
 #include "engine/base/status_macros.h"
 #include "engine/cpu/kernel_choice.h"
 #include "engine/device/cpu_device.h"
@@ -60,16 +61,10 @@ absl::Status CheckAgainstCpu(const Model& model, Device& device) {
     std::vector<float> got(want.size());
     RETURN_IF_ERROR(cpu.Forward(prompt, cpu_cache, LogitsFor::kAllTokens, want, {bits}));
     RETURN_IF_ERROR(other.Forward(prompt, other_cache, LogitsFor::kAllTokens, got, {bits}));
-    double scale = 0;
-    double error = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
-      scale = std::max(scale, std::abs(static_cast<double>(want[i])));
-      const double e = std::abs(static_cast<double>(got[i]) - want[i]);
-      error = std::isnan(e) ? INFINITY : std::max(error, e);
-    }
-    if (!(error <= kLogitBound * scale)) {
-      return absl::InternalError(absl::StrCat("the logits at bits ", bits, " are off the CPU's by ", error / std::max(scale, 1e-30),
-                                              " (relative; more than ", kLogitBound, ")"));
+    const double error = MaxRelativeError(got, want);
+    if (!(error <= kLogitBound)) {
+      return absl::InternalError(
+          absl::StrCat("the logits at bits ", bits, " are off the CPU's by ", error, " (relative; more than ", kLogitBound, ")"));
     }
   }
   return absl::OkStatus();

@@ -221,13 +221,6 @@ std::string Tokenizer::Decode(std::span<const TokenId> ids, bool skip_special_to
 
 int Tokenizer::vocab_size() const { return static_cast<int>(impl_->pieces.size()); }
 
-bool Tokenizer::IsSpecial(TokenId id) const { return id >= 0 && id < vocab_size() && impl_->special[id]; }
-
-std::string_view Tokenizer::Piece(TokenId id) const {
-  if (id < 0 || id >= vocab_size()) return {};
-  return impl_->pieces[id];
-}
-
 std::string DecodeStream::Next(TokenId id) {
   const TokenizerParts& impl = *tokenizer_.impl_;
   if (id < 0 || id >= tokenizer_.vocab_size() || impl.special[id]) return {};

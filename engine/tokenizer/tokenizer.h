@@ -37,9 +37,6 @@ class Tokenizer {
   std::string Decode(std::span<const TokenId> ids, bool skip_special_tokens = false) const;
 
   int vocab_size() const;
-  bool IsSpecial(TokenId id) const;
-  // The literal piece of `id` (e.g. "▁upon"), or "" when out of range.
-  std::string_view Piece(TokenId id) const;
 
  private:
   friend class DecodeStream;

@@ -8,10 +8,10 @@
 #include <cstdio>
 
 #include "CLI/CLI.hpp"
-#include "flags/engine_flags.h"
+#include "engine/base/relative_error.h"
 #include "engine/runtime/sampler.h"
 #include "engine/runtime/transformer.h"
-#include "tests/relative_error.h"
+#include "flags/engine_flags.h"
 
 namespace anyprec {
 namespace {
@@ -22,7 +22,6 @@ constexpr double kLogitBound = 2e-2;
 
 int g_failures = 0;
 
-using testing::MaxRelativeError;
 
 void Report(const std::string& what, double error) {
   const bool pass = error <= kLogitBound;

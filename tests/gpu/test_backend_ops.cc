@@ -10,13 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "engine/base/relative_error.h"
 #include "engine/cpu/ops.h"
 #include "engine/cuda/cuda_loader.h"
 #include "engine/model/bitplanes.h"
 #include "engine/model/half_float.h"
 #include "tests/gpu/gpu_support.h"
 #include "tests/paged_cache.h"
-#include "tests/relative_error.h"
 
 namespace anyprec::cuda {
 namespace {
@@ -37,7 +37,6 @@ void Report(const char* op, const std::string& what, double error, double bound)
   std::printf("  %-12s %-44s max rel err %.3g (bound %.0e)  %s\n", op, what.c_str(), error, bound, pass ? "OK" : "FAIL");
 }
 
-using testing::MaxRelativeError;
 
 
 

@@ -34,9 +34,12 @@ forbid flags -- server/ quantizer/ loadtest/
 # Within the engine: the model and the tokenizer know no device (the model holds the image's
 # canonical planes; each device prepares its own layout); CPU operators and the GPU layout
 # know the image's plane layout and half floats, not the model; devices know no runtime.
-forbid engine/model engine/tokenizer engine/base -- engine/runtime/ engine/device/ engine/cpu/ engine/cuda/ engine/grad/
-forbid engine/cpu engine/cuda -- engine/model/model.h engine/model/arch.h engine/device/ engine/runtime/ engine/grad/
-forbid engine/device -- engine/runtime/ engine/grad/
+forbid engine/model engine/tokenizer engine/base -- engine/runtime/ engine/device/ engine/cpu/ engine/cuda/
+forbid engine/cpu engine/cuda -- engine/model/model.h engine/model/arch.h engine/device/ engine/runtime/
+forbid engine/device -- engine/runtime/
+# The quantizer's training graph runs on the CPU operators and the model, beneath the
+# quantizer's passes: it knows no device, runtime or quantizer pass.
+forbid quantizer/grad -- engine/device/ engine/runtime/ engine/cuda/ 'quantizer/[a-z_]*[.]h'
 # nvcc compiles the CUDA files: no spdlog or gRPC headers there (their C++20 and protobuf
 # needs break it).
 forbid engine/cuda -- spdlog/ grpc google/protobuf

@@ -1,11 +1,11 @@
-#include "engine/grad/gradient_pass.h"
+#include "quantizer/grad/gradient_pass.h"
 
 #include <algorithm>
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "engine/model/arch.h"
-#include "engine/grad/backward_ops.h"
+#include "quantizer/grad/backward_ops.h"
 
 namespace anyprec::grad {
 namespace {

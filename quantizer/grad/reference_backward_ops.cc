@@ -3,7 +3,7 @@
 #include <cmath>
 #include <vector>
 
-#include "engine/grad/backward_ops.h"
+#include "quantizer/grad/backward_ops.h"
 
 namespace anyprec::grad {
 namespace {

@@ -1,5 +1,5 @@
 // How far an output is from its reference: max |got - want| over max |want|, the measure
-// every kernel test bounds. NaN anywhere in `got` (a poisoned element left unwritten, say)
+// every kernel test bounds and the GPU's start-up check holds to the CPU. NaN anywhere in `got` (a poisoned element left unwritten, say)
 // gives NaN, which fails any bound.
 #pragma once
 
@@ -7,7 +7,7 @@
 #include <cmath>
 #include <span>
 
-namespace anyprec::testing {
+namespace anyprec {
 
 template <typename Want>
 double MaxRelativeError(std::span<const float> got, std::span<const Want> want) {
@@ -27,4 +27,4 @@ double MaxRelativeError(const Got& got, const Want& want) {
   return MaxRelativeError(std::span<const float>(got), std::span<const typename Want::value_type>(want));
 }
 
-}  // namespace anyprec::testing
+}  // namespace anyprec
