@@ -39,8 +39,8 @@ int RunGenerate(const GenerateOptions& o) {
   forward.bits = o.bits.value_or(ModelWidths(config).max);
   if (absl::Status s = ModelWidths(config).Check(forward.bits, "--bits", "the model's"); !s.ok()) return ReportError(s, 2);
   std::vector<TokenId> prompt = engine.EncodePrompt(o.prompt);
-  if (static_cast<int>(prompt.size()) >= config.max_position_embeddings) {
-    spdlog::error("prompt of {} tokens fills the model's {} positions", prompt.size(), config.max_position_embeddings);
+  if (static_cast<int>(prompt.size()) >= config.context_length()) {
+    spdlog::error("prompt of {} tokens fills the model's {} positions", prompt.size(), config.context_length());
     return 1;
   }
 

@@ -38,7 +38,7 @@ std::vector<float> ActivationStatistics::ColumnSensitivity(int layer, LinearInpu
 absl::StatusOr<ActivationStatistics> CollectActivationStatistics(const Model& model, std::span<const TokenId> text_tokens,
                                                                  TokenId bos, int window_len, long max_tokens) {
   const ModelConfig& c = model.config();
-  window_len = std::min(window_len, c.max_position_embeddings);
+  window_len = std::min(window_len, c.context_length());
   if (window_len < 2) return absl::InvalidArgumentError("calibration windows need at least 2 tokens");
   const long available = std::min<long>(max_tokens, static_cast<long>(text_tokens.size()));
   if (available <= 0) return absl::InvalidArgumentError("the calibration text has no tokens");

@@ -91,6 +91,10 @@ absl::Status WriteImage(const std::string& out_dir, const ImageContents& image) 
     const LayerWeights& l = w.layers[layer];
     list.AddF32(arch::LayerTensor(layer, arch::kAttentionNorm) + ".weight", {c.hidden_size}, l.attn_norm);
     list.AddF32(arch::LayerTensor(layer, arch::kMlpNorm) + ".weight", {c.hidden_size}, l.ffn_norm);
+    if (c.qk_norm) {
+      list.AddF32(arch::LayerTensor(layer, arch::kQueryNorm) + ".weight", {c.head_dim}, l.q_norm);
+      list.AddF32(arch::LayerTensor(layer, arch::kKeyNorm) + ".weight", {c.head_dim}, l.k_norm);
+    }
     const auto linears = l.linears();
     for (size_t j = 0; j < linears.size(); ++j) {
       const QuantizedMatrix& q = image.linears[arch::FlatIndex(layer, static_cast<int>(j))];

@@ -122,7 +122,7 @@ absl::Status ChooseDenseDType(Model& model, const std::string& model_dir, const 
     progress(absl::StrCat("dense dtype: fp32 (no calibration text to measure int8 against: ", tokens.status().message(), ")"));
     return absl::OkStatus();
   }
-  const int window_len = std::min(options.calibration_window, c.max_position_embeddings) - 1;
+  const int window_len = std::min(options.calibration_window, c.context_length()) - 1;
   const int windows = std::min<int>(4, tokens->size() / std::max(window_len, 1));
   if (window_len < 1 || windows < 1) {
     progress(absl::StrCat("dense dtype: fp32 (", tokens->size(), " calibration tokens, too few to measure int8 against)"));
@@ -158,7 +158,7 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
 
   Sensitivity sensitivity = q.mode == Mode::kRoundToNearest ? Sensitivity::kNone : options.sensitivity;
   AccumulatorPrecision precision = options.fisher.precision;
-  const int seq_len = std::min(options.fisher.seq_len, c.max_position_embeddings);
+  const int seq_len = std::min(options.fisher.seq_len, c.context_length());
   if (sensitivity == Sensitivity::kAuto) {
     sensitivity = ChooseSensitivity(c, seq_len, precision, progress);
   }

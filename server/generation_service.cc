@@ -215,9 +215,9 @@ absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::Generate
     if (!utf8::IsValid(r.text())) return absl::InvalidArgumentError("prompt text is not valid UTF-8");
     out.prompt = EncodePrompt(c, tokenizer_, r.text());
   }
-  if (static_cast<int>(out.prompt.size()) >= c.max_position_embeddings) {
+  if (static_cast<int>(out.prompt.size()) >= c.context_length()) {
     return absl::InvalidArgumentError(absl::StrCat("prompt of ", out.prompt.size(), " tokens leaves no room in the model's ",
-                                                   c.max_position_embeddings, "-token context"));
+                                                   c.context_length(), "-token context"));
   }
   if (r.max_new_tokens() == 0 || r.max_new_tokens() > static_cast<uint32_t>(config_.max_new_tokens_limit)) {
     return absl::InvalidArgumentError(absl::StrCat("max_new_tokens must be in 1..", config_.max_new_tokens_limit, ", got ",

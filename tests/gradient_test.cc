@@ -8,12 +8,14 @@
 // error is |analytic - numeric| / max(|analytic|, |numeric|).
 #include <cmath>
 #include <functional>
+#include <numeric>
 #include <random>
 
 #include "engine/base/mapped_file.h"
 #include "engine/base/relative_error.h"
 #include "engine/runtime/perplexity.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "quantizer/grad/backward_ops.h"
 #include "quantizer/grad/gradient_pass.h"
 #include "tests/shared_data.h"
@@ -78,12 +80,24 @@ double Dot(std::span<const double> a, std::span<const double> b) {
   return s;
 }
 
-// The operators' checks run on several shapes: GQA with groups of 2, odd widths, one token.
+// The operators' checks run on several shapes: GQA with groups of 2, odd widths, one token, a
+// sliding window shorter than the sequence.
 struct OpShape {
   int tokens, rows, cols;
   AttentionShape attention;
 };
-const OpShape kShapes[] = {{7, 12, 10, {4, 2, 8}}, {1, 5, 3, {2, 2, 4}}, {13, 9, 17, {6, 3, 6}}};
+const OpShape kShapes[] = {{7, 12, 10, {4, 2, 8}}, {1, 5, 3, {2, 2, 4}}, {13, 9, 17, {6, 3, 6}}, {11, 6, 8, {4, 1, 8, 4}}};
+
+// RoPE's frequencies for head_dim d: the default ones, and YaRN-like ones over the leading
+// d - 2 dims (partial rotary) with an attention factor.
+std::vector<RopeFrequencies> RopeCases(int d) {
+  RopeFrequencies plain;
+  for (int i = 0; i < d / 2; ++i) plain.inv_freq.push_back(std::pow(10000.0, -2.0 * i / d));
+  RopeFrequencies partial;
+  for (int i = 0; i < d / 2 - 1; ++i) partial.inv_freq.push_back(std::pow(500.0, -2.0 * i / (d - 2)) / (i % 2 == 0 ? 1 : 4));
+  partial.attention_factor = 1.25;
+  return {plain, partial};
+}
 
 TEST(BackwardOps, LinearMatchesFiniteDifferences) {
   std::mt19937_64 rng(1);
@@ -141,42 +155,52 @@ TEST(BackwardOps, RopeMatchesFiniteDifferencesAndTheForwardPass) {
   std::mt19937_64 rng(3);
   for (const OpShape& s : kShapes) {
     const int heads = s.attention.num_heads, d = s.attention.head_dim;
-    std::vector<double> x = RandomVector(size_t(s.tokens) * heads * d, rng);
-    const std::vector<double> dy = RandomVector(x.size(), rng);
-    const auto loss = [&] {
-      std::vector<double> y = x;
-      RopeForward<double>(y, s.tokens, heads, d, 10000.0f);
-      return Dot(y, dy);
-    };
-    std::vector<double> dx = dy;
-    RopeBackward<double>(dx, s.tokens, heads, d, 10000.0f);
-    ExpectMatchesFiniteDifferences("rope dx", x, dx, loss, rng);
+    for (const RopeFrequencies& f : RopeCases(d)) {
+      std::vector<double> x = RandomVector(size_t(s.tokens) * heads * d, rng);
+      const std::vector<double> dy = RandomVector(x.size(), rng);
+      const auto loss = [&] {
+        std::vector<double> y = x;
+        RopeForward<double>(y, s.tokens, heads, d, f);
+        return Dot(y, dy);
+      };
+      std::vector<double> dx = dy;
+      RopeBackward<double>(dx, s.tokens, heads, d, f);
+      ExpectMatchesFiniteDifferences("rope dx", x, dx, loss, rng);
 
-    std::vector<float> fast = ToFloat(x);
-    std::vector<int> positions(s.tokens);
-    for (int t = 0; t < s.tokens; ++t) positions[t] = t;
-    cpu::Rope(fast, positions, heads, d, 10000.0f);
-    std::vector<double> mine = x;
-    RopeForward<double>(mine, s.tokens, heads, d, 10000.0f);
-    EXPECT_LT(MaxRelativeError(fast, mine), kFloatBound) << "the inference pass's RoPE";
+      std::vector<float> fast = ToFloat(x);
+      std::vector<int> positions(s.tokens);
+      for (int t = 0; t < s.tokens; ++t) positions[t] = t;
+      cpu::Rope(fast, positions, heads, d, f.inv_freq, f.attention_factor);
+      std::vector<double> mine = x;
+      RopeForward<double>(mine, s.tokens, heads, d, f);
+      EXPECT_LT(MaxRelativeError(fast, mine), kFloatBound) << "the inference pass's RoPE";
+    }
   }
 }
 
-TEST(BackwardOps, SwiGluMatchesFiniteDifferences) {
+TEST(BackwardOps, GatedActivationsMatchFiniteDifferencesAndTheForwardPass) {
   std::mt19937_64 rng(4);
-  for (const OpShape& s : kShapes) {
-    std::vector<double> gate = RandomVector(size_t(s.tokens) * s.cols, rng, 2.0);
-    std::vector<double> up = RandomVector(gate.size(), rng);
-    const std::vector<double> dh = RandomVector(gate.size(), rng);
-    std::vector<double> dgate(gate.size()), dup(gate.size());
-    const auto loss = [&] {
-      std::vector<double> h(gate.size());
-      SwiGluForward<double>(gate, up, h);
-      return Dot(h, dh);
-    };
-    SwiGluBackward<double>(gate, up, dh, dgate, dup);
-    ExpectMatchesFiniteDifferences("swiglu dgate", gate, dgate, loss, rng);
-    ExpectMatchesFiniteDifferences("swiglu dup", up, dup, loss, rng);
+  for (const MlpActivation act : {MlpActivation::kSilu, MlpActivation::kGelu, MlpActivation::kGeluTanh}) {
+    for (const OpShape& s : kShapes) {
+      std::vector<double> gate = RandomVector(size_t(s.tokens) * s.cols, rng, 2.0);
+      std::vector<double> up = RandomVector(gate.size(), rng);
+      const std::vector<double> dh = RandomVector(gate.size(), rng);
+      std::vector<double> dgate(gate.size()), dup(gate.size());
+      const auto loss = [&] {
+        std::vector<double> h(gate.size());
+        GluForward<double>(act, gate, up, h);
+        return Dot(h, dh);
+      };
+      GluBackward<double>(act, gate, up, dh, dgate, dup);
+      ExpectMatchesFiniteDifferences("glu dgate", gate, dgate, loss, rng);
+      ExpectMatchesFiniteDifferences("glu dup", up, dup, loss, rng);
+
+      std::vector<float> fast = ToFloat(gate);
+      cpu::Glu(act, fast, ToFloat(up));
+      std::vector<double> mine(gate.size());
+      GluForward<double>(act, gate, up, mine);
+      EXPECT_LT(MaxRelativeError(fast, mine), kFloatBound) << "the inference pass's activation " << static_cast<int>(act);
+    }
   }
 }
 
@@ -224,7 +248,7 @@ TEST(BackwardOps, AttentionMatchesFiniteDifferences) {
 // first, against the double references.
 TEST(BackwardOps, FastOperatorsMatchReferences) {
   std::mt19937_64 rng(7);
-  const OpShape shapes[] = {{37, 48, 40, {4, 2, 8}}, {1, 5, 3, {2, 2, 4}}, {130, 33, 172, {8, 4, 16}}};
+  const OpShape shapes[] = {{37, 48, 40, {4, 2, 8}}, {1, 5, 3, {2, 2, 4}}, {130, 33, 172, {8, 4, 16}}, {70, 20, 24, {4, 1, 8, 16}}};
   for (const OpShape& s : shapes) {
     const std::vector<double> x = RandomVector(size_t(s.tokens) * s.cols, rng);
     const std::vector<float> w = ToFloat(RandomVector(size_t(s.rows) * s.cols, rng));
@@ -296,14 +320,14 @@ class GradientPassTest : public ::testing::TestWithParam<RealModel> {
   std::vector<TokenId> text_;
 };
 
-TEST_P(GradientPassTest, WholeModelMatchesFiniteDifferences) {
-  std::vector<TokenId> inputs, targets;
-  Window(24, inputs, targets);
-  const ModelConfig& config = model_->config();
-  std::mt19937_64 rng(8);
+// For `entries` entries of every linear layer's weight: the double pass's gradient against the
+// central difference of its loss when that weight (in an fp32 copy) moves.
+void ExpectWholeModelGradientsMatch(const Model& model, std::span<const TokenId> inputs, std::span<const TokenId> targets, int entries,
+                                    std::mt19937_64& rng) {
+  const ModelConfig& config = model.config();
   for (int layer = 0; layer < config.num_layers; ++layer) {
-    for (int linear = 0; linear < 7; ++linear) {
-      ModelWeights weights = model_->weights();
+    for (int linear = 0; linear < arch::kLinearsPerLayer; ++linear) {
+      ModelWeights weights = model.weights();
       Linear& target = *weights.layers[layer].linears()[linear];
       std::vector<float> perturbed(target.dense.begin(), target.dense.end());
       target.dense = perturbed;
@@ -314,7 +338,7 @@ TEST_P(GradientPassTest, WholeModelMatchesFiniteDifferences) {
       });
       ASSERT_TRUE(loss.ok()) << loss.status();
       ASSERT_EQ(gradient.size(), perturbed.size());
-      for (size_t i : CheckedEntries(gradient, 3, rng)) {
+      for (size_t i : CheckedEntries(gradient, entries, rng)) {
         const float original = perturbed[i];
         const float up = original + 1e-3f * std::max(1.0f, std::abs(original));
         const float down = original - 1e-3f * std::max(1.0f, std::abs(original));
@@ -329,6 +353,13 @@ TEST_P(GradientPassTest, WholeModelMatchesFiniteDifferences) {
       }
     }
   }
+}
+
+TEST_P(GradientPassTest, WholeModelMatchesFiniteDifferences) {
+  std::vector<TokenId> inputs, targets;
+  Window(24, inputs, targets);
+  std::mt19937_64 rng(8);
+  ExpectWholeModelGradientsMatch(*model_, inputs, targets, 3, rng);
 }
 
 TEST_P(GradientPassTest, FloatPassMatchesDoublePass) {
@@ -379,6 +410,60 @@ INSTANTIATE_TEST_SUITE_P(RealModels, GradientPassTest,
                          ::testing::Values(RealModel{"models/TinyStories-656K", "models/TinyStories-656K/tokenizer.json"},
                                            RealModel{"models/stories260K-hf", "models/stories260K/tok512.bin"}),
                          [](const auto& info) { return info.index == 0 ? std::string("TinyStories656K") : std::string("Stories260K"); });
+
+// The families' layers (biases, q/k norms, sliding windows, scaled and partial RoPE, GeGLU,
+// Gemma's norms and embedding scale, Phi-3's fused projections) in the training graph: its
+// loss on the synthetic checkpoints is the float64 reference's NLL, and its gradients are
+// the finite differences of that loss.
+class FamilyGradientTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    const std::string dir = SharedPath("models/synthetic-arch/" + GetParam());
+    auto model = Model::Load(dir);
+    ASSERT_TRUE(model.ok()) << model.status();
+    model_.emplace(*std::move(model));
+    auto text = ReadTextFile(dir + "/reference.json");
+    ASSERT_TRUE(text.ok()) << text.status();
+    reference_ = nlohmann::json::parse(*text);
+  }
+  std::optional<Model> model_;
+  nlohmann::json reference_;
+};
+
+TEST_P(FamilyGradientTest, LossIsTheReferenceNll) {
+  // All 48 ids in, so that the pass is the reference's (dynamic scaling reads the length);
+  // the last target's NLL comes from the reference's last logits.
+  const auto ids = reference_["input_ids"].get<std::vector<TokenId>>();
+  const auto last = reference_["last_logits"].get<std::vector<double>>();
+  std::vector<TokenId> targets(ids.begin() + 1, ids.end());
+  targets.push_back(ids.front());
+  const double top = *std::max_element(last.begin(), last.end());
+  double sum = 0;
+  for (const double v : last) sum += std::exp(v - top);
+  const auto nll = reference_["nll"].get<std::vector<double>>();
+  const double want = (std::accumulate(nll.begin(), nll.end(), 0.0) - (last[targets.back()] - top - std::log(sum))) / ids.size();
+  GradientPass<double> pass(model_->config(), model_->weights());
+  const auto loss = pass.Loss(ids, targets);
+  ASSERT_TRUE(loss.ok()) << loss.status();
+  EXPECT_NEAR(*loss, want, 1e-6 * want);
+}
+
+TEST_P(FamilyGradientTest, GradientsMatchFiniteDifferences) {
+  const auto ids = reference_["input_ids"].get<std::vector<TokenId>>();
+  // 24 tokens: past Mistral's 16-token window.
+  const std::vector<TokenId> inputs(ids.begin(), ids.begin() + 24), targets(ids.begin() + 1, ids.begin() + 25);
+  std::mt19937_64 rng(9);
+  ExpectWholeModelGradientsMatch(*model_, inputs, targets, 2, rng);
+}
+
+INSTANTIATE_TEST_SUITE_P(SyntheticArch, FamilyGradientTest,
+                         ::testing::Values("llama31", "llama32-bf16", "llama-linear", "llama-dynamic", "qwen2", "qwen2-yarn", "qwen3", "mistral",
+                                           "mistral-nemo", "gemma", "phi3"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace anyprec::grad

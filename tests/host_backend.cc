@@ -99,14 +99,15 @@ std::string HostBackend::RmsNorm(const float* x, int rows, int width, const floa
   return {};
 }
 
-std::string HostBackend::Rope(float* x, int tokens, const int* positions, int heads, int head_dim, float theta) {
+std::string HostBackend::Rope(float* x, int tokens, const int* positions, int heads, int head_dim, const double* inv_freq, int rotary_dim,
+                              double attention_factor) {
   cpu::Rope(std::span<float>(x, static_cast<size_t>(tokens) * heads * head_dim), std::span<const int>(positions, tokens), heads, head_dim,
-            theta);
+            std::span<const double>(inv_freq, rotary_dim / 2), attention_factor);
   return {};
 }
 
-std::string HostBackend::SwiGlu(float* gate, const float* up, size_t count) {
-  cpu::SwiGlu(std::span<float>(gate, count), std::span<const float>(up, count));
+std::string HostBackend::Glu(MlpActivation act, float* gate, const float* up, size_t count) {
+  cpu::Glu(act, std::span<float>(gate, count), std::span<const float>(up, count));
   return {};
 }
 
@@ -115,18 +116,20 @@ std::string HostBackend::Add(float* x, const float* delta, size_t count) {
   return {};
 }
 
-std::string HostBackend::Embed(const float* table, int width, const int* ids, int tokens, float* out) {
-  for (int t = 0; t < tokens; ++t) std::memcpy(out + static_cast<size_t>(t) * width, table + static_cast<size_t>(ids[t]) * width, width * 4);
+std::string HostBackend::Embed(const float* table, int width, const int* ids, int tokens, float scale, float* out) {
+  for (int t = 0; t < tokens; ++t) {
+    for (int i = 0; i < width; ++i) out[static_cast<size_t>(t) * width + i] = table[static_cast<size_t>(ids[t]) * width + i] * scale;
+  }
   return {};
 }
 
 std::string HostBackend::Attention(const float* q, int tokens, const int* positions, int max_position, const cuda::DeviceKvLayer& kv,
-                                   int heads, int kv_heads, int head_dim, float* out) {
+                                   int heads, int kv_heads, int head_dim, int window, float* out) {
   const int blocks = max_position / kv.block_tokens + 1;
   const cpu::KvLayerView view{kv.keys, kv.values, kv.block_stride, kv.block_tokens, kv.row_width, std::span<const int>(kv.blocks, blocks)};
   const size_t width = static_cast<size_t>(heads) * head_dim;
   cpu::reference::Attention(std::span<const float>(q, tokens * width), std::span<const int>(positions, tokens), view,
-                            {heads, kv_heads, head_dim}, std::span<float>(out, tokens * width));
+                            {heads, kv_heads, head_dim, window}, std::span<float>(out, tokens * width));
   return {};
 }
 

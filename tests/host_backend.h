@@ -1,6 +1,6 @@
 // The CUDA backend's interface carried out on the host with the CPU's operators: "device"
 // memory is host memory and every op is the CPU reference of its kernel. It lets CI run the
-// GPU forward pass's orchestration (CudaForward: uploads, scratch, block tables, the order
+// GPU forward pass's orchestration (the CUDA device: uploads, scratch, block tables, the order
 // of ops) on machines without a GPU, against the CPU forward pass.
 #pragma once
 
@@ -32,12 +32,13 @@ class HostBackend final : public cuda::Backend {
   std::string Dequantize(const cuda::DeviceBitplaneMatrix& w, int bits, void* out_f16) override;
   std::string GemmF16(const void* x, int tokens, const void* w, int rows, int k, float* y) override;
   std::string RmsNorm(const float* x, int rows, int width, const float* weight, float eps, float* out) override;
-  std::string Rope(float* x, int tokens, const int* positions, int heads, int head_dim, float theta) override;
-  std::string SwiGlu(float* gate, const float* up, size_t count) override;
+  std::string Rope(float* x, int tokens, const int* positions, int heads, int head_dim, const double* inv_freq, int rotary_dim,
+                   double attention_factor) override;
+  std::string Glu(MlpActivation act, float* gate, const float* up, size_t count) override;
   std::string Add(float* x, const float* delta, size_t count) override;
-  std::string Embed(const float* table, int width, const int* ids, int tokens, float* out) override;
+  std::string Embed(const float* table, int width, const int* ids, int tokens, float scale, float* out) override;
   std::string Attention(const float* q, int tokens, const int* positions, int max_position, const cuda::DeviceKvLayer& kv, int heads,
-                        int kv_heads, int head_dim, float* out) override;
+                        int kv_heads, int head_dim, int window, float* out) override;
   std::string ToHalf(const float* x, int rows, int cols, int padded_cols, void* out) override;
   std::string AddBias(float* x, const float* bias, int rows, int cols) override;
   std::string KvAppend(const float* k, const float* v, int tokens, const int* positions, const cuda::DeviceKvLayer& kv) override;

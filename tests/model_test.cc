@@ -7,6 +7,7 @@
 
 #include "engine/base/mapped_file.h"
 #include "engine/model/float_convert.h"
+#include "engine/model/rope.h"
 #include "engine/model/safetensors.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -240,9 +241,36 @@ TEST(ModelConfig, RejectsMalformedConfigs) {
   bad = good;
   bad["vocab_size"] = "512";
   expect_error(bad.dump(), "must be an integer");
+  // What the families' configs may ask for that the engine cannot do, or that makes no sense.
   bad = good;
-  bad["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
-  expect_error(bad.dump(), "rope_scaling");
+  bad["rope_scaling"] = {{"rope_type", "longrope"}, {"factor", 2.0}};
+  expect_error(bad.dump(), "rope_scaling type 'longrope' is not supported");
+  bad["rope_scaling"] = {{"type", "linear"}};
+  expect_error(bad.dump(), "missing required field 'rope_scaling.factor'");
+  bad["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0}};
+  expect_error(bad.dump(), "missing required field 'rope_scaling.original_max_position_embeddings'");
+  bad["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", -4.0}};
+  expect_error(bad.dump(), "field 'rope_scaling.factor' = -4 must be positive");
+  bad["rope_scaling"] = {{"factor", 2.0}};
+  expect_error(bad.dump(), "names no 'rope_type'");
+  bad["rope_scaling"] = "linear";
+  expect_error(bad.dump(), "field 'rope_scaling' must be an object");
+  bad = good;
+  bad["architectures"] = {"MistralForCausalLM"};
+  bad["sliding_window"] = 0;
+  expect_error(bad.dump(), "field 'sliding_window' = 0 is out of range");
+  bad = good;
+  bad["hidden_size"] = 66;
+  expect_error(bad.dump(), "hidden_size is not a multiple of num_attention_heads");
+  bad = good;
+  bad["partial_rotary_factor"] = 0.1;
+  expect_error(bad.dump(), "rotary dims: must be even");
+  bad = good;
+  bad["hidden_act"] = "relu";
+  expect_error(bad.dump(), "unsupported hidden_act 'relu'");
+  bad = good;
+  bad["mlp_bias"] = true;
+  expect_error(bad.dump(), "field 'mlp_bias' = true is not supported");
   bad = good;
   bad["eos_token_id"] = 9999;
   expect_error(bad.dump(), "outside the vocabulary");
@@ -269,11 +297,47 @@ TEST(ModelConfig, ReadsDefaultsAndVariants) {
   EXPECT_EQ(qwen->eos_token_ids, (std::vector<int>{5, 7}));
   EXPECT_FLOAT_EQ(qwen->rope_theta, 1e6f);
 
-  // Mistral's sliding window caps the context the engine runs exactly.
+  // Mistral's sliding window applies to every layer; Qwen's only with use_sliding_window,
+  // from max_window_layers on.
   auto mistral = ParseModelConfig(R"({"architectures":["MistralForCausalLM"],"hidden_size":64,"intermediate_size":128,
       "num_hidden_layers":1,"num_attention_heads":4,"vocab_size":100,"max_position_embeddings":32768,"sliding_window":4096})", "config.json");
   ASSERT_TRUE(mistral.ok()) << mistral.status();
-  EXPECT_EQ(mistral->max_position_embeddings, 4096);
+  EXPECT_EQ(mistral->max_position_embeddings, 32768);
+  EXPECT_EQ(mistral->WindowOf(0), 4096);
+  auto windowed_qwen = ParseModelConfig(R"({"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"intermediate_size":128,
+      "num_hidden_layers":4,"num_attention_heads":4,"vocab_size":100,"sliding_window":64,"use_sliding_window":true,"max_window_layers":2})",
+                                        "config.json");
+  ASSERT_TRUE(windowed_qwen.ok()) << windowed_qwen.status();
+  EXPECT_EQ(windowed_qwen->WindowOf(1), 0);
+  EXPECT_EQ(windowed_qwen->WindowOf(2), 64);
+  EXPECT_TRUE(windowed_qwen->qkv_bias);
+  EXPECT_FALSE(windowed_qwen->o_bias);
+  auto qwen_without = ParseModelConfig(R"({"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"intermediate_size":128,
+      "num_hidden_layers":4,"num_attention_heads":4,"vocab_size":100,"sliding_window":64,"use_sliding_window":false})", "config.json");
+  ASSERT_TRUE(qwen_without.ok()) << qwen_without.status();
+  EXPECT_EQ(qwen_without->WindowOf(3), 0) << "use_sliding_window false: the window is ignored, as Hugging Face documents";
+}
+
+// The frequencies each rope_scaling type gives, against the values the synthetic checkpoints'
+// references were computed with (their reference.json "rope" section, from an independent
+// implementation of Hugging Face's modeling_rope_utils.py).
+TEST(RopeScaling, FrequenciesMatchTheReferences) {
+  for (const std::string variant : {"llama", "llama31", "llama32-bf16", "llama-linear", "llama-dynamic", "qwen2-yarn", "phi3", "qwen3"}) {
+    SCOPED_TRACE(variant);
+    const std::string dir = testing::SharedPath("models/synthetic-arch/" + variant);
+    absl::StatusOr<std::string> config_text = ReadTextFile(dir + "/config.json");
+    absl::StatusOr<std::string> reference_text = ReadTextFile(dir + "/reference.json");
+    ASSERT_TRUE(config_text.ok() && reference_text.ok());
+    absl::StatusOr<ModelConfig> config = ParseModelConfig(*config_text, "config.json");
+    ASSERT_TRUE(config.ok()) << config.status();
+    const nlohmann::json rope = nlohmann::json::parse(*reference_text)["rope"];
+    const RopeFrequencies f = RopeFrequenciesFor(*config, 48);
+    const auto want = rope["inv_freq"].get<std::vector<double>>();
+    ASSERT_EQ(f.inv_freq.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(f.inv_freq[i], want[i], 1e-12 * want[0]) << i;
+    EXPECT_NEAR(f.attention_factor, rope["attention_factor"].get<double>(), 1e-12);
+    EXPECT_EQ(config->rotary_dim, rope["rotary_dim"].get<int>());
+  }
 }
 
 TEST(FloatConvert, HalfRoundTripsExactlyAndRoundsToNearestEven) {

@@ -77,7 +77,7 @@ TEST(Attention, MatchesReferenceForPrefillAndDecodeOverPagedCache) {
   for (const KvDType dtype : kKvDTypes) {
     SCOPED_TRACE(KvDTypeName(dtype));
     for (const AttentionShape shape : {AttentionShape{8, 4, 16}, AttentionShape{8, 4, 8}, AttentionShape{4, 1, 64}, AttentionShape{2, 2, 6},
-                                       AttentionShape{4, 2, 13}}) {
+                                       AttentionShape{4, 2, 13}, AttentionShape{8, 4, 16, 5}, AttentionShape{4, 1, 64, 33}}) {
       const int q_width = shape.num_heads * shape.head_dim;
       const testing::PagedCache cache(shape.num_kv_heads * shape.head_dim, rng, dtype);
       for (const std::vector<int>& positions : testing::AttentionPositions()) {
@@ -116,10 +116,12 @@ TEST(Rope, RotatesHalfSplitPairsByPosition) {
   for (int i = 0; i < 2 * head_dim; ++i) x[i] = static_cast<float>(i + 1);
   const std::vector<float> original = x;
   const std::vector<int> positions = {0, 5};
-  Rope(x, positions, /*num_heads=*/1, head_dim, 10000.0f);
+  std::vector<double> inv_freq(head_dim / 2);
+  for (int i = 0; i < head_dim / 2; ++i) inv_freq[i] = std::pow(10000.0, -2.0 * i / head_dim);
+  Rope(x, positions, /*num_heads=*/1, head_dim, inv_freq, 1.0);
   for (int i = 0; i < head_dim; ++i) EXPECT_FLOAT_EQ(x[i], original[i]) << "position 0 is the identity";
   for (int i = 0; i < head_dim / 2; ++i) {
-    const double angle = 5 * std::pow(10000.0, -2.0 * i / head_dim);
+    const double angle = 5 * inv_freq[i];
     const double a = original[head_dim + i];
     const double b = original[head_dim + i + head_dim / 2];
     EXPECT_NEAR(x[head_dim + i], a * std::cos(angle) - b * std::sin(angle), 1e-5);
@@ -127,12 +129,37 @@ TEST(Rope, RotatesHalfSplitPairsByPosition) {
   }
 }
 
-TEST(SwiGlu, IsSiluOfGateTimesUp) {
-  std::vector<float> gate = {-3.0f, -0.5f, 0.0f, 2.0f};
+TEST(Rope, PartialRotaryTurnsLeadingDimsAndScalesThem) {
+  // Phi-3's partial rotary: 4 of 8 dims rotate, pairs (0, 2) and (1, 3); YaRN's factor.
+  const int head_dim = 8;
+  std::vector<float> x = {1, 2, 3, 4, 5, 6, 7, 8};
+  const std::vector<float> original = x;
+  const std::vector<double> inv_freq = {0.5, 0.25};
+  Rope(x, std::vector<int>{3}, 1, head_dim, inv_freq, 1.5);
+  for (int i = 0; i < 2; ++i) {
+    const double angle = 3 * inv_freq[i];
+    EXPECT_NEAR(x[i], 1.5 * (original[i] * std::cos(angle) - original[i + 2] * std::sin(angle)), 1e-5);
+    EXPECT_NEAR(x[i + 2], 1.5 * (original[i] * std::sin(angle) + original[i + 2] * std::cos(angle)), 1e-5);
+  }
+  for (int i = 4; i < head_dim; ++i) EXPECT_EQ(x[i], original[i]) << "dims past the rotary ones pass through";
+}
+
+TEST(Glu, EachActivationOfGateTimesUp) {
+  const std::vector<float> g = {-3.0f, -0.5f, 0.0f, 2.0f};
   const std::vector<float> up = {1.0f, 2.0f, 3.0f, -1.5f};
-  const std::vector<float> g = gate;
-  SwiGlu(gate, up);
-  for (size_t i = 0; i < gate.size(); ++i) EXPECT_NEAR(gate[i], g[i] / (1 + std::exp(-g[i])) * up[i], 1e-6);
+  const auto expect = [&](MlpActivation act, const auto& f) {
+    std::vector<float> gate = g;
+    Glu(act, gate, up);
+    for (size_t i = 0; i < gate.size(); ++i) EXPECT_NEAR(gate[i], f(static_cast<double>(g[i])) * up[i], 1e-6) << static_cast<int>(act);
+  };
+  expect(MlpActivation::kSilu, [](double x) { return x / (1 + std::exp(-x)); });
+  expect(MlpActivation::kGelu, [](double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); });
+  expect(MlpActivation::kGeluTanh, [](double x) { return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); });
+  // The two GELUs differ by less than 5e-4: told apart only where the gate is far from 0.
+  std::vector<float> exact = {2.0f}, tanh_form = {2.0f};
+  Glu(MlpActivation::kGelu, exact, std::vector<float>{1.0f});
+  Glu(MlpActivation::kGeluTanh, tanh_form, std::vector<float>{1.0f});
+  EXPECT_GT(std::abs(exact[0] - tanh_form[0]), 1e-5f);
 }
 
 }  // namespace

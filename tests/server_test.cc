@@ -154,6 +154,31 @@ TEST_F(ServerTest, ConcurrentMixedWidthsMatchRunningAlone) {
   }
 }
 
+// Every model family (../shared/models/synthetic-arch, quantized with Fisher sensitivity):
+// the server serves each width, in one mixed batch, as `anyprec generate` runs it alone.
+TEST(FamilyServerTest, EveryFamilyServesEveryWidthAsGenerateDoes) {
+  for (const std::string variant : {"llama", "llama31", "llama32-bf16", "llama-linear", "llama-dynamic", "qwen2", "qwen2-yarn", "qwen3",
+                                    "mistral", "mistral-nemo", "gemma", "phi3"}) {
+    SCOPED_TRACE(variant);
+    const std::string& image = testing::SyntheticArchImage(variant);
+    ServerProcess server({"--model", image});
+    std::vector<std::future<Result>> futures;
+    for (int bits = 3; bits <= 8; ++bits) {
+      futures.push_back(std::async(std::launch::async, [&server, bits] {
+        const auto stub = server.Stub();
+        return Generate(*stub, Greedy("Once upon a time", bits, 6));
+      }));
+    }
+    for (int bits = 3; bits <= 8; ++bits) {
+      const Result r = futures[bits - 3].get();
+      ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+      EXPECT_EQ(r.messages.back().bits(), static_cast<unsigned>(bits));
+      EXPECT_EQ(r.ids.size(), 6u);
+      EXPECT_EQ("Once upon a time" + r.text + "\n", RunGenerate(image, "Once upon a time", bits, 6)) << "bits " << bits;
+    }
+  }
+}
+
 // A model whose config.json names no BOS id: the server and `anyprec generate` both open a
 // prompt with the BOS its tokenizer's template adds (one rule, engine/runtime/prompt.h), so they
 // agree with each other and with the image that names it.

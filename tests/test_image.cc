@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <map>
+#include <memory>
 
 #include "gtest/gtest.h"
 #include "quantizer/quantizer.h"
@@ -14,13 +16,11 @@ namespace {
 
 class TemporaryImage {
  public:
-  TemporaryImage()
-      : dir_((std::filesystem::temp_directory_path() / ("anyprec-test-image-" + std::to_string(::getpid()))).string()) {
-    quant::ModelQuantizeOptions options;
-    options.sensitivity = quant::Sensitivity::kNone;
-    const absl::Status status = quant::QuantizeModel(SharedPath("models/TinyStories-656K"), dir_, options, [](const std::string&) {});
+  TemporaryImage(const std::string& model, const std::string& name, const quant::ModelQuantizeOptions& options)
+      : dir_((std::filesystem::temp_directory_path() / ("anyprec-test-image-" + name + "-" + std::to_string(::getpid()))).string()) {
+    const absl::Status status = quant::QuantizeModel(SharedPath(model), dir_, options, [](const std::string&) {});
     if (!status.ok()) {
-      ADD_FAILURE() << "cannot quantize TinyStories-656K: " << status;
+      ADD_FAILURE() << "cannot quantize " << model << ": " << status;
       std::abort();
     }
   }
@@ -34,8 +34,27 @@ class TemporaryImage {
 }  // namespace
 
 const std::string& TinyStoriesImage() {
-  static const TemporaryImage image;
+  static const TemporaryImage image("models/TinyStories-656K", "tinystories", [] {
+    quant::ModelQuantizeOptions options;
+    options.sensitivity = quant::Sensitivity::kNone;
+    return options;
+  }());
   return image.dir();
+}
+
+const std::string& SyntheticArchImage(const std::string& variant) {
+  static std::map<std::string, std::unique_ptr<TemporaryImage>> images;
+  std::unique_ptr<TemporaryImage>& image = images[variant];
+  if (image == nullptr) {
+    quant::ModelQuantizeOptions options;
+    options.sensitivity = quant::Sensitivity::kFisher;
+    options.calibration_text = SharedPath("data/tinystories/tinystories_val_head.txt");
+    options.tokenizer_path = SharedPath("models/stories260K/tok512.bin");
+    options.fisher.samples = 4;
+    options.fisher.seq_len = 64;
+    image = std::make_unique<TemporaryImage>("models/synthetic-arch/" + variant, variant, options);
+  }
+  return image->dir();
 }
 
 }  // namespace anyprec::testing

@@ -1,5 +1,5 @@
-// An anyprec image quantized from the real TinyStories-656K (3..8 bits, no calibration),
-// made once per test process in a temporary folder that is removed when the process ends.
+// Anyprec images made once per test process in temporary folders that are removed when the
+// process ends.
 #pragma once
 
 #include <string>
@@ -7,5 +7,10 @@
 namespace anyprec::testing {
 
 const std::string& TinyStoriesImage();
+
+// An image (3..8 bits, Fisher sensitivity from 4 windows of 64 tokens of TinyStories, tokenized
+// by stories260K's 512-token tokenizer, which the image then carries) of the checkpoint
+// ../shared/models/synthetic-arch/VARIANT, made once per test process.
+const std::string& SyntheticArchImage(const std::string& variant);
 
 }  // namespace anyprec::testing

@@ -74,8 +74,9 @@ void AttentionOf(std::span<const float> q, std::span<const int> positions, const
   const int work = tokens * shape.num_heads;
   // Waking the other cores costs more than a short context's few thousand multiply-adds,
   // and their spin-wait afterwards takes cores from the threads serving requests.
+  const auto first_seen = [&](int position) { return shape.window > 0 ? std::max(0, position + 1 - shape.window) : 0; };
   long multiply_adds = 0;
-  for (const int p : positions) multiply_adds += 2l * (p + 1) * hd * shape.num_heads;
+  for (const int p : positions) multiply_adds += 2l * (p + 1 - first_seen(p)) * hd * shape.num_heads;
 #pragma omp parallel if (multiply_adds >= (1l << 18))
   {
     std::vector<float> scores;
@@ -86,16 +87,17 @@ void AttentionOf(std::span<const float> q, std::span<const int> positions, const
       const int h = item % shape.num_heads;
       const size_t kv_offset = static_cast<size_t>(h / group) * hd;
       const float* qv = q.data() + t * q_width + static_cast<size_t>(h) * hd;
-      const int length = positions[t] + 1;
+      const int first = first_seen(positions[t]);
+      const int length = positions[t] + 1 - first;
       scores.resize(length);
       float max_score = -INFINITY;
       for (int p = 0; p < length; ++p) {
-        scores[p] = Dot(qv, cache.key<T>(p) + kv_offset, hd) * scale;
+        scores[p] = Dot(qv, cache.key<T>(first + p) + kv_offset, hd) * scale;
         max_score = std::max(max_score, scores[p]);
       }
       const float total = ExpShiftedAndSum(scores, max_score);
       std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int p = 0; p < length; ++p) AddScaled(scores[p], cache.value<T>(p) + kv_offset, acc.data(), hd);
+      for (int p = 0; p < length; ++p) AddScaled(scores[p], cache.value<T>(first + p) + kv_offset, acc.data(), hd);
       float* o = out.data() + t * q_width + static_cast<size_t>(h) * hd;
       for (int i = 0; i < hd; ++i) o[i] = acc[i] / total;
     }

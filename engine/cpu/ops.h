@@ -9,6 +9,7 @@
 
 #include "engine/cpu/bitplane_view.h"
 #include "engine/cpu/kv_layer_view.h"
+#include "engine/model/activation.h"
 
 namespace anyprec::cpu {
 
@@ -67,17 +68,22 @@ void BitplaneMatMulInt8(std::span<const float> x, std::span<const int> bits, con
 // x[t] = x[t] / rms(x[t]) * weight, for each row of width weight.size().
 void RmsNorm(std::span<const float> x, std::span<const float> weight, float eps, std::span<float> out);
 
-// Rotary embedding in Hugging Face's half-split layout: within each head, element i pairs
-// with i + head_dim/2. `positions[t]` is the absolute position of row t.
-void Rope(std::span<float> x, std::span<const int> positions, int num_heads, int head_dim, float theta);
+// Rotary embedding in Hugging Face's half-split layout: within each head, element i <
+// inv_freq.size() pairs with i + inv_freq.size() and turns by positions[t] * inv_freq[i] (the
+// absolute position of row t); the pair is then multiplied by attention_factor (YaRN). Dims
+// from 2 * inv_freq.size() to head_dim pass through (partial rotary).
+void Rope(std::span<float> x, std::span<const int> positions, int num_heads, int head_dim, std::span<const double> inv_freq,
+          double attention_factor);
 
 // Causal grouped-query attention for rows at `positions`, against a cache that holds keys
-// and values for positions [0, positions.back()], rows of kv_heads*head_dim.
+// and values for positions [0, positions.back()], rows of kv_heads*head_dim. With a sliding
+// window W > 0, the query at position p sees positions p - W + 1 .. p only.
 // q: [tokens, heads*head_dim]; out: like q.
 struct AttentionShape {
   int num_heads;
   int num_kv_heads;
   int head_dim;
+  int window = 0;
 };
 void Attention(std::span<const float> q, std::span<const int> positions, const KvLayerView& cache, const AttentionShape& shape,
                std::span<float> out);
@@ -85,8 +91,8 @@ void Attention(std::span<const float> q, std::span<const int> positions, const K
 // x[i] = exp(x[i] - shift); returns the sum of the new x.
 float ExpShiftedAndSum(std::span<float> x, float shift);
 
-// gate = silu(gate) * up, element-wise.
-void SwiGlu(std::span<float> gate, std::span<const float> up);
+// gate = act(gate) * up, element-wise.
+void Glu(MlpActivation act, std::span<float> gate, std::span<const float> up);
 
 namespace reference {
 

@@ -27,19 +27,21 @@ void Attention(std::span<const float> q, std::span<const int> positions, const K
   for (size_t t = 0; t < positions.size(); ++t) {
     for (int h = 0; h < shape.num_heads; ++h) {
       const int kv_head = h * shape.num_kv_heads / shape.num_heads;
-      std::vector<double> weights(positions[t] + 1);
+      // Positions before `first` lie outside the sliding window: their weight stays 0.
+      const int first = shape.window > 0 ? std::max(0, positions[t] + 1 - shape.window) : 0;
+      std::vector<double> weights(positions[t] + 1, 0.0);
       double max_score = -INFINITY;
-      for (int p = 0; p <= positions[t]; ++p) {
+      for (int p = first; p <= positions[t]; ++p) {
         double dot = 0;
         for (int i = 0; i < hd; ++i) dot += static_cast<double>(q[t * q_width + h * hd + i]) * cache.KeyAt(p, kv_head * hd + i);
         weights[p] = dot / std::sqrt(static_cast<double>(hd));
         max_score = std::max(max_score, weights[p]);
       }
       double total = 0;
-      for (double& w : weights) total += (w = std::exp(w - max_score));
+      for (int p = first; p <= positions[t]; ++p) total += (weights[p] = std::exp(weights[p] - max_score));
       for (int i = 0; i < hd; ++i) {
         double value = 0;
-        for (int p = 0; p <= positions[t]; ++p) value += weights[p] / total * cache.ValueAt(p, kv_head * hd + i);
+        for (int p = first; p <= positions[t]; ++p) value += weights[p] / total * cache.ValueAt(p, kv_head * hd + i);
         out[t * q_width + h * hd + i] = static_cast<float>(value);
       }
     }

@@ -12,10 +12,11 @@
 
 #include "engine/cuda/device_matrix.h"
 #include "engine/cuda/gpu_layout.h"
+#include "engine/model/activation.h"
 
 namespace anyprec::cuda {
 
-inline constexpr int kPluginAbiVersion = 3;
+inline constexpr int kPluginAbiVersion = 4;
 struct DeviceInfo {
   std::string name;
   int compute_major = 0;
@@ -54,17 +55,22 @@ class Backend {
   virtual std::string GemmF16(const void* x, int tokens, const void* w, int rows, int k, float* y) = 0;
 
   // The rest of a transformer layer, on device memory, in fp32, as engine/cpu/ops.h does it:
-  // RMSNorm of each of `rows` rows of `width`; RoPE in place on [tokens][heads * head_dim]
-  // at `positions` (device memory); gate = silu(gate) * up; x += delta; rows `ids` (device
-  // memory) of an embedding table; causal attention of q [tokens][heads * head_dim] at
-  // `positions` over a paged cache, whose largest position is `max_position`.
+  // RMSNorm of each of `rows` rows of `width` (out may be x); RoPE in place on
+  // [tokens][heads * head_dim] at `positions` (device memory), pair (i, i + rotary_dim / 2)
+  // of each head turned by position * inv_freq[i] (device memory, rotary_dim / 2 of them) and
+  // multiplied by attention_factor, dims past rotary_dim untouched; gate = act(gate) * up;
+  // x += delta; rows `ids` (device memory) of an embedding table times `scale`; causal
+  // attention of q [tokens][heads * head_dim] at `positions` over a paged cache, whose
+  // largest position is `max_position`, each query seeing the `window` positions up to its
+  // own (all when 0).
   virtual std::string RmsNorm(const float* x, int rows, int width, const float* weight, float eps, float* out) = 0;
-  virtual std::string Rope(float* x, int tokens, const int* positions, int heads, int head_dim, float theta) = 0;
-  virtual std::string SwiGlu(float* gate, const float* up, size_t count) = 0;
+  virtual std::string Rope(float* x, int tokens, const int* positions, int heads, int head_dim, const double* inv_freq, int rotary_dim,
+                           double attention_factor) = 0;
+  virtual std::string Glu(MlpActivation act, float* gate, const float* up, size_t count) = 0;
   virtual std::string Add(float* x, const float* delta, size_t count) = 0;
-  virtual std::string Embed(const float* table, int width, const int* ids, int tokens, float* out) = 0;
+  virtual std::string Embed(const float* table, int width, const int* ids, int tokens, float scale, float* out) = 0;
   virtual std::string Attention(const float* q, int tokens, const int* positions, int max_position, const DeviceKvLayer& kv, int heads,
-                                int kv_heads, int head_dim, float* out) = 0;
+                                int kv_heads, int head_dim, int window, float* out) = 0;
   // fp32 [rows][cols] to fp16 [rows][padded_cols] (zero past cols), the GEMV's input.
   virtual std::string ToHalf(const float* x, int rows, int cols, int padded_cols, void* out) = 0;
   // x[r][c] += bias[c].

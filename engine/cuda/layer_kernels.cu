@@ -1,5 +1,5 @@
 // CUDA kernels of the transformer layer around the bitplane GEMV: embedding, RMSNorm,
-// RoPE, attention over the paged KV cache, SwiGLU and residual adds, all in fp32 like the
+// RoPE, attention over the paged KV cache, the gated activations and residual adds, all in fp32 like the
 // CPU engine, each checked against its CPU counterpart by anyprec-test-backend-ops.
 #include <algorithm>
 #include <cfloat>
@@ -48,21 +48,22 @@ __global__ void RmsNormKernel(const float* x, int width, const float* weight, fl
   for (int i = threadIdx.x; i < width; i += blockDim.x) o[i] = in[i] * scale * weight[i];
 }
 
-// One thread per (token, head, i < head_dim / 2): rotates the pair (i, i + head_dim / 2),
+// One thread per (token, head, i < rotary_dim / 2): rotates the pair (i, i + rotary_dim / 2),
 // with the angle in double as on the CPU.
-__global__ void RopeKernel(float* x, int tokens, const int* positions, int heads, int head_dim, float theta) {
-  const int half = head_dim / 2;
+__global__ void RopeKernel(float* x, int tokens, const int* positions, int heads, int head_dim, const double* inv_freq, int rotary_dim,
+                           double attention_factor) {
+  const int half = rotary_dim / 2;
   const size_t item = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
   if (item >= static_cast<size_t>(tokens) * heads * half) return;
   const int i = static_cast<int>(item % half);
   const int h = static_cast<int>(item / half % heads);
   const int t = static_cast<int>(item / half / heads);
-  const double angle = positions[t] * pow(static_cast<double>(theta), -2.0 * i / head_dim);
+  const double angle = positions[t] * inv_freq[i];
   double s;
   double c;
   sincos(angle, &s, &c);
-  const float sin_f = static_cast<float>(s);
-  const float cos_f = static_cast<float>(c);
+  const auto sin_f = static_cast<float>(s * attention_factor);
+  const auto cos_f = static_cast<float>(c * attention_factor);
   float* v = x + (static_cast<size_t>(t) * heads + h) * head_dim;
   const float x0 = v[i];
   const float x1 = v[i + half];
@@ -70,10 +71,16 @@ __global__ void RopeKernel(float* x, int tokens, const int* positions, int heads
   v[i + half] = x0 * sin_f + x1 * cos_f;
 }
 
-__global__ void SwiGluKernel(float* gate, const float* up, size_t count) {
+__global__ void GluKernel(MlpActivation act, float* gate, const float* up, size_t count) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < count; i += gridDim.x * static_cast<size_t>(blockDim.x)) {
     const float g = gate[i];
-    gate[i] = g / (1.0f + expf(-g)) * up[i];
+    float a = 0;
+    switch (act) {
+      case MlpActivation::kSilu: a = g / (1.0f + expf(-g)); break;
+      case MlpActivation::kGelu: a = 0.5f * g * (1.0f + erff(g * 0.70710678118654752f)); break;
+      case MlpActivation::kGeluTanh: a = 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g))); break;
+    }
+    gate[i] = a * up[i];
   }
 }
 
@@ -83,15 +90,15 @@ __global__ void AddKernel(float* x, const float* delta, size_t count) {
   }
 }
 
-__global__ void EmbedKernel(const float* table, int width, const int* ids, float* out) {
+__global__ void EmbedKernel(const float* table, int width, const int* ids, float scale, float* out) {
   const float* row = table + static_cast<size_t>(ids[blockIdx.x]) * width;
-  for (int i = threadIdx.x; i < width; i += blockDim.x) out[static_cast<size_t>(blockIdx.x) * width + i] = row[i];
+  for (int i = threadIdx.x; i < width; i += blockDim.x) out[static_cast<size_t>(blockIdx.x) * width + i] = row[i] * scale;
 }
 
-// One block per (token, head): scores against every cached position up to the token's
-// own in shared memory, softmax, then the weighted sum of values, one thread per dimension
-// group. Positions map to cache rows through the sequence's block table.
-__global__ void AttentionKernel(const float* q, const int* positions, DeviceKvLayer kv, int heads, int kv_heads, int head_dim,
+// One block per (token, head): scores against every cached position in the window up to the
+// token's own in shared memory, softmax, then the weighted sum of values, one thread per
+// dimension group. Positions map to cache rows through the sequence's block table.
+__global__ void AttentionKernel(const float* q, const int* positions, DeviceKvLayer kv, int heads, int kv_heads, int head_dim, int window,
                                 float* out) {
   extern __shared__ float scores[];
   __shared__ float scratch[kThreads / 32];
@@ -99,6 +106,7 @@ __global__ void AttentionKernel(const float* q, const int* positions, DeviceKvLa
   const int h = blockIdx.x % heads;
   const int kv_head = h / (heads / kv_heads);
   const int length = positions[t] + 1;
+  const int first = window > 0 ? max(0, length - window) : 0;
   const float* qv = q + (static_cast<size_t>(t) * heads + h) * head_dim;
   const float scale = rsqrtf(static_cast<float>(head_dim));
   const auto row = [&](const float* base, int p) {
@@ -106,7 +114,7 @@ __global__ void AttentionKernel(const float* q, const int* positions, DeviceKvLa
            static_cast<size_t>(p % kv.block_tokens) * kv.row_width + static_cast<size_t>(kv_head) * head_dim;
   };
   float local_max = -FLT_MAX;
-  for (int p = threadIdx.x; p < length; p += blockDim.x) {
+  for (int p = first + threadIdx.x; p < length; p += blockDim.x) {
     const float* k = row(kv.keys, p);
     float dot = 0;
     for (int i = 0; i < head_dim; ++i) dot += qv[i] * k[i];
@@ -115,7 +123,7 @@ __global__ void AttentionKernel(const float* q, const int* positions, DeviceKvLa
   }
   const float max_score = BlockMax(local_max, scratch);
   float local_sum = 0;
-  for (int p = threadIdx.x; p < length; p += blockDim.x) {
+  for (int p = first + threadIdx.x; p < length; p += blockDim.x) {
     scores[p] = expf(scores[p] - max_score);
     local_sum += scores[p];
   }
@@ -123,7 +131,7 @@ __global__ void AttentionKernel(const float* q, const int* positions, DeviceKvLa
   float* o = out + (static_cast<size_t>(t) * heads + h) * head_dim;
   for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
     float acc = 0;
-    for (int p = 0; p < length; ++p) acc += scores[p] * row(kv.values, p)[i];
+    for (int p = first; p < length; ++p) acc += scores[p] * row(kv.values, p)[i];
     o[i] = acc / total;
   }
 }
@@ -164,17 +172,18 @@ cudaError_t LaunchRmsNorm(const float* x, int rows, int width, const float* weig
   return cudaGetLastError();
 }
 
-cudaError_t LaunchRope(float* x, int tokens, const int* positions, int heads, int head_dim, float theta, cudaStream_t stream) {
-  const size_t items = static_cast<size_t>(tokens) * heads * (head_dim / 2);
+cudaError_t LaunchRope(float* x, int tokens, const int* positions, int heads, int head_dim, const double* inv_freq, int rotary_dim,
+                       double attention_factor, cudaStream_t stream) {
+  const size_t items = static_cast<size_t>(tokens) * heads * (rotary_dim / 2);
   if (items == 0) return cudaSuccess;
   RopeKernel<<<static_cast<unsigned>((items + kThreads - 1) / kThreads), kThreads, 0, stream>>>(x, tokens, positions, heads, head_dim,
-                                                                                               theta);
+                                                                                               inv_freq, rotary_dim, attention_factor);
   return cudaGetLastError();
 }
 
-cudaError_t LaunchSwiGlu(float* gate, const float* up, size_t count, cudaStream_t stream) {
+cudaError_t LaunchGlu(MlpActivation act, float* gate, const float* up, size_t count, cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  SwiGluKernel<<<GridFor(count), kThreads, 0, stream>>>(gate, up, count);
+  GluKernel<<<GridFor(count), kThreads, 0, stream>>>(act, gate, up, count);
   return cudaGetLastError();
 }
 
@@ -184,9 +193,9 @@ cudaError_t LaunchAdd(float* x, const float* delta, size_t count, cudaStream_t s
   return cudaGetLastError();
 }
 
-cudaError_t LaunchEmbed(const float* table, int width, const int* ids, int tokens, float* out, cudaStream_t stream) {
+cudaError_t LaunchEmbed(const float* table, int width, const int* ids, int tokens, float scale, float* out, cudaStream_t stream) {
   if (tokens == 0) return cudaSuccess;
-  EmbedKernel<<<tokens, kThreads, 0, stream>>>(table, width, ids, out);
+  EmbedKernel<<<tokens, kThreads, 0, stream>>>(table, width, ids, scale, out);
   return cudaGetLastError();
 }
 
@@ -210,7 +219,7 @@ cudaError_t LaunchKvAppend(const float* k, const float* v, int tokens, const int
 }
 
 cudaError_t LaunchAttention(const float* q, int tokens, const int* positions, int max_position, const DeviceKvLayer& kv, int heads,
-                            int kv_heads, int head_dim, float* out, cudaStream_t stream) {
+                            int kv_heads, int head_dim, int window, float* out, cudaStream_t stream) {
   if (tokens == 0) return cudaSuccess;
   // Rounded up, plus a vector's worth: the compiler reads scores in vectors of up to 4, past
   // the last one it uses (compute-sanitizer saw it).
@@ -219,7 +228,7 @@ cudaError_t LaunchAttention(const float* q, int tokens, const int* positions, in
     const cudaError_t raised = cudaFuncSetAttribute(AttentionKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
     if (raised != cudaSuccess) return raised;
   }
-  AttentionKernel<<<static_cast<unsigned>(tokens) * heads, kThreads, shared, stream>>>(q, positions, kv, heads, kv_heads, head_dim, out);
+  AttentionKernel<<<static_cast<unsigned>(tokens) * heads, kThreads, shared, stream>>>(q, positions, kv, heads, kv_heads, head_dim, window, out);
   return cudaGetLastError();
 }
 

@@ -104,17 +104,20 @@ class CudaBackend final : public Backend {
   std::string RmsNorm(const float* x, int rows, int width, const float* weight, float eps, float* out) override {
     return Error(LaunchRmsNorm(x, rows, width, weight, eps, out, stream_), "RMSNorm");
   }
-  std::string Rope(float* x, int tokens, const int* positions, int heads, int head_dim, float theta) override {
-    return Error(LaunchRope(x, tokens, positions, heads, head_dim, theta, stream_), "RoPE");
+  std::string Rope(float* x, int tokens, const int* positions, int heads, int head_dim, const double* inv_freq, int rotary_dim,
+                   double attention_factor) override {
+    return Error(LaunchRope(x, tokens, positions, heads, head_dim, inv_freq, rotary_dim, attention_factor, stream_), "RoPE");
   }
-  std::string SwiGlu(float* gate, const float* up, size_t count) override { return Error(LaunchSwiGlu(gate, up, count, stream_), "SwiGLU"); }
+  std::string Glu(MlpActivation act, float* gate, const float* up, size_t count) override {
+    return Error(LaunchGlu(act, gate, up, count, stream_), "gated activation");
+  }
   std::string Add(float* x, const float* delta, size_t count) override { return Error(LaunchAdd(x, delta, count, stream_), "add"); }
-  std::string Embed(const float* table, int width, const int* ids, int tokens, float* out) override {
-    return Error(LaunchEmbed(table, width, ids, tokens, out, stream_), "embedding");
+  std::string Embed(const float* table, int width, const int* ids, int tokens, float scale, float* out) override {
+    return Error(LaunchEmbed(table, width, ids, tokens, scale, out, stream_), "embedding");
   }
   std::string Attention(const float* q, int tokens, const int* positions, int max_position, const DeviceKvLayer& kv, int heads,
-                        int kv_heads, int head_dim, float* out) override {
-    return Error(LaunchAttention(q, tokens, positions, max_position, kv, heads, kv_heads, head_dim, out, stream_), "attention");
+                        int kv_heads, int head_dim, int window, float* out) override {
+    return Error(LaunchAttention(q, tokens, positions, max_position, kv, heads, kv_heads, head_dim, window, out, stream_), "attention");
   }
 
   std::string ToHalf(const float* x, int rows, int cols, int padded_cols, void* out) override {

@@ -3,6 +3,7 @@
 #include <array>
 
 #include "engine/cpu/ops.h"
+#include "engine/model/rope.h"
 
 namespace anyprec {
 namespace {
@@ -24,7 +25,7 @@ class CpuDevice final : public Device {
         bytes_.luts += prepared_.back().int8_lut_bytes();
         for (int b = q.seed_bits; b <= q.max_bits; ++b) bytes_.luts += sizeof(float) * (static_cast<size_t>(linear->rows) << b);
       }
-      bytes_.dense += sizeof(float) * (layer.attn_norm.size() + layer.ffn_norm.size());
+      bytes_.dense += sizeof(float) * (layer.attn_norm.size() + layer.ffn_norm.size() + layer.q_norm.size() + layer.k_norm.size());
     }
     bytes_.dense += weights_.embedding.bytes() + sizeof(float) * weights_.final_norm.size();
     if (!weights_.head.SameAs(weights_.embedding)) bytes_.dense += weights_.head.bytes();
@@ -48,14 +49,15 @@ class CpuDevice final : public Device {
   absl::Status Embed(float* x) override {
     const int h = config_.hidden_size;
     for (int t = 0; t < rows_->rows(); ++t) weights_.embedding.CopyRow(rows_->ids[t], {x + static_cast<size_t>(t) * h, static_cast<size_t>(h)});
+    if (config_.embedding_scale != 1) {
+      for (size_t i = 0; i < static_cast<size_t>(rows_->rows()) * h; ++i) x[i] *= config_.embedding_scale;
+    }
     return absl::OkStatus();
   }
 
   absl::Status RmsNorm(Norm norm, int layer, const float* x, int rows, float* out) override {
-    const std::span<const float> weight = norm == Norm::kFinal       ? weights_.final_norm
-                                          : norm == Norm::kAttention ? weights_.layers[layer].attn_norm
-                                                                     : weights_.layers[layer].ffn_norm;
-    const size_t count = static_cast<size_t>(rows) * config_.hidden_size;
+    const std::span<const float> weight = weights_.NormWeight(norm, layer);
+    const size_t count = static_cast<size_t>(rows) * weight.size();
     cpu::RmsNorm({x, count}, weight, config_.rms_norm_eps, {out, count});
     return absl::OkStatus();
   }
@@ -80,8 +82,12 @@ class CpuDevice final : public Device {
   }
 
   absl::Status Rope(float* x, int heads) override {
-    cpu::Rope({x, static_cast<size_t>(rows_->rows()) * heads * config_.head_dim}, rows_->positions, heads, config_.head_dim,
-              config_.rope_theta);
+    const size_t width = static_cast<size_t>(heads) * config_.head_dim;
+    for (const StepRows::Sequence& s : rows_->sequences) {
+      const RopeFrequencies& f = rope_.For(rows_->positions[s.first + s.count - 1] + 1);
+      cpu::Rope({x + s.first * width, s.count * width}, std::span<const int>(rows_->positions).subspan(s.first, s.count), heads,
+                config_.head_dim, f.inv_freq, f.attention_factor);
+    }
     return absl::OkStatus();
   }
 
@@ -100,12 +106,12 @@ class CpuDevice final : public Device {
     const size_t q_dim = config_.q_dim();
     const size_t at = static_cast<size_t>(s.first) * q_dim;
     cpu::Attention({q + at, s.count * q_dim}, std::span<const int>(rows_->positions).subspan(s.first, s.count), s.cache->layer(layer),
-                   {config_.num_heads, config_.num_kv_heads, config_.head_dim}, {out + at, s.count * q_dim});
+                   {config_.num_heads, config_.num_kv_heads, config_.head_dim, config_.WindowOf(layer)}, {out + at, s.count * q_dim});
     return absl::OkStatus();
   }
 
-  absl::Status SwiGlu(float* gate, const float* up, size_t count) override {
-    cpu::SwiGlu({gate, count}, {up, count});
+  absl::Status Glu(float* gate, const float* up, size_t count) override {
+    cpu::Glu(config_.mlp_activation, {gate, count}, {up, count});
     return absl::OkStatus();
   }
 
@@ -133,6 +139,7 @@ class CpuDevice final : public Device {
   WeightBytes bytes_;
   std::array<std::vector<float>, kActivationBuffers> buffers_;
   const StepRows* rows_ = nullptr;
+  RopeTable rope_{config_};
 };
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/base/status_macros.h"
 #include "engine/cuda/gpu_layout.h"
+#include "engine/model/rope.h"
 
 namespace anyprec {
 namespace {
@@ -52,16 +53,14 @@ class CudaDevice final : public Device {
   absl::Status BeginStep(const StepRows& rows) override;
 
   absl::Status Embed(float* x) override {
-    return Cuda(backend_.Embed(embedding_, config_.hidden_size, ids_, rows_->rows(), x));
+    return Cuda(backend_.Embed(embedding_, config_.hidden_size, ids_, rows_->rows(), config_.embedding_scale, x));
   }
   absl::Status RmsNorm(Norm norm, int layer, const float* x, int rows, float* out) override {
-    const float* weight = norm == Norm::kFinal ? final_norm_ : norm == Norm::kAttention ? layers_[layer].attn_norm : layers_[layer].ffn_norm;
-    return Cuda(backend_.RmsNorm(x, rows, config_.hidden_size, weight, config_.rms_norm_eps, out));
+    const NormWeight& w = norm == Norm::kFinal ? final_norm_ : layers_[layer].norms[static_cast<int>(norm)];
+    return Cuda(backend_.RmsNorm(x, rows, w.width, w.weight, config_.rms_norm_eps, out));
   }
   absl::Status Linear(int layer, arch::LinearId id, const float* x, float* y) override;
-  absl::Status Rope(float* x, int heads) override {
-    return Cuda(backend_.Rope(x, rows_->rows(), positions_, heads, config_.head_dim, config_.rope_theta));
-  }
+  absl::Status Rope(float* x, int heads) override;
   absl::Status AppendKv(int layer, int sequence, const float* k, const float* v) override {
     const StepRows::Sequence& s = rows_->sequences[sequence];
     const size_t at = static_cast<size_t>(s.first) * config_.kv_dim();
@@ -71,9 +70,11 @@ class CudaDevice final : public Device {
     const StepRows::Sequence& s = rows_->sequences[sequence];
     const size_t at = static_cast<size_t>(s.first) * config_.q_dim();
     return Cuda(backend_.Attention(q + at, s.count, positions_ + s.first, rows_->positions[s.first + s.count - 1], KvLayer(layer, sequence),
-                                   config_.num_heads, config_.num_kv_heads, config_.head_dim, out + at));
+                                   config_.num_heads, config_.num_kv_heads, config_.head_dim, config_.WindowOf(layer), out + at));
   }
-  absl::Status SwiGlu(float* gate, const float* up, size_t count) override { return Cuda(backend_.SwiGlu(gate, up, count)); }
+  absl::Status Glu(float* gate, const float* up, size_t count) override {
+    return Cuda(backend_.Glu(config_.mlp_activation, gate, up, count));
+  }
   absl::Status Add(float* x, const float* delta, size_t count) override { return Cuda(backend_.Add(x, delta, count)); }
   absl::Status Head(const float* normed, int rows, std::span<float> logits) override {
     ASSIGN_OR_RETURN(void* device_logits, Scratch("logits", logits.size_bytes()));
@@ -89,9 +90,12 @@ class CudaDevice final : public Device {
     const float* dense = nullptr;
     const float* bias = nullptr;
   };
+  struct NormWeight {
+    const float* weight = nullptr;
+    int width = 0;
+  };
   struct DeviceLayer {
-    const float* attn_norm = nullptr;
-    const float* ffn_norm = nullptr;
+    std::array<NormWeight, 5> norms;  // by arch::Norm; kFinal unused
     std::array<DeviceLinear, arch::kLinearsPerLayer> linears;
   };
 
@@ -116,7 +120,7 @@ class CudaDevice final : public Device {
   std::vector<void*> owned_;  // every weight allocation, freed with the device
   WeightBytes bytes_;
   const float* embedding_ = nullptr;
-  const float* final_norm_ = nullptr;
+  NormWeight final_norm_;
   const float* head_ = nullptr;
   std::vector<DeviceLayer> layers_;
   std::map<std::string, std::pair<void*, size_t>> scratch_;
@@ -126,6 +130,9 @@ class CudaDevice final : public Device {
   int* positions_ = nullptr;
   int* blocks_ = nullptr;
   std::vector<size_t> block_offset_;  // each sequence's table in blocks_
+  RopeTable rope_{config_};
+  const double* inv_freq_ = nullptr;  // rope_'s frequencies on the device, as of `rope_length_`
+  int rope_length_ = -1;
 };
 
 absl::StatusOr<void*> CudaDevice::Allocate(size_t bytes, size_t& tally) {
@@ -173,7 +180,11 @@ absl::Status CudaDevice::Upload(const Model& model) {
     return UploadFloats(m.ToF32(), bytes_.dense);
   };
   ASSIGN_OR_RETURN(embedding_, upload_matrix(w.embedding));
-  ASSIGN_OR_RETURN(final_norm_, UploadFloats(w.final_norm, bytes_.dense));
+  const auto upload_norm = [this](std::span<const float> weight) -> absl::StatusOr<NormWeight> {
+    ASSIGN_OR_RETURN(const float* device, UploadFloats(weight, bytes_.dense));
+    return NormWeight{device, static_cast<int>(weight.size())};
+  };
+  ASSIGN_OR_RETURN(final_norm_, upload_norm(w.final_norm));
   if (w.head.SameAs(w.embedding)) {
     head_ = embedding_;
   } else {
@@ -181,8 +192,9 @@ absl::Status CudaDevice::Upload(const Model& model) {
   }
   for (const LayerWeights& l : w.layers) {
     DeviceLayer& d = layers_.emplace_back();
-    ASSIGN_OR_RETURN(d.attn_norm, UploadFloats(l.attn_norm, bytes_.dense));
-    ASSIGN_OR_RETURN(d.ffn_norm, UploadFloats(l.ffn_norm, bytes_.dense));
+    for (const Norm norm : {Norm::kAttention, Norm::kMlp, Norm::kQuery, Norm::kKey}) {
+      ASSIGN_OR_RETURN(d.norms[static_cast<int>(norm)], upload_norm(w.NormWeight(norm, static_cast<int>(layers_.size()) - 1)));
+    }
     for (int j = 0; j < arch::kLinearsPerLayer; ++j) {
       ASSIGN_OR_RETURN(d.linears[j], UploadLinear(*l.linears()[j]));
     }
@@ -244,6 +256,24 @@ absl::Status CudaDevice::BeginStep(const StepRows& rows) {
   ASSIGN_OR_RETURN(ids_, UploadInts("ids", rows.ids));
   ASSIGN_OR_RETURN(positions_, UploadInts("positions", rows.positions));
   ASSIGN_OR_RETURN(blocks_, UploadInts("blocks", blocks));
+  return absl::OkStatus();
+}
+
+absl::Status CudaDevice::Rope(float* x, int heads) {
+  const size_t width = static_cast<size_t>(heads) * config_.head_dim;
+  for (const StepRows::Sequence& s : rows_->sequences) {
+    // The table changes only with a dynamic scaling's length; it is uploaded when it does.
+    const int length = rows_->positions[s.first + s.count - 1] + 1;
+    const RopeFrequencies& f = rope_.For(length);
+    if (inv_freq_ == nullptr || (rope_.dynamic() && length != rope_length_)) {
+      ASSIGN_OR_RETURN(void* table, Scratch("rope", f.inv_freq.size() * sizeof(double)));
+      RETURN_IF_ERROR(Cuda(backend_.Upload(table, f.inv_freq.data(), f.inv_freq.size() * sizeof(double))));
+      inv_freq_ = static_cast<const double*>(table);
+      rope_length_ = length;
+    }
+    RETURN_IF_ERROR(Cuda(backend_.Rope(x + s.first * width, s.count, positions_ + s.first, heads, config_.head_dim, inv_freq_,
+                                       config_.rotary_dim, f.attention_factor)));
+  }
   return absl::OkStatus();
 }
 

@@ -38,7 +38,7 @@ struct StepRows {
 enum class Activations { kX, kNormed, kQ, kK, kV, kAttention, kGate, kUp, kProjected };
 constexpr int kActivationBuffers = 9;
 
-enum class Norm { kAttention, kMlp, kFinal };
+using arch::Norm;
 
 // The weights a device holds, by kind, in its own layout.
 struct WeightBytes {
@@ -62,23 +62,25 @@ class Device {
   // Takes the step's rows; the operators below run on them until the next step.
   virtual absl::Status BeginStep(const StepRows& rows) = 0;
 
-  // x[t] = the embedding row of the step's token t.
+  // x[t] = the embedding row of the step's token t, times the config's embedding_scale.
   virtual absl::Status Embed(float* x) = 0;
-  // out[t] = RmsNorm(x[t]) * norm's weight (of `layer` for the layer norms) for `rows` rows of
-  // hidden_size.
+  // out[t] = RmsNorm(x[t]) * norm's weight (of `layer` but for the final norm) for `rows` rows
+  // of the norm's width; out may be x.
   virtual absl::Status RmsNorm(Norm norm, int layer, const float* x, int rows, float* out) = 0;
   // y = x * W^T + bias for linear `id` of `layer`, every row at its width: the device picks
   // its kernel (GEMV or GEMM, int8 or exact).
   virtual absl::Status Linear(int layer, arch::LinearId id, const float* x, float* y) = 0;
-  // Rotary embedding in place on every row of [rows][heads * head_dim], at the rows' positions.
+  // Rotary embedding in place on every row of [rows][heads * head_dim], at the rows' positions,
+  // with the config's frequencies (engine/model/rope.h) for each sequence's length.
   virtual absl::Status Rope(float* x, int heads) = 0;
   // Writes sequence `sequence`'s key and value rows (its rows of k and v) into its cache's
   // `layer` at its positions.
   virtual absl::Status AppendKv(int layer, int sequence, const float* k, const float* v) = 0;
-  // Causal attention of the sequence's query rows over its cache's `layer`.
+  // Causal attention of the sequence's query rows over its cache's `layer`, within the layer's
+  // sliding window if it has one.
   virtual absl::Status Attention(int layer, int sequence, const float* q, float* out) = 0;
-  // gate = silu(gate) * up; x += delta: `count` elements.
-  virtual absl::Status SwiGlu(float* gate, const float* up, size_t count) = 0;
+  // gate = act(gate) * up with the config's activation; x += delta: `count` elements.
+  virtual absl::Status Glu(float* gate, const float* up, size_t count) = 0;
   virtual absl::Status Add(float* x, const float* delta, size_t count) = 0;
   // The head over `rows` rows of normed hidden states, into host memory [rows][vocab].
   virtual absl::Status Head(const float* normed, int rows, std::span<float> logits) = 0;

@@ -329,13 +329,27 @@ absl::StatusOr<Model> Model::Load(const std::string& dir) {
   } else {
     return absl::NotFoundError(absl::StrCat(dir, ": missing tensor 'lm_head.weight' (tie_word_embeddings is false)"));
   }
-  ASSIGN_OR_RETURN(w.final_norm, reader.Get(std::string(arch::kFinalNormTensor), {c.hidden_size}));
+  // An image stores the gains the forward pass multiplies by; a checkpoint whose family adds
+  // an offset (Gemma's 1 + w) gets it added here, once.
+  const float offset = is_image ? 0.0f : c.norm_weight_offset;
+  const auto norm = [&](const std::string& name, int width) -> absl::StatusOr<std::span<const float>> {
+    ASSIGN_OR_RETURN(const std::span<const float> stored, reader.Get(name, {width}));
+    if (offset == 0) return stored;
+    std::vector<float>& gains = storage.widened.emplace_back(stored.begin(), stored.end());
+    for (float& g : gains) g += offset;
+    return std::span<const float>(gains);
+  };
+  ASSIGN_OR_RETURN(w.final_norm, norm(std::string(arch::kFinalNormTensor), c.hidden_size));
 
   w.layers.resize(c.num_layers);
   for (int i = 0; i < c.num_layers; ++i) {
     LayerWeights& l = w.layers[i];
-    ASSIGN_OR_RETURN(l.attn_norm, reader.Get(arch::LayerTensor(i, arch::kAttentionNorm) + ".weight", {c.hidden_size}));
-    ASSIGN_OR_RETURN(l.ffn_norm, reader.Get(arch::LayerTensor(i, arch::kMlpNorm) + ".weight", {c.hidden_size}));
+    ASSIGN_OR_RETURN(l.attn_norm, norm(arch::LayerTensor(i, arch::kAttentionNorm) + ".weight", c.hidden_size));
+    ASSIGN_OR_RETURN(l.ffn_norm, norm(arch::LayerTensor(i, arch::kMlpNorm) + ".weight", c.hidden_size));
+    if (c.qk_norm) {
+      ASSIGN_OR_RETURN(l.q_norm, norm(arch::LayerTensor(i, arch::kQueryNorm) + ".weight", c.head_dim));
+      ASSIGN_OR_RETURN(l.k_norm, norm(arch::LayerTensor(i, arch::kKeyNorm) + ".weight", c.head_dim));
+    }
     const auto linears = l.linears();
     for (size_t j = 0; j < linears.size(); ++j) {
       Linear& linear = *linears[j];
@@ -343,11 +357,16 @@ absl::StatusOr<Model> Model::Load(const std::string& dir) {
       const std::string prefix = arch::LayerTensor(i, arch::kLinears[j].name);
       if (is_image) {
         ASSIGN_OR_RETURN(linear.quantized, LoadQuantizedLinear(index, *c.quantization, dir, prefix, linear.rows, linear.cols, storage.widened));
+      } else if (c.fused_projections && !arch::kLinears[j].fused.empty()) {
+        // Rows of a row-major [out, in] matrix are contiguous: each part views the fused one.
+        const auto [before, fused_rows] = arch::FusedRows(c, static_cast<int>(j));
+        ASSIGN_OR_RETURN(const std::span<const float> fused,
+                         reader.Get(arch::LayerTensor(i, arch::kLinears[j].fused) + ".weight", {fused_rows, linear.cols}));
+        linear.dense = fused.subspan(static_cast<size_t>(before) * linear.cols, static_cast<size_t>(linear.rows) * linear.cols);
       } else {
         ASSIGN_OR_RETURN(linear.dense, reader.Get(prefix + ".weight", {linear.rows, linear.cols}));
       }
-      // Biases are used wherever the checkpoint has them (Qwen2's q/k/v, Llama's attention_bias).
-      if (reader.Has(prefix + ".bias")) {
+      if (arch::HasBias(c, arch::kLinears[j].id)) {
         ASSIGN_OR_RETURN(linear.bias, reader.Get(prefix + ".bias", {linear.rows}));
       }
     }

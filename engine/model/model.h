@@ -60,9 +60,12 @@ struct Linear {
   bool is_quantized() const { return !quantized.planes.empty(); }
 };
 
+// Norm weights are the gains the forward pass multiplies by: a Gemma checkpoint's 1 + w.
 struct LayerWeights {
   std::span<const float> attn_norm;
   std::span<const float> ffn_norm;
+  std::span<const float> q_norm;  // [head_dim], Qwen3 only
+  std::span<const float> k_norm;
   Linear wq, wk, wv, wo;
   Linear w_gate, w_up, w_down;
 
@@ -76,6 +79,18 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   std::span<const float> final_norm;
   Matrix head;  // [vocab, hidden]; aliases `embedding` when tied
+
+  // The weight of `norm` (of `layer`, but for the final norm).
+  std::span<const float> NormWeight(arch::Norm norm, int layer) const {
+    switch (norm) {
+      case arch::Norm::kAttention: return layers[layer].attn_norm;
+      case arch::Norm::kMlp: return layers[layer].ffn_norm;
+      case arch::Norm::kFinal: return final_norm;
+      case arch::Norm::kQuery: return layers[layer].q_norm;
+      case arch::Norm::kKey: return layers[layer].k_norm;
+    }
+    return {};
+  }
 };
 
 class Model {

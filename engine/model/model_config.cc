@@ -1,10 +1,14 @@
 #include "engine/model/model_config.h"
 
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <limits>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "engine/base/status_macros.h"
 #include "engine/model/image_format.h"
 #include "nlohmann/json.hpp"
@@ -16,7 +20,8 @@ using nlohmann::json;
 
 class ConfigReader {
  public:
-  ConfigReader(const json& root, const std::string& source) : root_(root), source_(source) {}
+  // `prefix` names a nested object in errors, e.g. "rope_scaling.".
+  ConfigReader(const json& root, const std::string& source, std::string prefix = "") : root_(root), source_(source), prefix_(std::move(prefix)) {}
 
   absl::Status Error(const std::string& what) const {
     return absl::InvalidArgumentError(absl::StrCat(source_, ": ", what));
@@ -26,30 +31,49 @@ class ConfigReader {
   absl::StatusOr<int> PositiveInt(const char* key, int fallback = -1) const {
     const auto it = root_.find(key);
     if (it == root_.end() || it->is_null()) {
-      if (fallback < 0) return Error(absl::StrCat("missing required field '", key, "'"));
+      if (fallback < 0) return Error(absl::StrCat("missing required field '", prefix_, key, "'"));
       return fallback;
     }
-    if (!it->is_number_integer()) return Error(absl::StrCat("field '", key, "' must be an integer"));
+    if (!it->is_number_integer()) return Error(absl::StrCat("field '", prefix_, key, "' must be an integer"));
     const int64_t v = it->get<int64_t>();
-    if (v <= 0 || v > (1 << 24)) return Error(absl::StrCat("field '", key, "' = ", v, " is out of range"));
+    if (v <= 0 || v > (1 << 24)) return Error(absl::StrCat("field '", prefix_, key, "' = ", v, " is out of range"));
     return static_cast<int>(v);
   }
 
-  absl::StatusOr<float> PositiveFloat(const char* key, float fallback) const {
+  // Reads a positive number; without `fallback` the field is required.
+  absl::StatusOr<double> PositiveNumber(const char* key, std::optional<double> fallback = std::nullopt) const {
     const auto it = root_.find(key);
-    if (it == root_.end() || it->is_null()) return fallback;
-    if (!it->is_number()) return Error(absl::StrCat("field '", key, "' must be a number"));
+    if (it == root_.end() || it->is_null()) {
+      if (!fallback.has_value()) return Error(absl::StrCat("missing required field '", prefix_, key, "'"));
+      return *fallback;
+    }
+    if (!it->is_number()) return Error(absl::StrCat("field '", prefix_, key, "' must be a number"));
     const double v = it->get<double>();
-    if (!(v > 0) || v > std::numeric_limits<float>::max()) return Error(absl::StrCat("field '", key, "' = ", v, " must be positive"));
-    return static_cast<float>(v);
+    if (!(v > 0) || v > std::numeric_limits<float>::max()) return Error(absl::StrCat("field '", prefix_, key, "' = ", v, " must be positive"));
+    return v;
   }
 
   absl::StatusOr<bool> Bool(const char* key, bool fallback) const {
     const auto it = root_.find(key);
     if (it == root_.end() || it->is_null()) return fallback;
-    if (!it->is_boolean()) return Error(absl::StrCat("field '", key, "' must be true or false"));
+    if (!it->is_boolean()) return Error(absl::StrCat("field '", prefix_, key, "' must be true or false"));
     return it->get<bool>();
   }
+
+  // A string field, or nullopt when absent or null.
+  absl::StatusOr<std::optional<std::string>> String(const char* key) const {
+    const auto it = root_.find(key);
+    if (it == root_.end() || it->is_null()) return std::optional<std::string>();
+    if (!it->is_string()) return Error(absl::StrCat("field '", prefix_, key, "' must be a string"));
+    return std::optional<std::string>(it->get<std::string>());
+  }
+
+  bool Has(const char* key) const {
+    const auto it = root_.find(key);
+    return it != root_.end() && !it->is_null();
+  }
+  const json& root() const { return root_; }
+  const std::string& source() const { return source_; }
 
   // Token ids may be absent, an integer, or (for eos) a list of integers.
   absl::StatusOr<std::vector<int>> TokenIds(const char* key) const {
@@ -58,7 +82,7 @@ class ConfigReader {
     if (it == root_.end() || it->is_null()) return ids;
     const auto add = [&](const json& v) -> absl::Status {
       if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > std::numeric_limits<int>::max()) {
-        return Error(absl::StrCat("field '", key, "' must hold non-negative integer token ids"));
+        return Error(absl::StrCat("field '", prefix_, key, "' must hold non-negative integer token ids"));
       }
       ids.push_back(static_cast<int>(v.get<int64_t>()));
       return absl::OkStatus();
@@ -76,7 +100,116 @@ class ConfigReader {
  private:
   const json& root_;
   const std::string& source_;
+  std::string prefix_;
 };
+
+constexpr std::array<const char*, 6> kArchitectures = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+                                                            "Qwen3ForCausalLM", "GemmaForCausalLM",   "Phi3ForCausalLM"};
+
+absl::StatusOr<MlpActivation> ReadActivation(const ConfigReader& reader, const ModelConfig& config) {
+  // Gemma names it hidden_activation (hidden_act in older configs); the others hidden_act.
+  const char* key = config.architecture == "GemmaForCausalLM" && reader.Has("hidden_activation") ? "hidden_activation" : "hidden_act";
+  ASSIGN_OR_RETURN(const std::optional<std::string> name, reader.String(key));
+  if (!name.has_value() || *name == "silu" || *name == "swish") return MlpActivation::kSilu;
+  if (*name == "gelu") return MlpActivation::kGelu;
+  if (*name == "gelu_pytorch_tanh" || *name == "gelu_new") return MlpActivation::kGeluTanh;
+  return reader.Error(absl::StrCat("unsupported ", key, " '", *name, "' (supported: silu, gelu, gelu_pytorch_tanh, gelu_new)"));
+}
+
+// rope_scaling as modeling_rope_utils.py resolves it: the type from rope_type, else type.
+absl::StatusOr<RopeScaling> ReadRopeScaling(const ConfigReader& config_reader, const ModelConfig& config) {
+  RopeScaling scaling;
+  const auto it = config_reader.root().find("rope_scaling");
+  if (it == config_reader.root().end() || it->is_null()) return scaling;
+  if (!it->is_object()) return config_reader.Error("field 'rope_scaling' must be an object");
+  const ConfigReader reader(*it, config_reader.source(), "rope_scaling.");
+  std::optional<std::string> type;
+  ASSIGN_OR_RETURN(type, reader.String(reader.Has("rope_type") ? "rope_type" : "type"));
+  if (!type.has_value()) return reader.Error("field 'rope_scaling' names no 'rope_type' (or 'type')");
+  if (*type == "default") return scaling;
+  if (*type == "linear" || *type == "dynamic") {
+    scaling.type = *type == "linear" ? RopeScaling::Type::kLinear : RopeScaling::Type::kDynamic;
+    ASSIGN_OR_RETURN(scaling.factor, reader.PositiveNumber("factor"));
+  } else if (*type == "llama3") {
+    scaling.type = RopeScaling::Type::kLlama3;
+    ASSIGN_OR_RETURN(scaling.factor, reader.PositiveNumber("factor"));
+    ASSIGN_OR_RETURN(scaling.low_freq_factor, reader.PositiveNumber("low_freq_factor"));
+    ASSIGN_OR_RETURN(scaling.high_freq_factor, reader.PositiveNumber("high_freq_factor"));
+    ASSIGN_OR_RETURN(scaling.original_max_positions, reader.PositiveInt("original_max_position_embeddings", -1));
+    if (!(scaling.high_freq_factor > scaling.low_freq_factor)) {
+      return reader.Error("field 'rope_scaling.high_freq_factor' must exceed 'rope_scaling.low_freq_factor'");
+    }
+  } else if (*type == "yarn") {
+    scaling.type = RopeScaling::Type::kYarn;
+    ASSIGN_OR_RETURN(scaling.factor, reader.PositiveNumber("factor"));
+    ASSIGN_OR_RETURN(scaling.original_max_positions, reader.PositiveInt("original_max_position_embeddings", config.max_position_embeddings));
+    ASSIGN_OR_RETURN(scaling.beta_fast, reader.PositiveNumber("beta_fast", 32.0));
+    ASSIGN_OR_RETURN(scaling.beta_slow, reader.PositiveNumber("beta_slow", 1.0));
+    ASSIGN_OR_RETURN(scaling.truncate, reader.Bool("truncate", true));
+    // 0.1 * mscale * ln(factor) + 1 (1 for factor <= 1), as _compute_yarn_parameters.
+    const auto mscale = [&](double m) { return scaling.factor <= 1 ? 1.0 : 0.1 * m * std::log(scaling.factor) + 1.0; };
+    if (reader.Has("attention_factor")) {
+      ASSIGN_OR_RETURN(scaling.attention_factor, reader.PositiveNumber("attention_factor"));
+    } else if (reader.Has("mscale") && reader.Has("mscale_all_dim")) {
+      double m = 0;
+      double all = 0;
+      ASSIGN_OR_RETURN(m, reader.PositiveNumber("mscale"));
+      ASSIGN_OR_RETURN(all, reader.PositiveNumber("mscale_all_dim"));
+      scaling.attention_factor = mscale(m) / mscale(all);
+    } else {
+      scaling.attention_factor = mscale(1.0);
+    }
+  } else {
+    return reader.Error(absl::StrCat("rope_scaling type '", *type, "' is not supported (supported: linear, dynamic, llama3, yarn)"));
+  }
+  return scaling;
+}
+
+// What each family's decoder layer does beyond Llama's, from its config fields as its
+// Hugging Face configuration class reads them.
+absl::Status ReadFamily(const ConfigReader& reader, ModelConfig& c) {
+  const std::string& a = c.architecture;
+  const bool qwen = a == "Qwen2ForCausalLM" || a == "Qwen3ForCausalLM";
+  if (a == "Qwen2ForCausalLM") {
+    c.qkv_bias = true;
+  } else {
+    ASSIGN_OR_RETURN(c.qkv_bias, reader.Bool("attention_bias", false));
+    c.o_bias = c.qkv_bias;
+  }
+  bool mlp_bias = false;
+  ASSIGN_OR_RETURN(mlp_bias, reader.Bool("mlp_bias", false));
+  if (mlp_bias) return reader.Error("field 'mlp_bias' = true is not supported");
+  c.qk_norm = a == "Qwen3ForCausalLM";
+  c.fused_projections = a == "Phi3ForCausalLM";
+  if (a == "GemmaForCausalLM") {
+    c.norm_weight_offset = 1;
+    c.embedding_scale = static_cast<float>(std::sqrt(static_cast<double>(c.hidden_size)));
+  }
+  ASSIGN_OR_RETURN(c.mlp_activation, ReadActivation(reader, c));
+
+  // Sliding windows: Mistral and Phi-3 on every layer when one is given; Qwen only with
+  // use_sliding_window, from layer max_window_layers on; Llama and Gemma have none.
+  bool window = a == "MistralForCausalLM" || a == "Phi3ForCausalLM";
+  if (qwen) {
+    ASSIGN_OR_RETURN(window, reader.Bool("use_sliding_window", false));
+    if (window) {
+      ASSIGN_OR_RETURN(c.sliding_window_first_layer, reader.PositiveInt("max_window_layers", 28));  // the classes' default
+    }
+  }
+  if (window && reader.Has("sliding_window")) {
+    ASSIGN_OR_RETURN(c.sliding_window, reader.PositiveInt("sliding_window"));
+  }
+
+  double partial_rotary = 1;
+  ASSIGN_OR_RETURN(partial_rotary, reader.PositiveNumber("partial_rotary_factor", 1.0));
+  if (partial_rotary > 1) return reader.Error(absl::StrCat("field 'partial_rotary_factor' = ", partial_rotary, " exceeds 1"));
+  c.rotary_dim = static_cast<int>(c.head_dim * partial_rotary);
+  if (c.rotary_dim < 2 || c.rotary_dim % 2 != 0) {
+    return reader.Error(absl::StrCat("head_dim x partial_rotary_factor = ", c.rotary_dim, " rotary dims: must be even and at least 2"));
+  }
+  ASSIGN_OR_RETURN(c.rope_scaling, ReadRopeScaling(reader, c));
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -96,10 +229,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, const s
     return reader.Error("missing 'architectures' list");
   }
   config.architecture = (*arch)[0].get<std::string>();
-  if (config.architecture != "LlamaForCausalLM" && config.architecture != "MistralForCausalLM" &&
-      config.architecture != "Qwen2ForCausalLM") {
-    return reader.Error(absl::StrCat("unsupported architecture '", config.architecture,
-                                     "' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)"));
+  if (std::find(kArchitectures.begin(), kArchitectures.end(), config.architecture) == kArchitectures.end()) {
+    return reader.Error(absl::StrCat("unsupported architecture '", config.architecture, "' (supported: ", absl::StrJoin(kArchitectures, ", "), ")"));
   }
 
   ASSIGN_OR_RETURN(config.hidden_size, reader.PositiveInt("hidden_size"));
@@ -113,9 +244,13 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, const s
   ASSIGN_OR_RETURN(config.head_dim, reader.PositiveInt("head_dim", config.hidden_size / config.num_heads));
   ASSIGN_OR_RETURN(config.vocab_size, reader.PositiveInt("vocab_size"));
   ASSIGN_OR_RETURN(config.max_position_embeddings, reader.PositiveInt("max_position_embeddings", 2048));
-  ASSIGN_OR_RETURN(config.rms_norm_eps, reader.PositiveFloat("rms_norm_eps", 1e-6f));
-  ASSIGN_OR_RETURN(config.rope_theta, reader.PositiveFloat("rope_theta", 10000.0f));
-  ASSIGN_OR_RETURN(config.tie_word_embeddings, reader.Bool("tie_word_embeddings", false));
+  double number = 0;
+  ASSIGN_OR_RETURN(number, reader.PositiveNumber("rms_norm_eps", 1e-6));
+  config.rms_norm_eps = static_cast<float>(number);
+  ASSIGN_OR_RETURN(number, reader.PositiveNumber("rope_theta", 10000.0));
+  config.rope_theta = static_cast<float>(number);
+  // Gemma's configuration class ties by default, the others do not.
+  ASSIGN_OR_RETURN(config.tie_word_embeddings, reader.Bool("tie_word_embeddings", config.architecture == "GemmaForCausalLM"));
 
   // Bounds on the products the engine sizes buffers with, so that no int arithmetic on
   // them overflows.
@@ -131,21 +266,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, const s
     return reader.Error(absl::StrCat("num_attention_heads (", config.num_heads, ") is not a multiple of num_key_value_heads (", config.num_kv_heads, ")"));
   }
   if (config.head_dim % 2 != 0) return reader.Error("head_dim must be even for rotary embeddings");
-  if (const auto act = root.find("hidden_act"); act != root.end() && !(act->is_string() && act->get<std::string>() == "silu")) {
-    return reader.Error("unsupported hidden_act (only silu)");
-  }
-  // Without sliding-window attention, the engine is exact only within the window: cap the context there.
-  const auto use_window = root.find("use_sliding_window");
-  const bool window_applies = config.architecture == "MistralForCausalLM" ||
-                              (use_window != root.end() && use_window->is_boolean() && use_window->get<bool>());
-  if (const auto window = root.find("sliding_window"); window_applies && window != root.end() && !window->is_null()) {
-    int sliding_window = 0;
-    ASSIGN_OR_RETURN(sliding_window, reader.PositiveInt("sliding_window"));
-    config.max_position_embeddings = std::min(config.max_position_embeddings, sliding_window);
-  }
-  if (const auto scaling = root.find("rope_scaling"); scaling != root.end() && !scaling->is_null()) {
-    return reader.Error("rope_scaling is not supported yet");
-  }
+  RETURN_IF_ERROR(ReadFamily(reader, config));
 
   std::vector<int> bos;
   ASSIGN_OR_RETURN(bos, reader.TokenIds("bos_token_id"));

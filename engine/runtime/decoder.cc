@@ -11,7 +11,7 @@ Decoder::Decoder(const ModelConfig& config, const Tokenizer& tokenizer, Decoding
       context_(std::move(prompt)),
       prompt_tokens_(static_cast<int>(context_.size())),
       max_positions_(static_cast<int>(
-          std::min<long>(static_cast<long>(prompt_tokens_) + options_.max_new_tokens, config.max_position_embeddings))),
+          std::min<long>(static_cast<long>(prompt_tokens_) + options_.max_new_tokens, config.context_length()))),
       sampler_(options_.sampling),
       text_(tokenizer) {
   // The output's text follows the prompt's (a leading space, a character split across both).

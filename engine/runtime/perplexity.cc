@@ -26,9 +26,9 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(Transformer& transformer, st
                                                    " windows x ", window_len));
   }
   const ModelConfig& config = transformer.config();
-  if (window_len + 1 > config.max_position_embeddings) {
+  if (window_len + 1 > config.context_length()) {
     return absl::InvalidArgumentError(absl::StrCat("window of ", window_len, " tokens plus BOS exceeds the model's ",
-                                                   config.max_position_embeddings, " positions"));
+                                                   config.context_length(), " positions"));
   }
   KvCache cache(config, window_len + 1, kv_dtype);
   std::vector<TokenId> input(window_len + 1);

@@ -75,6 +75,10 @@ absl::Status Transformer::ForwardBatch(std::span<const SequenceStep> steps, std:
     RETURN_IF_ERROR(d.Linear(layer, LinearId::kQ, normed, q));
     RETURN_IF_ERROR(d.Linear(layer, LinearId::kK, normed, k));
     RETURN_IF_ERROR(d.Linear(layer, LinearId::kV, normed, v));
+    if (c.qk_norm) {
+      RETURN_IF_ERROR(d.RmsNorm(Norm::kQuery, layer, q, r.rows() * c.num_heads, q));
+      RETURN_IF_ERROR(d.RmsNorm(Norm::kKey, layer, k, r.rows() * c.num_kv_heads, k));
+    }
     RETURN_IF_ERROR(d.Rope(q, c.num_heads));
     RETURN_IF_ERROR(d.Rope(k, c.num_kv_heads));
     for (int s = 0; s < static_cast<int>(r.sequences.size()); ++s) {
@@ -90,7 +94,7 @@ absl::Status Transformer::ForwardBatch(std::span<const SequenceStep> steps, std:
     observe(layer, LinearInput::kMlp, normed, c.hidden_size);
     RETURN_IF_ERROR(d.Linear(layer, LinearId::kGate, normed, gate));
     RETURN_IF_ERROR(d.Linear(layer, LinearId::kUp, normed, up));
-    RETURN_IF_ERROR(d.SwiGlu(gate, up, n * c.intermediate_size));
+    RETURN_IF_ERROR(d.Glu(gate, up, n * c.intermediate_size));
     observe(layer, LinearInput::kMlpHidden, gate, c.intermediate_size);
     RETURN_IF_ERROR(d.Linear(layer, LinearId::kDown, gate, projected));
     RETURN_IF_ERROR(d.Add(x, projected, n * h));

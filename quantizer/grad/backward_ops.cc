@@ -21,20 +21,21 @@ std::vector<float> TransposeHead(std::span<const float> m, int tokens, int width
   return out;
 }
 
-// p[0..i] = softmax over keys 0..i of scale * q . k_j, with k transposed ([head_dim][tokens]).
-void CausalProbabilities(const float* q, const std::vector<float>& k_transposed, int tokens, int i, int head_dim,
+// p[0..i] = softmax over keys 0..i of scale * q . k_j, with k transposed ([head_dim][tokens]);
+// keys before `first` (outside a sliding window) get 0.
+void CausalProbabilities(const float* q, const std::vector<float>& k_transposed, int tokens, int i, int first, int head_dim,
                          float scale, float* p) {
   std::fill(p, p + i + 1, 0.0f);
   for (int c = 0; c < head_dim; ++c) {
     const float qc = q[c] * scale;
     const float* kc = k_transposed.data() + static_cast<size_t>(c) * tokens;
-    for (int j = 0; j <= i; ++j) p[j] += qc * kc[j];
+    for (int j = first; j <= i; ++j) p[j] += qc * kc[j];
   }
-  const float max_score = *std::max_element(p, p + i + 1);
+  const float max_score = *std::max_element(p + first, p + i + 1);
   float sum = 0;
-  for (int j = 0; j <= i; ++j) sum += p[j] = std::exp(p[j] - max_score);
+  for (int j = first; j <= i; ++j) sum += p[j] = std::exp(p[j] - max_score);
   const float inverse = 1.0f / sum;
-  for (int j = 0; j <= i; ++j) p[j] *= inverse;
+  for (int j = first; j <= i; ++j) p[j] *= inverse;
 }
 
 }  // namespace
@@ -69,7 +70,8 @@ void CausalAttentionForward(std::span<const float> q, std::span<const float> k, 
     const std::vector<float> k_transposed = TransposeHead(k, tokens, kv_width, kv_offset, d);
     std::vector<float> p(tokens);
     for (int i = 0; i < tokens; ++i) {
-      CausalProbabilities(q.data() + static_cast<size_t>(i) * q_width + h * d, k_transposed, tokens, i, d, scale, p.data());
+      CausalProbabilities(q.data() + static_cast<size_t>(i) * q_width + h * d, k_transposed, tokens, i, FirstSeen(shape, i), d, scale,
+                          p.data());
       float* o = out.data() + static_cast<size_t>(i) * q_width + h * d;
       std::fill(o, o + d, 0.0f);
       for (int j = 0; j <= i; ++j) {
@@ -101,7 +103,7 @@ void CausalAttentionBackward(std::span<const float> q, std::span<const float> k,
       for (int i = 0; i < tokens; ++i) {
         const float* qi = q.data() + static_cast<size_t>(i) * q_width + h * d;
         const float* doi = dout.data() + static_cast<size_t>(i) * q_width + h * d;
-        CausalProbabilities(qi, k_transposed, tokens, i, d, scale, p.data());
+        CausalProbabilities(qi, k_transposed, tokens, i, FirstSeen(shape, i), d, scale, p.data());
         std::fill(ds.begin(), ds.begin() + i + 1, 0.0f);
         for (int c = 0; c < d; ++c) {
           const float* vc = v_transposed.data() + static_cast<size_t>(c) * tokens;

@@ -9,14 +9,19 @@
 // Linear.weight. A window runs from position 0, as the perplexity protocol does.
 #pragma once
 
+#include <algorithm>
 #include <span>
 
 #include "engine/cpu/ops.h"
+#include "engine/model/rope.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace anyprec::grad {
 
 using cpu::AttentionShape;
+
+// The first key query row i sees: 0, or the start of its sliding window.
+inline int FirstSeen(const AttentionShape& shape, int i) { return shape.window > 0 ? std::max(0, i + 1 - shape.window) : 0; }
 
 // y[t, r] = sum_c x[t, c] w[r, c].
 void LinearForward(std::span<const float> x, int tokens, std::span<const float> w, int rows, int cols, std::span<float> y);
@@ -60,19 +65,19 @@ void RmsNormForward(std::span<const T> x, std::span<const float> weight, float e
 template <typename T>
 void RmsNormBackward(std::span<const T> x, std::span<const float> weight, float eps, std::span<const T> dy, std::span<T> dx);
 
-// Rotary embedding in Hugging Face's half-split layout (as cpu::Rope), in place, row t at
-// position t. The backward rotates the gradient back by the same angles.
+// Rotary embedding in Hugging Face's half-split layout with `f`'s frequencies (as cpu::Rope),
+// in place, row t at position t. The backward rotates the gradient back by the same angles.
 template <typename T>
-void RopeForward(std::span<T> x, int tokens, int num_heads, int head_dim, float theta);
+void RopeForward(std::span<T> x, int tokens, int num_heads, int head_dim, const RopeFrequencies& f);
 template <typename T>
-void RopeBackward(std::span<T> dx, int tokens, int num_heads, int head_dim, float theta);
+void RopeBackward(std::span<T> dx, int tokens, int num_heads, int head_dim, const RopeFrequencies& f);
 
-// h = silu(gate) * up.
+// h = act(gate) * up.
 template <typename T>
-void SwiGluForward(std::span<const T> gate, std::span<const T> up, std::span<T> h);
+void GluForward(MlpActivation act, std::span<const T> gate, std::span<const T> up, std::span<T> h);
 template <typename T>
-void SwiGluBackward(std::span<const T> gate, std::span<const T> up, std::span<const T> dh, std::span<T> dgate,
-                    std::span<T> dup);
+void GluBackward(MlpActivation act, std::span<const T> gate, std::span<const T> up, std::span<const T> dh, std::span<T> dgate,
+                 std::span<T> dup);
 
 // The mean over rows of -log softmax(logits[t])[targets[t]], and its gradient in dlogits.
 template <typename T>

@@ -76,9 +76,9 @@ absl::Status GradientPass<T>::Validate(std::span<const TokenId> inputs, std::spa
   if (weights_.embedding.is_int8() || weights_.head.is_int8()) {
     return absl::FailedPreconditionError("the gradient pass needs an fp32 embedding and head (a Hugging Face model, not an int8 image)");
   }
-  if (static_cast<int>(inputs.size()) > config_.max_position_embeddings) {
+  if (static_cast<int>(inputs.size()) > config_.context_length()) {
     return absl::InvalidArgumentError(absl::StrCat("a window of ", inputs.size(), " tokens exceeds the model's ",
-                                                   config_.max_position_embeddings, " positions"));
+                                                   config_.context_length(), " positions"));
   }
   for (std::span<const TokenId> ids : {inputs, targets}) {
     for (TokenId id : ids) {
@@ -113,13 +113,13 @@ double GradientPass<T>::Forward(std::span<const TokenId> inputs, std::span<const
   const ModelConfig& c = config_;
   const int n = static_cast<int>(inputs.size());
   const size_t rows = n;
-  const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim};
+  const RopeFrequencies rope = RopeFrequenciesFor(c, n);  // the window is one pass from position 0
   activations_.resize(c.num_layers);
 
   std::vector<T> x(rows * c.hidden_size);
   for (int t = 0; t < n; ++t) {
     const std::span<const float> embedding = weights_.embedding.Row(inputs[t]);
-    std::copy(embedding.begin(), embedding.end(), x.begin() + static_cast<size_t>(t) * c.hidden_size);
+    for (int i = 0; i < c.hidden_size; ++i) x[static_cast<size_t>(t) * c.hidden_size + i] = embedding[i] * c.embedding_scale;
   }
   std::vector<T> normed(rows * c.hidden_size), projected(rows * c.hidden_size), hidden(rows * c.intermediate_size);
   for (int layer = 0; layer < c.num_layers; ++layer) {
@@ -137,9 +137,15 @@ double GradientPass<T>::Forward(std::span<const TokenId> inputs, std::span<const
     ProjectLinear<T>(normed, n, l.wq, a.q);
     ProjectLinear<T>(normed, n, l.wk, a.k);
     ProjectLinear<T>(normed, n, l.wv, a.v);
-    RopeForward<T>(a.q, n, c.num_heads, c.head_dim, c.rope_theta);
-    RopeForward<T>(a.k, n, c.num_kv_heads, c.head_dim, c.rope_theta);
-    Attention<T>(a.q, a.k, a.v, n, shape, a.attention);
+    if (c.qk_norm) {
+      a.q_projected = a.q;
+      a.k_projected = a.k;
+      RmsNormForward<T>(a.q_projected, l.q_norm, c.rms_norm_eps, a.q);
+      RmsNormForward<T>(a.k_projected, l.k_norm, c.rms_norm_eps, a.k);
+    }
+    RopeForward<T>(a.q, n, c.num_heads, c.head_dim, rope);
+    RopeForward<T>(a.k, n, c.num_kv_heads, c.head_dim, rope);
+    Attention<T>(a.q, a.k, a.v, n, {c.num_heads, c.num_kv_heads, c.head_dim, c.WindowOf(layer)}, a.attention);
     ProjectLinear<T>(a.attention, n, l.wo, projected);
     AddInPlace<T>(x, projected);
     a.middle = x;
@@ -147,7 +153,7 @@ double GradientPass<T>::Forward(std::span<const TokenId> inputs, std::span<const
     RmsNormForward<T>(x, l.ffn_norm, c.rms_norm_eps, normed);
     ProjectLinear<T>(normed, n, l.w_gate, a.gate);
     ProjectLinear<T>(normed, n, l.w_up, a.up);
-    SwiGluForward<T>(a.gate, a.up, hidden);
+    GluForward<T>(c.mlp_activation, a.gate, a.up, hidden);
     ProjectLinear<T>(hidden, n, l.w_down, projected);
     AddInPlace<T>(x, projected);
   }
@@ -164,7 +170,7 @@ template <typename T>
 void GradientPass<T>::Backward(int n, const GradientSink& sink) {
   const ModelConfig& c = config_;
   const size_t rows = n;
-  const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim};
+  const RopeFrequencies rope = RopeFrequenciesFor(c, n);
 
   size_t largest = 0;
   for (const anyprec::Linear* linear : weights_.layers[0].linears()) largest = std::max(largest, linear->dense.size());
@@ -189,12 +195,12 @@ void GradientPass<T>::Backward(int n, const GradientSink& sink) {
     const LayerWeights& l = weights_.layers[layer];
     const LayerActivations& a = activations_[layer];
 
-    // MLP block: out = middle + down(swiglu(gate(n2), up(n2))), n2 = norm(middle).
+    // MLP block: out = middle + down(act(gate(n2)) * up(n2)), n2 = norm(middle).
     RmsNormForward<T>(a.middle, l.ffn_norm, c.rms_norm_eps, normed);
-    SwiGluForward<T>(a.gate, a.up, hidden);
+    GluForward<T>(c.mlp_activation, a.gate, a.up, hidden);
     hand_over(layer, arch::Index(arch::LinearId::kDown), dx, hidden, l.w_down);
     InputGradient<T>(dx, n, l.w_down, dhidden, false);
-    SwiGluBackward<T>(a.gate, a.up, dhidden, dgate, dup);
+    GluBackward<T>(c.mlp_activation, a.gate, a.up, dhidden, dgate, dup);
     hand_over(layer, arch::Index(arch::LinearId::kGate), dgate, normed, l.w_gate);
     hand_over(layer, arch::Index(arch::LinearId::kUp), dup, normed, l.w_up);
     InputGradient<T>(dgate, n, l.w_gate, dnormed, false);
@@ -202,13 +208,20 @@ void GradientPass<T>::Backward(int n, const GradientSink& sink) {
     RmsNormBackward<T>(a.middle, l.ffn_norm, c.rms_norm_eps, dnormed, dresidual);
     AddInPlace<T>(dx, dresidual);
 
-    // Attention block: middle = input + o(attention(rope(q(n1)), rope(k(n1)), v(n1))), n1 = norm(input).
+    // Attention block: middle = input + o(attention(rope(q(n1)), rope(k(n1)), v(n1))), n1 =
+    // norm(input), with q and k each normed per head before RoPE where the family does.
     RmsNormForward<T>(a.input, l.attn_norm, c.rms_norm_eps, normed);
     hand_over(layer, arch::Index(arch::LinearId::kO), dx, a.attention, l.wo);
     InputGradient<T>(dx, n, l.wo, dattention, false);
-    AttentionGradient<T>(a.q, a.k, a.v, dattention, n, shape, dq, dk, dv);
-    RopeBackward<T>(dq, n, c.num_heads, c.head_dim, c.rope_theta);
-    RopeBackward<T>(dk, n, c.num_kv_heads, c.head_dim, c.rope_theta);
+    AttentionGradient<T>(a.q, a.k, a.v, dattention, n, {c.num_heads, c.num_kv_heads, c.head_dim, c.WindowOf(layer)}, dq, dk, dv);
+    RopeBackward<T>(dq, n, c.num_heads, c.head_dim, rope);
+    RopeBackward<T>(dk, n, c.num_kv_heads, c.head_dim, rope);
+    if (c.qk_norm) {
+      const std::vector<T> dq_normed = dq;
+      const std::vector<T> dk_normed = dk;
+      RmsNormBackward<T>(a.q_projected, l.q_norm, c.rms_norm_eps, dq_normed, dq);
+      RmsNormBackward<T>(a.k_projected, l.k_norm, c.rms_norm_eps, dk_normed, dk);
+    }
     hand_over(layer, arch::Index(arch::LinearId::kQ), dq, normed, l.wq);
     hand_over(layer, arch::Index(arch::LinearId::kK), dk, normed, l.wk);
     hand_over(layer, arch::Index(arch::LinearId::kV), dv, normed, l.wv);
@@ -222,7 +235,8 @@ void GradientPass<T>::Backward(int n, const GradientSink& sink) {
 
 size_t GradientPassBytes(const ModelConfig& c, int tokens) {
   const size_t rows = tokens;
-  const size_t per_layer = rows * (2 * c.hidden_size + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.intermediate_size);
+  const size_t per_layer = rows * (2 * c.hidden_size + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.intermediate_size +
+                                   (c.qk_norm ? c.q_dim() + c.kv_dim() : 0));
   const size_t scratch = rows * (4 * c.hidden_size + 4 * c.intermediate_size + 2 * c.q_dim() + 2 * c.kv_dim());
   const size_t largest_linear = static_cast<size_t>(std::max(c.q_dim(), c.intermediate_size)) *
                                 std::max(c.hidden_size, c.intermediate_size);

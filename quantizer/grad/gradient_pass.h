@@ -40,9 +40,10 @@ class GradientPass {
 
  private:
   // What the backward pass needs of one layer: its input, the attention's q and k (after
-  // RoPE) and v, the attention output, the residual between the blocks, gate and up.
+  // RoPE; and before their norms, with q/k norms) and v, the attention output, the residual
+  // between the blocks, gate and up.
   struct LayerActivations {
-    std::vector<T> input, q, k, v, attention, middle, gate, up;
+    std::vector<T> input, q, k, v, q_projected, k_projected, attention, middle, gate, up;
   };
 
   absl::Status Validate(std::span<const TokenId> inputs, std::span<const TokenId> targets) const;

@@ -8,11 +8,13 @@
 namespace anyprec::grad {
 namespace {
 
-// The probabilities of query row i of one head over keys 0..i, written to p[0..i].
+// The probabilities of query row i of one head over keys 0..i, written to p[0..i]; keys
+// before `first` (outside a sliding window) get 0.
 template <typename T>
-void CausalProbabilities(const T* q, std::span<const T> k, int kv_width, int i, int head_dim, T scale, std::vector<T>& p) {
+void CausalProbabilities(const T* q, std::span<const T> k, int kv_width, int i, int first, int head_dim, T scale, std::vector<T>& p) {
   T max_score = -INFINITY;
-  for (int j = 0; j <= i; ++j) {
+  std::fill(p.begin(), p.begin() + first, T{0});
+  for (int j = first; j <= i; ++j) {
     const T* kj = k.data() + static_cast<size_t>(j) * kv_width;
     T s = 0;
     for (int c = 0; c < head_dim; ++c) s += q[c] * kj[c];
@@ -20,27 +22,29 @@ void CausalProbabilities(const T* q, std::span<const T> k, int kv_width, int i, 
     max_score = std::max(max_score, p[j]);
   }
   T sum = 0;
-  for (int j = 0; j <= i; ++j) sum += p[j] = std::exp(p[j] - max_score);
-  for (int j = 0; j <= i; ++j) p[j] /= sum;
+  for (int j = first; j <= i; ++j) sum += p[j] = std::exp(p[j] - max_score);
+  for (int j = first; j <= i; ++j) p[j] /= sum;
 }
 
-// cos and sin of position t's angle for each of the head's half_dim frequencies, as cpu::Rope.
-void RopeAngles(int t, int head_dim, float theta, std::vector<double>& cos_table, std::vector<double>& sin_table) {
-  const int half = head_dim / 2;
-  for (int i = 0; i < half; ++i) {
-    const double angle = t * std::pow(static_cast<double>(theta), -2.0 * i / head_dim);
-    cos_table[i] = static_cast<float>(std::cos(angle));
-    sin_table[i] = static_cast<float>(std::sin(angle));
+// cos and sin of position t's angle for each frequency, times the attention factor, rounded to
+// float as cpu::Rope's.
+void RopeAngles(int t, const RopeFrequencies& f, std::vector<double>& cos_table, std::vector<double>& sin_table) {
+  for (size_t i = 0; i < f.inv_freq.size(); ++i) {
+    const double angle = t * f.inv_freq[i];
+    cos_table[i] = static_cast<float>(std::cos(angle) * f.attention_factor);
+    sin_table[i] = static_cast<float>(std::sin(angle) * f.attention_factor);
   }
 }
 
-// Rotates every head of every row by `direction` (+1 forward, -1 backward) times its angle.
+// Rotates the rotary dims of every head of every row by `direction` (+1 forward, -1
+// backward) times its angle, scaled by the attention factor both ways (the backward is the
+// transpose).
 template <typename T>
-void Rotate(std::span<T> x, int tokens, int num_heads, int head_dim, float theta, int direction) {
-  const int half = head_dim / 2;
+void Rotate(std::span<T> x, int tokens, int num_heads, int head_dim, const RopeFrequencies& f, int direction) {
+  const int half = static_cast<int>(f.inv_freq.size());
   std::vector<double> cos_table(half), sin_table(half);
   for (int t = 0; t < tokens; ++t) {
-    RopeAngles(t, head_dim, theta, cos_table, sin_table);
+    RopeAngles(t, f, cos_table, sin_table);
     for (int h = 0; h < num_heads; ++h) {
       T* v = x.data() + (static_cast<size_t>(t) * num_heads + h) * head_dim;
       for (int i = 0; i < half; ++i) {
@@ -55,9 +59,32 @@ void Rotate(std::span<T> x, int tokens, int num_heads, int head_dim, float theta
   }
 }
 
+// act(g) and its derivative.
 template <typename T>
-T Sigmoid(T g) {
-  return T{1} / (T{1} + std::exp(-g));
+struct ActivationAt {
+  T value;
+  T derivative;
+};
+template <typename T>
+ActivationAt<T> Activation(MlpActivation act, T g) {
+  switch (act) {
+    case MlpActivation::kSilu: {
+      const T s = T{1} / (T{1} + std::exp(-g));
+      return {g * s, s * (T{1} + g * (T{1} - s))};
+    }
+    case MlpActivation::kGelu: {
+      const T cdf = T{0.5} * (T{1} + std::erf(g * static_cast<T>(M_SQRT1_2)));
+      const T pdf = std::exp(T{-0.5} * g * g) * static_cast<T>(0.5 * M_2_SQRTPI * M_SQRT1_2);
+      return {g * cdf, cdf + g * pdf};
+    }
+    case MlpActivation::kGeluTanh: {
+      const T k = static_cast<T>(0.7978845608028654);
+      const T u = k * (g + T{0.044715} * g * g * g);
+      const T t = std::tanh(u);
+      return {T{0.5} * g * (T{1} + t), T{0.5} * (T{1} + t) + T{0.5} * g * (T{1} - t * t) * k * (T{1} + T{3} * T{0.044715} * g * g)};
+    }
+  }
+  return {};
 }
 
 }  // namespace
@@ -111,7 +138,7 @@ void CausalAttentionForward(std::span<const T> q, std::span<const T> k, std::spa
     const int kv_offset = (h / group) * d;
     for (int i = 0; i < tokens; ++i) {
       const T* qi = q.data() + static_cast<size_t>(i) * q_width + h * d;
-      CausalProbabilities(qi, k.subspan(kv_offset), kv_width, i, d, scale, p);
+      CausalProbabilities(qi, k.subspan(kv_offset), kv_width, i, FirstSeen(shape, i), d, scale, p);
       T* o = out.data() + static_cast<size_t>(i) * q_width + h * d;
       std::fill(o, o + d, T{0});
       for (int j = 0; j <= i; ++j) {
@@ -138,7 +165,7 @@ void CausalAttentionBackward(std::span<const T> q, std::span<const T> k, std::sp
     for (int i = 0; i < tokens; ++i) {
       const T* qi = q.data() + static_cast<size_t>(i) * q_width + h * d;
       const T* doi = dout.data() + static_cast<size_t>(i) * q_width + h * d;
-      CausalProbabilities(qi, k.subspan(kv_offset), kv_width, i, d, scale, p);
+      CausalProbabilities(qi, k.subspan(kv_offset), kv_width, i, FirstSeen(shape, i), d, scale, p);
       // dS_ij = P_ij (dP_ij - sum_l P_il dP_il), with dP_ij = dout_i . v_j.
       T weighted = 0;
       for (int j = 0; j <= i; ++j) {
@@ -194,28 +221,27 @@ void RmsNormBackward(std::span<const T> x, std::span<const float> weight, float 
 }
 
 template <typename T>
-void RopeForward(std::span<T> x, int tokens, int num_heads, int head_dim, float theta) {
-  Rotate(x, tokens, num_heads, head_dim, theta, +1);
+void RopeForward(std::span<T> x, int tokens, int num_heads, int head_dim, const RopeFrequencies& f) {
+  Rotate(x, tokens, num_heads, head_dim, f, +1);
 }
 
 template <typename T>
-void RopeBackward(std::span<T> dx, int tokens, int num_heads, int head_dim, float theta) {
-  Rotate(dx, tokens, num_heads, head_dim, theta, -1);
+void RopeBackward(std::span<T> dx, int tokens, int num_heads, int head_dim, const RopeFrequencies& f) {
+  Rotate(dx, tokens, num_heads, head_dim, f, -1);
 }
 
 template <typename T>
-void SwiGluForward(std::span<const T> gate, std::span<const T> up, std::span<T> h) {
-  for (size_t i = 0; i < gate.size(); ++i) h[i] = gate[i] * Sigmoid(gate[i]) * up[i];
+void GluForward(MlpActivation act, std::span<const T> gate, std::span<const T> up, std::span<T> h) {
+  for (size_t i = 0; i < gate.size(); ++i) h[i] = Activation(act, gate[i]).value * up[i];
 }
 
 template <typename T>
-void SwiGluBackward(std::span<const T> gate, std::span<const T> up, std::span<const T> dh, std::span<T> dgate,
-                    std::span<T> dup) {
+void GluBackward(MlpActivation act, std::span<const T> gate, std::span<const T> up, std::span<const T> dh, std::span<T> dgate,
+                 std::span<T> dup) {
   for (size_t i = 0; i < gate.size(); ++i) {
-    const T g = gate[i];
-    const T s = Sigmoid(g);
-    dgate[i] = dh[i] * up[i] * s * (T{1} + g * (T{1} - s));
-    dup[i] = dh[i] * g * s;
+    const ActivationAt<T> a = Activation(act, gate[i]);
+    dgate[i] = dh[i] * up[i] * a.derivative;
+    dup[i] = dh[i] * a.value;
   }
 }
 
@@ -250,11 +276,11 @@ double CrossEntropy(std::span<const T> logits, std::span<const TokenId> targets,
                                                       std::span<T>, std::span<T>);                                     \
   template void RmsNormForward<T>(std::span<const T>, std::span<const float>, float, std::span<T>);                     \
   template void RmsNormBackward<T>(std::span<const T>, std::span<const float>, float, std::span<const T>, std::span<T>); \
-  template void RopeForward<T>(std::span<T>, int, int, int, float);                                                     \
-  template void RopeBackward<T>(std::span<T>, int, int, int, float);                                                    \
-  template void SwiGluForward<T>(std::span<const T>, std::span<const T>, std::span<T>);                                 \
-  template void SwiGluBackward<T>(std::span<const T>, std::span<const T>, std::span<const T>, std::span<T>,             \
-                                  std::span<T>);                                                                        \
+  template void RopeForward<T>(std::span<T>, int, int, int, const RopeFrequencies&);                                    \
+  template void RopeBackward<T>(std::span<T>, int, int, int, const RopeFrequencies&);                                   \
+  template void GluForward<T>(MlpActivation, std::span<const T>, std::span<const T>, std::span<T>);                     \
+  template void GluBackward<T>(MlpActivation, std::span<const T>, std::span<const T>, std::span<const T>, std::span<T>, \
+                               std::span<T>);                                                                           \
   template double CrossEntropy<T>(std::span<const T>, std::span<const TokenId>, int, std::span<T>);
 
 ANYPREC_INSTANTIATE(float)

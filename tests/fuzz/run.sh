@@ -19,6 +19,12 @@ cmake --build "$build" --target anyprec-fuzzers --parallel "$(nproc)"
 
 mkdir -p "$build/artifacts"
 export ANYPREC_SHARED=${ANYPREC_SHARED:-$root/../shared}
+# Seeds read from ../shared: the families' configs (rope_scaling types, windows, biases,
+# q/k norms, partial rotary, GeGLU), copied into the run's corpus.
+mkdir -p "$build/corpus/model_config_fuzz"
+for config in "$ANYPREC_SHARED"/models/synthetic-arch/*/config.json; do
+  install -m 0644 "$config" "$build/corpus/model_config_fuzz/$(basename "$(dirname "$config")").json"
+done
 for target in "${targets[@]}"; do
   corpus="$build/corpus/$target"
   mkdir -p "$corpus"

@@ -201,11 +201,15 @@ void TestRowOps(Backend& backend, std::mt19937& rng) {
 
     auto gate = RandomVector(x.size(), rng, 4.0f);
     const auto up = RandomVector(x.size(), rng);
-    const DeviceBuffer dgate = ToDevice(backend, gate);
     const DeviceBuffer dup = ToDevice(backend, up);
-    cpu::SwiGlu(gate, up);
-    Check(backend.SwiGlu(dgate.as<float>(), dup.as<float>(), x.size()));
-    Report("swiglu", std::to_string(x.size()) + " values", MaxRelativeError(FromDevice(backend, dgate, x.size()), Widen(gate)), kRowOpBound);
+    for (const MlpActivation act : {MlpActivation::kSilu, MlpActivation::kGelu, MlpActivation::kGeluTanh}) {
+      const DeviceBuffer dgate = ToDevice(backend, gate);
+      std::vector<float> want_gate = gate;
+      cpu::Glu(act, want_gate, up);
+      Check(backend.Glu(act, dgate.as<float>(), dup.as<float>(), x.size()));
+      Report("glu", "activation " + std::to_string(static_cast<int>(act)) + ", " + std::to_string(x.size()) + " values",
+             MaxRelativeError(FromDevice(backend, dgate, x.size()), Widen(want_gate)), kRowOpBound);
+    }
 
     const DeviceBuffer sum = ToDevice(backend, x);
     Check(backend.Add(sum.as<float>(), dup.as<float>(), x.size()));
@@ -220,8 +224,12 @@ void TestRowOps(Backend& backend, std::mt19937& rng) {
     for (int& p : positions) p = position(rng);
     const DeviceBuffer dx = ToDevice(backend, x);
     const DeviceBuffer dpositions = ToDevice(backend, positions);
-    cpu::Rope(x, positions, heads, head_dim, 10000.0f);
-    Check(backend.Rope(dx.as<float>(), tokens, dpositions.as<int>(), heads, head_dim, 10000.0f));
+    // Partial rotary (all but 2 dims) with an attention factor, as Phi-3 and YaRN.
+    std::vector<double> inv_freq;
+    for (int i = 0; i < head_dim / 2 - 1; ++i) inv_freq.push_back(std::pow(10000.0, -2.0 * i / (head_dim - 2)));
+    const DeviceBuffer dfreq = ToDevice(backend, inv_freq);
+    cpu::Rope(x, positions, heads, head_dim, inv_freq, 1.1);
+    Check(backend.Rope(dx.as<float>(), tokens, dpositions.as<int>(), heads, head_dim, dfreq.as<double>(), head_dim - 2, 1.1));
     Report("rope", std::to_string(tokens) + " tokens x " + std::to_string(heads) + "x" + std::to_string(head_dim),
            MaxRelativeError(FromDevice(backend, dx, x.size()), Widen(x)), kRowOpBound);
   }
@@ -233,16 +241,18 @@ void TestRowOps(Backend& backend, std::mt19937& rng) {
   const DeviceBuffer dids = ToDevice(backend, ids);
   DeviceBuffer out(backend, ids.size() * width * 4);
   Check(backend.Fill(out.get(), 0xff, ids.size() * width * 4));
-  Check(backend.Embed(dtable.as<float>(), width, dids.as<int>(), static_cast<int>(ids.size()), out.as<float>()));
+  Check(backend.Embed(dtable.as<float>(), width, dids.as<int>(), static_cast<int>(ids.size()), 2.0f, out.as<float>()));
   std::vector<float> want;
-  for (const int id : ids) want.insert(want.end(), table.begin() + static_cast<size_t>(id) * width, table.begin() + static_cast<size_t>(id + 1) * width);
+  for (const int id : ids) {
+    for (int i = 0; i < width; ++i) want.push_back(table[static_cast<size_t>(id) * width + i] * 2.0f);
+  }
   Report("embed", std::to_string(ids.size()) + " ids x " + std::to_string(width), MaxRelativeError(FromDevice(backend, out, want.size()), Widen(want)), 0);
 }
 
 // The reference reads a contiguous cache; the kernel the same rows paged.
 void TestAttention(Backend& backend, std::mt19937& rng) {
   for (const cpu::AttentionShape shape : {cpu::AttentionShape{8, 4, 16}, cpu::AttentionShape{8, 4, 8}, cpu::AttentionShape{4, 1, 64},
-                                          cpu::AttentionShape{2, 2, 6}, cpu::AttentionShape{32, 8, 128}}) {
+                                          cpu::AttentionShape{2, 2, 6}, cpu::AttentionShape{32, 8, 128}, cpu::AttentionShape{8, 4, 16, 7}}) {
     const int q_width = shape.num_heads * shape.head_dim;
     const testing::PagedCache cache(shape.num_kv_heads * shape.head_dim, rng);
     const DeviceBuffer dkeys = ToDevice(backend, cache.paged_keys);
@@ -259,7 +269,7 @@ void TestAttention(Backend& backend, std::mt19937& rng) {
       DeviceBuffer out(backend, q.size() * 4);
       Check(backend.Fill(out.get(), 0xff, q.size() * 4));
       Check(backend.Attention(dq.as<float>(), static_cast<int>(positions.size()), dpositions.as<int>(), positions.back(), kv,
-                              shape.num_heads, shape.num_kv_heads, shape.head_dim, out.as<float>()));
+                              shape.num_heads, shape.num_kv_heads, shape.head_dim, shape.window, out.as<float>()));
       Report("attention",
              std::to_string(shape.num_heads) + "/" + std::to_string(shape.num_kv_heads) + " heads x " + std::to_string(shape.head_dim) +
                  ", positions " + std::to_string(positions.front()) + ".." + std::to_string(positions.back()),

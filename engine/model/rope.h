@@ -1,0 +1,37 @@
+// The rotary embedding's frequencies for a config: Hugging Face's default RoPE and its
+// rope_scaling types (linear, dynamic NTK, llama3, YaRN), as modeling_rope_utils.py computes
+// them, in double. Every device and the gradient pass rotate with these.
+#pragma once
+
+#include <vector>
+
+#include "engine/model/model_config.h"
+
+namespace anyprec {
+
+struct RopeFrequencies {
+  std::vector<double> inv_freq;  // rotary_dim / 2 of them: dims i and i + rotary_dim / 2 turn by position * inv_freq[i]
+  double attention_factor = 1;   // cos and sin are multiplied by it (YaRN)
+};
+
+// The frequencies of a sequence whose last position is `sequence_length` - 1. Only dynamic
+// scaling depends on the length: as in Hugging Face, a step computes them from the largest
+// position it holds, and keys cached earlier keep the rotation they got then.
+RopeFrequencies RopeFrequenciesFor(const ModelConfig& config, int sequence_length);
+
+// The frequencies a device rotates with: computed once, or for dynamic scaling again when a
+// sequence's length changes them.
+class RopeTable {
+ public:
+  explicit RopeTable(ModelConfig config);
+  const RopeFrequencies& For(int sequence_length);
+  // Whether For's answer depends on the length.
+  bool dynamic() const { return config_.rope_scaling.type == RopeScaling::Type::kDynamic; }
+
+ private:
+  ModelConfig config_;
+  int length_ = 0;  // what `frequencies_` were computed for, past the context (dynamic only)
+  RopeFrequencies frequencies_;
+};
+
+}  // namespace anyprec
