@@ -24,6 +24,7 @@ struct EvalOptions {
   EngineOptions engine;
   std::string bits = "all";  // comma-separated widths, or "all"
   std::string text_path;
+  std::string token_ids_path;
   int windows = 8;
   int window_len = 511;
   bool json = false;

@@ -211,6 +211,45 @@ TEST(Cli, EvalPrintsOneJsonLinePerPrecision) {
   EXPECT_GT(line["ppl"].get<double>(), 1.0);
 }
 
+// eval --token-ids on a model without a tokenizer runs the ids as the synthetic references do:
+// the same NLL and the same top-1 id at every position, from a JSON array or plain ids; and
+// on an image, one line per width.
+TEST(Cli, EvalTokenIdsRunsIdsAsGiven) {
+  const std::string dir = SharedPath("models/synthetic-arch/mistral");
+  const nlohmann::json reference = nlohmann::json::parse(Slurp(dir + "/reference.json"));
+  const auto ids = reference["input_ids"].get<std::vector<int>>();
+  const std::string scratch = std::filesystem::temp_directory_path() / ("anyprec-ids-" + std::to_string(::getpid()));
+  std::ofstream(scratch + ".json") << nlohmann::json(ids).dump();
+  std::ofstream plain(scratch + ".txt");
+  for (const int id : ids) plain << id << (id % 3 == 0 ? "\n" : "  ");
+  plain.close();
+  for (const std::string file : {scratch + ".json", scratch + ".txt"}) {
+    const CliRun run = RunCli("eval --model " + dir + " --token-ids " + file + " --kv-cache-dtype fp32 --json");
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    const auto line = nlohmann::json::parse(run.out);
+    EXPECT_EQ(line["bits"], 0);
+    EXPECT_EQ(line["tokens"], ids.size() - 1);
+    EXPECT_NEAR(line["mean_nll"].get<double>(), reference["mean_nll"].get<double>(), 1e-4 * reference["mean_nll"].get<double>());
+    ASSERT_EQ(line["top1"].size(), ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(line["top1"][i], reference["top5"][i][0]) << "position " << i;
+  }
+  const CliRun image = RunCli("eval --model " + SharedPath("models/stories260K-hf") + " --tokenizer " +
+                              SharedPath("models/stories260K/tok512.bin") + " --token-ids " + scratch + ".txt --bits 0");
+  EXPECT_EQ(image.exit_code, 0) << image.err;
+  EXPECT_NE(image.out.find("mean NLL"), std::string::npos) << image.out;
+
+  std::ofstream(scratch + ".bad") << "[1, 2, -3]";
+  ExpectEnded(RunCli("eval --model " + dir + " --token-ids " + scratch + ".bad"), 1, "'-3' is not a token id");
+  std::ofstream(scratch + ".bad") << "1 2 x";
+  ExpectEnded(RunCli("eval --model " + dir + " --token-ids " + scratch + ".bad"), 1, "'x' is not a token id");
+  std::ofstream(scratch + ".bad") << "1 2 512";
+  ExpectEnded(RunCli("eval --model " + dir + " --token-ids " + scratch + ".bad"), 1, "token id 512 is outside the vocabulary");
+  EXPECT_EQ(RunCli("eval --model " + dir + " --token-ids " + scratch + ".json --text " + scratch + ".txt").exit_code, 2);
+  EXPECT_EQ(RunCli("eval --model " + dir).exit_code, 2);
+  ExpectEnded(RunCli("eval --model " + dir + " --text " + scratch + ".txt"), 1, "no tokenizer.json or tokenizer.bin");
+  for (const char* suffix : {".json", ".txt", ".bad"}) std::filesystem::remove(scratch + suffix);
+}
+
 TEST(Cli, RuntimeErrorsAreOneClearLine) {
   const std::string dir = std::filesystem::temp_directory_path().string() + "/anyprec-cli-bad-model-" + std::to_string(::getpid());
   std::filesystem::create_directories(dir);

@@ -72,7 +72,7 @@ absl::Status CheckAgainstCpu(const Model& model, Device& device) {
 
 }  // namespace
 
-Engine::Engine(Model model, Tokenizer tokenizer) : model_(std::move(model)), tokenizer_(std::move(tokenizer)) {}
+Engine::Engine(Model model, std::optional<Tokenizer> tokenizer) : model_(std::move(model)), tokenizer_(std::move(tokenizer)) {}
 
 Engine::~Engine() = default;
 
@@ -83,12 +83,17 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
   ASSIGN_OR_RETURN(Model model, Model::Load(options.model_dir));
   std::string path = options.tokenizer_path;
   if (path.empty()) {
-    ASSIGN_OR_RETURN(path, FindTokenizer(options.model_dir));
+    absl::StatusOr<std::string> found = FindTokenizer(options.model_dir);
+    if (!found.ok() && !options.tokenizer_optional) return found.status();
+    path = found.value_or("");
   }
-  ASSIGN_OR_RETURN(Tokenizer tokenizer, Tokenizer::Load(path));
-  if (tokenizer.vocab_size() > model.config().vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": tokenizer has ", tokenizer.vocab_size(), " tokens, more than the model's ",
-                                                   model.config().vocab_size));
+  std::optional<Tokenizer> tokenizer;
+  if (!path.empty()) {
+    ASSIGN_OR_RETURN(tokenizer, Tokenizer::Load(path));
+    if (tokenizer->vocab_size() > model.config().vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": tokenizer has ", tokenizer->vocab_size(), " tokens, more than the model's ",
+                                                     model.config().vocab_size));
+    }
   }
   std::unique_ptr<Engine> engine(new Engine(std::move(model), std::move(tokenizer)));
   RETURN_IF_ERROR(engine->PlaceOnDevice(options));
@@ -136,8 +141,8 @@ absl::Status Engine::PlaceOnDevice(const EngineOptions& options) {
 
 size_t Engine::device_memory_bytes() const { return gpu_backend_ ? (*gpu_backend_)->info().memory_bytes : 0; }
 
-TokenId Engine::bos() const { return BosToken(model_.config(), tokenizer_); }
+TokenId Engine::bos() const { return BosToken(model_.config(), *tokenizer_); }
 
-std::vector<TokenId> Engine::EncodePrompt(std::string_view text) const { return anyprec::EncodePrompt(model_.config(), tokenizer_, text); }
+std::vector<TokenId> Engine::EncodePrompt(std::string_view text) const { return anyprec::EncodePrompt(model_.config(), *tokenizer_, text); }
 
 }  // namespace anyprec

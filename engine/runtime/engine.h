@@ -27,6 +27,9 @@ std::optional<DeviceChoice> ParseDeviceChoice(std::string_view name);
 struct EngineOptions {
   std::string model_dir;
   std::string tokenizer_path;  // empty: the folder's tokenizer.json, else its tokenizer.bin
+  // Open a folder that has no tokenizer (and no tokenizer_path) without one, for work on token
+  // ids alone (eval --token-ids); tokenizer(), bos() and EncodePrompt() then must not be called.
+  bool tokenizer_optional = false;
   DeviceChoice device = DeviceChoice::kAuto;
   // How KV caches store keys and values; none: fp16 on the CPU (half the memory and reads of
   // fp32, measured within 0.005% of its perplexity), fp32 on a GPU, whose kernels read fp32.
@@ -46,7 +49,8 @@ class Engine {
   ~Engine();
 
   const Model& model() const { return model_; }
-  const Tokenizer& tokenizer() const { return tokenizer_; }
+  bool has_tokenizer() const { return tokenizer_.has_value(); }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
   // The device that runs the model, with its weights prepared: Transformer(model(), device()).
   Device& device() const { return *device_; }
   // The GPU's memory, or 0 on the CPU.
@@ -60,11 +64,11 @@ class Engine {
   std::vector<TokenId> EncodePrompt(std::string_view text) const;
 
  private:
-  Engine(Model model, Tokenizer tokenizer);
+  Engine(Model model, std::optional<Tokenizer> tokenizer);
   absl::Status PlaceOnDevice(const EngineOptions& options);
 
   Model model_;
-  Tokenizer tokenizer_;
+  std::optional<Tokenizer> tokenizer_;
   // The device ends before the backend it runs on.
   std::unique_ptr<cuda::LoadedBackend> gpu_backend_;
   std::unique_ptr<Device> device_;

@@ -55,4 +55,27 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(Transformer& transformer, st
   return result;
 }
 
+absl::StatusOr<TokenIdsResult> EvaluateTokenIds(Transformer& transformer, std::span<const TokenId> ids, const ForwardOptions& options,
+                                                cpu::KvDType kv_dtype) {
+  const ModelConfig& config = transformer.config();
+  if (ids.size() < 2) return absl::InvalidArgumentError(absl::StrCat("need at least 2 token ids, got ", ids.size()));
+  if (ids.size() > static_cast<size_t>(config.context_length())) {
+    return absl::InvalidArgumentError(absl::StrCat(ids.size(), " token ids exceed the model's ", config.context_length(), " positions"));
+  }
+  const size_t vocab = config.vocab_size;
+  KvCache cache(config, static_cast<int>(ids.size()), kv_dtype);
+  std::vector<float> logits(ids.size() * vocab);
+  if (absl::Status s = transformer.Forward(ids, cache, LogitsFor::kAllTokens, logits, options); !s.ok()) return s;
+  TokenIdsResult result;
+  double nll_sum = 0;
+  for (size_t t = 0; t < ids.size(); ++t) {
+    const std::span<const float> row = std::span<const float>(logits).subspan(t * vocab, vocab);
+    result.top1.push_back(static_cast<TokenId>(std::max_element(row.begin(), row.end()) - row.begin()));
+    if (t + 1 < ids.size()) nll_sum += NegativeLogLikelihood(row, ids[t + 1]);
+  }
+  result.tokens = static_cast<long>(ids.size()) - 1;
+  result.mean_nll = nll_sum / static_cast<double>(result.tokens);
+  return result;
+}
+
 }  // namespace anyprec

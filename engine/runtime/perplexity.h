@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <span>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/runtime/transformer.h"
@@ -24,6 +25,17 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(Transformer& transformer, st
                                                     TokenId bos, int windows, int window_len,
                                                     const ForwardOptions& options = {}, cpu::KvDType kv_dtype = cpu::KvDType::kF32,
                                                     const std::function<void(int, int)>& progress = {});
+
+// Token ids run exactly as given: one causal pass from position 0, no BOS added (as the
+// synthetic-arch references are computed). mean_nll over positions 0..n-2 predicting the next
+// id; top1[i]: the most likely id after ids[0..i].
+struct TokenIdsResult {
+  double mean_nll = 0;
+  long tokens = 0;  // the predicted ones: n - 1
+  std::vector<TokenId> top1;
+};
+absl::StatusOr<TokenIdsResult> EvaluateTokenIds(Transformer& transformer, std::span<const TokenId> ids, const ForwardOptions& options = {},
+                                                cpu::KvDType kv_dtype = cpu::KvDType::kF32);
 
 // -log softmax(logits)[target], computed in double.
 double NegativeLogLikelihood(std::span<const float> logits, TokenId target);
