@@ -1,6 +1,7 @@
 #include "engine/tokenizer/tokenizer.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "engine/base/mapped_file.h"
@@ -82,6 +83,13 @@ absl::StatusOr<Tokenizer> Tokenizer::Load(const std::string& path) {
   return Tokenizer(std::move(*impl));
 }
 
+absl::StatusOr<std::string> Tokenizer::FindInFolder(const std::string& model_dir) {
+  for (const char* name : {"tokenizer.json", "tokenizer.bin"}) {
+    if (const auto candidate = std::filesystem::path(model_dir) / name; std::filesystem::exists(candidate)) return candidate.string();
+  }
+  return absl::NotFoundError(absl::StrCat(model_dir, ": no tokenizer.json or tokenizer.bin; pass --tokenizer FILE"));
+}
+
 std::vector<TokenId> Tokenizer::Encode(std::string_view raw_text) const {
   const TokenizerParts& impl = *impl_;
   std::string sanitized;
@@ -151,6 +159,11 @@ std::string Tokenizer::Decode(std::span<const TokenId> ids, bool skip_special_to
 }
 
 int Tokenizer::vocab_size() const { return static_cast<int>(impl_->pieces.size()); }
+
+std::string_view Tokenizer::Piece(TokenId id) const {
+  if (id < 0 || id >= vocab_size()) return {};
+  return impl_->pieces[id];
+}
 
 std::string DecodeStream::Next(TokenId id) {
   const TokenizerParts& impl = *tokenizer_.impl_;
