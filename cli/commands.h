@@ -35,6 +35,15 @@ struct InspectOptions {
   bool json = false;
 };
 
+struct TokenizeOptions {
+  std::string model_dir;       // its tokenizer, unless tokenizer_path is given
+  std::string tokenizer_path;
+  std::string text;
+  std::string text_path;       // read instead of `text` when set
+  bool no_special = false;
+  bool json = false;
+};
+
 struct ClientOptions {
   std::string address = "127.0.0.1:50051";
   std::string api_key;
@@ -59,6 +68,7 @@ void AddGenerateCommand(CLI::App& app, GenerateOptions& options);
 void AddClientCommand(CLI::App& app, ClientOptions& options);
 void AddEvalCommand(CLI::App& app, EvalOptions& options);
 void AddInspectCommand(CLI::App& app, InspectOptions& options);
+void AddTokenizeCommand(CLI::App& app, TokenizeOptions& options);
 
 // Logs `status` as one line and returns `exit_code`.
 int ReportError(const absl::Status& status, int exit_code);
@@ -67,6 +77,7 @@ int ReportError(const absl::Status& status, int exit_code);
 int RunGenerate(const GenerateOptions& options);
 int RunEval(const EvalOptions& options);
 int RunInspect(const InspectOptions& options);
+int RunTokenize(const TokenizeOptions& options);
 int RunClient(const ClientOptions& options);
 
 }  // namespace anyprec::cli

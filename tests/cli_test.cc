@@ -56,7 +56,7 @@ void ExpectEnded(const CliRun& run, int exit_code, const std::string& says) {
 }
 
 TEST(Cli, HelpOnEveryCommand) {
-  for (const char* command : {"--help", "generate --help", "eval --help", "inspect --help"}) {
+  for (const char* command : {"--help", "generate --help", "eval --help", "inspect --help", "tokenize --help"}) {
     const CliRun run = RunCli(command);
     EXPECT_EQ(run.exit_code, 0) << command;
     EXPECT_NE(run.out.find("Usage"), std::string::npos) << command;
@@ -263,6 +263,65 @@ TEST(Cli, RuntimeErrorsAreOneClearLine) {
   const CliRun too_short = RunCli("eval --model " + SharedPath("models/TinyStories-656K") + " --text " +
                                SharedPath("data/tinystories/tinystories_v2_train_sample.txt"));
   ExpectEnded(too_short, 1, "fewer than 8 windows");
+}
+
+// `anyprec tokenize` on Llama 3.1's real tokenizer.json gives the ids of its reference.jsonl
+// (written by Hugging Face's tokenizers), with BOS and without, and the vocabulary's pieces.
+TEST(Cli, TokenizeMatchesTheReference) {
+  const std::string tokenizer = SharedPath("tokenizers/llama-3.1/tokenizer.json");
+  const std::string text_file = std::filesystem::temp_directory_path().string() + "/anyprec-cli-tokenize-" + std::to_string(::getpid());
+  std::ifstream in(SharedPath("tokenizers/llama-3.1/reference.jsonl"));
+  std::string line;
+  int cases = 0;
+  while (std::getline(in, line)) {
+    const auto ref = nlohmann::json::parse(line);
+    const std::string name = ref["case"];
+    if (name != "contractions_upper" && name != "special_tokens_in_text" && name != "wiki_head_2465b") continue;
+    SCOPED_TRACE(name);
+    std::ofstream(text_file, std::ios::binary) << ref["text"].get<std::string>();
+    const CliRun with_bos = RunCli("tokenize --tokenizer " + tokenizer + " --file " + text_file + " --json");
+    ASSERT_EQ(with_bos.exit_code, 0) << with_bos.err;
+    const auto got = nlohmann::json::parse(with_bos.out);
+    EXPECT_EQ(got["ids"], ref["ids_with_special"]);
+    const CliRun without = RunCli("tokenize --tokenizer " + tokenizer + " --file " + text_file + " --json --no-special");
+    ASSERT_EQ(without.exit_code, 0) << without.err;
+    EXPECT_EQ(nlohmann::json::parse(without.out)["ids"], ref["ids"]);
+    // No Llama 3.1 token strips whitespace, so the reference's token strings are the pieces.
+    EXPECT_EQ(nlohmann::json::parse(without.out)["pieces"], ref["tokens"]);
+    ++cases;
+  }
+  std::filesystem::remove(text_file);
+  EXPECT_EQ(cases, 3);
+
+  // One line per token, from the model folder's tokenizer.json.
+  const CliRun lines = RunCli("tokenize --model " + SharedPath("tokenizers/llama-3.1") + " --text 'Hello world'");
+  ASSERT_EQ(lines.exit_code, 0) << lines.err;
+  EXPECT_EQ(lines.out, "128000\t<|begin_of_text|>\n9906\tHello\n1917\tĠworld\n");
+  // A backslash is escaped, so that the piece "\n" (backslash, n) cannot pass for a newline.
+  const CliRun backslash = RunCli("tokenize --tokenizer " + tokenizer + " --no-special --text '\\n'");
+  ASSERT_EQ(backslash.exit_code, 0) << backslash.err;
+  EXPECT_EQ(backslash.out, "1734\t\\\\n\n");
+}
+
+TEST(Cli, TokenizeEscapesControlCharactersInPieces) {
+  const std::string text_file = std::filesystem::temp_directory_path().string() + "/anyprec-cli-tokenize-" + std::to_string(::getpid());
+  std::ofstream(text_file, std::ios::binary) << "The end.\nA";
+  const CliRun run = RunCli("tokenize --model " + SharedPath("models/TinyStories-656K") + " --file " + text_file + " --no-special");
+  std::filesystem::remove(text_file);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "80\t▁\n247\tThe▁\n183\tend\n501\t.\\nA\n");
+}
+
+TEST(Cli, TokenizeUsageErrorsExitWithTwo) {
+  const std::string tokenizer = SharedPath("tokenizers/llama-3.1/tokenizer.json");
+  const std::string text = SharedPath("data/tinystories/tinystories_v2_train_sample.txt");
+  ExpectEnded(RunCli("tokenize --tokenizer " + tokenizer), 2, "Exactly 1 option from [--text,--file] is required");
+  ExpectEnded(RunCli("tokenize --tokenizer " + tokenizer + " --text hi --file " + text), 2, "2 were given");
+  ExpectEnded(RunCli("tokenize --tokenizer " + tokenizer + " --file /nonexistent.txt"), 2, "/nonexistent.txt");
+  ExpectEnded(RunCli("tokenize --tokenizer /nonexistent.json --text hi"), 2, "/nonexistent.json");
+  ExpectEnded(RunCli("tokenize --text hi"), 2, "[--model,--tokenizer]");
+  // A folder without a tokenizer is not a usage error: the command ran and found none.
+  ExpectEnded(RunCli("tokenize --model " + SharedPath("data") + " --text hi"), 1, "no tokenizer.json or tokenizer.bin");
 }
 
 // Quantize, inspect, evaluate and generate through the two command-line tools.

@@ -1,7 +1,6 @@
 #include "engine/runtime/engine.h"
 
 #include <cmath>
-#include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -24,13 +23,6 @@ std::optional<DeviceChoice> ParseDeviceChoice(std::string_view name) {
 }
 
 namespace {
-
-absl::StatusOr<std::string> FindTokenizer(const std::string& model_dir) {
-  for (const char* name : {"tokenizer.json", "tokenizer.bin"}) {
-    if (const auto candidate = std::filesystem::path(model_dir) / name; std::filesystem::exists(candidate)) return candidate.string();
-  }
-  return absl::NotFoundError(absl::StrCat(model_dir, ": no tokenizer.json or tokenizer.bin; pass --tokenizer FILE"));
-}
 
 // What of `options` the GPU cannot honour, or empty.
 std::string WhatTheGpuLacks(const EngineOptions& options) {
@@ -83,7 +75,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
   ASSIGN_OR_RETURN(Model model, Model::Load(options.model_dir));
   std::string path = options.tokenizer_path;
   if (path.empty()) {
-    absl::StatusOr<std::string> found = FindTokenizer(options.model_dir);
+    absl::StatusOr<std::string> found = Tokenizer::FindInFolder(options.model_dir);
     if (!found.ok() && !options.tokenizer_optional) return found.status();
     path = found.value_or("");
   }

@@ -118,6 +118,10 @@ class JsonTokenizerReader {
       steps.push_back({TextRewrite::Kind::kPrepend, "", StringOr(n, "prepend", "")});
       return absl::OkStatus();
     }
+    if (type == "NFC") {
+      steps.push_back({TextRewrite::Kind::kNfc, "", ""});
+      return absl::OkStatus();
+    }
     if (type == "Replace") {
       ASSIGN_OR_RETURN(TextRewrite rewrite, Replace(n));
       steps.push_back(std::move(rewrite));
@@ -136,7 +140,7 @@ class JsonTokenizerReader {
     return TextRewrite{TextRewrite::Kind::kReplace, from, StringOr(r, "content", "")};
   }
 
-  // Collects regex splits of a Sequence until its closing ByteLevel step.
+  // Collects the splits of a Sequence up to its closing ByteLevel step, if it has one.
   absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizerFrom(const json& p) const {
     if (p.is_null()) return std::unique_ptr<PreTokenizer>();
     const std::string type = TypeOf(p);
@@ -147,7 +151,7 @@ class JsonTokenizerReader {
       if (scheme != "always" && scheme != "first" && scheme != "never") return Unsupported("Metaspace prepend_scheme " + scheme);
       return MakeMetaspacePreTokenizer(replacement, scheme == "always", scheme == "first", BoolOr(p, "split", true));
     }
-    std::vector<std::string> splits;
+    std::vector<SplitStep> splits;
     const json* byte_level = nullptr;
     std::vector<const json*> steps;
     if (type == "Sequence") {
@@ -163,21 +167,43 @@ class JsonTokenizerReader {
       if (step_type == "ByteLevel") {
         byte_level = step;
       } else if (step_type == "Digits") {
-        splits.push_back(BoolOr(*step, "individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)");
+        splits.push_back({BoolOr(*step, "individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)"});
       } else if (step_type == "Split") {
-        const auto pattern = step->find("pattern");
-        if (StringOr(*step, "behavior", "") != "Isolated" || BoolOr(*step, "invert", false) || pattern == step->end() ||
-            !pattern->is_object() || !pattern->contains("Regex") || !(*pattern)["Regex"].is_string()) {
-          return Unsupported("Split pre-tokenizer (only an Isolated, non-inverted Regex)");
-        }
-        splits.push_back((*pattern)["Regex"].get<std::string>());
+        ASSIGN_OR_RETURN(SplitStep split, Split(*step));
+        splits.push_back(std::move(split));
       } else {
         return Unsupported(absl::StrCat("pre-tokenizer '", step_type, "'"));
       }
     }
-    if (byte_level == nullptr) return Unsupported("pre-tokenizer without a closing ByteLevel step");
-    return MakeByteLevelPreTokenizer(std::move(splits), BoolOr(*byte_level, "use_regex", true),
-                                     BoolOr(*byte_level, "add_prefix_space", false));
+    auto made = byte_level == nullptr ? MakeSplitPreTokenizer(std::move(splits))
+                                      : MakeByteLevelPreTokenizer(std::move(splits), BoolOr(*byte_level, "use_regex", true),
+                                                                  BoolOr(*byte_level, "add_prefix_space", false));
+    if (!made.ok()) return Error(std::string(made.status().message()));
+    return made;
+  }
+
+  absl::StatusOr<SplitStep> Split(const json& step) const {
+    const auto pattern = step.find("pattern");
+    if (pattern == step.end() || !pattern->is_object()) return Error("Split pre-tokenizer without a 'pattern' object");
+    SplitStep split;
+    if (const auto regex = pattern->find("Regex"); regex != pattern->end() && regex->is_string()) {
+      split.regex = regex->get<std::string>();
+    } else if (const auto literal = pattern->find("String"); literal != pattern->end() && literal->is_string()) {
+      if (literal->get<std::string>().empty()) return Error("Split with an empty String pattern");
+      split.regex = LiteralRegex(literal->get<std::string>());
+    } else {
+      return Error("Split pattern is neither a String nor a Regex");
+    }
+    if (BoolOr(step, "invert", false)) return Unsupported("inverted Split pre-tokenizer");
+    const std::string behavior = StringOr(step, "behavior", "");
+    if (behavior == "Isolated") {
+      split.behavior = SplitBehavior::kIsolated;
+    } else if (behavior == "MergedWithPrevious") {
+      split.behavior = SplitBehavior::kMergedWithPrevious;
+    } else {
+      return Unsupported(absl::StrCat("Split behavior '", behavior, "' (only Isolated and MergedWithPrevious)"));
+    }
+    return split;
   }
 
   struct DecoderSpec {
@@ -337,6 +363,8 @@ absl::StatusOr<std::unique_ptr<const TokenizerParts>> LoadHuggingFaceTokenizer(c
   for (AddedToken& t : impl->added_tokens) {
     if (t.normalized) t.content = ApplyRewrites(t.content, impl->normalizer);
   }
+  impl->raw_added_tokens = AddedTokenMatcher(impl->added_tokens, /*normalized=*/false);
+  impl->normalized_added_tokens = AddedTokenMatcher(impl->added_tokens, /*normalized=*/true);
   for (TokenId id : impl->template_prefix) {
     if (id >= static_cast<TokenId>(impl->pieces.size())) return reader.Error("post-processor token id outside the vocabulary");
   }

@@ -4,6 +4,7 @@
 #include <pcre2.h>
 
 #include <array>
+#include <cctype>
 
 #include "absl/strings/str_cat.h"
 #include "engine/tokenizer/utf8.h"
@@ -67,16 +68,33 @@ absl::StatusOr<Regex> CompileRegex(std::string_view pattern) {
   if (code == nullptr) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error, message, sizeof(message));
-    return absl::InternalError(absl::StrCat("cannot compile pre-tokenizer regex: ", reinterpret_cast<char*>(message)));
+    return absl::InvalidArgumentError(absl::StrCat("cannot compile pre-tokenizer regex: ", reinterpret_cast<char*>(message)));
   }
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // falls back to the interpreter when JIT is unavailable
   return Regex(code);
 }
 
-// Splits `text` into the regex's matches and the gaps between them (Isolated behaviour).
+// Splits `text` into the regex's matches and the gaps between them, as Hugging Face's
+// Split does: the runs of text with whether they matched (empty matches included), a match
+// appended to the gap before it under kMergedWithPrevious, then empty pieces dropped.
 // Input must be valid UTF-8; the tokenizer sanitizes it first.
-void SplitIsolated(const pcre2_code* regex, std::string_view text, std::vector<std::string_view>& pieces) {
+void SplitByRegex(const pcre2_code* regex, SplitBehavior behavior, std::string_view text,
+                  std::vector<std::string_view>& pieces) {
   std::unique_ptr<pcre2_match_data, MatchDataDeleter> match(pcre2_match_data_create_from_pattern(regex, nullptr));
+  struct Run {
+    size_t begin;
+    size_t end;
+  };
+  std::vector<Run> runs;
+  bool previous_match = false;
+  const auto add = [&](size_t begin, size_t end, bool is_match) {
+    if (behavior == SplitBehavior::kMergedWithPrevious && is_match && !previous_match && !runs.empty()) {
+      runs.back().end = end;
+    } else {
+      runs.push_back({begin, end});
+    }
+    previous_match = is_match;
+  };
   size_t start = 0;
   size_t last_end = 0;
   while (start < text.size()) {
@@ -86,8 +104,8 @@ void SplitIsolated(const pcre2_code* regex, std::string_view text, std::vector<s
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(match.get());
     const size_t begin = ovector[0];
     const size_t end = ovector[1];
-    if (begin > last_end) pieces.push_back(text.substr(last_end, begin - last_end));
-    if (end > begin) pieces.push_back(text.substr(begin, end - begin));
+    if (begin > last_end) add(last_end, begin, /*is_match=*/false);
+    add(begin, end, /*is_match=*/true);
     last_end = end;
     if (end == begin) {
       const size_t n = utf8::SequenceLength(text.substr(end));
@@ -96,7 +114,10 @@ void SplitIsolated(const pcre2_code* regex, std::string_view text, std::vector<s
       start = end;
     }
   }
-  if (last_end < text.size()) pieces.push_back(text.substr(last_end));
+  if (last_end < text.size()) add(last_end, text.size(), /*is_match=*/false);
+  for (const Run& run : runs) {
+    if (run.end > run.begin) pieces.push_back(text.substr(run.begin, run.end - run.begin));
+  }
 }
 
 const std::array<std::string, 256>& ByteLevelAlphabet() {
@@ -111,10 +132,16 @@ const std::array<std::string, 256>& ByteLevelAlphabet() {
 constexpr std::string_view kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
-class ByteLevelPreTokenizer : public PreTokenizer {
+struct CompiledStep {
+  Regex regex;
+  SplitBehavior behavior;
+};
+
+// Split steps in turn, then, for byte-level tokenizers, the bytes' printable stand-ins.
+class SplitPreTokenizer : public PreTokenizer {
  public:
-  ByteLevelPreTokenizer(std::vector<Regex> splits, bool add_prefix_space)
-      : splits_(std::move(splits)), add_prefix_space_(add_prefix_space) {}
+  SplitPreTokenizer(std::vector<CompiledStep> steps, bool byte_level, bool add_prefix_space)
+      : steps_(std::move(steps)), byte_level_(byte_level), add_prefix_space_(add_prefix_space) {}
 
   void Split(std::string_view segment, bool at_text_start, std::vector<std::string>& words) const override {
     std::string prefixed;
@@ -125,10 +152,14 @@ class ByteLevelPreTokenizer : public PreTokenizer {
     }
     std::vector<std::string_view> pieces = {segment};
     std::vector<std::string_view> finer;
-    for (const Regex& regex : splits_) {
+    for (const CompiledStep& step : steps_) {
       finer.clear();
-      for (std::string_view piece : pieces) SplitIsolated(regex.get(), piece, finer);
+      for (std::string_view piece : pieces) SplitByRegex(step.regex.get(), step.behavior, piece, finer);
       pieces.swap(finer);
+    }
+    if (!byte_level_) {
+      words.insert(words.end(), pieces.begin(), pieces.end());
+      return;
     }
     const auto& alphabet = ByteLevelAlphabet();
     for (std::string_view piece : pieces) {
@@ -139,9 +170,21 @@ class ByteLevelPreTokenizer : public PreTokenizer {
   }
 
  private:
-  std::vector<Regex> splits_;
+  std::vector<CompiledStep> steps_;
+  bool byte_level_;
   bool add_prefix_space_;
 };
+
+absl::StatusOr<std::unique_ptr<PreTokenizer>> CompileSplitPreTokenizer(std::vector<SplitStep> steps, bool byte_level,
+                                                                       bool add_prefix_space) {
+  std::vector<CompiledStep> compiled;
+  for (const SplitStep& step : steps) {
+    auto regex = CompileRegex(step.regex);
+    if (!regex.ok()) return regex.status();
+    compiled.push_back({std::move(*regex), step.behavior});
+  }
+  return std::make_unique<SplitPreTokenizer>(std::move(compiled), byte_level, add_prefix_space);
+}
 
 }  // namespace
 
@@ -171,16 +214,25 @@ std::optional<uint8_t> ByteLevelByte(char32_t cp) {
   return static_cast<uint8_t>(inverse[cp]);
 }
 
-absl::StatusOr<std::unique_ptr<PreTokenizer>> MakeByteLevelPreTokenizer(std::vector<std::string> splits,
-                                                                        bool use_gpt2_regex, bool add_prefix_space) {
-  if (use_gpt2_regex) splits.emplace_back(kGpt2Pattern);
-  std::vector<Regex> compiled;
-  for (const std::string& pattern : splits) {
-    auto regex = CompileRegex(pattern);
-    if (!regex.ok()) return regex.status();
-    compiled.push_back(std::move(*regex));
+std::string LiteralRegex(std::string_view text) {
+  std::string regex;
+  for (char c : text) {
+    // A backslash before any ASCII character that is not a letter or digit makes it literal.
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x80 && !std::isalnum(u)) regex += '\\';
+    regex += c;
   }
-  return std::make_unique<ByteLevelPreTokenizer>(std::move(compiled), add_prefix_space);
+  return regex;
+}
+
+absl::StatusOr<std::unique_ptr<PreTokenizer>> MakeSplitPreTokenizer(std::vector<SplitStep> steps) {
+  return CompileSplitPreTokenizer(std::move(steps), /*byte_level=*/false, /*add_prefix_space=*/false);
+}
+
+absl::StatusOr<std::unique_ptr<PreTokenizer>> MakeByteLevelPreTokenizer(std::vector<SplitStep> steps,
+                                                                        bool use_gpt2_regex, bool add_prefix_space) {
+  if (use_gpt2_regex) steps.push_back({std::string(kGpt2Pattern), SplitBehavior::kIsolated});
+  return CompileSplitPreTokenizer(std::move(steps), /*byte_level=*/true, add_prefix_space);
 }
 
 }  // namespace anyprec

@@ -23,10 +23,27 @@ class PreTokenizer {
 std::unique_ptr<PreTokenizer> MakeMetaspacePreTokenizer(std::string replacement, bool prepend_always,
                                                         bool prepend_first, bool split);
 
-// Byte-level (GPT-2 family): split by each regex of `splits` in turn (Digits, Split steps;
-// matches and the text between them both become pieces), then by the GPT-2 regex when
-// `use_gpt2_regex`, then write each byte as its printable stand-in.
-absl::StatusOr<std::unique_ptr<PreTokenizer>> MakeByteLevelPreTokenizer(std::vector<std::string> splits,
+// How a Split step keeps the text its pattern matches (Hugging Face's SplitDelimiterBehavior).
+enum class SplitBehavior {
+  kIsolated,            // a piece of its own
+  kMergedWithPrevious,  // appended to the piece before it
+};
+
+struct SplitStep {
+  std::string regex;  // PCRE2 syntax; LiteralRegex for a plain string
+  SplitBehavior behavior = SplitBehavior::kIsolated;
+};
+
+// A regex that matches exactly `text`.
+std::string LiteralRegex(std::string_view text);
+
+// Splits by each step in turn (Digits and Split pre-tokenizers; the text between matches
+// becomes pieces too).
+absl::StatusOr<std::unique_ptr<PreTokenizer>> MakeSplitPreTokenizer(std::vector<SplitStep> steps);
+
+// Byte-level (GPT-2 family): as MakeSplitPreTokenizer, then by the GPT-2 regex when
+// `use_gpt2_regex`, then each byte is written as its printable stand-in.
+absl::StatusOr<std::unique_ptr<PreTokenizer>> MakeByteLevelPreTokenizer(std::vector<SplitStep> steps,
                                                                         bool use_gpt2_regex, bool add_prefix_space);
 
 // The byte-level alphabet: byte b is written as the code point ByteLevelChar(b).

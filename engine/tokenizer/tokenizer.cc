@@ -1,6 +1,7 @@
 #include "engine/tokenizer/tokenizer.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "engine/base/mapped_file.h"
@@ -9,79 +10,6 @@
 #include "nlohmann/json.hpp"
 
 namespace anyprec {
-namespace {
-
-// A piece of input text, or an added token found in it.
-struct Segment {
-  std::string_view text;
-  size_t offset;       // byte offset of `text` in the string that was split
-  TokenId token = -1;  // >= 0 for an added token
-};
-
-bool IsWordByte(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  return u >= 0x80 || std::isalnum(u) || c == '_';
-}
-
-// Length of the whitespace character ending right before `pos`, or 0.
-size_t WhitespaceBefore(std::string_view s, size_t pos) {
-  for (size_t n = 1; n <= 4 && n <= pos; ++n) {
-    const std::string_view ch = s.substr(pos - n, n);
-    if (utf8::SequenceLength(ch) == n && utf8::IsWhitespace(utf8::DecodeCodePoint(ch, n))) return n;
-  }
-  return 0;
-}
-
-size_t WhitespaceAt(std::string_view s, size_t pos) {
-  const size_t n = utf8::SequenceLength(s.substr(pos));
-  return n > 0 && utf8::IsWhitespace(utf8::DecodeCodePoint(s.substr(pos), n)) ? n : 0;
-}
-
-// Splits `text` around the added tokens whose `normalized` flag equals `normalized`:
-// leftmost-longest matches, extended over whitespace where lstrip/rstrip ask for it.
-std::vector<Segment> SplitOnAddedTokens(std::string_view text, const std::vector<AddedToken>& tokens, bool normalized) {
-  std::vector<Segment> segments;
-  size_t plain_start = 0;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    const AddedToken* best = nullptr;
-    for (const AddedToken& t : tokens) {
-      if (t.normalized != normalized || t.content.empty()) continue;
-      if (text.compare(pos, t.content.size(), t.content) != 0) continue;
-      if (best != nullptr && t.content.size() <= best->content.size()) continue;
-      const size_t end = pos + t.content.size();
-      if (t.single_word && ((pos > 0 && IsWordByte(text[pos - 1])) || (end < text.size() && IsWordByte(text[end])))) continue;
-      best = &t;
-    }
-    if (best == nullptr) {
-      ++pos;
-      continue;
-    }
-    size_t start = pos;
-    size_t end = pos + best->content.size();
-    if (best->lstrip) {
-      while (start > plain_start) {
-        const size_t n = WhitespaceBefore(text, start);
-        if (n == 0) break;
-        start -= n;
-      }
-    }
-    if (best->rstrip) {
-      while (end < text.size()) {
-        const size_t n = WhitespaceAt(text, end);
-        if (n == 0) break;
-        end += n;
-      }
-    }
-    if (start > plain_start) segments.push_back({text.substr(plain_start, start - plain_start), plain_start});
-    segments.push_back({text.substr(start, end - start), start, best->id});
-    plain_start = pos = end;
-  }
-  if (plain_start < text.size()) segments.push_back({text.substr(plain_start), plain_start});
-  return segments;
-}
-
-}  // namespace
 
 std::string ApplyRewrites(std::string_view text, const std::vector<TextRewrite>& steps) {
   std::string out(text);
@@ -89,6 +17,10 @@ std::string ApplyRewrites(std::string_view text, const std::vector<TextRewrite>&
     if (step.kind == TextRewrite::Kind::kReplace && step.from.empty()) continue;  // loaders reject these
     if (step.kind == TextRewrite::Kind::kPrepend) {
       if (!out.empty()) out.insert(0, step.to);
+      continue;
+    }
+    if (step.kind == TextRewrite::Kind::kNfc) {
+      out = utf8::Nfc(out);
       continue;
     }
     std::string replaced;
@@ -151,6 +83,13 @@ absl::StatusOr<Tokenizer> Tokenizer::Load(const std::string& path) {
   return Tokenizer(std::move(*impl));
 }
 
+absl::StatusOr<std::string> Tokenizer::FindInFolder(const std::string& model_dir) {
+  for (const char* name : {"tokenizer.json", "tokenizer.bin"}) {
+    if (const auto candidate = std::filesystem::path(model_dir) / name; std::filesystem::exists(candidate)) return candidate.string();
+  }
+  return absl::NotFoundError(absl::StrCat(model_dir, ": no tokenizer.json or tokenizer.bin; pass --tokenizer FILE"));
+}
+
 std::vector<TokenId> Tokenizer::Encode(std::string_view raw_text) const {
   const TokenizerParts& impl = *impl_;
   std::string sanitized;
@@ -160,13 +99,13 @@ std::vector<TokenId> Tokenizer::Encode(std::string_view raw_text) const {
   }
   std::vector<TokenId> ids;
   std::vector<std::string> words;
-  for (const Segment& raw : SplitOnAddedTokens(raw_text, impl.added_tokens, /*normalized=*/false)) {
+  for (const TextSegment& raw : impl.raw_added_tokens.Split(raw_text)) {
     if (raw.token >= 0) {
       ids.push_back(raw.token);
       continue;
     }
     const std::string normalized = ApplyRewrites(raw.text, impl.normalizer);
-    for (const Segment& seg : SplitOnAddedTokens(normalized, impl.added_tokens, /*normalized=*/true)) {
+    for (const TextSegment& seg : impl.normalized_added_tokens.Split(normalized)) {
       if (seg.token >= 0) {
         ids.push_back(seg.token);
         continue;
@@ -220,6 +159,11 @@ std::string Tokenizer::Decode(std::span<const TokenId> ids, bool skip_special_to
 }
 
 int Tokenizer::vocab_size() const { return static_cast<int>(impl_->pieces.size()); }
+
+std::string_view Tokenizer::Piece(TokenId id) const {
+  if (id < 0 || id >= vocab_size()) return {};
+  return impl_->pieces[id];
+}
 
 std::string DecodeStream::Next(TokenId id) {
   const TokenizerParts& impl = *tokenizer_.impl_;

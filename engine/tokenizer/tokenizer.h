@@ -23,6 +23,8 @@ class Tokenizer {
  public:
   // Loads a tokenizer.json, or a llama2.c tokenizer.bin (told apart by content).
   static absl::StatusOr<Tokenizer> Load(const std::string& path);
+  // The tokenizer file of a model folder: its tokenizer.json, else its tokenizer.bin.
+  static absl::StatusOr<std::string> FindInFolder(const std::string& model_dir);
 
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
@@ -37,6 +39,9 @@ class Tokenizer {
   std::string Decode(std::span<const TokenId> ids, bool skip_special_tokens = false) const;
 
   int vocab_size() const;
+  // The piece `id` stands for as the vocabulary writes it (e.g. "▁upon", "Ġworld", "<0x0A>"),
+  // or "" when out of range.
+  std::string_view Piece(TokenId id) const;
 
  private:
   friend class DecodeStream;

@@ -6,27 +6,18 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/tokenizer/added_tokens.h"
 #include "engine/tokenizer/bpe_model.h"
 #include "engine/tokenizer/pre_tokenizer.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace anyprec {
 
-struct AddedToken {
-  std::string content;
-  TokenId id;
-  bool special = false;
-  bool lstrip = false;
-  bool rstrip = false;
-  bool normalized = false;  // matched in normalized text rather than in the raw input
-  bool single_word = false;
-};
-
 // One step of a normalizer or of a Replace decoder.
 struct TextRewrite {
-  enum class Kind { kPrepend, kReplace } kind;
+  enum class Kind { kPrepend, kReplace, kNfc } kind;
   std::string from;  // kReplace only
-  std::string to;
+  std::string to;    // kPrepend and kReplace
 };
 
 struct TokenizerParts {
@@ -34,6 +25,8 @@ struct TokenizerParts {
   std::vector<TextRewrite> normalizer;
   std::unique_ptr<PreTokenizer> pre_tokenizer;  // null: each segment is one word
   std::vector<AddedToken> added_tokens;
+  AddedTokenMatcher raw_added_tokens;         // those matched in the raw input
+  AddedTokenMatcher normalized_added_tokens;  // those matched in normalized text
   std::vector<TokenId> template_prefix;  // post-processor ids around the sequence
   std::vector<TokenId> template_suffix;
 

@@ -1,6 +1,10 @@
 #include "engine/tokenizer/utf8.h"
 
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
+
+#include "utf8proc.h"
 
 namespace anyprec::utf8 {
 namespace {
@@ -132,6 +136,17 @@ bool IsWhitespace(char32_t cp) {
   return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
          (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
          cp == 0x3000;
+}
+
+std::string Nfc(std::string_view s) {
+  utf8proc_uint8_t* composed = nullptr;
+  // An explicit length rather than UTF8PROC_NULLTERM: the text may contain NUL characters.
+  const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()),
+                                          &composed, static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+  const std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> owned(composed, &std::free);
+  // utf8proc fails only on ill-formed input, which callers never pass, or when out of memory.
+  if (n < 0) return std::string(s);
+  return std::string(reinterpret_cast<const char*>(composed), static_cast<size_t>(n));
 }
 
 }  // namespace anyprec::utf8

@@ -31,4 +31,7 @@ void DrainComplete(std::string& pending, std::string& out);
 // Unicode White_Space, as Rust's char::is_whitespace.
 bool IsWhitespace(char32_t cp);
 
+// Canonical composition (NFC) of valid UTF-8 `s`, by utf8proc.
+std::string Nfc(std::string_view s);
+
 }  // namespace anyprec::utf8

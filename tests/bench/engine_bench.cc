@@ -83,6 +83,9 @@ BENCHMARK_CAPTURE(BM_Tokenize, tinystories_656k_spm_bpe, std::string("models/Tin
 BENCHMARK_CAPTURE(BM_Tokenize, llama2c_tok512, std::string("models/stories260K/tok512.bin"))->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Tokenize, gpt2_byte_level, std::string("tokenizers/gpt2/tokenizer.json"))->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Tokenize, mistral_metaspace, std::string("tokenizers/mistral-7b-v0.1/tokenizer.json"))->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Tokenize, llama3_split_byte_level, std::string("tokenizers/llama-3.1/tokenizer.json"))->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Tokenize, qwen3_nfc_split_byte_level, std::string("tokenizers/qwen3/tokenizer.json"))->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Tokenize, gemma3_spm_bpe, std::string("tokenizers/gemma3/tokenizer.json"))->Unit(benchmark::kMillisecond);
 
 // fp32 GEMV, 4096x4096, batch 1: the bandwidth baseline that quantized kernels are held
 // against. Streamed: rotates over 20 distinct matrices (1.25 GiB), as a decode step meets

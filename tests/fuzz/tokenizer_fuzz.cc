@@ -25,7 +25,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   const char* shared = std::getenv("ANYPREC_SHARED");
   const std::string root = shared != nullptr ? shared : ANYPREC_DEFAULT_SHARED_DIR;
   for (const char* file : {"tokenizers/gpt2/tokenizer.json", "tokenizers/smollm2/tokenizer.json", "tokenizers/mistral-7b-v0.1/tokenizer.json",
-                           "tokenizers/phi-3.5-mini/tokenizer.json", "models/TinyStories-656K/tokenizer.json", "models/stories260K/tok512.bin"}) {
+                           "tokenizers/phi-3.5-mini/tokenizer.json", "tokenizers/llama-3.1/tokenizer.json", "tokenizers/qwen3/tokenizer.json",
+                           "tokenizers/gemma3/tokenizer.json", "models/TinyStories-656K/tokenizer.json", "models/stories260K/tok512.bin"}) {
     auto tokenizer = anyprec::Tokenizer::Load(root + "/" + file);
     if (!tokenizer.ok()) {
       std::fprintf(stderr, "tokenizer_fuzz: %s/%s: %s (set ANYPREC_SHARED to the shared folder)\n", root.c_str(), file,
