@@ -293,6 +293,10 @@ absl::StatusOr<Model> Model::Load(const std::string& dir) {
   const std::string config_path = (root / "config.json").string();
   ASSIGN_OR_RETURN(const std::string config_text, ReadTextFile(config_path));
   ASSIGN_OR_RETURN(model.config_, ParseModelConfig(config_text, config_path));
+  if (const fs::path generation = root / "generation_config.json"; fs::exists(generation, ec)) {
+    ASSIGN_OR_RETURN(const std::string generation_text, ReadTextFile(generation.string()));
+    RETURN_IF_ERROR(MergeGenerationConfig(generation_text, generation.string(), model.config_));
+  }
   const ModelConfig& c = model.config_;
   const bool is_image = c.quantization.has_value();
 

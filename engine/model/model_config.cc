@@ -213,6 +213,23 @@ absl::Status ReadFamily(const ConfigReader& reader, ModelConfig& c) {
 
 }  // namespace
 
+absl::Status MergeGenerationConfig(std::string_view json_text, const std::string& source, ModelConfig& config) {
+  const json root = json::parse(json_text.begin(), json_text.end(), nullptr, false);
+  if (!root.is_object()) return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object"));
+  const ConfigReader reader(root, source);
+  std::vector<int> ids;
+  ASSIGN_OR_RETURN(ids, reader.TokenIds("eos_token_id"));
+  for (const int id : ids) {
+    if (id >= config.vocab_size) return reader.Error(absl::StrCat("eos_token_id ", id, " is outside the vocabulary"));
+    if (std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), id) == config.eos_token_ids.end()) config.eos_token_ids.push_back(id);
+  }
+  ASSIGN_OR_RETURN(ids, reader.TokenIds("bos_token_id"));
+  if (ids.size() > 1) return reader.Error("bos_token_id must be a single id");
+  if (!ids.empty() && ids[0] >= config.vocab_size) return reader.Error("bos_token_id is outside the vocabulary");
+  if (!ids.empty() && config.bos_token_id < 0) config.bos_token_id = ids[0];
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, const std::string& source) {
   json root;
   try {

@@ -82,4 +82,8 @@ struct ModelConfig {
 // Parses config.json text; `source` names the file in errors.
 absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, const std::string& source);
 
+// Adds what generation_config.json says to `config`: its eos_token_id (an id or a list) to
+// eos_token_ids, its bos_token_id where config.json gives none.
+absl::Status MergeGenerationConfig(std::string_view json_text, const std::string& source, ModelConfig& config);
+
 }  // namespace anyprec

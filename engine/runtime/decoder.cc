@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <utility>
 
+#include "engine/runtime/prompt.h"
+
 namespace anyprec {
 
 Decoder::Decoder(const ModelConfig& config, const Tokenizer& tokenizer, DecodingOptions options, std::vector<TokenId> prompt)
-    : eos_ids_(config.eos_token_ids),
+    : eos_ids_(StopTokens(config, tokenizer)),
       options_(std::move(options)),
       context_(std::move(prompt)),
       prompt_tokens_(static_cast<int>(context_.size())),

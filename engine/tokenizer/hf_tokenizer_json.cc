@@ -334,7 +334,7 @@ std::string DecodePiece(const std::string& piece, const JsonTokenizerReader::Dec
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<const TokenizerParts>> LoadHuggingFaceTokenizer(const std::string& path,
+absl::StatusOr<std::unique_ptr<TokenizerParts>> LoadHuggingFaceTokenizer(const std::string& path,
                                                                                  const std::string& json_text) {
   json root;
   try {
@@ -377,7 +377,7 @@ absl::StatusOr<std::unique_ptr<const TokenizerParts>> LoadHuggingFaceTokenizer(c
     impl->decoded_bytes.push_back(DecodePiece(piece, decoder));
     impl->byte_token.push_back(decoder.byte_fallback && ParseBytePiece(piece).has_value());
   }
-  return std::unique_ptr<const TokenizerParts>(std::move(impl));
+  return impl;
 }
 
 }  // namespace anyprec

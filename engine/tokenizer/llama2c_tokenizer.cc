@@ -22,7 +22,7 @@ constexpr int32_t kMaxPieceBytes = 512;
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<const TokenizerParts>> LoadLlama2cTokenizer(const std::string& path,
+absl::StatusOr<std::unique_ptr<TokenizerParts>> LoadLlama2cTokenizer(const std::string& path,
                                                                             const std::string& bytes) {
   const auto error = [&path](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": malformed llama2.c tokenizer: ", what));
@@ -89,7 +89,7 @@ absl::StatusOr<std::unique_ptr<const TokenizerParts>> LoadLlama2cTokenizer(const
     impl->decoded_bytes.push_back(byte ? std::string(1, static_cast<char>(*byte)) : impl->pieces[id]);
     impl->byte_token.push_back(byte.has_value());
   }
-  return std::unique_ptr<const TokenizerParts>(std::move(impl));
+  return impl;
 }
 
 }  // namespace anyprec

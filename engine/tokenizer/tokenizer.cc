@@ -80,6 +80,10 @@ absl::StatusOr<Tokenizer> Tokenizer::Load(const std::string& path) {
                     (first != std::string::npos && (*contents)[first] == '{' && nlohmann::json::accept(*contents));
   auto impl = json ? LoadHuggingFaceTokenizer(path, *contents) : LoadLlama2cTokenizer(path, *contents);
   if (!impl.ok()) return impl.status();
+  const std::string config = (std::filesystem::path(path).parent_path() / "tokenizer_config.json").string();
+  if (std::error_code ec; std::filesystem::exists(config, ec)) {
+    if (absl::Status s = ApplyTokenizerConfig(config, **impl); !s.ok()) return s;
+  }
   return Tokenizer(std::move(*impl));
 }
 
@@ -157,6 +161,10 @@ std::string Tokenizer::Decode(std::span<const TokenId> ids, bool skip_special_to
   for (int i = 0; i < impl_->strip_leading_spaces && !bytes.empty() && bytes[0] == ' '; ++i) bytes.erase(0, 1);
   return utf8::Sanitize(bytes);
 }
+
+std::optional<bool> Tokenizer::adds_bos() const { return impl_->adds_bos; }
+
+std::span<const TokenId> Tokenizer::eos_ids() const { return impl_->eos_ids; }
 
 int Tokenizer::vocab_size() const { return static_cast<int>(impl_->pieces.size()); }
 

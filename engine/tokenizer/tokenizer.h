@@ -21,7 +21,8 @@ struct TokenizerParts;  // internal: what a loaded tokenizer is assembled from
 
 class Tokenizer {
  public:
-  // Loads a tokenizer.json, or a llama2.c tokenizer.bin (told apart by content).
+  // Loads a tokenizer.json, or a llama2.c tokenizer.bin (told apart by content), with the
+  // tokenizer_config.json beside it if there is one.
   static absl::StatusOr<Tokenizer> Load(const std::string& path);
   // The tokenizer file of a model folder: its tokenizer.json, else its tokenizer.bin.
   static absl::StatusOr<std::string> FindInFolder(const std::string& model_dir);
@@ -39,6 +40,10 @@ class Tokenizer {
   std::string Decode(std::span<const TokenId> ids, bool skip_special_tokens = false) const;
 
   int vocab_size() const;
+  // tokenizer_config.json's add_bos_token, where it says (the template then follows it).
+  std::optional<bool> adds_bos() const;
+  // The tokens tokenizer_config.json's eos_token names, which end a generation.
+  std::span<const TokenId> eos_ids() const;
   // The piece `id` stands for as the vocabulary writes it (e.g. "▁upon", "Ġworld", "<0x0A>"),
   // or "" when out of range.
   std::string_view Piece(TokenId id) const;

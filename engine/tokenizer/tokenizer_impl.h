@@ -27,7 +27,8 @@ struct TokenizerParts {
   std::vector<AddedToken> added_tokens;
   AddedTokenMatcher raw_added_tokens;         // those matched in the raw input
   AddedTokenMatcher normalized_added_tokens;  // those matched in normalized text
-  std::vector<TokenId> template_prefix;  // post-processor ids around the sequence
+  std::vector<TokenId> template_prefix;  // post-processor ids around the sequence (as tokenizer_config.json's
+                                         // add_bos_token and add_eos_token amend them)
   std::vector<TokenId> template_suffix;
 
   std::vector<std::string> pieces;         // id -> piece as the vocabulary writes it
@@ -35,14 +36,22 @@ struct TokenizerParts {
   std::vector<bool> special;
   std::vector<bool> byte_token;            // id decodes to one raw byte (<0xNN> with ByteFallback)
   int strip_leading_spaces = 0;            // decoder's Strip(" ", n, 0)
+  std::optional<bool> adds_bos;            // tokenizer_config.json's add_bos_token, where it says
+  std::vector<TokenId> eos_ids;            // tokenizer_config.json's eos_token(s)
 
   // Fills pieces/special from the model vocabulary and added tokens.
   void IndexVocabulary();
 };
 
-absl::StatusOr<std::unique_ptr<const TokenizerParts>> LoadHuggingFaceTokenizer(const std::string& path,
+absl::StatusOr<std::unique_ptr<TokenizerParts>> LoadHuggingFaceTokenizer(const std::string& path,
                                                                                  const std::string& json_text);
-absl::StatusOr<std::unique_ptr<const TokenizerParts>> LoadLlama2cTokenizer(const std::string& path,
+// Applies the tokenizer_config.json at `path` (Hugging Face's, beside tokenizer.json), if there
+// is one: add_bos_token and add_eos_token rebuild the template as Hugging Face's Llama and
+// Gemma tokenizers do, eos_token (a string, an AddedToken object or a list of them) names the
+// tokens that end a generation.
+absl::Status ApplyTokenizerConfig(const std::string& path, TokenizerParts& parts);
+
+absl::StatusOr<std::unique_ptr<TokenizerParts>> LoadLlama2cTokenizer(const std::string& path,
                                                                             const std::string& bytes);
 
 // Applies the rewrites in order (a normalizer, or a decoder's Replace steps).
