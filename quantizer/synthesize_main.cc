@@ -1,6 +1,7 @@
-// anyprec-synthesize: a Llama-shaped Hugging Face folder with random weights, from a config
-// (e.g. Llama-2-7B's shapes with fewer layers), for benchmarks at realistic sizes where no
-// real checkpoint can be downloaded.
+// anyprec-synthesize: a Hugging Face folder of any family the engine runs, with random
+// weights, from a config (e.g. Llama-3.1-8B's shapes with fewer layers), for benchmarks at
+// realistic sizes where no real checkpoint can be downloaded. The tensors are the family's:
+// biases, q/k norms, Phi-3's fused projections, Gemma's norms stored as w for a gain 1 + w.
 #include <omp.h>
 
 #include <cstdio>
@@ -37,12 +38,12 @@ std::vector<uint16_t> RandomBf16(size_t count, float stddev, uint64_t seed) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"anyprec-synthesize: a Llama-shaped model folder with random BF16 weights"};
+  CLI::App app{"anyprec-synthesize: a model folder of a family the engine runs, with random BF16 weights"};
   std::string config_path;
   std::string out_dir;
   int layers = 0;
   uint64_t seed = 1;
-  app.add_option("--config", config_path, "A Hugging Face config.json (Llama family)")->required()->check(CLI::ExistingFile);
+  app.add_option("--config", config_path, "A Hugging Face config.json (a family the engine runs)")->required()->check(CLI::ExistingFile);
   app.add_option("--out", out_dir, "Model folder to write")->required();
   app.add_option("--layers", layers, "Decoder layers (default: the config's)")->check(CLI::PositiveNumber);
   app.add_option("--seed", seed, "Random seed")->capture_default_str();
@@ -70,20 +71,33 @@ int main(int argc, char** argv) {
   const auto add = [&](std::string name, std::vector<int64_t> shape, float stddev) {
     size_t count = 1;
     for (int64_t d : shape) count *= d;
-    std::vector<uint16_t> values = stddev > 0 ? RandomBf16(count, stddev, seed + tensors.size())
-                                              : std::vector<uint16_t>(count, anyprec::F32ToBF16(1.0f));
+    std::vector<uint16_t> values = RandomBf16(count, stddev, seed + tensors.size());
     tensors.push_back({std::move(name), std::move(shape), std::move(values)});
+  };
+  // Norm weights whose gain is 1 (w = 0 where the family multiplies by 1 + w).
+  const auto add_norm = [&](std::string name, int64_t width) {
+    tensors.push_back({std::move(name), {width}, std::vector<uint16_t>(width, anyprec::F32ToBF16(1.0f - c.norm_weight_offset))});
   };
   namespace arch = anyprec::arch;
   add(std::string(arch::kEmbeddingTensor), {c.vocab_size, c.hidden_size}, 0.02f);
   if (!c.tie_word_embeddings) add(std::string(arch::kHeadTensor), {c.vocab_size, c.hidden_size}, 0.02f);
-  add(std::string(arch::kFinalNormTensor), {c.hidden_size}, 0.0f);
+  add_norm(std::string(arch::kFinalNormTensor), c.hidden_size);
   for (int layer = 0; layer < c.num_layers; ++layer) {
-    add(arch::LayerTensor(layer, arch::kAttentionNorm) + ".weight", {c.hidden_size}, 0.0f);
-    add(arch::LayerTensor(layer, arch::kMlpNorm) + ".weight", {c.hidden_size}, 0.0f);
+    add_norm(arch::LayerTensor(layer, arch::kAttentionNorm) + ".weight", c.hidden_size);
+    add_norm(arch::LayerTensor(layer, arch::kMlpNorm) + ".weight", c.hidden_size);
+    if (c.qk_norm) {
+      add_norm(arch::LayerTensor(layer, arch::kQueryNorm) + ".weight", c.head_dim);
+      add_norm(arch::LayerTensor(layer, arch::kKeyNorm) + ".weight", c.head_dim);
+    }
     for (int j = 0; j < arch::kLinearsPerLayer; ++j) {
       const auto [rows, cols] = arch::Shape(c, j);
-      add(arch::LayerTensor(layer, arch::kLinears[j].name) + ".weight", {rows, cols}, 0.02f);
+      const std::string prefix = arch::LayerTensor(layer, arch::kLinears[j].name);
+      if (arch::HasBias(c, arch::kLinears[j].id)) add(prefix + ".bias", {rows}, 0.02f);
+      if (!c.fused_projections || arch::kLinears[j].fused.empty()) {
+        add(prefix + ".weight", {rows, cols}, 0.02f);
+      } else if (const auto [before, fused_rows] = arch::FusedRows(c, j); before == 0) {
+        add(arch::LayerTensor(layer, arch::kLinears[j].fused) + ".weight", {fused_rows, cols}, 0.02f);  // once, at its first part
+      }
     }
     std::fprintf(stderr, "anyprec-synthesize: layer %d/%d\n", layer + 1, c.num_layers);
   }

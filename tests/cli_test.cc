@@ -250,6 +250,32 @@ TEST(Cli, EvalTokenIdsRunsIdsAsGiven) {
   for (const char* suffix : {".json", ".txt", ".bad"}) std::filesystem::remove(scratch + suffix);
 }
 
+// anyprec-synthesize writes each family's checkpoint as Hugging Face does (Phi-3's fused
+// projections, Qwen's biases, Qwen3's q/k norms), which the engine then loads and runs.
+TEST(Cli, SynthesizeWritesEachFamilysTensors) {
+  const std::string out = std::filesystem::temp_directory_path() / ("anyprec-synth-" + std::to_string(::getpid()));
+  std::ofstream(out + ".ids") << "1 2 3 4 5";
+  const std::map<std::string, std::vector<std::string>> must_hold = {
+      {"phi3", {"layers.0.self_attn.qkv_proj.weight", "layers.0.mlp.gate_up_proj.weight"}},
+      {"qwen2", {"layers.0.self_attn.q_proj.bias", "layers.0.self_attn.v_proj.bias"}},
+      {"qwen3", {"layers.0.self_attn.q_norm.weight", "layers.0.self_attn.k_norm.weight"}},
+      {"llama31", {"layers.0.self_attn.q_proj.weight", "lm_head.weight"}},
+      {"gemma", {"layers.0.mlp.gate_proj.weight"}}};
+  for (const auto& [variant, names] : must_hold) {
+    SCOPED_TRACE(variant);
+    const CliRun made = RunProgram(ANYPREC_SYNTHESIZE, "--config " + SharedPath("models/synthetic-arch/" + variant + "/config.json") +
+                                                           " --layers 1 --out " + out);
+    ASSERT_EQ(made.exit_code, 0) << made.err;
+    const std::string weights = Slurp(out + "/model.safetensors");
+    for (const std::string& name : names) EXPECT_NE(weights.find(name), std::string::npos) << name;
+    if (variant == "phi3") EXPECT_EQ(weights.find("self_attn.q_proj"), std::string::npos) << "fused, as Phi-3 stores it";
+    const CliRun run = RunCli("eval --model " + out + " --token-ids " + out + ".ids --json");
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    std::filesystem::remove_all(out);
+  }
+  std::filesystem::remove(out + ".ids");
+}
+
 TEST(Cli, RuntimeErrorsAreOneClearLine) {
   const std::string dir = std::filesystem::temp_directory_path().string() + "/anyprec-cli-bad-model-" + std::to_string(::getpid());
   std::filesystem::create_directories(dir);
