@@ -19,6 +19,7 @@
 #include "CLI/CLI.hpp"
 #include "engine/cpu/kernel_choice.h"
 #include "engine/cpu/ops.h"
+#include "engine/device/cpu_device.h"
 #include "engine/model/model.h"
 #include "engine/runtime/transformer.h"
 #include "nlohmann/json.hpp"
@@ -125,6 +126,22 @@ class Bench {
     return absl::OkStatus();
   }
 
+  // Seconds the head (vocab x hidden, as the image stores it) takes for one token row on the
+  // CPU device, median over the repetitions after one untimed call: the part of a decode step
+  // no width makes smaller.
+  double HeadSeconds() {
+    const std::unique_ptr<Device> device = MakeCpuDevice(model_);
+    const std::vector<float> normed(model_.config().hidden_size, 0.5f);
+    std::vector<float> logits(vocab_);
+    std::vector<double> seconds;
+    for (int r = 0; r <= settings_.repetitions * 4; ++r) {
+      const Clock::time_point start = Clock::now();
+      if (!device->Head(normed.data(), 1, logits).ok()) return 0;
+      if (r > 0) seconds.push_back(SecondsSince(start));
+    }
+    return Median(seconds);
+  }
+
   // Two single-token steps, untimed: they fault in every page a token at `bits` reads.
   absl::Status WarmUp(int bits) {
     KvCache cache(model_.config(), 2, settings_.kv_dtype);
@@ -217,6 +234,10 @@ int Run(int argc, char** argv) {
     for (int b = quantization->seed_bits; b <= quantization->max_bits; ++b) widths.push_back(b);
   }
   Bench bench(*model, settings);
+  const double head_seconds = bench.HeadSeconds();
+  Print({{"head", std::to_string(model->weights().head.rows) + " x " + std::to_string(model->weights().head.cols)},
+         {"head_bytes", model->weights().head.bytes()},
+         {"head_ms_per_token", head_seconds * 1e3}});
   for (const int bits : widths) {
     double prefill = 0;
     double decode = 0;
@@ -235,6 +256,7 @@ int Run(int argc, char** argv) {
            {"prefill_tok_per_s", prefill},
            {"decode_tokens", settings.decode_tokens},
            {"decode_tok_per_s", decode},
+           {"head_share_of_decode", head_seconds * decode},
            {"batch", settings.batch},
            {"batch_decode_tok_per_s", batched}});
   }
