@@ -70,6 +70,14 @@ absl::StatusOr<std::vector<TokenId>> ReadTokenIds(const std::string& path) {
 int RunEvalTokenIds(const EvalOptions& o, const Engine& engine, std::span<const int> widths) {
   auto ids = ReadTokenIds(o.token_ids_path);
   if (!ids.ok()) return ReportError(ids.status(), 1);
+  const int vocab = engine.model().config().vocab_size;
+  for (size_t i = 0; i < ids->size(); ++i) {
+    if ((*ids)[i] >= vocab) {
+      return ReportError(absl::InvalidArgumentError(absl::StrCat(o.token_ids_path, ": id ", (*ids)[i], " at index ", i,
+                                                                 " is outside the model's vocabulary of ", vocab)),
+                         1);
+    }
+  }
   Transformer transformer(engine.model(), engine.device());
   for (const int bits : widths) {
     auto result = EvaluateTokenIds(transformer, *ids, {bits}, engine.kv_dtype());

@@ -11,6 +11,7 @@
 #include "engine/model/arch.h"
 #include "engine/model/image_format.h"
 #include "engine/runtime/perplexity.h"
+#include "engine/runtime/prompt.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "quantizer/calibration.h"
 #include "quantizer/image_writer.h"
@@ -89,13 +90,21 @@ Sensitivity ChooseSensitivity(const ModelConfig& c, int seq_len, AccumulatorPrec
   return Sensitivity::kActivation;
 }
 
-// The calibration text's tokens, by the tokenizer given or the model folder's.
-absl::StatusOr<std::vector<TokenId>> CalibrationTokens(const std::string& model_dir, const ModelQuantizeOptions& options) {
-  const std::string tokenizer_path =
-      options.tokenizer_path.empty() ? (fs::path(model_dir) / "tokenizer.json").string() : options.tokenizer_path;
+// The calibration text's tokens, by the tokenizer given or the model folder's, and the BOS
+// that opens a window as it opens a served prompt (engine/runtime/prompt.h; -1 for none).
+struct CalibrationText {
+  std::vector<TokenId> tokens;
+  TokenId bos = -1;
+};
+absl::StatusOr<CalibrationText> ReadCalibrationText(const ModelConfig& config, const std::string& model_dir,
+                                                    const ModelQuantizeOptions& options) {
+  std::string tokenizer_path = options.tokenizer_path;
+  if (tokenizer_path.empty()) {
+    ASSIGN_OR_RETURN(tokenizer_path, Tokenizer::FindInFolder(model_dir));
+  }
   ASSIGN_OR_RETURN(const Tokenizer tokenizer, Tokenizer::Load(tokenizer_path));
   ASSIGN_OR_RETURN(const std::string text, ReadTextFile(options.calibration_text));
-  return tokenizer.Encode(text);
+  return CalibrationText{tokenizer.Encode(text), BosToken(config, tokenizer)};
 }
 
 // Leaves `model`'s head and embedding in the form the image is to store: as asked, or for
@@ -109,30 +118,27 @@ absl::Status ChooseDenseDType(Model& model, const std::string& model_dir, const 
     return absl::OkStatus();
   }
   const ModelConfig& c = model.config();
-  if (c.bos_token_id < 0) {
-    progress("dense dtype: fp32 (the model's config names no BOS token to open the calibration windows with)");
-    return absl::OkStatus();
-  }
   if (options.calibration_text.empty()) {
     progress("dense dtype: fp32 (no calibration text to measure int8 against)");
     return absl::OkStatus();
   }
-  const absl::StatusOr<std::vector<TokenId>> tokens = CalibrationTokens(model_dir, options);
-  if (!tokens.ok()) {
-    progress(absl::StrCat("dense dtype: fp32 (no calibration text to measure int8 against: ", tokens.status().message(), ")"));
+  const absl::StatusOr<CalibrationText> calibration = ReadCalibrationText(c, model_dir, options);
+  if (!calibration.ok()) {
+    progress(absl::StrCat("dense dtype: fp32 (no calibration text to measure int8 against: ", calibration.status().message(), ")"));
     return absl::OkStatus();
   }
+  const std::vector<TokenId>& tokens = calibration->tokens;
   const int window_len = std::min(options.calibration_window, c.context_length()) - 1;
-  const int windows = std::min<int>(4, tokens->size() / std::max(window_len, 1));
+  const int windows = std::min<int>(4, tokens.size() / (std::max(window_len, 1) + 1));
   if (window_len < 1 || windows < 1) {
-    progress(absl::StrCat("dense dtype: fp32 (", tokens->size(), " calibration tokens, too few to measure int8 against)"));
+    progress(absl::StrCat("dense dtype: fp32 (", tokens.size(), " calibration tokens, too few to measure int8 against)"));
     return absl::OkStatus();
   }
   double perplexity[2];
   for (const bool int8 : {false, true}) {
     RETURN_IF_ERROR(model.SetDenseInt8(int8));
     Transformer transformer(model);
-    ASSIGN_OR_RETURN(const PerplexityResult result, EvaluatePerplexity(transformer, *tokens, c.bos_token_id, windows, window_len));
+    ASSIGN_OR_RETURN(const PerplexityResult result, EvaluatePerplexity(transformer, tokens, calibration->bos, windows, window_len));
     perplexity[int8] = result.perplexity;
   }
   const bool int8 = perplexity[1] <= perplexity[0] * (1 + kDenseInt8Tolerance);
@@ -172,9 +178,10 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
     ASSIGN_OR_RETURN(fisher, FisherInformation::Load(options.load_sensitivity, c, model.name()));
     progress(absl::StrCat("sensitivity: loaded from ", options.load_sensitivity));
   } else if (sensitivity == Sensitivity::kFisher) {
-    ASSIGN_OR_RETURN(const std::vector<TokenId> tokens, CalibrationTokens(model_dir, options));
+    ASSIGN_OR_RETURN(const CalibrationText calibration, ReadCalibrationText(c, model_dir, options));
+    const std::vector<TokenId>& tokens = calibration.tokens;
     const std::vector<CalibrationWindow> windows =
-        DrawCalibrationWindows(tokens, c.bos_token_id, options.fisher.samples, seq_len, options.fisher.seed);
+        DrawCalibrationWindows(tokens, calibration.bos, options.fisher.samples, seq_len, options.fisher.seed);
     if (windows.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(options.calibration_text, ": ", tokens.size(),
                                                      " tokens, too few for one calibration window of ", seq_len));
@@ -187,9 +194,8 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
     fisher->provenance()["file"] = fs::path(options.calibration_text).filename().string();
     fisher->provenance()["seed"] = options.fisher.seed;
   } else if (sensitivity == Sensitivity::kActivation) {
-    ASSIGN_OR_RETURN(const std::vector<TokenId> tokens, CalibrationTokens(model_dir, options));
-    const TokenId bos = c.bos_token_id >= 0 ? c.bos_token_id : -1;
-    ASSIGN_OR_RETURN(statistics, CollectActivationStatistics(model, tokens, bos, options.calibration_window,
+    ASSIGN_OR_RETURN(const CalibrationText calibration, ReadCalibrationText(c, model_dir, options));
+    ASSIGN_OR_RETURN(statistics, CollectActivationStatistics(model, calibration.tokens, calibration.bos, options.calibration_window,
                                                              options.calibration_tokens));
     progress(absl::StrCat("calibration: ", statistics->tokens(), " tokens (BOS included) from ", options.calibration_text));
     provenance["calibration"] = {{"file", fs::path(options.calibration_text).filename().string()},

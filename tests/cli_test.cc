@@ -243,7 +243,7 @@ TEST(Cli, EvalTokenIdsRunsIdsAsGiven) {
   std::ofstream(scratch + ".bad") << "1 2 x";
   ExpectEnded(RunCli("eval --model " + dir + " --token-ids " + scratch + ".bad"), 1, "'x' is not a token id");
   std::ofstream(scratch + ".bad") << "1 2 512";
-  ExpectEnded(RunCli("eval --model " + dir + " --token-ids " + scratch + ".bad"), 1, "token id 512 is outside the vocabulary");
+  ExpectEnded(RunCli("eval --model " + dir + " --token-ids " + scratch + ".bad"), 1, "id 512 at index 2 is outside the model's vocabulary of 512");
   EXPECT_EQ(RunCli("eval --model " + dir + " --token-ids " + scratch + ".json --text " + scratch + ".txt").exit_code, 2);
   EXPECT_EQ(RunCli("eval --model " + dir).exit_code, 2);
   ExpectEnded(RunCli("eval --model " + dir + " --text " + scratch + ".txt"), 1, "no tokenizer.json or tokenizer.bin");

@@ -316,6 +316,35 @@ TEST(ModelConfig, ReadsDefaultsAndVariants) {
       "num_hidden_layers":4,"num_attention_heads":4,"vocab_size":100,"sliding_window":64,"use_sliding_window":false})", "config.json");
   ASSERT_TRUE(qwen_without.ok()) << qwen_without.status();
   EXPECT_EQ(qwen_without->WindowOf(3), 0) << "use_sliding_window false: the window is ignored, as Hugging Face documents";
+
+  // What each family's configuration class assumes for a field its config leaves out.
+  const auto parse = [](const std::string& architecture, const std::string& extra) {
+    return ParseModelConfig(R"({"architectures":[")" + architecture + R"("],"hidden_size":64,"intermediate_size":128,
+        "num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100)" + extra + "}", "config.json");
+  };
+  auto gemma = parse("GemmaForCausalLM", "");
+  ASSERT_TRUE(gemma.ok()) << gemma.status();
+  EXPECT_EQ(gemma->head_dim, 256);
+  EXPECT_EQ(gemma->mlp_activation, MlpActivation::kGeluTanh);
+  EXPECT_TRUE(gemma->tie_word_embeddings);
+  EXPECT_FLOAT_EQ(gemma->embedding_scale, 8.0f);
+  auto qwen3 = parse("Qwen3ForCausalLM", "");
+  ASSERT_TRUE(qwen3.ok()) << qwen3.status();
+  EXPECT_EQ(qwen3->head_dim, 128);
+  EXPECT_TRUE(qwen3->qk_norm);
+  auto mistral_default = parse("MistralForCausalLM", "");
+  ASSERT_TRUE(mistral_default.ok()) << mistral_default.status();
+  EXPECT_EQ(mistral_default->WindowOf(0), 4096);
+  auto mistral_none = parse("MistralForCausalLM", R"(,"sliding_window":null)");
+  ASSERT_TRUE(mistral_none.ok()) << mistral_none.status();
+  EXPECT_EQ(mistral_none->WindowOf(0), 0);
+  auto phi3 = parse("Phi3ForCausalLM", "");
+  ASSERT_TRUE(phi3.ok()) << phi3.status();
+  EXPECT_EQ(phi3->WindowOf(0), 0);
+  EXPECT_FLOAT_EQ(phi3->rms_norm_eps, 1e-5f);
+  auto every_layer = parse("Qwen2ForCausalLM", R"(,"use_sliding_window":true,"max_window_layers":0)");
+  ASSERT_TRUE(every_layer.ok()) << every_layer.status();
+  EXPECT_EQ(every_layer->WindowOf(0), 4096);
 }
 
 // The frequencies each rope_scaling type gives, against the values the synthetic checkpoints'

@@ -133,6 +133,27 @@ TEST_P(PerplexityTest, SixteenBitKvCacheKeepsPerplexity) {
   }
 }
 
+// A model whose prompts open with no BOS (Qwen's tokenizer_config says add_bos_token false):
+// each window takes one more text token, which opens it unscored; the score is the NLL of the
+// window's other tokens, as one pass over those tokens gives it.
+TEST(Perplexity, WithoutABosEachWindowOpensWithItsFirstToken) {
+  const Model model = LoadModel("models/stories260K-hf");
+  Transformer transformer(model);
+  std::vector<TokenId> text(3 * 17);
+  for (size_t i = 0; i < text.size(); ++i) text[i] = static_cast<TokenId>(3 + (i * 37) % 500);
+  auto result = EvaluatePerplexity(transformer, text, -1, 3, 16);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->tokens, 3 * 16);
+  double nll = 0;
+  for (int w = 0; w < 3; ++w) {
+    auto window = EvaluateTokenIds(transformer, std::span<const TokenId>(text).subspan(w * 17, 17));
+    ASSERT_TRUE(window.ok()) << window.status();
+    nll += window->mean_nll * window->tokens;
+  }
+  EXPECT_NEAR(result->mean_nll, nll / (3 * 16), 1e-9);
+  EXPECT_FALSE(EvaluatePerplexity(transformer, text, -1, 4, 16).ok()) << "51 tokens hold 3 windows of 16 + 1, not 4";
+}
+
 INSTANTIATE_TEST_SUITE_P(
     SharedModels, PerplexityTest,
     ::testing::Values(

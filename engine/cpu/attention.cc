@@ -74,9 +74,8 @@ void AttentionOf(std::span<const float> q, std::span<const int> positions, const
   const int work = tokens * shape.num_heads;
   // Waking the other cores costs more than a short context's few thousand multiply-adds,
   // and their spin-wait afterwards takes cores from the threads serving requests.
-  const auto first_seen = [&](int position) { return shape.window > 0 ? std::max(0, position + 1 - shape.window) : 0; };
   long multiply_adds = 0;
-  for (const int p : positions) multiply_adds += 2l * (p + 1 - first_seen(p)) * hd * shape.num_heads;
+  for (const int p : positions) multiply_adds += 2l * (p + 1 - shape.FirstSeen(p)) * hd * shape.num_heads;
 #pragma omp parallel if (multiply_adds >= (1l << 18))
   {
     std::vector<float> scores;
@@ -87,7 +86,7 @@ void AttentionOf(std::span<const float> q, std::span<const int> positions, const
       const int h = item % shape.num_heads;
       const size_t kv_offset = static_cast<size_t>(h / group) * hd;
       const float* qv = q.data() + t * q_width + static_cast<size_t>(h) * hd;
-      const int first = first_seen(positions[t]);
+      const int first = shape.FirstSeen(positions[t]);
       const int length = positions[t] + 1 - first;
       scores.resize(length);
       float max_score = -INFINITY;

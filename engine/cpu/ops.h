@@ -2,6 +2,7 @@
 // beside it (namespace reference) that the tests hold it to.
 #pragma once
 
+#include <algorithm>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -84,6 +85,8 @@ struct AttentionShape {
   int num_kv_heads;
   int head_dim;
   int window = 0;
+  // The first position a query at `position` sees.
+  int FirstSeen(int position) const { return window > 0 ? std::max(0, position + 1 - window) : 0; }
 };
 void Attention(std::span<const float> q, std::span<const int> positions, const KvLayerView& cache, const AttentionShape& shape,
                std::span<float> out);

@@ -28,7 +28,7 @@ void Attention(std::span<const float> q, std::span<const int> positions, const K
     for (int h = 0; h < shape.num_heads; ++h) {
       const int kv_head = h * shape.num_kv_heads / shape.num_heads;
       // Positions before `first` lie outside the sliding window: their weight stays 0.
-      const int first = shape.window > 0 ? std::max(0, positions[t] + 1 - shape.window) : 0;
+      const int first = shape.FirstSeen(positions[t]);
       std::vector<double> weights(positions[t] + 1, 0.0);
       double max_score = -INFINITY;
       for (int p = first; p <= positions[t]; ++p) {

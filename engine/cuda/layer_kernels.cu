@@ -96,7 +96,7 @@ __global__ void EmbedKernel(const float* table, int width, const int* ids, float
 }
 
 // One block per (token, head): scores against every cached position in the window up to the
-// token's own in shared memory, softmax, then the weighted sum of values, one thread per
+// token's own in shared memory (indexed from the window's first position), softmax, then the weighted sum of values, one thread per
 // dimension group. Positions map to cache rows through the sequence's block table.
 __global__ void AttentionKernel(const float* q, const int* positions, DeviceKvLayer kv, int heads, int kv_heads, int head_dim, int window,
                                 float* out) {
@@ -118,20 +118,20 @@ __global__ void AttentionKernel(const float* q, const int* positions, DeviceKvLa
     const float* k = row(kv.keys, p);
     float dot = 0;
     for (int i = 0; i < head_dim; ++i) dot += qv[i] * k[i];
-    scores[p] = dot * scale;
-    local_max = fmaxf(local_max, scores[p]);
+    scores[p - first] = dot * scale;
+    local_max = fmaxf(local_max, scores[p - first]);
   }
   const float max_score = BlockMax(local_max, scratch);
   float local_sum = 0;
   for (int p = first + threadIdx.x; p < length; p += blockDim.x) {
-    scores[p] = expf(scores[p] - max_score);
-    local_sum += scores[p];
+    scores[p - first] = expf(scores[p - first] - max_score);
+    local_sum += scores[p - first];
   }
   const float total = BlockSum(local_sum, scratch);  // its barrier also publishes scores
   float* o = out + (static_cast<size_t>(t) * heads + h) * head_dim;
   for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
     float acc = 0;
-    for (int p = first; p < length; ++p) acc += scores[p] * row(kv.values, p)[i];
+    for (int p = first; p < length; ++p) acc += scores[p - first] * row(kv.values, p)[i];
     o[i] = acc / total;
   }
 }
@@ -221,9 +221,11 @@ cudaError_t LaunchKvAppend(const float* k, const float* v, int tokens, const int
 cudaError_t LaunchAttention(const float* q, int tokens, const int* positions, int max_position, const DeviceKvLayer& kv, int heads,
                             int kv_heads, int head_dim, int window, float* out, cudaStream_t stream) {
   if (tokens == 0) return cudaSuccess;
-  // Rounded up, plus a vector's worth: the compiler reads scores in vectors of up to 4, past
-  // the last one it uses (compute-sanitizer saw it).
-  const size_t shared = sizeof(float) * ((static_cast<size_t>(max_position) + 1 + 3) / 4 * 4 + 4);
+  // A score per position a query sees: up to max_position + 1, or the window. Rounded up, plus
+  // a vector's worth: the compiler reads scores in vectors of up to 4, past the last one it
+  // uses (compute-sanitizer saw it).
+  const size_t seen = window > 0 ? std::min(max_position + 1, window) : max_position + 1;
+  const size_t shared = sizeof(float) * ((seen + 3) / 4 * 4 + 4);
   if (shared > 48 * 1024) {
     const cudaError_t raised = cudaFuncSetAttribute(AttentionKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
     if (raised != cudaSuccess) return raised;

@@ -61,6 +61,8 @@ class CudaDevice final : public Device {
   }
   absl::Status Linear(int layer, arch::LinearId id, const float* x, float* y) override;
   absl::Status Rope(float* x, int heads) override;
+  // Puts rope_'s current frequencies (`f`) on the device unless they are there already.
+  absl::Status UploadRope(const RopeFrequencies& f);
   absl::Status AppendKv(int layer, int sequence, const float* k, const float* v) override {
     const StepRows::Sequence& s = rows_->sequences[sequence];
     const size_t at = static_cast<size_t>(s.first) * config_.kv_dim();
@@ -131,8 +133,8 @@ class CudaDevice final : public Device {
   int* blocks_ = nullptr;
   std::vector<size_t> block_offset_;  // each sequence's table in blocks_
   RopeTable rope_{config_};
-  const double* inv_freq_ = nullptr;  // rope_'s frequencies on the device, as of `rope_length_`
-  int rope_length_ = -1;
+  const double* inv_freq_ = nullptr;  // rope_'s frequencies on the device, its computation `uploaded_rope_`
+  int uploaded_rope_ = -1;
 };
 
 absl::StatusOr<void*> CudaDevice::Allocate(size_t bytes, size_t& tally) {
@@ -259,18 +261,26 @@ absl::Status CudaDevice::BeginStep(const StepRows& rows) {
   return absl::OkStatus();
 }
 
+absl::Status CudaDevice::UploadRope(const RopeFrequencies& f) {
+  if (inv_freq_ != nullptr && uploaded_rope_ == rope_.computed()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(void* table, Scratch("rope", f.inv_freq.size() * sizeof(double)));
+  RETURN_IF_ERROR(Cuda(backend_.Upload(table, f.inv_freq.data(), f.inv_freq.size() * sizeof(double))));
+  inv_freq_ = static_cast<const double*>(table);
+  uploaded_rope_ = rope_.computed();
+  return absl::OkStatus();
+}
+
 absl::Status CudaDevice::Rope(float* x, int heads) {
+  if (!rope_.dynamic()) {  // one table for every row of the step: one launch
+    const RopeFrequencies& f = rope_.For(0);
+    RETURN_IF_ERROR(UploadRope(f));
+    return Cuda(backend_.Rope(x, rows_->rows(), positions_, heads, config_.head_dim, inv_freq_, config_.rotary_dim, f.attention_factor));
+  }
+  // Dynamic scaling: each sequence's table from its length, uploaded when it changes.
   const size_t width = static_cast<size_t>(heads) * config_.head_dim;
   for (const StepRows::Sequence& s : rows_->sequences) {
-    // The table changes only with a dynamic scaling's length; it is uploaded when it does.
-    const int length = rows_->positions[s.first + s.count - 1] + 1;
-    const RopeFrequencies& f = rope_.For(length);
-    if (inv_freq_ == nullptr || (rope_.dynamic() && length != rope_length_)) {
-      ASSIGN_OR_RETURN(void* table, Scratch("rope", f.inv_freq.size() * sizeof(double)));
-      RETURN_IF_ERROR(Cuda(backend_.Upload(table, f.inv_freq.data(), f.inv_freq.size() * sizeof(double))));
-      inv_freq_ = static_cast<const double*>(table);
-      rope_length_ = length;
-    }
+    const RopeFrequencies& f = rope_.For(rows_->positions[s.first + s.count - 1] + 1);
+    RETURN_IF_ERROR(UploadRope(f));
     RETURN_IF_ERROR(Cuda(backend_.Rope(x + s.first * width, s.count, positions_ + s.first, heads, config_.head_dim, inv_freq_,
                                        config_.rotary_dim, f.attention_factor)));
   }

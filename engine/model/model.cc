@@ -109,9 +109,11 @@ class WeightReader {
     if (view.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(view.data.data()) % alignof(float) == 0) {
       return std::span<const float>(reinterpret_cast<const float*>(view.data.data()), n);
     }
+    // Widened once, however many parts of it are asked for (Phi-3's fused projections).
+    if (const auto it = widened_by_name_.find(name); it != widened_by_name_.end()) return it->second;
     std::vector<float>& out = widened_.emplace_back(n);
     WidenToF32(view.dtype, view.data, out);
-    return std::span<const float>(out);
+    return widened_by_name_[name] = std::span<const float>(out);
   }
 
   // fp32 (widened if need be), or int8 with its per-row scales in NAME_scale (FORMAT.md).
@@ -140,6 +142,7 @@ class WeightReader {
  private:
   const TensorIndex& index_;
   std::vector<std::vector<float>>& widened_;
+  std::map<std::string, std::span<const float>> widened_by_name_;
   std::string dir_;
 };
 

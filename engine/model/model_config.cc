@@ -40,6 +40,16 @@ class ConfigReader {
     return static_cast<int>(v);
   }
 
+  // Reads an integer >= 0, or `fallback` when absent.
+  absl::StatusOr<int> NonNegativeInt(const char* key, int fallback) const {
+    const auto it = root_.find(key);
+    if (it == root_.end() || it->is_null()) return fallback;
+    if (!it->is_number_integer()) return Error(absl::StrCat("field '", prefix_, key, "' must be an integer"));
+    const int64_t v = it->get<int64_t>();
+    if (v < 0 || v > (1 << 24)) return Error(absl::StrCat("field '", prefix_, key, "' = ", v, " is out of range"));
+    return static_cast<int>(v);
+  }
+
   // Reads a positive number; without `fallback` the field is required.
   absl::StatusOr<double> PositiveNumber(const char* key, std::optional<double> fallback = std::nullopt) const {
     const auto it = root_.find(key);
@@ -110,7 +120,9 @@ absl::StatusOr<MlpActivation> ReadActivation(const ConfigReader& reader, const M
   // Gemma names it hidden_activation (hidden_act in older configs); the others hidden_act.
   const char* key = config.architecture == "GemmaForCausalLM" && reader.Has("hidden_activation") ? "hidden_activation" : "hidden_act";
   ASSIGN_OR_RETURN(const std::optional<std::string> name, reader.String(key));
-  if (!name.has_value() || *name == "silu" || *name == "swish") return MlpActivation::kSilu;
+  // GemmaConfig's default is the tanh GELU, the others' SiLU.
+  if (!name.has_value()) return config.architecture == "GemmaForCausalLM" ? MlpActivation::kGeluTanh : MlpActivation::kSilu;
+  if (*name == "silu" || *name == "swish") return MlpActivation::kSilu;
   if (*name == "gelu") return MlpActivation::kGelu;
   if (*name == "gelu_pytorch_tanh" || *name == "gelu_new") return MlpActivation::kGeluTanh;
   return reader.Error(absl::StrCat("unsupported ", key, " '", *name, "' (supported: silu, gelu, gelu_pytorch_tanh, gelu_new)"));
@@ -187,17 +199,20 @@ absl::Status ReadFamily(const ConfigReader& reader, ModelConfig& c) {
   }
   ASSIGN_OR_RETURN(c.mlp_activation, ReadActivation(reader, c));
 
-  // Sliding windows: Mistral and Phi-3 on every layer when one is given; Qwen only with
-  // use_sliding_window, from layer max_window_layers on; Llama and Gemma have none.
+  // Sliding windows: Mistral and Phi-3 on every layer; Qwen only with use_sliding_window,
+  // from layer max_window_layers on; Llama and Gemma have none.
   bool window = a == "MistralForCausalLM" || a == "Phi3ForCausalLM";
   if (qwen) {
     ASSIGN_OR_RETURN(window, reader.Bool("use_sliding_window", false));
     if (window) {
-      ASSIGN_OR_RETURN(c.sliding_window_first_layer, reader.PositiveInt("max_window_layers", 28));  // the classes' default
+      ASSIGN_OR_RETURN(c.sliding_window_first_layer, reader.NonNegativeInt("max_window_layers", 28));  // the classes' default
     }
   }
-  if (window && reader.Has("sliding_window")) {
-    ASSIGN_OR_RETURN(c.sliding_window, reader.PositiveInt("sliding_window"));
+  // An absent sliding_window is the configuration classes' default: 4096 for Mistral and
+  // Qwen, none for Phi-3; null is none.
+  const bool null_window = reader.root().contains("sliding_window") && reader.root()["sliding_window"].is_null();
+  if (window && !null_window && (reader.Has("sliding_window") || a != "Phi3ForCausalLM")) {
+    ASSIGN_OR_RETURN(c.sliding_window, reader.PositiveInt("sliding_window", 4096));
   }
 
   double partial_rotary = 1;
@@ -255,14 +270,19 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, const s
   ASSIGN_OR_RETURN(config.num_layers, reader.PositiveInt("num_hidden_layers"));
   ASSIGN_OR_RETURN(config.num_heads, reader.PositiveInt("num_attention_heads"));
   ASSIGN_OR_RETURN(config.num_kv_heads, reader.PositiveInt("num_key_value_heads", config.num_heads));
-  if (config.hidden_size % config.num_heads != 0 && root.find("head_dim") == root.end()) {
+  // head_dim defaults to hidden / heads, but to GemmaConfig's 256 and Qwen3Config's 128.
+  const int default_head_dim = config.architecture == "GemmaForCausalLM"   ? 256
+                               : config.architecture == "Qwen3ForCausalLM" ? 128
+                                                                            : config.hidden_size / config.num_heads;
+  if (config.hidden_size % config.num_heads != 0 && default_head_dim == config.hidden_size / config.num_heads &&
+      root.find("head_dim") == root.end()) {
     return reader.Error("hidden_size is not a multiple of num_attention_heads and head_dim is not given");
   }
-  ASSIGN_OR_RETURN(config.head_dim, reader.PositiveInt("head_dim", config.hidden_size / config.num_heads));
+  ASSIGN_OR_RETURN(config.head_dim, reader.PositiveInt("head_dim", default_head_dim));
   ASSIGN_OR_RETURN(config.vocab_size, reader.PositiveInt("vocab_size"));
   ASSIGN_OR_RETURN(config.max_position_embeddings, reader.PositiveInt("max_position_embeddings", 2048));
   double number = 0;
-  ASSIGN_OR_RETURN(number, reader.PositiveNumber("rms_norm_eps", 1e-6));
+  ASSIGN_OR_RETURN(number, reader.PositiveNumber("rms_norm_eps", config.architecture == "Phi3ForCausalLM" ? 1e-5 : 1e-6));
   config.rms_norm_eps = static_cast<float>(number);
   ASSIGN_OR_RETURN(number, reader.PositiveNumber("rope_theta", 10000.0));
   config.rope_theta = static_cast<float>(number);

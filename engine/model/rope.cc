@@ -80,6 +80,7 @@ const RopeFrequencies& RopeTable::For(int sequence_length) {
   if (length != length_) {
     frequencies_ = RopeFrequenciesFor(config_, length);
     length_ = length;
+    ++computed_;
   }
   return frequencies_;
 }

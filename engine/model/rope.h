@@ -15,8 +15,9 @@ struct RopeFrequencies {
 };
 
 // The frequencies of a sequence whose last position is `sequence_length` - 1. Only dynamic
-// scaling depends on the length: as in Hugging Face, a step computes them from the largest
-// position it holds, and keys cached earlier keep the rotation they got then.
+// scaling depends on the length: a step takes them from each sequence's largest position (as
+// Hugging Face does for a batch of one), and keys cached earlier keep the rotation they got
+// then.
 RopeFrequencies RopeFrequenciesFor(const ModelConfig& config, int sequence_length);
 
 // The frequencies a device rotates with: computed once, or for dynamic scaling again when a
@@ -24,14 +25,19 @@ RopeFrequencies RopeFrequenciesFor(const ModelConfig& config, int sequence_lengt
 class RopeTable {
  public:
   explicit RopeTable(ModelConfig config);
+  // Valid until the next call.
   const RopeFrequencies& For(int sequence_length);
   // Whether For's answer depends on the length.
   bool dynamic() const { return config_.rope_scaling.type == RopeScaling::Type::kDynamic; }
+  // How many times the frequencies were computed: a device that copies them elsewhere copies
+  // again when this changes.
+  int computed() const { return computed_; }
 
  private:
   ModelConfig config_;
   int length_ = 0;  // what `frequencies_` were computed for, past the context (dynamic only)
   RopeFrequencies frequencies_;
+  int computed_ = 1;
 };
 
 }  // namespace anyprec

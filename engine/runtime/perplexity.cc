@@ -20,7 +20,10 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(Transformer& transformer, st
                                                     const ForwardOptions& options, cpu::KvDType kv_dtype,
                                                     const std::function<void(int, int)>& progress) {
   if (windows <= 0 || window_len <= 0) return absl::InvalidArgumentError("windows and window length must be positive");
-  const long needed = static_cast<long>(windows) * window_len;
+  // Without a BOS each window's first text token opens it, unscored.
+  const int lead = bos >= 0 ? 0 : 1;
+  const long stride = window_len + lead;
+  const long needed = windows * stride;
   if (static_cast<long>(text_tokens.size()) < needed) {
     return absl::InvalidArgumentError(absl::StrCat("the text has ", text_tokens.size(), " tokens, fewer than ", windows,
                                                    " windows x ", window_len));
@@ -35,8 +38,9 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(Transformer& transformer, st
   std::vector<float> logits(static_cast<size_t>(window_len + 1) * config.vocab_size);
   double nll_sum = 0;
   for (int w = 0; w < windows; ++w) {
-    const std::span<const TokenId> window = text_tokens.subspan(static_cast<size_t>(w) * window_len, window_len);
-    input[0] = bos;
+    const std::span<const TokenId> segment = text_tokens.subspan(static_cast<size_t>(w * stride), stride);
+    const std::span<const TokenId> window = segment.subspan(lead);  // the scored tokens
+    input[0] = bos >= 0 ? bos : segment[0];
     std::copy(window.begin(), window.end(), input.begin() + 1);
     cache.Clear();
     // The last input token predicts nothing inside the window, so it need not be run.
@@ -49,8 +53,8 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(Transformer& transformer, st
     if (progress) progress(w + 1, windows);
   }
   PerplexityResult result;
-  result.tokens = needed;
-  result.mean_nll = nll_sum / needed;
+  result.tokens = static_cast<long>(windows) * window_len;
+  result.mean_nll = nll_sum / static_cast<double>(result.tokens);
   result.perplexity = std::exp(result.mean_nll);
   return result;
 }

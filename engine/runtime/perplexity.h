@@ -1,6 +1,8 @@
 // Perplexity by anyprec's protocol (the one shared/models/README.md's references use):
 // the first windows x window_len tokens of a text, each window run as [BOS] + window
-// from an empty cache, ppl = exp(mean NLL of every window token).
+// from an empty cache, ppl = exp(mean NLL of every window token). For a model whose prompts
+// open with no BOS (bos < 0, e.g. Qwen), each window takes one more text token, which opens
+// it unscored.
 #pragma once
 
 #include <functional>

@@ -70,7 +70,7 @@ void CausalAttentionForward(std::span<const float> q, std::span<const float> k, 
     const std::vector<float> k_transposed = TransposeHead(k, tokens, kv_width, kv_offset, d);
     std::vector<float> p(tokens);
     for (int i = 0; i < tokens; ++i) {
-      CausalProbabilities(q.data() + static_cast<size_t>(i) * q_width + h * d, k_transposed, tokens, i, FirstSeen(shape, i), d, scale,
+      CausalProbabilities(q.data() + static_cast<size_t>(i) * q_width + h * d, k_transposed, tokens, i, shape.FirstSeen(i), d, scale,
                           p.data());
       float* o = out.data() + static_cast<size_t>(i) * q_width + h * d;
       std::fill(o, o + d, 0.0f);
@@ -103,7 +103,7 @@ void CausalAttentionBackward(std::span<const float> q, std::span<const float> k,
       for (int i = 0; i < tokens; ++i) {
         const float* qi = q.data() + static_cast<size_t>(i) * q_width + h * d;
         const float* doi = dout.data() + static_cast<size_t>(i) * q_width + h * d;
-        CausalProbabilities(qi, k_transposed, tokens, i, FirstSeen(shape, i), d, scale, p.data());
+        CausalProbabilities(qi, k_transposed, tokens, i, shape.FirstSeen(i), d, scale, p.data());
         std::fill(ds.begin(), ds.begin() + i + 1, 0.0f);
         for (int c = 0; c < d; ++c) {
           const float* vc = v_transposed.data() + static_cast<size_t>(c) * tokens;

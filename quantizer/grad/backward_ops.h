@@ -20,9 +20,6 @@ namespace anyprec::grad {
 
 using cpu::AttentionShape;
 
-// The first key query row i sees: 0, or the start of its sliding window.
-inline int FirstSeen(const AttentionShape& shape, int i) { return shape.window > 0 ? std::max(0, i + 1 - shape.window) : 0; }
-
 // y[t, r] = sum_c x[t, c] w[r, c].
 void LinearForward(std::span<const float> x, int tokens, std::span<const float> w, int rows, int cols, std::span<float> y);
 // dx[t, c] = sum_r dy[t, r] w[r, c], added to dx when `accumulate`.

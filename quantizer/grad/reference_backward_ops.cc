@@ -138,7 +138,7 @@ void CausalAttentionForward(std::span<const T> q, std::span<const T> k, std::spa
     const int kv_offset = (h / group) * d;
     for (int i = 0; i < tokens; ++i) {
       const T* qi = q.data() + static_cast<size_t>(i) * q_width + h * d;
-      CausalProbabilities(qi, k.subspan(kv_offset), kv_width, i, FirstSeen(shape, i), d, scale, p);
+      CausalProbabilities(qi, k.subspan(kv_offset), kv_width, i, shape.FirstSeen(i), d, scale, p);
       T* o = out.data() + static_cast<size_t>(i) * q_width + h * d;
       std::fill(o, o + d, T{0});
       for (int j = 0; j <= i; ++j) {
@@ -165,7 +165,7 @@ void CausalAttentionBackward(std::span<const T> q, std::span<const T> k, std::sp
     for (int i = 0; i < tokens; ++i) {
       const T* qi = q.data() + static_cast<size_t>(i) * q_width + h * d;
       const T* doi = dout.data() + static_cast<size_t>(i) * q_width + h * d;
-      CausalProbabilities(qi, k.subspan(kv_offset), kv_width, i, FirstSeen(shape, i), d, scale, p);
+      CausalProbabilities(qi, k.subspan(kv_offset), kv_width, i, shape.FirstSeen(i), d, scale, p);
       // dS_ij = P_ij (dP_ij - sum_l P_il dP_il), with dP_ij = dout_i . v_j.
       T weighted = 0;
       for (int j = 0; j <= i; ++j) {
