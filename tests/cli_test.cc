@@ -223,7 +223,7 @@ TEST(Cli, EvalTokenIdsRunsIdsAsGiven) {
   std::ofstream plain(scratch + ".txt");
   for (const int id : ids) plain << id << (id % 3 == 0 ? "\n" : "  ");
   plain.close();
-  for (const std::string file : {scratch + ".json", scratch + ".txt"}) {
+  for (const std::string& file : {scratch + ".json", scratch + ".txt"}) {
     const CliRun run = RunCli("eval --model " + dir + " --token-ids " + file + " --kv-cache-dtype fp32 --json");
     ASSERT_EQ(run.exit_code, 0) << run.err;
     const auto line = nlohmann::json::parse(run.out);
@@ -268,7 +268,9 @@ TEST(Cli, SynthesizeWritesEachFamilysTensors) {
     ASSERT_EQ(made.exit_code, 0) << made.err;
     const std::string weights = Slurp(out + "/model.safetensors");
     for (const std::string& name : names) EXPECT_NE(weights.find(name), std::string::npos) << name;
-    if (variant == "phi3") EXPECT_EQ(weights.find("self_attn.q_proj"), std::string::npos) << "fused, as Phi-3 stores it";
+    if (variant == "phi3") {
+      EXPECT_EQ(weights.find("self_attn.q_proj"), std::string::npos) << "fused, as Phi-3 stores it";
+    }
     const CliRun run = RunCli("eval --model " + out + " --token-ids " + out + ".ids --json");
     EXPECT_EQ(run.exit_code, 0) << run.err;
     std::filesystem::remove_all(out);

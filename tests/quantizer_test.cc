@@ -98,7 +98,9 @@ TEST_P(AnyPrecisionMatrix, NestingIsExactAndTablesAreClusterMeans) {
       }
       const std::span<const float> lut = q.Lut(bits, r);
       for (int c = 0; c < (1 << bits); ++c) {
-        if (sum_w[c] > 0) EXPECT_NEAR(lut[c], sum_wx[c] / sum_w[c], 1e-6) << "row " << r << " bits " << bits << " cluster " << c;
+        if (sum_w[c] > 0) {
+          EXPECT_NEAR(lut[c], sum_wx[c] / sum_w[c], 1e-6) << "row " << r << " bits " << bits << " cluster " << c;
+        }
       }
     }
   }
