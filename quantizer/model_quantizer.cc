@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -217,7 +218,9 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
   image.source = &model;
   image.provenance = provenance;
   image.tokenizer_files = TokenizerFiles(model_dir, options.tokenizer_path);
+  const auto start = std::chrono::steady_clock::now();
   for (int layer = 0; layer < c.num_layers; ++layer) {
+    const auto layer_start = std::chrono::steady_clock::now();
     const auto linears = model.weights().layers[layer].linears();
     for (size_t j = 0; j < linears.size(); ++j) {
       const Linear& linear = *linears[j];
@@ -235,7 +238,11 @@ absl::Status QuantizeModel(const std::string& model_dir, const std::string& out_
         }
       }
     }
-    progress(absl::StrCat("layer ", layer + 1, "/", c.num_layers, " quantized"));
+    // The layers are alike, so the mean so far times the layers left estimates the rest.
+    const auto seconds = [](auto since) { return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count(); };
+    const double mean = seconds(start) / (layer + 1);
+    progress(absl::StrFormat("layer %d/%d quantized in %.1f s; about %.0f s left", layer + 1, c.num_layers, seconds(layer_start),
+                             mean * (c.num_layers - layer - 1)));
   }
   RETURN_IF_ERROR(WriteImage(out_dir, image));
   progress(absl::StrCat("wrote ", out_dir));

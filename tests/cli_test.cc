@@ -361,7 +361,9 @@ class CliImageTest : public ::testing::Test {
     const CliRun run = RunQuantize("--model " + SharedPath("models/TinyStories-656K") + " --out " + image_ + " --calib " +
                                    SharedPath("data/tinystories/tinystories_val_head.txt") + " --sensitivity activation --calib-tokens 4096");
     ASSERT_EQ(run.exit_code, 0) << run.err;
-    EXPECT_NE(run.err.find("layer 2/2 quantized"), std::string::npos) << run.err;
+    EXPECT_NE(run.err.find("layer 1/2 quantized in "), std::string::npos) << run.err;
+    EXPECT_NE(run.err.find("layer 2/2 quantized in "), std::string::npos) << run.err;
+    EXPECT_NE(run.err.find("s; about 0 s left"), std::string::npos) << "the last layer leaves nothing: " << run.err;
     // --dense-dtype auto measures its choice on the calibration text and records it.
     EXPECT_NE(run.err.find("dense dtype: int8 (perplexity on 4 calibration windows"), std::string::npos) << run.err;
     EXPECT_EQ(nlohmann::json::parse(Slurp(image_ + "/config.json"))["anyprec"]["dense_dtype"], "int8");
