@@ -1,7 +1,6 @@
 #include "engine/model/model_config.h"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -28,27 +27,9 @@ class ConfigReader {
   }
 
   // Reads a positive integer field; `fallback` < 0 makes the field required.
-  absl::StatusOr<int> PositiveInt(const char* key, int fallback = -1) const {
-    const auto it = root_.find(key);
-    if (it == root_.end() || it->is_null()) {
-      if (fallback < 0) return Error(absl::StrCat("missing required field '", prefix_, key, "'"));
-      return fallback;
-    }
-    if (!it->is_number_integer()) return Error(absl::StrCat("field '", prefix_, key, "' must be an integer"));
-    const int64_t v = it->get<int64_t>();
-    if (v <= 0 || v > (1 << 24)) return Error(absl::StrCat("field '", prefix_, key, "' = ", v, " is out of range"));
-    return static_cast<int>(v);
-  }
-
+  absl::StatusOr<int> PositiveInt(const char* key, int fallback = -1) const { return IntAtLeast(1, key, fallback); }
   // Reads an integer >= 0, or `fallback` when absent.
-  absl::StatusOr<int> NonNegativeInt(const char* key, int fallback) const {
-    const auto it = root_.find(key);
-    if (it == root_.end() || it->is_null()) return fallback;
-    if (!it->is_number_integer()) return Error(absl::StrCat("field '", prefix_, key, "' must be an integer"));
-    const int64_t v = it->get<int64_t>();
-    if (v < 0 || v > (1 << 24)) return Error(absl::StrCat("field '", prefix_, key, "' = ", v, " is out of range"));
-    return static_cast<int>(v);
-  }
+  absl::StatusOr<int> NonNegativeInt(const char* key, int fallback) const { return IntAtLeast(0, key, fallback); }
 
   // Reads a positive number; without `fallback` the field is required.
   absl::StatusOr<double> PositiveNumber(const char* key, std::optional<double> fallback = std::nullopt) const {
@@ -108,20 +89,71 @@ class ConfigReader {
   }
 
  private:
+  absl::StatusOr<int> IntAtLeast(int minimum, const char* key, int fallback) const {
+    const auto it = root_.find(key);
+    if (it == root_.end() || it->is_null()) {
+      if (fallback < 0) return Error(absl::StrCat("missing required field '", prefix_, key, "'"));
+      return fallback;
+    }
+    if (!it->is_number_integer()) return Error(absl::StrCat("field '", prefix_, key, "' must be an integer"));
+    const int64_t v = it->get<int64_t>();
+    if (v < minimum || v > (1 << 24)) return Error(absl::StrCat("field '", prefix_, key, "' = ", v, " is out of range"));
+    return static_cast<int>(v);
+  }
+
   const json& root_;
   const std::string& source_;
   std::string prefix_;
 };
 
-constexpr std::array<const char*, 6> kArchitectures = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
-                                                            "Qwen3ForCausalLM", "GemmaForCausalLM",   "Phi3ForCausalLM"};
+// Which layers attend within a sliding window.
+enum class WindowRule {
+  kNone,        // none (Llama, Gemma)
+  kEveryLayer,  // every layer, unless sliding_window is null (Mistral, Phi-3)
+  kOptIn,       // only with use_sliding_window, from layer max_window_layers on (Qwen)
+};
 
-absl::StatusOr<MlpActivation> ReadActivation(const ConfigReader& reader, const ModelConfig& config) {
-  // Gemma names it hidden_activation (hidden_act in older configs); the others hidden_act.
-  const char* key = config.architecture == "GemmaForCausalLM" && reader.Has("hidden_activation") ? "hidden_activation" : "hidden_act";
+// One family: what its Hugging Face configuration class assumes for a field a config leaves
+// out, and what its decoder layer does beyond Llama's. Adding a family adds a row here.
+struct Family {
+  const char* architecture;
+  int head_dim = 0;  // 0: hidden_size / num_attention_heads
+  double rms_norm_eps = 1e-6;
+  bool tie_word_embeddings = false;
+  MlpActivation activation = MlpActivation::kSilu;
+  bool reads_hidden_activation = false;  // Gemma: hidden_activation, else hidden_act
+  WindowRule window = WindowRule::kNone;
+  int sliding_window = 0;  // without the field (0: no window)
+  bool qkv_bias = false;   // always; else attention_bias decides q, k, v and o
+  bool qk_norm = false;
+  bool fused_projections = false;
+  bool gemma_scaling = false;  // norms multiply by 1 + w, the embedding by sqrt(hidden_size)
+};
+constexpr Family kFamilies[] = {
+    {.architecture = "LlamaForCausalLM"},
+    {.architecture = "MistralForCausalLM", .window = WindowRule::kEveryLayer, .sliding_window = 4096},
+    {.architecture = "Qwen2ForCausalLM", .window = WindowRule::kOptIn, .sliding_window = 4096, .qkv_bias = true},
+    {.architecture = "Qwen3ForCausalLM", .head_dim = 128, .window = WindowRule::kOptIn, .sliding_window = 4096, .qk_norm = true},
+    {.architecture = "GemmaForCausalLM",
+     .head_dim = 256,
+     .tie_word_embeddings = true,
+     .activation = MlpActivation::kGeluTanh,
+     .reads_hidden_activation = true,
+     .gemma_scaling = true},
+    {.architecture = "Phi3ForCausalLM", .rms_norm_eps = 1e-5, .window = WindowRule::kEveryLayer, .fused_projections = true},
+};
+
+const Family* FindFamily(const std::string& architecture) {
+  for (const Family& f : kFamilies) {
+    if (architecture == f.architecture) return &f;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<MlpActivation> ReadActivation(const ConfigReader& reader, const Family& family) {
+  const char* key = family.reads_hidden_activation && reader.Has("hidden_activation") ? "hidden_activation" : "hidden_act";
   ASSIGN_OR_RETURN(const std::optional<std::string> name, reader.String(key));
-  // GemmaConfig's default is the tanh GELU, the others' SiLU.
-  if (!name.has_value()) return config.architecture == "GemmaForCausalLM" ? MlpActivation::kGeluTanh : MlpActivation::kSilu;
+  if (!name.has_value()) return family.activation;
   if (*name == "silu" || *name == "swish") return MlpActivation::kSilu;
   if (*name == "gelu") return MlpActivation::kGelu;
   if (*name == "gelu_pytorch_tanh" || *name == "gelu_new") return MlpActivation::kGeluTanh;
@@ -177,12 +209,10 @@ absl::StatusOr<RopeScaling> ReadRopeScaling(const ConfigReader& config_reader, c
   return scaling;
 }
 
-// What each family's decoder layer does beyond Llama's, from its config fields as its
+// What the family's decoder layer does beyond Llama's, from its config fields as its
 // Hugging Face configuration class reads them.
-absl::Status ReadFamily(const ConfigReader& reader, ModelConfig& c) {
-  const std::string& a = c.architecture;
-  const bool qwen = a == "Qwen2ForCausalLM" || a == "Qwen3ForCausalLM";
-  if (a == "Qwen2ForCausalLM") {
+absl::Status ReadFamily(const ConfigReader& reader, const Family& family, ModelConfig& c) {
+  if (family.qkv_bias) {
     c.qkv_bias = true;
   } else {
     ASSIGN_OR_RETURN(c.qkv_bias, reader.Bool("attention_bias", false));
@@ -191,28 +221,26 @@ absl::Status ReadFamily(const ConfigReader& reader, ModelConfig& c) {
   bool mlp_bias = false;
   ASSIGN_OR_RETURN(mlp_bias, reader.Bool("mlp_bias", false));
   if (mlp_bias) return reader.Error("field 'mlp_bias' = true is not supported");
-  c.qk_norm = a == "Qwen3ForCausalLM";
-  c.fused_projections = a == "Phi3ForCausalLM";
-  if (a == "GemmaForCausalLM") {
+  c.qk_norm = family.qk_norm;
+  c.fused_projections = family.fused_projections;
+  if (family.gemma_scaling) {
     c.norm_weight_offset = 1;
     c.embedding_scale = static_cast<float>(std::sqrt(static_cast<double>(c.hidden_size)));
   }
-  ASSIGN_OR_RETURN(c.mlp_activation, ReadActivation(reader, c));
+  ASSIGN_OR_RETURN(c.mlp_activation, ReadActivation(reader, family));
 
-  // Sliding windows: Mistral and Phi-3 on every layer; Qwen only with use_sliding_window,
-  // from layer max_window_layers on; Llama and Gemma have none.
-  bool window = a == "MistralForCausalLM" || a == "Phi3ForCausalLM";
-  if (qwen) {
+  bool window = family.window == WindowRule::kEveryLayer;
+  if (family.window == WindowRule::kOptIn) {
     ASSIGN_OR_RETURN(window, reader.Bool("use_sliding_window", false));
     if (window) {
       ASSIGN_OR_RETURN(c.sliding_window_first_layer, reader.NonNegativeInt("max_window_layers", 28));  // the classes' default
     }
   }
-  // An absent sliding_window is the configuration classes' default: 4096 for Mistral and
-  // Qwen, none for Phi-3; null is none.
-  const bool null_window = reader.root().contains("sliding_window") && reader.root()["sliding_window"].is_null();
-  if (window && !null_window && (reader.Has("sliding_window") || a != "Phi3ForCausalLM")) {
-    ASSIGN_OR_RETURN(c.sliding_window, reader.PositiveInt("sliding_window", 4096));
+  // An absent sliding_window takes the family's default; null is none.
+  const auto field = reader.root().find("sliding_window");
+  const bool null_window = field != reader.root().end() && field->is_null();
+  if (window && !null_window && (reader.Has("sliding_window") || family.sliding_window > 0)) {
+    ASSIGN_OR_RETURN(c.sliding_window, reader.PositiveInt("sliding_window", family.sliding_window));
   }
 
   double partial_rotary = 1;
@@ -226,12 +254,9 @@ absl::Status ReadFamily(const ConfigReader& reader, ModelConfig& c) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::Status MergeGenerationConfig(std::string_view json_text, const std::string& source, ModelConfig& config) {
-  const json root = json::parse(json_text.begin(), json_text.end(), nullptr, false);
-  if (!root.is_object()) return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object"));
-  const ConfigReader reader(root, source);
+// Adds the file's eos_token_id (an id or a list) to config.eos_token_ids, and its
+// bos_token_id where the config has none yet: config.json's, then generation_config.json's.
+absl::Status MergeSpecialTokenIds(const ConfigReader& reader, ModelConfig& config) {
   std::vector<int> ids;
   ASSIGN_OR_RETURN(ids, reader.TokenIds("eos_token_id"));
   for (const int id : ids) {
@@ -243,6 +268,14 @@ absl::Status MergeGenerationConfig(std::string_view json_text, const std::string
   if (!ids.empty() && ids[0] >= config.vocab_size) return reader.Error("bos_token_id is outside the vocabulary");
   if (!ids.empty() && config.bos_token_id < 0) config.bos_token_id = ids[0];
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status MergeGenerationConfig(std::string_view json_text, const std::string& source, ModelConfig& config) {
+  const json root = json::parse(json_text.begin(), json_text.end(), nullptr, false);
+  if (!root.is_object()) return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object"));
+  return MergeSpecialTokenIds(ConfigReader(root, source), config);
 }
 
 absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, const std::string& source) {
@@ -261,8 +294,11 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, const s
     return reader.Error("missing 'architectures' list");
   }
   config.architecture = (*arch)[0].get<std::string>();
-  if (std::find(kArchitectures.begin(), kArchitectures.end(), config.architecture) == kArchitectures.end()) {
-    return reader.Error(absl::StrCat("unsupported architecture '", config.architecture, "' (supported: ", absl::StrJoin(kArchitectures, ", "), ")"));
+  const Family* family = FindFamily(config.architecture);
+  if (family == nullptr) {
+    return reader.Error(absl::StrCat("unsupported architecture '", config.architecture, "' (supported: ",
+                                     absl::StrJoin(kFamilies, ", ", [](std::string* out, const Family& f) { out->append(f.architecture); }),
+                                     ")"));
   }
 
   ASSIGN_OR_RETURN(config.hidden_size, reader.PositiveInt("hidden_size"));
@@ -270,24 +306,18 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, const s
   ASSIGN_OR_RETURN(config.num_layers, reader.PositiveInt("num_hidden_layers"));
   ASSIGN_OR_RETURN(config.num_heads, reader.PositiveInt("num_attention_heads"));
   ASSIGN_OR_RETURN(config.num_kv_heads, reader.PositiveInt("num_key_value_heads", config.num_heads));
-  // head_dim defaults to hidden / heads, but to GemmaConfig's 256 and Qwen3Config's 128.
-  const int default_head_dim = config.architecture == "GemmaForCausalLM"   ? 256
-                               : config.architecture == "Qwen3ForCausalLM" ? 128
-                                                                            : config.hidden_size / config.num_heads;
-  if (config.hidden_size % config.num_heads != 0 && default_head_dim == config.hidden_size / config.num_heads &&
-      root.find("head_dim") == root.end()) {
+  if (config.hidden_size % config.num_heads != 0 && family->head_dim == 0 && root.find("head_dim") == root.end()) {
     return reader.Error("hidden_size is not a multiple of num_attention_heads and head_dim is not given");
   }
-  ASSIGN_OR_RETURN(config.head_dim, reader.PositiveInt("head_dim", default_head_dim));
+  ASSIGN_OR_RETURN(config.head_dim, reader.PositiveInt("head_dim", family->head_dim > 0 ? family->head_dim : config.hidden_size / config.num_heads));
   ASSIGN_OR_RETURN(config.vocab_size, reader.PositiveInt("vocab_size"));
   ASSIGN_OR_RETURN(config.max_position_embeddings, reader.PositiveInt("max_position_embeddings", 2048));
   double number = 0;
-  ASSIGN_OR_RETURN(number, reader.PositiveNumber("rms_norm_eps", config.architecture == "Phi3ForCausalLM" ? 1e-5 : 1e-6));
+  ASSIGN_OR_RETURN(number, reader.PositiveNumber("rms_norm_eps", family->rms_norm_eps));
   config.rms_norm_eps = static_cast<float>(number);
   ASSIGN_OR_RETURN(number, reader.PositiveNumber("rope_theta", 10000.0));
   config.rope_theta = static_cast<float>(number);
-  // Gemma's configuration class ties by default, the others do not.
-  ASSIGN_OR_RETURN(config.tie_word_embeddings, reader.Bool("tie_word_embeddings", config.architecture == "GemmaForCausalLM"));
+  ASSIGN_OR_RETURN(config.tie_word_embeddings, reader.Bool("tie_word_embeddings", family->tie_word_embeddings));
 
   // Bounds on the products the engine sizes buffers with, so that no int arithmetic on
   // them overflows.
@@ -303,17 +333,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, const s
     return reader.Error(absl::StrCat("num_attention_heads (", config.num_heads, ") is not a multiple of num_key_value_heads (", config.num_kv_heads, ")"));
   }
   if (config.head_dim % 2 != 0) return reader.Error("head_dim must be even for rotary embeddings");
-  RETURN_IF_ERROR(ReadFamily(reader, config));
-
-  std::vector<int> bos;
-  ASSIGN_OR_RETURN(bos, reader.TokenIds("bos_token_id"));
-  if (bos.size() > 1) return reader.Error("bos_token_id must be a single id");
-  if (!bos.empty()) config.bos_token_id = bos[0];
-  ASSIGN_OR_RETURN(config.eos_token_ids, reader.TokenIds("eos_token_id"));
-  for (int id : config.eos_token_ids) {
-    if (id >= config.vocab_size) return reader.Error(absl::StrCat("eos_token_id ", id, " is outside the vocabulary"));
-  }
-  if (config.bos_token_id >= config.vocab_size) return reader.Error("bos_token_id is outside the vocabulary");
+  RETURN_IF_ERROR(ReadFamily(reader, *family, config));
+  RETURN_IF_ERROR(MergeSpecialTokenIds(reader, config));
 
   if (const auto section = root.find(image::kConfigSection); section != root.end()) {
     if (!section->is_object()) return reader.Error("'anyprec' section is not an object");
