@@ -21,7 +21,7 @@ std::string TensorName(int layer, int linear) { return arch::LayerTensor(layer, 
 
 }  // namespace
 
-std::vector<CalibrationWindow> DrawCalibrationWindows(std::span<const TokenId> text, TokenId bos, int samples, int seq_len,
+std::vector<TokenWindow> DrawCalibrationWindows(std::span<const TokenId> text, TokenId bos, int samples, int seq_len,
                                                       uint64_t seed) {
   const size_t chunk = bos >= 0 ? seq_len : seq_len + 1;
   const size_t chunks = seq_len > 0 ? text.size() / chunk : 0;
@@ -31,10 +31,10 @@ std::vector<CalibrationWindow> DrawCalibrationWindows(std::span<const TokenId> t
   const size_t drawn = std::min<size_t>(chunks, std::max(samples, 0));
   for (size_t i = 0; i < drawn; ++i) std::swap(order[i], order[i + rng() % (chunks - i)]);
 
-  std::vector<CalibrationWindow> windows(drawn);
+  std::vector<TokenWindow> windows(drawn);
   for (size_t i = 0; i < drawn; ++i) {
     const std::span<const TokenId> tokens = text.subspan(order[i] * chunk, chunk);
-    CalibrationWindow& w = windows[i];
+    TokenWindow& w = windows[i];
     if (bos >= 0) {
       w.inputs.push_back(bos);
       w.inputs.insert(w.inputs.end(), tokens.begin(), tokens.end() - 1);
@@ -150,7 +150,7 @@ absl::StatusOr<FisherInformation> FisherInformation::Load(const std::string& pat
   return fisher;
 }
 
-absl::StatusOr<FisherInformation> CollectFisherInformation(const Model& model, std::span<const CalibrationWindow> windows,
+absl::StatusOr<FisherInformation> CollectFisherInformation(const Model& model, std::span<const TokenWindow> windows,
                                                            AccumulatorPrecision precision,
                                                            const std::function<void(const std::string&)>& progress) {
   if (windows.empty()) return absl::InvalidArgumentError("the Fisher pass needs at least one calibration window");

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/model/model.h"
+#include "engine/runtime/perplexity.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
 
@@ -28,18 +29,12 @@ struct FisherOptions {
   AccumulatorPrecision precision = AccumulatorPrecision::kF32;
 };
 
-// One window: inputs[t] predicts targets[t].
-struct CalibrationWindow {
-  std::vector<TokenId> inputs;
-  std::vector<TokenId> targets;
-};
-
 // The text cut into consecutive chunks of seq_len tokens ([BOS] + seq_len - 1 inputs, the
 // seq_len tokens as targets; without a BOS, seq_len + 1 tokens shifted by one), of which
 // `samples` are drawn without replacement by a Fisher-Yates shuffle driven by
 // std::mt19937_64(seed), in the order drawn; all of them when the text has fewer.
-std::vector<CalibrationWindow> DrawCalibrationWindows(std::span<const TokenId> text, TokenId bos, int samples, int seq_len,
-                                                      uint64_t seed);
+std::vector<TokenWindow> DrawCalibrationWindows(std::span<const TokenId> text, TokenId bos, int samples, int seq_len,
+                                                uint64_t seed);
 
 // Sums of squared gradients, one per weight of every linear layer.
 class FisherInformation {
@@ -81,7 +76,7 @@ class FisherInformation {
 
 // Runs the forward and backward pass over every window (all cores) and sums the squared
 // gradients. `progress` gets one line per window.
-absl::StatusOr<FisherInformation> CollectFisherInformation(const Model& model, std::span<const CalibrationWindow> windows,
+absl::StatusOr<FisherInformation> CollectFisherInformation(const Model& model, std::span<const TokenWindow> windows,
                                                            AccumulatorPrecision precision,
                                                            const std::function<void(const std::string&)>& progress);
 

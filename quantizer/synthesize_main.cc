@@ -62,32 +62,26 @@ int main(int argc, char** argv) {
   if (!parsed.ok()) return fail(std::string(parsed.status().message()));
   const anyprec::ModelConfig& c = *parsed;
 
+  // Planned first, then made and written one at a time: a full-size model need not fit in memory.
   struct Tensor {
-    std::string name;
-    std::vector<int64_t> shape;
-    std::vector<uint16_t> values;
+    float stddev;  // of Normal(0, stddev) weights; 0 for a norm weight
   };
+  std::vector<anyprec::SafetensorsWriter::Planned> plan;
   std::vector<Tensor> tensors;
   const auto add = [&](std::string name, std::vector<int64_t> shape, float stddev) {
-    size_t count = 1;
-    for (int64_t d : shape) count *= d;
-    std::vector<uint16_t> values = RandomBf16(count, stddev, seed + tensors.size());
-    tensors.push_back({std::move(name), std::move(shape), std::move(values)});
-  };
-  // Norm weights whose gain is 1 (w = 0 where the family multiplies by 1 + w).
-  const auto add_norm = [&](std::string name, int64_t width) {
-    tensors.push_back({std::move(name), {width}, std::vector<uint16_t>(width, anyprec::F32ToBF16(1.0f - c.norm_weight_offset))});
+    plan.push_back({std::move(name), anyprec::DType::kBF16, std::move(shape)});
+    tensors.push_back({stddev});
   };
   namespace arch = anyprec::arch;
   add(std::string(arch::kEmbeddingTensor), {c.vocab_size, c.hidden_size}, 0.02f);
   if (!c.tie_word_embeddings) add(std::string(arch::kHeadTensor), {c.vocab_size, c.hidden_size}, 0.02f);
-  add_norm(std::string(arch::kFinalNormTensor), c.hidden_size);
+  add(std::string(arch::kFinalNormTensor), {c.hidden_size}, 0);
   for (int layer = 0; layer < c.num_layers; ++layer) {
-    add_norm(arch::LayerTensor(layer, arch::kAttentionNorm) + ".weight", c.hidden_size);
-    add_norm(arch::LayerTensor(layer, arch::kMlpNorm) + ".weight", c.hidden_size);
+    add(arch::LayerTensor(layer, arch::kAttentionNorm) + ".weight", {c.hidden_size}, 0);
+    add(arch::LayerTensor(layer, arch::kMlpNorm) + ".weight", {c.hidden_size}, 0);
     if (c.qk_norm) {
-      add_norm(arch::LayerTensor(layer, arch::kQueryNorm) + ".weight", c.head_dim);
-      add_norm(arch::LayerTensor(layer, arch::kKeyNorm) + ".weight", c.head_dim);
+      add(arch::LayerTensor(layer, arch::kQueryNorm) + ".weight", {c.head_dim}, 0);
+      add(arch::LayerTensor(layer, arch::kKeyNorm) + ".weight", {c.head_dim}, 0);
     }
     for (int j = 0; j < arch::kLinearsPerLayer; ++j) {
       const auto [rows, cols] = arch::Shape(c, j);
@@ -99,19 +93,23 @@ int main(int argc, char** argv) {
         add(arch::LayerTensor(layer, arch::kLinears[j].fused) + ".weight", {fused_rows, cols}, 0.02f);  // once, at its first part
       }
     }
-    std::fprintf(stderr, "anyprec-synthesize: layer %d/%d\n", layer + 1, c.num_layers);
   }
 
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec) return fail(out_dir + ": " + ec.message());
-  std::vector<anyprec::TensorToWrite> to_write;
-  for (const Tensor& t : tensors) {
-    to_write.push_back({t.name, anyprec::DType::kBF16, t.shape, std::as_bytes(std::span<const uint16_t>(t.values))});
+  const std::map<std::string, std::string> metadata = {{"format", "pt"}};
+  auto writer = anyprec::SafetensorsWriter::Create((fs::path(out_dir) / "model.safetensors").string(), plan, metadata);
+  if (!writer.ok()) return fail(std::string(writer.status().message()));
+  for (size_t i = 0; i < plan.size(); ++i) {
+    size_t count = 1;
+    for (const int64_t d : plan[i].shape) count *= d;
+    // Norm weights whose gain is 1 (w = 0 where the family multiplies by 1 + w).
+    const std::vector<uint16_t> values = tensors[i].stddev > 0 ? RandomBf16(count, tensors[i].stddev, seed + i)
+                                                               : std::vector<uint16_t>(count, anyprec::F32ToBF16(1.0f - c.norm_weight_offset));
+    if (auto s = writer->Append(std::as_bytes(std::span<const uint16_t>(values))); !s.ok()) return fail(std::string(s.message()));
   }
-  if (auto s = anyprec::WriteSafetensors((fs::path(out_dir) / "model.safetensors").string(), to_write, {{"format", "pt"}}); !s.ok()) {
-    return fail(std::string(s.message()));
-  }
+  if (auto s = writer->Finish(metadata); !s.ok()) return fail(std::string(s.message()));
   std::ofstream(fs::path(out_dir) / "config.json") << config.dump(2) << "\n";
   std::fprintf(stderr, "anyprec-synthesize: wrote %s\n", out_dir.c_str());
   return 0;

@@ -2,6 +2,7 @@
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -10,6 +11,7 @@
 
 #include "gtest/gtest.h"
 #include "engine/cpu/ops.h"
+#include "engine/model/model.h"
 #include "nlohmann/json.hpp"
 #include "tests/shared_data.h"
 
@@ -276,6 +278,42 @@ TEST(Cli, SynthesizeWritesEachFamilysTensors) {
     std::filesystem::remove_all(out);
   }
   std::filesystem::remove(out + ".ids");
+}
+
+// anyprec-quantize streams a checkpoint one decoder layer at a time, calibration included, so
+// its peak memory does not grow with the layers (a Llama-3.1-8B BF16 checkpoint quantizes in
+// under 8 GiB). Of two checkpoints of one shape, with 2 and 6 layers, the second may peak above
+// the first by less than one layer's fp32 weights; widening every layer would add four.
+TEST(Cli, QuantizePeakMemoryDoesNotGrowWithTheLayers) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("anyprec-cli-stream-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const nlohmann::json config = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", 1024},
+                                 {"intermediate_size", 4096}, {"num_attention_heads", 8}, {"num_key_value_heads", 8},
+                                 {"num_hidden_layers", 2}, {"vocab_size", 512}, {"max_position_embeddings", 1024},
+                                 {"rms_norm_eps", 1e-5}, {"tie_word_embeddings", false}, {"bos_token_id", 1}, {"eos_token_id", 2}};
+  std::ofstream((dir / "config.json").string()) << config.dump();
+  constexpr double kLayerMiB = (4.0 * 1024 * 1024 + 3.0 * 4096 * 1024) * sizeof(float) / (1 << 20);
+  double peak_mib[2];
+  for (const int layers : {2, 6}) {
+    SCOPED_TRACE(layers);
+    const std::string model = (dir / ("model" + std::to_string(layers))).string();
+    const CliRun made = RunProgram(ANYPREC_SYNTHESIZE, "--config " + (dir / "config.json").string() + " --layers " +
+                                                           std::to_string(layers) + " --out " + model);
+    ASSERT_EQ(made.exit_code, 0) << made.err;
+    // Activation sensitivity and the dense dtype's measurement: every calibration pass runs.
+    const CliRun run = RunQuantize("--model " + model + " --out " + model + "-image --tokenizer " + SharedPath("models/stories260K/tok512.bin") +
+                                   " --sensitivity activation --calib-tokens 512 --seed-method lloyd --max-bits 4");
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_NE(run.err.find("dense dtype: int8 (perplexity on"), std::string::npos) << run.err;
+    const size_t at = run.err.find("peak resident memory ");
+    ASSERT_NE(at, std::string::npos) << run.err;
+    peak_mib[layers == 6] = std::stod(run.err.substr(at + std::strlen("peak resident memory ")));
+    auto image = Model::Load(model + "-image");
+    ASSERT_TRUE(image.ok()) << image.status();
+    EXPECT_EQ(image->config().num_layers, layers);
+  }
+  EXPECT_LT(peak_mib[1] - peak_mib[0], kLayerMiB) << "peaks " << peak_mib[0] << " and " << peak_mib[1] << " MiB; a layer is " << kLayerMiB;
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Cli, RuntimeErrorsAreOneClearLine) {

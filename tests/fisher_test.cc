@@ -24,7 +24,7 @@ TEST(CalibrationWindows, DrawIsDeterministicDistinctAndShaped) {
   const auto windows = DrawCalibrationWindows(text, 1, 5, 64, 7);
   ASSERT_EQ(windows.size(), 5u);
   std::set<TokenId> starts;
-  for (const CalibrationWindow& w : windows) {
+  for (const TokenWindow& w : windows) {
     ASSERT_EQ(w.inputs.size(), 64u);
     ASSERT_EQ(w.targets.size(), 64u);
     EXPECT_EQ(w.inputs[0], 1) << "BOS first, as eval runs a window";
@@ -48,7 +48,7 @@ TEST(CalibrationWindows, ShortTextGivesEveryWindowAndNoBosShifts) {
   EXPECT_TRUE(DrawCalibrationWindows(text, 1, 100, 256, 0).empty());
   const auto no_bos = DrawCalibrationWindows(text, -1, 100, 64, 0);
   ASSERT_EQ(no_bos.size(), 3u) << "65 tokens per window without a BOS";
-  for (const CalibrationWindow& w : no_bos) {
+  for (const TokenWindow& w : no_bos) {
     ASSERT_EQ(w.inputs.size(), 64u);
     for (int t = 0; t < 64; ++t) EXPECT_EQ(w.targets[t], w.inputs[t] + 1);
   }
@@ -77,7 +77,7 @@ class FisherTest : public ::testing::Test {
   }
 
   std::optional<Model> model_;
-  std::vector<CalibrationWindow> windows_;
+  std::vector<TokenWindow> windows_;
   fs::path dir_;
 };
 
@@ -85,7 +85,7 @@ TEST_F(FisherTest, SumsAreSquaredGradientsOverWindows) {
   const ModelConfig& c = model_->config();
   std::vector<std::vector<double>> want(c.num_layers * 7);
   grad::GradientPass<float> pass(c, model_->weights());
-  for (const CalibrationWindow& w : windows_) {
+  for (const TokenWindow& w : windows_) {
     ASSERT_TRUE(pass.LossAndGradients(w.inputs, w.targets, [&](int l, int j, std::span<const float> g) {
                       std::vector<double>& sums = want[l * 7 + j];
                       sums.resize(g.size());

@@ -101,6 +101,51 @@ TEST(Model, LoadsTinyStoriesInBothLayouts) {
   EXPECT_TRUE(std::equal(down_a.begin(), down_a.end(), down_b.begin()));
 }
 
+// A quantizer streaming a checkpoint loads one layer at a time: each as Load reads it (norm
+// offsets, fused projections split, biases, q/k norms, in place or widened), and gone again
+// when released.
+TEST(Model, LoadsAndReleasesOneLayerAtATime) {
+  for (const std::string& dir : {SharedPath("models/TinyStories-656K-f32"), SharedPath("models/synthetic-arch/gemma"),
+                                SharedPath("models/synthetic-arch/phi3"), SharedPath("models/synthetic-arch/qwen2"),
+                                SharedPath("models/synthetic-arch/qwen3"), SharedPath("models/synthetic-arch/llama32-bf16")}) {
+    SCOPED_TRACE(dir);
+    auto whole = Model::Load(dir);
+    auto lazy = Model::Load(dir, {.layers = false});
+    ASSERT_TRUE(whole.ok()) << whole.status();
+    ASSERT_TRUE(lazy.ok()) << lazy.status();
+    const int layers = whole->config().num_layers;
+    const auto same = [](std::span<const float> a, std::span<const float> b) { return std::equal(a.begin(), a.end(), b.begin(), b.end()); };
+    EXPECT_TRUE(same(whole->weights().embedding.values, lazy->weights().embedding.values));
+    EXPECT_TRUE(same(whole->weights().final_norm, lazy->weights().final_norm));
+    for (int i = 0; i < layers; ++i) {
+      EXPECT_FALSE(lazy->layer_loaded(i));
+      EXPECT_TRUE(lazy->weights().layers[i].wq.dense.empty());
+      ASSERT_TRUE(lazy->LoadLayer(i).ok());
+      ASSERT_TRUE(lazy->LoadLayer(i).ok()) << "loading a loaded layer is nothing";
+      const LayerWeights& want = whole->weights().layers[i];
+      const LayerWeights& got = lazy->weights().layers[i];
+      for (const arch::Norm norm : {arch::Norm::kAttention, arch::Norm::kMlp, arch::Norm::kQuery, arch::Norm::kKey}) {
+        EXPECT_TRUE(same(whole->weights().NormWeight(norm, i), lazy->weights().NormWeight(norm, i)));
+      }
+      for (int j = 0; j < arch::kLinearsPerLayer; ++j) {
+        EXPECT_EQ(want.linears()[j]->rows, got.linears()[j]->rows);
+        EXPECT_FALSE(got.linears()[j]->dense.empty());
+        EXPECT_TRUE(same(want.linears()[j]->dense, got.linears()[j]->dense)) << "layer " << i << " linear " << j;
+        EXPECT_TRUE(same(want.linears()[j]->bias, got.linears()[j]->bias));
+      }
+      lazy->ReleaseLayer(i);
+      EXPECT_FALSE(lazy->layer_loaded(i));
+      EXPECT_TRUE(lazy->weights().layers[i].w_down.dense.empty());
+      EXPECT_TRUE(lazy->weights().layers[i].attn_norm.empty());
+    }
+    // Released and loaded again, a layer reads the same.
+    ASSERT_TRUE(lazy->LoadLayer(0).ok());
+    EXPECT_TRUE(same(whole->weights().layers[0].w_up.dense, lazy->weights().layers[0].w_up.dense));
+    EXPECT_EQ(lazy->LoadLayer(layers).code(), absl::StatusCode::kOutOfRange);
+    EXPECT_EQ(lazy->LoadLayer(-1).code(), absl::StatusCode::kOutOfRange);
+  }
+}
+
 TEST(Model, LoadsShardedCheckpoints) {
   const std::string source_dir = SharedPath("models/stories260K-hf");
   auto source = SafetensorsFile::Open(source_dir + "/model.safetensors");

@@ -1,6 +1,9 @@
 #include "engine/model/safetensors.h"
 
+#include <unistd.h>
+
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
@@ -88,6 +91,61 @@ TEST(Safetensors, SurvivesRandomCorruptionOfARealFile) {
     rejected += !ParseStatus(bytes).ok();
   }
   EXPECT_GT(rejected, 1000);
+}
+
+// The writer: tensors planned, then appended in pieces of any size, in a file that a reader
+// sees only once it is whole; every misuse is an error that leaves nothing behind.
+TEST(SafetensorsWriter, WritesPlannedTensorsFromPiecesAndRefusesMisuse) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("anyprec-st-writer-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "w.safetensors").string();
+  const std::vector<SafetensorsWriter::Planned> plan = {{"a", DType::kF32, {2, 3}}, {"b", DType::kU8, {5}}};
+  const std::vector<float> a = {1, 2, 3, 4, 5, 6};
+  const std::vector<uint8_t> b = {9, 8, 7, 6, 5};
+  const auto a_bytes = std::as_bytes(std::span<const float>(a));
+  const auto b_bytes = std::as_bytes(std::span<const uint8_t>(b));
+  {
+    auto writer = SafetensorsWriter::Create(path, plan, {{"key", "0000"}});
+    ASSERT_TRUE(writer.ok()) << writer.status();
+    EXPECT_TRUE(std::filesystem::exists(path + ".partial"));
+    ASSERT_TRUE(writer->Append(a_bytes.first(5)).ok());
+    ASSERT_TRUE(writer->Append(a_bytes.subspan(5)).ok());
+    EXPECT_FALSE(writer->Finish({{"key", "abcd"}}).ok()) << "finished with tensor b missing";
+  }
+  EXPECT_FALSE(std::filesystem::exists(path + ".partial")) << "an abandoned writer leaves its partial file";
+  EXPECT_FALSE(std::filesystem::exists(path));
+  {
+    auto writer = SafetensorsWriter::Create(path, plan, {{"key", "0000"}});
+    ASSERT_TRUE(writer.ok());
+    ASSERT_TRUE(writer->Append(a_bytes).ok());
+    ASSERT_TRUE(writer->Append(b_bytes).ok());
+    const absl::Status past_the_end = writer->Append(b_bytes.first(1));
+    EXPECT_NE(std::string(past_the_end.message()).find("the planned tensors hold 29"), std::string::npos) << past_the_end;
+    EXPECT_FALSE(writer->Finish({{"key", "a longer value than was planned"}}).ok());
+  }
+  EXPECT_FALSE(std::filesystem::exists(path));
+  {
+    auto writer = SafetensorsWriter::Create(path, plan, {{"key", "0000"}});
+    ASSERT_TRUE(writer.ok());
+    ASSERT_TRUE(writer->Append(a_bytes).ok());
+    ASSERT_TRUE(writer->Append(b_bytes).ok());
+    ASSERT_TRUE(writer->Finish({{"key", "abc"}}).ok());
+    EXPECT_FALSE(writer->Append(b_bytes.first(1)).ok());
+  }
+  auto file = SafetensorsFile::Open(path);
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(file->metadata().at("key"), "abc");
+  const TensorView& read_a = file->tensors().at("a");
+  EXPECT_EQ(read_a.shape, (std::vector<int64_t>{2, 3}));
+  ASSERT_EQ(read_a.data.size(), a_bytes.size());
+  EXPECT_EQ(std::memcmp(read_a.data.data(), a.data(), a_bytes.size()), 0);
+  const TensorView& read_b = file->tensors().at("b");
+  ASSERT_EQ(read_b.data.size(), b.size());
+  EXPECT_EQ(std::memcmp(read_b.data.data(), b.data(), b.size()), 0);
+  // Dropping a tensor's pages keeps it readable: the file gives them back.
+  file->DropPages(read_a);
+  EXPECT_EQ(std::memcmp(read_a.data.data(), a.data(), a_bytes.size()), 0);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -20,6 +20,9 @@ class MappedFile {
   ~MappedFile();
 
   std::span<const std::byte> bytes() const { return {data_, size_}; }
+  // Returns the pages that overlap `range` (inside bytes()) to the page cache: the process's
+  // resident memory falls, and a later read faults them in again from the file.
+  void DropPages(std::span<const std::byte> range) const;
 
  private:
   MappedFile(const std::byte* data, size_t size) : data_(data), size_(size) {}

@@ -1,6 +1,7 @@
 // A Llama-family model loaded from a Hugging Face folder or an anyprec image: its config and
 // its weights (fp32; an image's bitplanes, and its head and embedding in fp32 or int8 rows).
-// F32 and I8 tensors stay memory-mapped; F16/BF16 tensors are widened once at load.
+// F32 and I8 tensors stay memory-mapped; F16/BF16 tensors are widened once at load, and
+// their mapped pages handed back. A quantizer may hold one decoder layer at a time.
 #pragma once
 
 #include <array>
@@ -93,12 +94,25 @@ struct ModelWeights {
   }
 };
 
+struct LoadOptions {
+  // false: only the config, the embedding, the head and the final norm; each decoder layer's
+  // weights() stay empty until LoadLayer (a quantizer streaming a checkpoint larger than memory).
+  bool layers = true;
+};
+
 class Model {
  public:
   // Loads a Hugging Face folder (config.json and model.safetensors, or the shards that
   // model.safetensors.index.json names), or an anyprec image (config.json with an "anyprec"
   // section and anyprec.safetensors, every tensor checked against its checksum).
-  static absl::StatusOr<Model> Load(const std::string& dir);
+  static absl::StatusOr<Model> Load(const std::string& dir, const LoadOptions& options = {});
+
+  // Loads decoder layer `layer`'s weights, checked as Load checks them; nothing if loaded.
+  absl::Status LoadLayer(int layer);
+  // Forgets them: widened copies freed, mapped pages handed back, weights().layers[layer]
+  // empty. Views of them, and devices made since LoadLayer, must not be used after.
+  void ReleaseLayer(int layer);
+  bool layer_loaded(int layer) const;
 
   // Moves keep every tensor where it is: what weights() views may be held across them.
   Model(Model&&) noexcept;

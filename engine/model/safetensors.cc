@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "engine/base/status_macros.h"
@@ -65,32 +66,120 @@ int64_t TensorView::NumElements() const {
   return n;
 }
 
-absl::Status WriteSafetensors(const std::string& path, std::span<const TensorToWrite> tensors,
-                              const std::map<std::string, std::string>& metadata) {
+namespace {
+
+// The header as the file stores it: JSON padded with spaces to `reserve` bytes, or to a
+// multiple of 8 when `reserve` is 0; empty when it would not fit in `reserve`.
+std::string HeaderText(std::span<const SafetensorsWriter::Planned> plan, const std::map<std::string, std::string>& metadata,
+                       uint64_t& data_bytes, uint64_t reserve) {
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
-  for (const TensorToWrite& t : tensors) {
-    header[t.name] = {{"dtype", DTypeName(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.data.size()}}};
-    offset += t.data.size();
+  for (const SafetensorsWriter::Planned& t : plan) {
+    uint64_t bytes = DTypeSize(t.dtype);
+    for (const int64_t d : t.shape) bytes *= static_cast<uint64_t>(d);
+    header[t.name] = {{"dtype", DTypeName(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
   }
+  data_bytes = offset;
   std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');
-  const uint64_t header_len = text.size();
+  const uint64_t size = reserve > 0 ? reserve : (text.size() + 7) / 8 * 8;
+  if (text.size() > size) return {};
+  text.append(size - text.size(), ' ');
+  return text;
+}
 
-  const std::string temporary = path + ".partial";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(&header_len), 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const TensorToWrite& t : tensors) out.write(reinterpret_cast<const char*>(t.data.data()), static_cast<std::streamsize>(t.data.size()));
-    out.flush();
-    if (!out) return absl::DataLossError(absl::StrCat(temporary, ": write failed: ", std::strerror(errno)));
+absl::Status WriteError(const std::string& path) {
+  return absl::DataLossError(absl::StrCat(path, ": write failed: ", std::strerror(errno)));
+}
+
+}  // namespace
+
+absl::StatusOr<SafetensorsWriter> SafetensorsWriter::Create(const std::string& path, std::vector<Planned> plan,
+                                                             const std::map<std::string, std::string>& metadata) {
+  for (const Planned& t : plan) {
+    if (std::any_of(t.shape.begin(), t.shape.end(), [](int64_t d) { return d < 0; })) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", t.name, "' has a negative dimension"));
+    }
   }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    return absl::DataLossError(absl::StrCat(path, ": cannot rename from ", temporary, ": ", std::strerror(errno)));
+  uint64_t data_bytes = 0;
+  const std::string header = HeaderText(plan, metadata, data_bytes, 0);
+  const std::string temporary = path + ".partial";
+  std::FILE* file = std::fopen(temporary.c_str(), "wb");
+  if (file == nullptr) return absl::PermissionDeniedError(absl::StrCat(temporary, ": cannot create: ", std::strerror(errno)));
+  SafetensorsWriter writer(path, std::move(plan), file, header.size(), data_bytes);
+  // The header's place, filled in by Finish.
+  if (std::fseek(file, static_cast<long>(8 + header.size()), SEEK_SET) != 0) return WriteError(temporary);
+  return writer;
+}
+
+SafetensorsWriter::SafetensorsWriter(SafetensorsWriter&& other) noexcept
+    : path_(std::move(other.path_)),
+      plan_(std::move(other.plan_)),
+      file_(std::exchange(other.file_, nullptr)),
+      header_bytes_(other.header_bytes_),
+      data_bytes_(other.data_bytes_),
+      written_(other.written_) {}
+
+SafetensorsWriter::~SafetensorsWriter() {
+  if (file_ == nullptr) return;
+  std::fclose(file_);
+  std::remove(temporary().c_str());
+}
+
+absl::Status SafetensorsWriter::Append(std::span<const std::byte> bytes) {
+  if (file_ == nullptr) return absl::FailedPreconditionError(absl::StrCat(path_, ": written already"));
+  if (bytes.size() > data_bytes_ - written_) {
+    return absl::InternalError(absl::StrCat(path_, ": ", written_ + bytes.size(), " bytes appended, the planned tensors hold ", data_bytes_));
+  }
+  if (std::fwrite(bytes.data(), 1, bytes.size(), file_) != bytes.size()) return WriteError(temporary());
+  written_ += bytes.size();
+  return absl::OkStatus();
+}
+
+absl::Status SafetensorsWriter::Finish(const std::map<std::string, std::string>& metadata) {
+  if (file_ == nullptr) return absl::FailedPreconditionError(absl::StrCat(path_, ": written already"));
+  if (written_ != data_bytes_) {
+    return absl::InternalError(absl::StrCat(path_, ": ", written_, " bytes appended, the planned tensors hold ", data_bytes_));
+  }
+  uint64_t data_bytes = 0;
+  const std::string header = HeaderText(plan_, metadata, data_bytes, header_bytes_);
+  if (header.empty()) return absl::InternalError(absl::StrCat(path_, ": the final header outgrows the space reserved for it"));
+  const uint64_t header_len = header.size();
+  const bool written = std::fseek(file_, 0, SEEK_SET) == 0 && std::fwrite(&header_len, 8, 1, file_) == 1 &&
+                       std::fwrite(header.data(), 1, header.size(), file_) == header.size();
+  const bool closed = std::fclose(std::exchange(file_, nullptr)) == 0;
+  if (!written || !closed) {
+    const absl::Status error = WriteError(temporary());
+    std::remove(temporary().c_str());
+    return error;
+  }
+  if (std::rename(temporary().c_str(), path_.c_str()) != 0) {
+    const absl::Status error = absl::DataLossError(absl::StrCat(path_, ": cannot rename from ", temporary(), ": ", std::strerror(errno)));
+    std::remove(temporary().c_str());
+    return error;
   }
   return absl::OkStatus();
+}
+
+absl::Status WriteSafetensors(const std::string& path, std::span<const TensorToWrite> tensors,
+                              const std::map<std::string, std::string>& metadata) {
+  std::vector<SafetensorsWriter::Planned> plan;
+  for (const TensorToWrite& t : tensors) plan.push_back({t.name, t.dtype, t.shape});
+  ASSIGN_OR_RETURN(SafetensorsWriter writer, SafetensorsWriter::Create(path, std::move(plan), metadata));
+  for (const TensorToWrite& t : tensors) {
+    uint64_t bytes = DTypeSize(t.dtype);
+    for (const int64_t d : t.shape) bytes *= static_cast<uint64_t>(d);
+    if (t.data.size() != bytes) {
+      return absl::InternalError(absl::StrCat(path, ": tensor '", t.name, "' has ", t.data.size(), " bytes, its shape and dtype need ", bytes));
+    }
+    RETURN_IF_ERROR(writer.Append(t.data));
+  }
+  return writer.Finish(metadata);
+}
+
+void SafetensorsFile::DropPages(const TensorView& view) const {
+  for (const MappedFile& mapping : mapping_) mapping.DropPages(view.data);
 }
 
 absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {

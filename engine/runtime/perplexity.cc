@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/base/status_macros.h"
 
 namespace anyprec {
 
@@ -15,10 +16,8 @@ double NegativeLogLikelihood(std::span<const float> logits, TokenId target) {
   return std::log(sum) + max_logit - logits[target];
 }
 
-absl::StatusOr<PerplexityResult> EvaluatePerplexity(Transformer& transformer, std::span<const TokenId> text_tokens,
-                                                    TokenId bos, int windows, int window_len,
-                                                    const ForwardOptions& options, cpu::KvDType kv_dtype,
-                                                    const std::function<void(int, int)>& progress) {
+absl::StatusOr<std::vector<TokenWindow>> PerplexityWindows(std::span<const TokenId> text_tokens, TokenId bos, int windows,
+                                                           int window_len, int context_length) {
   if (windows <= 0 || window_len <= 0) return absl::InvalidArgumentError("windows and window length must be positive");
   // Without a BOS each window's first text token opens it, unscored.
   const int lead = bos >= 0 ? 0 : 1;
@@ -28,27 +27,37 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(Transformer& transformer, st
     return absl::InvalidArgumentError(absl::StrCat("the text has ", text_tokens.size(), " tokens, fewer than ", windows,
                                                    " windows x ", window_len));
   }
-  const ModelConfig& config = transformer.config();
-  if (window_len + 1 > config.context_length()) {
+  if (window_len + 1 > context_length) {
     return absl::InvalidArgumentError(absl::StrCat("window of ", window_len, " tokens plus BOS exceeds the model's ",
-                                                   config.context_length(), " positions"));
+                                                   context_length, " positions"));
   }
-  KvCache cache(config, window_len + 1, kv_dtype);
-  std::vector<TokenId> input(window_len + 1);
-  std::vector<float> logits(static_cast<size_t>(window_len + 1) * config.vocab_size);
-  double nll_sum = 0;
+  std::vector<TokenWindow> out(windows);
   for (int w = 0; w < windows; ++w) {
     const std::span<const TokenId> segment = text_tokens.subspan(static_cast<size_t>(w * stride), stride);
-    const std::span<const TokenId> window = segment.subspan(lead);  // the scored tokens
-    input[0] = bos >= 0 ? bos : segment[0];
-    std::copy(window.begin(), window.end(), input.begin() + 1);
+    TokenWindow& window = out[w];
+    window.targets.assign(segment.begin() + lead, segment.end());
+    // The last target predicts nothing inside the window, so it is not run.
+    window.inputs.push_back(bos >= 0 ? bos : segment[0]);
+    window.inputs.insert(window.inputs.end(), window.targets.begin(), window.targets.end() - 1);
+  }
+  return out;
+}
+
+absl::StatusOr<PerplexityResult> EvaluatePerplexity(Transformer& transformer, std::span<const TokenId> text_tokens,
+                                                    TokenId bos, int windows, int window_len,
+                                                    const ForwardOptions& options, cpu::KvDType kv_dtype,
+                                                    const std::function<void(int, int)>& progress) {
+  const ModelConfig& config = transformer.config();
+  ASSIGN_OR_RETURN(const std::vector<TokenWindow> runs, PerplexityWindows(text_tokens, bos, windows, window_len, config.context_length()));
+  KvCache cache(config, window_len, kv_dtype);
+  std::vector<float> logits(static_cast<size_t>(window_len) * config.vocab_size);
+  double nll_sum = 0;
+  for (int w = 0; w < windows; ++w) {
     cache.Clear();
-    // The last input token predicts nothing inside the window, so it need not be run.
-    const std::span<const TokenId> run = std::span<const TokenId>(input).first(window_len);
-    const std::span<float> run_logits = std::span<float>(logits).first(static_cast<size_t>(window_len) * config.vocab_size);
-    if (absl::Status s = transformer.Forward(run, cache, LogitsFor::kAllTokens, run_logits, options); !s.ok()) return s;
+    if (absl::Status s = transformer.Forward(runs[w].inputs, cache, LogitsFor::kAllTokens, logits, options); !s.ok()) return s;
     for (int t = 0; t < window_len; ++t) {
-      nll_sum += NegativeLogLikelihood(run_logits.subspan(static_cast<size_t>(t) * config.vocab_size, config.vocab_size), window[t]);
+      nll_sum += NegativeLogLikelihood(std::span<const float>(logits).subspan(static_cast<size_t>(t) * config.vocab_size, config.vocab_size),
+                                       runs[w].targets[t]);
     }
     if (progress) progress(w + 1, windows);
   }

@@ -20,6 +20,18 @@ struct PerplexityResult {
   long tokens = 0;
 };
 
+// Tokens run from an empty cache, inputs[t] predicting targets[t].
+struct TokenWindow {
+  std::vector<TokenId> inputs;
+  std::vector<TokenId> targets;
+};
+
+// The windows EvaluatePerplexity runs: window w's targets are its window_len text tokens, its
+// inputs the BOS (or, without one, the text token before them) and all but the last target.
+// Fails when the text is too short or a window exceeds `context_length` positions.
+absl::StatusOr<std::vector<TokenWindow>> PerplexityWindows(std::span<const TokenId> text_tokens, TokenId bos, int windows,
+                                                           int window_len, int context_length);
+
 // `options` picks the width of an anyprec image and the kernels, `kv_dtype` how the cache
 // stores keys and values. `progress` (if set) is called after each window with (windows
 // done, windows in all).

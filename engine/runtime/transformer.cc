@@ -1,5 +1,7 @@
 #include "engine/runtime/transformer.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "engine/base/status_macros.h"
 #include "engine/model/width.h"
@@ -15,8 +17,18 @@ absl::Status Transformer::Forward(std::span<const TokenId> tokens, KvCache& cach
 absl::Status Transformer::ForwardBatch(std::span<const SequenceStep> steps, std::span<float> logits, const ForwardOptions& options) {
   const ModelConfig& c = config_;
   if (steps.empty()) return absl::InvalidArgumentError("no sequences to run");
-  if (options.observer != nullptr && !device_->host_visible()) {
-    return absl::FailedPreconditionError("observing activations needs a device whose memory the host reads (the CPU)");
+  const int first_layer = options.first_layer;
+  const int end_layer = options.end_layer < 0 ? c.num_layers : options.end_layer;
+  const bool embeds = first_layer == 0;
+  const bool makes_logits = options.hidden.empty() || !logits.empty();
+  if (first_layer < 0 || first_layer > end_layer || end_layer > c.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("layers [", first_layer, ", ", end_layer, ") of a model with ", c.num_layers));
+  }
+  if (makes_logits && end_layer < c.num_layers) {
+    return absl::InvalidArgumentError("a pass that stops before the last layer writes hidden states, not logits");
+  }
+  if ((options.observer != nullptr || !embeds || !makes_logits) && !device_->host_visible()) {
+    return absl::FailedPreconditionError("observing activations or running part of the layers needs a device whose memory the host reads (the CPU)");
   }
   // The token rows of all sequences, one after another; linear layers run on all of them at
   // once (each row at its sequence's width), attention on each sequence against its cache.
@@ -44,8 +56,12 @@ absl::Status Transformer::ForwardBatch(std::span<const SequenceStep> steps, std:
       r.bits.push_back(step.bits);
     }
   }
+  if (!makes_logits) logit_rows.clear();
   if (logits.size() != logit_rows.size() * c.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat("logits buffer holds ", logits.size(), " floats, need ", logit_rows.size() * c.vocab_size));
+  }
+  if ((!embeds || !makes_logits) && options.hidden.size() != r.ids.size() * c.hidden_size) {
+    return absl::InvalidArgumentError(absl::StrCat("hidden states hold ", options.hidden.size(), " floats, need ", r.ids.size() * c.hidden_size));
   }
 
   Device& d = *device_;
@@ -67,8 +83,12 @@ absl::Status Transformer::ForwardBatch(std::span<const SequenceStep> steps, std:
   using arch::LinearId;
 
   RETURN_IF_ERROR(d.BeginStep(r));
-  RETURN_IF_ERROR(d.Embed(x));
-  for (int layer = 0; layer < c.num_layers; ++layer) {
+  if (embeds) {
+    RETURN_IF_ERROR(d.Embed(x));
+  } else {
+    std::copy(options.hidden.begin(), options.hidden.end(), x);
+  }
+  for (int layer = first_layer; layer < end_layer; ++layer) {
     // Attention block.
     RETURN_IF_ERROR(d.RmsNorm(Norm::kAttention, layer, x, r.rows(), normed));
     observe(layer, LinearInput::kAttention, normed, c.hidden_size);
@@ -100,6 +120,10 @@ absl::Status Transformer::ForwardBatch(std::span<const SequenceStep> steps, std:
     RETURN_IF_ERROR(d.Add(x, projected, n * h));
   }
   for (const SequenceStep& step : steps) step.cache->Advance(static_cast<int>(step.tokens.size()));
+  if (!makes_logits) {
+    std::copy(x, x + n * h, options.hidden.begin());
+    return absl::OkStatus();
+  }
 
   // Final norm and head, only for the rows whose logits are wanted.
   for (size_t i = 0; i < logit_rows.size(); ++i) RETURN_IF_ERROR(d.RmsNorm(Norm::kFinal, 0, x + logit_rows[i] * h, 1, normed + i * h));

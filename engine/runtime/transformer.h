@@ -36,6 +36,16 @@ struct ForwardOptions {
   int bits = 0;
   // Needs a device whose activations the host can read (the CPU).
   LinearInputObserver* observer = nullptr;
+  // Part of the pass, for a quantizer that holds one decoder layer at a time: layers
+  // [first_layer, end_layer) only (end_layer -1: to the last). With first_layer > 0 the rows'
+  // hidden states are read from `hidden` instead of embedded. Given `hidden` and an empty
+  // logits span, the pass writes the hidden states after its last layer back to `hidden`
+  // instead of making logits (which a pass stopping short of the last layer must do). `hidden`
+  // holds rows x hidden_size floats, the steps' rows in order. Needs a host-readable device.
+  // The caches advance as after a whole pass.
+  int first_layer = 0;
+  int end_layer = -1;
+  std::span<float> hidden = {};
 };
 
 // One sequence's share of a batched forward step.
