@@ -205,13 +205,16 @@ std::unique_ptr<grpc::Server> StartGrpc(const ServerFlags& f, const std::vector<
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(f.listen, credentials, &port);
+  // gRPC binds with SO_REUSEPORT by default: a second server on a port already served would
+  // start and silently split its traffic (an old version still answering after a deploy).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   if (f.max_connection_age > 0) {
     builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, static_cast<int>(std::min(f.max_connection_age * 1000, 2e9)));
   }
   for (grpc::Service* service : services) builder.RegisterService(service);
   std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
   if (!grpc_server || port == 0) {
-    server::Log(err, "cannot listen", {{"listen", f.listen}});
+    server::Log(err, "cannot listen: the address is in use or not this host's", {{"listen", f.listen}});
     return nullptr;
   }
   return grpc_server;

@@ -590,6 +590,26 @@ TEST_F(ServerTest, ServesOverTlsAndLogsJson) {
   fs::remove_all(dir);
 }
 
+// Each listener refuses an address another server holds, with a clear line and a non-zero
+// exit, rather than sharing it (gRPC's SO_REUSEPORT would have split the traffic).
+TEST_F(ServerTest, EveryListenerRefusesAPortInUse) {
+  ServerProcess first({"--model", image_});
+  ASSERT_TRUE(first.started());
+  // Bounded: a server that shared the port would serve on, and the test must fail, not hang.
+  const std::string grpc_taken = Capture("timeout 60 " + std::string(ANYPREC_SERVER) + " --model " + image_ + " --listen " +
+                                         first.address() + " --metrics-listen 127.0.0.1:0 2>&1; echo exit=$?");
+  EXPECT_NE(grpc_taken.find("cannot listen: the address is in use"), std::string::npos) << grpc_taken;
+  EXPECT_NE(grpc_taken.find(first.address()), std::string::npos) << grpc_taken;
+  EXPECT_NE(grpc_taken.find("exit=1"), std::string::npos) << grpc_taken;
+  const std::string metrics_taken = Capture("timeout 60 " + std::string(ANYPREC_SERVER) + " --model " + image_ +
+                                            " --listen 127.0.0.1:0 --metrics-listen " + first.metrics_address() + " 2>&1; echo exit=$?");
+  EXPECT_NE(metrics_taken.find("cannot serve metrics on " + first.metrics_address()), std::string::npos) << metrics_taken;
+  EXPECT_NE(metrics_taken.find("exit=1"), std::string::npos) << metrics_taken;
+  // The first server still answers alone.
+  EXPECT_EQ(Scrape(first, "anyprec_kv_cache_usage_ratio"), 0) << "metrics still served";
+  EXPECT_EQ(first.Terminate(), 0);
+}
+
 TEST_F(ServerTest, AnonymousServingNeedsLoopbackOrATenantsFile) {
   const std::string refused =
       Capture(std::string(ANYPREC_SERVER) + " --model " + image_ + " --listen 0.0.0.0:0 --metrics-listen 127.0.0.1:0 2>&1; echo exit=$?");
