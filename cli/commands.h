@@ -44,6 +44,16 @@ struct TokenizeOptions {
   bool json = false;
 };
 
+struct RenderChatOptions {
+  std::string model_dir;      // its chat template and special tokens, unless template_path is given
+  std::string template_path;
+  std::string messages_path;  // a JSON array of messages
+  bool add_generation_prompt = false;
+  std::optional<std::string> bos_token;  // unset: the model's, else undefined
+  std::optional<std::string> eos_token;
+  std::vector<std::string> variables;  // NAME=JSON
+};
+
 struct ClientOptions {
   std::string address = "127.0.0.1:50051";
   std::string api_key;
@@ -69,6 +79,7 @@ void AddClientCommand(CLI::App& app, ClientOptions& options);
 void AddEvalCommand(CLI::App& app, EvalOptions& options);
 void AddInspectCommand(CLI::App& app, InspectOptions& options);
 void AddTokenizeCommand(CLI::App& app, TokenizeOptions& options);
+void AddRenderChatCommand(CLI::App& app, RenderChatOptions& options);
 
 // Logs `status` as one line and returns `exit_code`.
 int ReportError(const absl::Status& status, int exit_code);
@@ -78,6 +89,7 @@ int RunGenerate(const GenerateOptions& options);
 int RunEval(const EvalOptions& options);
 int RunInspect(const InspectOptions& options);
 int RunTokenize(const TokenizeOptions& options);
+int RunRenderChat(const RenderChatOptions& options);
 int RunClient(const ClientOptions& options);
 
 }  // namespace anyprec::cli

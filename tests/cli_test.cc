@@ -58,7 +58,7 @@ void ExpectEnded(const CliRun& run, int exit_code, const std::string& says) {
 }
 
 TEST(Cli, HelpOnEveryCommand) {
-  for (const char* command : {"--help", "generate --help", "eval --help", "inspect --help", "tokenize --help"}) {
+  for (const char* command : {"--help", "generate --help", "eval --help", "inspect --help", "tokenize --help", "render-chat --help"}) {
     const CliRun run = RunCli(command);
     EXPECT_EQ(run.exit_code, 0) << command;
     EXPECT_NE(run.out.find("Usage"), std::string::npos) << command;
@@ -254,6 +254,55 @@ TEST(Cli, EvalTokenIdsRunsIdsAsGiven) {
 
 // anyprec-synthesize writes each family's checkpoint as Hugging Face does (Phi-3's fused
 // projections, Qwen's biases, Qwen3's q/k norms), which the engine then loads and runs.
+// The `index`th conversation of a chat template's reference file (../shared/chat-templates),
+// its messages written to `messages_path`.
+nlohmann::json ReferenceConversation(const std::string& name, int index, const std::string& messages_path) {
+  std::ifstream lines(SharedPath("chat-templates/" + name + ".reference.jsonl"));
+  std::string line;
+  for (int i = 0; i <= index; ++i) std::getline(lines, line);
+  nlohmann::json reference = nlohmann::json::parse(line);
+  std::ofstream(messages_path) << reference["messages"].dump();
+  return reference;
+}
+
+TEST(Cli, RenderChatPrintsTheReferenceRendering) {
+  const std::string messages = std::filesystem::temp_directory_path() / ("anyprec-cli-chat-" + std::to_string(::getpid()) + ".json");
+  // gemma3, system + user: the template from its file, the special tokens given.
+  const nlohmann::json gemma = ReferenceConversation("gemma3", 1, messages);
+  const CliRun from_file = RunCli("render-chat --template " + SharedPath("chat-templates/gemma3.jinja") + " --messages " + messages +
+                                  " --add-generation-prompt --bos-token '<bos>' --eos-token '<end_of_turn>'");
+  EXPECT_EQ(from_file.exit_code, 0) << from_file.err;
+  EXPECT_EQ(from_file.out, gemma["rendered"].get<std::string>());
+  // Llama 3.1, multi-turn: the template and BOS from the tokenizer folder, the date as a --var.
+  const nlohmann::json llama = ReferenceConversation("llama-3.1", 2, messages);
+  const CliRun from_model = RunCli("render-chat --model " + SharedPath("tokenizers/llama-3.1") + " --messages " + messages +
+                                   " --add-generation-prompt --var 'date_string=\"05 Dec 2025\"'");
+  EXPECT_EQ(from_model.exit_code, 0) << from_model.err;
+  EXPECT_EQ(from_model.out, llama["rendered"].get<std::string>());
+  // A template that raises fails with its message.
+  ReferenceConversation("gemma3", 9, messages);
+  ExpectEnded(RunCli("render-chat --template " + SharedPath("chat-templates/gemma3.jinja") + " --messages " + messages), 1,
+              "Conversation roles must alternate user/assistant/user/assistant/...");
+  std::filesystem::remove(messages);
+}
+
+TEST(Cli, RenderChatUsageErrors) {
+  const std::string chat_template = SharedPath("chat-templates/qwen3.jinja");
+  const std::string messages = std::filesystem::temp_directory_path() / ("anyprec-cli-chat-usage-" + std::to_string(::getpid()) + ".json");
+  std::ofstream(messages) << R"([{"role": "user", "content": "hi"}])";
+  for (const std::string& args : {"render-chat --messages " + messages, "render-chat --template " + chat_template,
+                                 "render-chat --template " + chat_template + " --model " + SharedPath("tokenizers/qwen3") + " --messages " + messages,
+                                 "render-chat --template " + chat_template + " --messages " + messages + " --var enable_thinking",
+                                 "render-chat --template " + chat_template + " --messages " + messages + " --var 'x={bad'"}) {
+    const CliRun run = RunCli(args);
+    EXPECT_EQ(run.exit_code, 2) << args << "\n" << run.err;
+  }
+  std::ofstream(messages) << "{}";
+  ExpectEnded(RunCli("render-chat --template " + chat_template + " --messages " + messages), 1, "not a JSON array of messages");
+  ExpectEnded(RunCli("render-chat --model " + SharedPath("tokenizers/gpt2") + " --messages " + messages), 1, "has no chat template");
+  std::filesystem::remove(messages);
+}
+
 TEST(Cli, SynthesizeWritesEachFamilysTensors) {
   const std::string out = std::filesystem::temp_directory_path() / ("anyprec-synth-" + std::to_string(::getpid()));
   std::ofstream(out + ".ids") << "1 2 3 4 5";

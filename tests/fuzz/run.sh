@@ -10,7 +10,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors_fuzz model_config_fuzz model_dir_fuzz tokenizer_file_fuzz tokenizer_fuzz tenants_fuzz request_fuzz)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors_fuzz model_config_fuzz model_dir_fuzz tokenizer_file_fuzz tokenizer_fuzz chat_template_fuzz tenants_fuzz request_fuzz)
 build="$root/build-fuzz"
 
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
@@ -24,6 +24,11 @@ export ANYPREC_SHARED=${ANYPREC_SHARED:-$root/../shared}
 mkdir -p "$build/corpus/model_config_fuzz"
 for config in "$ANYPREC_SHARED"/models/synthetic-arch/*/config.json; do
   install -m 0644 "$config" "$build/corpus/model_config_fuzz/$(basename "$(dirname "$config")").json"
+done
+# The real chat templates (../shared/chat-templates), likewise.
+mkdir -p "$build/corpus/chat_template_fuzz"
+for chat_template in "$ANYPREC_SHARED"/chat-templates/*.jinja; do
+  install -m 0644 "$chat_template" "$build/corpus/chat_template_fuzz/$(basename "$chat_template")"
 done
 for target in "${targets[@]}"; do
   corpus="$build/corpus/$target"

@@ -37,6 +37,8 @@ forbid flags -- server/ quantizer/ loadtest/
 forbid engine/model engine/tokenizer engine/base -- engine/runtime/ engine/device/ engine/cpu/ engine/cuda/
 forbid engine/cpu engine/cuda -- engine/model/model.h engine/model/arch.h engine/device/ engine/runtime/
 forbid engine/device -- engine/runtime/
+# Chat templates are text over JSON: they know no model, tokenizer, device or runtime.
+forbid engine/chat -- engine/model/ engine/tokenizer/ engine/device/ engine/runtime/ engine/cpu/ engine/cuda/
 # The quantizer's training graph runs on the CPU operators and the model, beneath the
 # quantizer's passes: it knows no device, runtime or quantizer pass.
 forbid quantizer/grad -- engine/device/ engine/runtime/ engine/cuda/ 'quantizer/[a-z_]*[.]h'
