@@ -42,7 +42,7 @@ std::vector<std::pair<std::string, std::string>> TokenizerFiles(const std::strin
     files.emplace_back(tokenizer_path, tokenizer_path.ends_with(".json") ? "tokenizer.json" : "tokenizer.bin");
     return files;
   }
-  for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "chat_template.jinja"}) {
     if (const fs::path p = fs::path(model_dir) / name; fs::exists(p)) files.emplace_back(p.string(), name);
   }
   return files;
