@@ -11,7 +11,7 @@ build_packages=(
   build-essential cmake ninja-build ccache pkg-config
   libabsl-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libpcre2-dev libutf8proc-dev libhwy-dev libxxhash-dev libopenblas-dev libtomlplusplus-dev libssl-dev openssl
-  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc prometheus-cpp-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc prometheus-cpp-dev libcpp-httplib-dev
 )
 test_packages=(
   git curl prometheus gnuplot-nox clang libclang-rt-14-dev

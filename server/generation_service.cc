@@ -61,18 +61,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
 
   void OnFinish(const RequestSummary& summary) override {
     const FinishReason reason = summary.reason;
-    nlohmann::json fields = {{"id", id_},
-                             {"tenant", tenant_},
-                             {"bits", bits_},
-                             {"prompt_tokens", summary.prompt_tokens},
-                             {"completion_tokens", summary.completion_tokens},
-                             {"finish", pb::FinishReason_Name(ToProto(reason))},
-                             {"queue_ms", summary.queue_seconds * 1e3},
-                             {"total_ms", summary.total_seconds * 1e3},
-                             {"preemptions", summary.preemptions},
-                             {"peer", peer_}};
-    if (summary.ttft_seconds) fields["ttft_ms"] = *summary.ttft_seconds * 1e3;
-    Log(spdlog::level::info, "request", fields);
+    LogFinishedRequest(id_, tenant_, bits_, summary, "grpc", peer_);
     std::unique_lock lock(mutex_);
     pb::GenerateResponse& last = pending_.emplace_back();
     last.set_finish_reason(ToProto(reason));
@@ -181,6 +170,23 @@ class RejectedReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
 };
 
 }  // namespace
+
+void LogFinishedRequest(const std::string& id, const std::string& tenant, int bits, const RequestSummary& summary, std::string_view api,
+                        const std::string& peer) {
+  nlohmann::json fields = {{"id", id},
+                           {"api", api},
+                           {"tenant", tenant},
+                           {"bits", bits},
+                           {"prompt_tokens", summary.prompt_tokens},
+                           {"completion_tokens", summary.completion_tokens},
+                           {"finish", pb::FinishReason_Name(ToProto(summary.reason))},
+                           {"queue_ms", summary.queue_seconds * 1e3},
+                           {"total_ms", summary.total_seconds * 1e3},
+                           {"preemptions", summary.preemptions},
+                           {"peer", peer}};
+  if (summary.ttft_seconds) fields["ttft_ms"] = *summary.ttft_seconds * 1e3;
+  Log(spdlog::level::info, "request", fields);
+}
 
 GenerationService::GenerationService(const Model& model, const Tokenizer& tokenizer, Scheduler& scheduler,
                                      const TenantRegistry& tenants, ServiceConfig config, ServerMetrics* metrics)

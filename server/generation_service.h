@@ -43,6 +43,10 @@ class GenerationService final : public anyprec::v1::Generation::CallbackService 
   std::atomic<uint64_t> next_request_id_{1};
 };
 
+// The access log line of a finished request, from either front (`api`: "grpc" or "http").
+void LogFinishedRequest(const std::string& id, const std::string& tenant, int bits, const RequestSummary& summary, std::string_view api,
+                        const std::string& peer);
+
 // The value of a call's `authorization` metadata, if it sent one.
 std::optional<std::string_view> Authorization(const grpc::CallbackServerContext& context);
 

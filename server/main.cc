@@ -18,7 +18,9 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/admin_service.h"
+#include "engine/chat/chat_template.h"
 #include "server/generation_service.h"
+#include "server/http_front.h"
 #include "server/logging.h"
 #include "server/metrics.h"
 #include "server/tenants.h"
@@ -91,6 +93,8 @@ struct ServerFlags {
   anyprec::EngineOptions engine;
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9464";
+  std::string http_listen = "127.0.0.1:8000";
+  std::string chat_template_path;
   std::string tenants_path;
   std::string api_key_dir;
   std::string tls_cert;
@@ -107,6 +111,14 @@ void AddServerFlags(CLI::App& app, ServerFlags& f) {
   anyprec::flags::AddEngineOptions(app, f.engine);
   app.add_option("--listen", f.listen, "gRPC address; port 0 picks a free one")->capture_default_str();
   app.add_option("--metrics-listen", f.metrics_listen, "Prometheus /metrics address")->capture_default_str();
+  app.add_option("--http-listen", f.http_listen,
+                 "OpenAI-compatible HTTP address (/v1/models, /v1/completions, /v1/chat/completions); empty: none; port 0 "
+                 "picks a free one")
+      ->capture_default_str();
+  app.add_option("--chat-template", f.chat_template_path,
+                 "Jinja chat template for /v1/chat/completions instead of the model's own (tokenizer_config.json or "
+                 "chat_template.jinja)")
+      ->check(CLI::ExistingFile);
   app.add_option("--tenants", f.tenants_path,
                  "Tenants file (TOML, docs/TENANTS.md); without one, anonymous requests are served, on loopback only")
       ->check(CLI::ExistingFile);
@@ -160,6 +172,9 @@ std::optional<std::string> FlagsConflict(const ServerFlags& f) {
   }
   if (f.tenants_path.empty() && !IsLoopback(HostOf(f.listen))) {
     return "without --tenants the server takes anonymous requests, so it listens on loopback only (--listen " + f.listen + ")";
+  }
+  if (f.tenants_path.empty() && !f.http_listen.empty() && !IsLoopback(HostOf(f.http_listen))) {
+    return "without --tenants the server takes anonymous requests, so it listens on loopback only (--http-listen " + f.http_listen + ")";
   }
   return std::nullopt;
 }
@@ -220,6 +235,32 @@ std::unique_ptr<grpc::Server> StartGrpc(const ServerFlags& f, const std::vector<
   return grpc_server;
 }
 
+// The chat template /v1/chat/completions renders: --chat-template, else the model's own (its
+// tokenizer_config.json or chat_template.jinja); nullopt, having said so, when there is none or
+// it does not parse: chat requests are then refused with that reason, completions still served.
+std::optional<anyprec::ModelChatTemplate> LoadServedChatTemplate(const ServerFlags& f, const anyprec::Tokenizer& tokenizer,
+                                                                 const anyprec::ModelConfig& config, int& exit_code) {
+  absl::StatusOr<anyprec::ModelChatTemplate> own = anyprec::LoadChatTemplate(f.engine.model_dir);
+  if (f.chat_template_path.empty()) {
+    if (own.ok()) return *std::move(own);
+    server::Log(own.status().code() == absl::StatusCode::kNotFound ? info : warn,
+                "no chat template: /v1/chat/completions is refused, /v1/completions served", {{"reason", std::string(own.status().message())}});
+    return std::nullopt;
+  }
+  const std::optional<std::string> source = ReadText(f.chat_template_path);
+  absl::StatusOr<anyprec::ChatTemplate> parsed =
+      source ? anyprec::ChatTemplate::Parse(*source, f.chat_template_path) : absl::NotFoundError(f.chat_template_path + ": cannot read");
+  if (!parsed.ok()) {
+    server::Log(err, std::string(parsed.status().message()));
+    exit_code = 1;
+    return std::nullopt;
+  }
+  // The special tokens' text: the folder's tokenizer_config.json's, else the config's ids' pieces.
+  const auto piece = [&](int id) { return id >= 0 ? std::optional<std::string>(tokenizer.Piece(id)) : std::nullopt; };
+  return anyprec::ModelChatTemplate{*std::move(parsed), own.ok() ? own->bos_token : piece(config.bos_token_id),
+                                    own.ok() ? own->eos_token : piece(config.eos_token_ids.empty() ? -1 : config.eos_token_ids.front())};
+}
+
 // Until SIGTERM or SIGINT: rereads the tenants on SIGHUP.
 void ServeUntilStopped(server::TenantRegistry& tenants, server::ServerMetrics& metrics) {
   while (g_stop_signal == 0) {
@@ -243,6 +284,9 @@ int main(int argc, char** argv) {
   CLI::App app{"anyprec-server: serve every width of an anyprec image over gRPC\n(`anyprec-server hash-key` < KEY prints an API key's hash for the tenants file)"};
   std::signal(SIGTERM, OnStopSignal);
   std::signal(SIGINT, OnStopSignal);
+  // A client that leaves mid-answer makes the HTTP front's next write fail, which it handles;
+  // the signal that write raises would end the server.
+  std::signal(SIGPIPE, SIG_IGN);
   ServerFlags flags;
   AddServerFlags(app, flags);
   if (const auto exit_code = anyprec::flags::ParseOrExitCode(app, argc, argv)) return *exit_code;
@@ -295,6 +339,18 @@ int main(int argc, char** argv) {
   int port = 0;
   const std::unique_ptr<grpc::Server> grpc_server = StartGrpc(flags, {&generation, &admin}, port);
   if (!grpc_server) return 1;
+  const std::optional<anyprec::ModelChatTemplate> chat = LoadServedChatTemplate(flags, engine.tokenizer(), config, exit_code);
+  if (exit_code != 0) return exit_code;
+  std::unique_ptr<server::HttpFront> http;
+  if (!flags.http_listen.empty()) {
+    const server::openai::ServedModel served{&model, &engine.tokenizer(), chat ? &*chat : nullptr, 4096};
+    auto started = server::HttpFront::Start(flags.http_listen, served, generation, scheduler, *tenants, metrics->get());
+    if (!started.ok()) {
+      server::Log(err, std::string(started.status().message()));
+      return 1;
+    }
+    http = *std::move(started);
+  }
   grpc::HealthCheckServiceInterface* health = grpc_server->GetHealthCheckService();
   std::atomic<bool> draining = false;
   std::atomic<bool> stalled = false;
@@ -329,11 +385,15 @@ int main(int argc, char** argv) {
                {"anonymous", policy->anonymous_tenant.value_or("not allowed")},
                {"grpc", host + ":" + std::to_string(port)},
                {"tls", !flags.tls_cert.empty()},
-               {"metrics", metrics_host + ":" + std::to_string((*metrics)->port()) + "/metrics"}});
+               {"metrics", metrics_host + ":" + std::to_string((*metrics)->port()) + "/metrics"},
+               {"http", http ? HostOf(flags.http_listen) + ":" + std::to_string(http->port()) : std::string("off")},
+               {"chat_template", chat ? chat->chat_template.name() : std::string("none")}});
   // Before the line that tells callers the server is up, so that no signal finds the defaults.
   g_serving = 1;
   std::signal(SIGHUP, OnReloadSignal);
-  std::printf("listening on %s:%d, metrics on %s:%d\n", host.c_str(), port, metrics_host.c_str(), (*metrics)->port());
+  std::printf("listening on %s:%d, metrics on %s:%d", host.c_str(), port, metrics_host.c_str(), (*metrics)->port());
+  if (http) std::printf(", http on %s:%d", HostOf(flags.http_listen).c_str(), http->port());
+  std::printf("\n");
   std::fflush(stdout);
 
   ServeUntilStopped(*tenants, **metrics);
@@ -349,6 +409,7 @@ int main(int argc, char** argv) {
   grpc_server->Shutdown(std::chrono::system_clock::now() + grace);
   scheduler.WaitIdle(server::Clock::now() + std::chrono::seconds(2));
   scheduler.Stop();
+  http.reset();  // its streams have ended with the scheduler's requests
   server::Log(info, "stopped");
   return 0;
 }

@@ -27,7 +27,7 @@ ServerProcess::ServerProcess(const std::string& binary, const std::vector<std::s
   if (!log_path.empty()) {
     posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   }
-  std::vector<std::string> argv_storage = {binary, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"};
+  std::vector<std::string> argv_storage = {binary, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"};
   argv_storage.insert(argv_storage.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (std::string& a : argv_storage) argv.push_back(a.data());
@@ -35,18 +35,49 @@ ServerProcess::ServerProcess(const std::string& binary, const std::vector<std::s
   if (posix_spawn(&pid_, binary.c_str(), &actions, nullptr, argv.data(), environ) != 0) pid_ = -1;
   posix_spawn_file_actions_destroy(&actions);
   ::close(out[1]);
-  // The server prints "listening on HOST:PORT, metrics on HOST:PORT" once it serves.
+  // The server prints "listening on HOST:PORT, metrics on HOST:PORT[, http on HOST:PORT]" once
+  // it serves.
   FILE* stream = ::fdopen(out[0], "r");
   char line[256] = {};
   if (pid_ > 0 && std::fgets(line, sizeof(line), stream) != nullptr) {
-    const std::string text(line);
-    const size_t comma = text.find(", metrics on ");
-    if (text.starts_with("listening on ") && comma != std::string::npos) {
-      address_ = text.substr(13, comma - 13);
-      metrics_address_ = text.substr(comma + 13, text.size() - comma - 14);
+    std::string text(line);
+    if (text.ends_with("\n")) text.pop_back();
+    const size_t metrics = text.find(", metrics on ");
+    const size_t http = text.find(", http on ");
+    if (text.starts_with("listening on ") && metrics != std::string::npos) {
+      address_ = text.substr(13, metrics - 13);
+      metrics_address_ = text.substr(metrics + 13, http == std::string::npos ? std::string::npos : http - metrics - 13);
+      if (http != std::string::npos) http_address_ = text.substr(http + 10);
     }
   }
   std::fclose(stream);
+}
+
+Result Generate(anyprec::v1::Generation::Stub& stub, const anyprec::v1::GenerateRequest& request, const std::string& api_key) {
+  grpc::ClientContext context;
+  if (!api_key.empty()) context.AddMetadata("authorization", "Bearer " + api_key);
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto reader = stub.Generate(&context, request);
+  Result result;
+  anyprec::v1::GenerateResponse response;
+  while (reader->Read(&response)) {
+    for (const auto& t : response.tokens()) {
+      result.text += t.text();
+      result.ids.push_back(t.id());
+    }
+    result.text += response.text();
+    result.messages.push_back(response);
+  }
+  result.status = reader->Finish();
+  return result;
+}
+
+anyprec::v1::GenerateRequest Greedy(const std::string& prompt, int bits, int max_new_tokens) {
+  anyprec::v1::GenerateRequest r;
+  r.set_text(prompt);
+  r.set_bits(bits);
+  r.set_max_new_tokens(max_new_tokens);
+  return r;
 }
 
 ServerProcess::~ServerProcess() {

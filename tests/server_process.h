@@ -15,7 +15,8 @@
 
 namespace anyprec::testing {
 
-// Starts `binary` with `args` (after --listen/--metrics-listen on port 0) and waits for its
+// Starts `binary` with `args` (after --listen/--metrics-listen/--http-listen on port 0, which
+// `args` may override) and waits for its
 // "listening on" line; stops it with SIGTERM when destroyed. Its log (stderr) goes to
 // `log_path` when given.
 class ServerProcess {
@@ -35,6 +36,8 @@ class ServerProcess {
 
   const std::string& address() const { return address_; }
   const std::string& metrics_address() const { return metrics_address_; }
+  // The OpenAI-compatible HTTP front's HOST:PORT; empty when it is off.
+  const std::string& http_address() const { return http_address_; }
   std::unique_ptr<anyprec::v1::Generation::Stub> Stub() const;
   std::unique_ptr<anyprec::v1::Admin::Stub> AdminStub() const;
 
@@ -42,7 +45,21 @@ class ServerProcess {
   pid_t pid_ = -1;
   std::string address_;
   std::string metrics_address_;
+  std::string http_address_;
 };
+
+// One Generate call as a client saw it: every message, the text and ids they carried, and how
+// the call ended.
+struct Result {
+  grpc::Status status;
+  std::vector<anyprec::v1::GenerateResponse> messages;
+  std::string text;
+  std::vector<int> ids;
+};
+// Runs `request` to its end (deadline 60 s), as `api_key`'s tenant when one is given.
+Result Generate(anyprec::v1::Generation::Stub& stub, const anyprec::v1::GenerateRequest& request, const std::string& api_key = "");
+// A greedy request for `prompt` at `bits` (0: the default width).
+anyprec::v1::GenerateRequest Greedy(const std::string& prompt, int bits, int max_new_tokens);
 
 // The standard output of a shell command.
 std::string Capture(const std::string& command);

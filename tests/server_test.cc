@@ -31,6 +31,9 @@ namespace {
 namespace fs = std::filesystem;
 namespace pb = anyprec::v1;
 using testing::Capture;
+using testing::Generate;
+using testing::Greedy;
+using testing::Result;
 using testing::Scrape;
 using testing::ScrapeUntil;
 using testing::SharedPath;
@@ -43,40 +46,6 @@ class ServerProcess : public testing::ServerProcess {
     EXPECT_TRUE(started()) << "the server did not start";
   }
 };
-
-struct Result {
-  grpc::Status status;
-  std::vector<pb::GenerateResponse> messages;
-  std::string text;
-  std::vector<int> ids;
-};
-
-Result Generate(pb::Generation::Stub& stub, const pb::GenerateRequest& request, const std::string& api_key = "") {
-  grpc::ClientContext context;
-  if (!api_key.empty()) context.AddMetadata("authorization", "Bearer " + api_key);
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  auto reader = stub.Generate(&context, request);
-  Result result;
-  pb::GenerateResponse response;
-  while (reader->Read(&response)) {
-    for (const auto& t : response.tokens()) {
-      result.text += t.text();
-      result.ids.push_back(t.id());
-    }
-    result.text += response.text();
-    result.messages.push_back(response);
-  }
-  result.status = reader->Finish();
-  return result;
-}
-
-pb::GenerateRequest Greedy(const std::string& prompt, int bits, int max_new_tokens) {
-  pb::GenerateRequest r;
-  r.set_text(prompt);
-  r.set_bits(bits);
-  r.set_max_new_tokens(max_new_tokens);
-  return r;
-}
 
 std::string RunGenerate(const std::string& image, const std::string& prompt, int bits, int max_new_tokens) {
   return Capture(std::string(ANYPREC_CLI) + " generate --model " + image + " --bits " + std::to_string(bits) +
@@ -591,7 +560,7 @@ TEST_F(ServerTest, ServesOverTlsAndLogsJson) {
 }
 
 // Each listener refuses an address another server holds, with a clear line and a non-zero
-// exit, rather than sharing it (gRPC's SO_REUSEPORT would have split the traffic).
+// exit, rather than sharing it (gRPC's and httplib's SO_REUSEPORT would have split the traffic).
 TEST_F(ServerTest, EveryListenerRefusesAPortInUse) {
   ServerProcess first({"--model", image_});
   ASSERT_TRUE(first.started());
@@ -605,6 +574,11 @@ TEST_F(ServerTest, EveryListenerRefusesAPortInUse) {
                                             " --listen 127.0.0.1:0 --metrics-listen " + first.metrics_address() + " 2>&1; echo exit=$?");
   EXPECT_NE(metrics_taken.find("cannot serve metrics on " + first.metrics_address()), std::string::npos) << metrics_taken;
   EXPECT_NE(metrics_taken.find("exit=1"), std::string::npos) << metrics_taken;
+  const std::string http_taken = Capture("timeout 60 " + std::string(ANYPREC_SERVER) + " --model " + image_ +
+                                         " --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --http-listen " + first.http_address() +
+                                         " 2>&1; echo exit=$?");
+  EXPECT_NE(http_taken.find("cannot serve HTTP on " + first.http_address() + ": the address is in use"), std::string::npos) << http_taken;
+  EXPECT_NE(http_taken.find("exit=1"), std::string::npos) << http_taken;
   // The first server still answers alone.
   EXPECT_EQ(Scrape(first, "anyprec_kv_cache_usage_ratio"), 0) << "metrics still served";
   EXPECT_EQ(first.Terminate(), 0);
@@ -615,6 +589,10 @@ TEST_F(ServerTest, AnonymousServingNeedsLoopbackOrATenantsFile) {
       Capture(std::string(ANYPREC_SERVER) + " --model " + image_ + " --listen 0.0.0.0:0 --metrics-listen 127.0.0.1:0 2>&1; echo exit=$?");
   EXPECT_NE(refused.find("loopback only"), std::string::npos) << refused;
   EXPECT_NE(refused.find("exit=2"), std::string::npos) << refused;
+  const std::string http_refused = Capture(std::string(ANYPREC_SERVER) + " --model " + image_ +
+                                           " --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --http-listen 0.0.0.0:0 2>&1; echo exit=$?");
+  EXPECT_NE(http_refused.find("loopback only (--http-listen 0.0.0.0:0)"), std::string::npos) << http_refused;
+  EXPECT_NE(http_refused.find("exit=2"), std::string::npos) << http_refused;
 }
 
 }  // namespace

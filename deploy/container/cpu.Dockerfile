@@ -27,7 +27,7 @@ USER 10001:10001
 WORKDIR /var/lib/anyprec
 VOLUME /models
 # gRPC (Generation, Admin, grpc.health.v1) and Prometheus /metrics.
-EXPOSE 50051 9464
+EXPOSE 50051 9464 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=300s --retries=3 \
   CMD ["healthcheck.sh"]
 # SIGTERM drains: in-flight requests run on for --shutdown-grace seconds (default 30), so give

@@ -31,7 +31,7 @@ ENV PATH=/opt/anyprec/bin:$PATH
 USER 10001:10001
 WORKDIR /var/lib/anyprec
 VOLUME /models
-EXPOSE 50051 9464
+EXPOSE 50051 9464 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=300s --retries=3 \
   CMD ["healthcheck.sh"]
 STOPSIGNAL SIGTERM

@@ -44,7 +44,8 @@ if [ ! -f "$image/anyprec.safetensors" ]; then
   quantize
 fi
 
-set -- --model "$image" --listen "${ANYPREC_LISTEN:-0.0.0.0:50051}" --metrics-listen "${ANYPREC_METRICS_LISTEN:-0.0.0.0:9464}" "$@"
+set -- --model "$image" --listen "${ANYPREC_LISTEN:-0.0.0.0:50051}" --metrics-listen "${ANYPREC_METRICS_LISTEN:-0.0.0.0:9464}" \
+  --http-listen "${ANYPREC_HTTP_LISTEN:-0.0.0.0:8000}" "$@"
 # Without a tenants file the server serves anonymous requests on loopback only, which a
 # container's published port cannot reach.
 tenants=${ANYPREC_TENANTS:-/etc/anyprec/tenants.toml}

@@ -1,0 +1,371 @@
+#include "server/openai_api.h"
+
+#include <charconv>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "engine/base/status_macros.h"
+#include "engine/model/width.h"
+#include "engine/tokenizer/utf8.h"
+
+namespace anyprec::server::openai {
+namespace {
+
+using nlohmann::json;
+
+absl::Status BadField(std::string_view field, std::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("'", std::string(field), "' ", std::string(what)));
+}
+
+// The width a model name selects: 0 for the plain name (the caller's default), B for NAME@B.
+absl::StatusOr<int> WidthOfModelName(const Model& model, const std::string& name) {
+  if (name == model.LogicalName(0)) return 0;
+  const std::string prefix = model.LogicalName(0) + "@";
+  int bits = 0;
+  if (name.starts_with(prefix)) {
+    const std::string_view digits = std::string_view(name).substr(prefix.size());
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), bits);
+    if (ec == std::errc() && end == digits.data() + digits.size() && ModelWidths(model.config()).Contains(bits)) return bits;
+  }
+  return absl::NotFoundError(absl::StrCat("the model '", name, "' does not exist; GET /v1/models lists the served ones"));
+}
+
+absl::StatusOr<double> Number(const json& value, std::string_view field) {
+  if (!value.is_number()) return BadField(field, "must be a number");
+  return value.get<double>();
+}
+
+absl::StatusOr<int64_t> Integer(const json& value, std::string_view field) {
+  if (!value.is_number_integer()) return BadField(field, "must be an integer");
+  return value.get<int64_t>();
+}
+
+absl::StatusOr<bool> Boolean(const json& value, std::string_view field) {
+  if (!value.is_boolean()) return BadField(field, "must be true or false");
+  return value.get<bool>();
+}
+
+// The text of a chat message's content: a string, or a list of {"type": "text", "text"} parts.
+absl::StatusOr<std::string> ContentText(const json& content, size_t index) {
+  const std::string field = absl::StrCat("messages[", index, "].content");
+  if (content.is_string()) return content.get<std::string>();
+  if (!content.is_array()) return BadField(field, "must be a string or a list of text parts");
+  std::string text;
+  for (const json& part : content) {
+    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
+      return BadField(field, "holds a part that is not {\"type\": \"text\", \"text\": ...}: only text is supported");
+    }
+    text += part["text"].get<std::string>();
+  }
+  return text;
+}
+
+// The conversation as the template reads it: each message's role and content as text.
+absl::StatusOr<nlohmann::ordered_json> Messages(const json& messages) {
+  if (!messages.is_array() || messages.empty()) return BadField("messages", "must be a non-empty list");
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const json& m = messages[i];
+    const std::string field = absl::StrCat("messages[", i, "]");
+    if (!m.is_object()) return BadField(field, "must be an object");
+    for (const auto& [key, value] : m.items()) {
+      if (key != "role" && key != "content" && key != "name") return BadField(absl::StrCat(field, ".", key), "is not supported");
+    }
+    if (!m.contains("role") || !m["role"].is_string()) return BadField(field + ".role", "must be a string");
+    const std::string role = m["role"].get<std::string>();
+    if (role != "system" && role != "developer" && role != "user" && role != "assistant") {
+      return BadField(field + ".role", absl::StrCat("'", role, "' is not one of system, developer, user, assistant"));
+    }
+    if (!m.contains("content")) return BadField(field + ".content", "is missing");
+    ASSIGN_OR_RETURN(std::string content, ContentText(m["content"], i));
+    if (!utf8::IsValid(content)) return BadField(field + ".content", "is not valid UTF-8");
+    // Templates know "system"; OpenAI's newer name for it means the same.
+    out.push_back({{"role", role == "developer" ? "system" : role}, {"content", std::move(content)}});
+  }
+  return out;
+}
+
+absl::Status SetPrompt(const json& prompt, const ServedModel& served, anyprec::v1::GenerateRequest& request) {
+  if (prompt.is_array() && prompt.size() == 1 && prompt[0].is_string()) return SetPrompt(prompt[0], served, request);
+  if (prompt.is_string()) {
+    request.set_text(prompt.get<std::string>());
+    return absl::OkStatus();
+  }
+  if (prompt.is_array() && !prompt.empty() && std::all_of(prompt.begin(), prompt.end(), [](const json& v) { return v.is_number_integer(); })) {
+    for (const json& id : prompt) {
+      const int64_t v = id.get<int64_t>();
+      if (v < 0 || v >= served.model->config().vocab_size) return BadField("prompt", absl::StrCat("holds token id ", v, ", outside the vocabulary"));
+      request.mutable_token_ids()->add_ids(static_cast<int>(v));
+    }
+    return absl::OkStatus();
+  }
+  return BadField("prompt", "must be a string, a list of one string or a list of token ids (one prompt per request)");
+}
+
+absl::Status SetStop(const json& stop, anyprec::v1::GenerateRequest& request) {
+  if (stop.is_null()) return absl::OkStatus();
+  if (stop.is_string()) {
+    request.add_stop(stop.get<std::string>());
+    return absl::OkStatus();
+  }
+  if (!stop.is_array()) return BadField("stop", "must be a string or a list of strings");
+  for (const json& s : stop) {
+    if (!s.is_string()) return BadField("stop", "must be a string or a list of strings");
+    request.add_stop(s.get<std::string>());
+  }
+  return absl::OkStatus();
+}
+
+// Fields whose only honourable value is the one that changes nothing.
+absl::Status RequireNeutral(const std::string& field, const json& value) {
+  const bool neutral = value.is_null() || (field == "n" && value == 1) || (field == "best_of" && value == 1) ||
+                       ((field == "presence_penalty" || field == "frequency_penalty") && value.is_number() && value.get<double>() == 0) ||
+                       (field == "echo" && value == false) || (field == "logit_bias" && value.is_object() && value.empty()) ||
+                       (field == "response_format" && value.is_object() && value.value("type", "") == "text") ||
+                       (field == "store" && value == false) || (field == "suffix" && value.is_string() && value.get<std::string>().empty()) ||
+                       (field == "tools" && value.is_array() && value.empty()) || (field == "tool_choice" && value == "none") ||
+                       (field == "parallel_tool_calls");
+  if (neutral) return absl::OkStatus();
+  return BadField(field, absl::StrCat("= ", value.dump(), " is not supported by this server"));
+}
+
+}  // namespace
+
+absl::StatusOr<ParsedRequest> ParseRequest(Endpoint endpoint, std::string_view body, const ServedModel& served) {
+  const json r = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (r.is_discarded()) return absl::InvalidArgumentError("the body is not valid JSON");
+  if (!r.is_object()) return absl::InvalidArgumentError("the body must be a JSON object");
+  const bool chat = endpoint == Endpoint::kChatCompletions;
+  ParsedRequest out;
+  anyprec::v1::GenerateRequest& request = out.request;
+  if (!r.contains("model") || !r["model"].is_string()) return BadField("model", "must be given as a string");
+  out.model = r["model"].get<std::string>();
+  ASSIGN_OR_RETURN(const int model_bits, WidthOfModelName(*served.model, out.model));
+  request.set_bits(model_bits);
+  request.set_max_new_tokens(served.max_new_tokens_limit);
+  request.mutable_sampling()->set_temperature(1.0f);  // OpenAI's default
+  bool logprobs = false;
+  for (const auto& [field, value] : r.items()) {
+    if (field == "model") continue;
+    if (field == (chat ? "messages" : "prompt")) continue;  // below, once the rest is known
+    if (field == "max_tokens" || field == "max_completion_tokens") {
+      if (value.is_null()) continue;
+      ASSIGN_OR_RETURN(const int64_t n, Integer(value, field));
+      if (n < 1 || n > served.max_new_tokens_limit) return BadField(field, absl::StrCat("must be in 1..", served.max_new_tokens_limit));
+      request.set_max_new_tokens(static_cast<uint32_t>(n));
+    } else if (field == "temperature") {
+      if (value.is_null()) continue;
+      ASSIGN_OR_RETURN(const double t, Number(value, field));
+      request.mutable_sampling()->set_temperature(static_cast<float>(t));
+    } else if (field == "top_p") {
+      if (value.is_null()) continue;
+      ASSIGN_OR_RETURN(const double p, Number(value, field));
+      request.mutable_sampling()->set_top_p(static_cast<float>(p));
+    } else if (field == "top_k") {  // an extension, as vLLM has it
+      ASSIGN_OR_RETURN(const int64_t k, Integer(value, field));
+      if (k < 0) return BadField(field, "must not be negative");
+      request.mutable_sampling()->set_top_k(static_cast<int>(k));
+    } else if (field == "repetition_penalty") {  // an extension, as vLLM has it
+      ASSIGN_OR_RETURN(const double penalty, Number(value, field));
+      request.mutable_sampling()->set_repetition_penalty(static_cast<float>(penalty));
+    } else if (field == "seed") {
+      if (value.is_null()) continue;
+      ASSIGN_OR_RETURN(const int64_t seed, Integer(value, field));
+      request.mutable_sampling()->set_seed(static_cast<uint64_t>(seed));
+    } else if (field == "stop") {
+      RETURN_IF_ERROR(SetStop(value, request));
+    } else if (field == "stream") {
+      if (value.is_null()) continue;
+      ASSIGN_OR_RETURN(out.stream, Boolean(value, field));
+    } else if (field == "stream_options") {
+      if (value.is_null()) continue;
+      if (!value.is_object()) return BadField(field, "must be an object");
+      for (const auto& [key, option] : value.items()) {
+        if (key != "include_usage") return BadField(absl::StrCat(field, ".", key), "is not supported");
+        ASSIGN_OR_RETURN(out.include_usage, Boolean(option, "stream_options.include_usage"));
+      }
+    } else if (field == "logprobs") {
+      if (value.is_null()) continue;
+      if (chat) {
+        ASSIGN_OR_RETURN(logprobs, Boolean(value, field));
+      } else {
+        // Completions take the number of alternatives (0..5); the chosen token's comes with any.
+        ASSIGN_OR_RETURN(const int64_t alternatives, Integer(value, field));
+        if (alternatives != 0) return BadField(field, "asks for alternatives per token, which this server does not return yet; use 0");
+        logprobs = true;
+      }
+    } else if (field == "top_logprobs") {
+      if (value.is_null() || value == 0) continue;
+      return BadField(field, "asks for alternatives per token, which this server does not return yet; use 0");
+    } else if (field == "bits") {  // an extension: the width, as NAME@B selects it
+      ASSIGN_OR_RETURN(const int64_t bits, Integer(value, field));
+      if (model_bits != 0 && bits != model_bits) return BadField(field, absl::StrCat("= ", bits, " contradicts the model name '", out.model, "'"));
+      if (bits < 0 || bits > 64) return BadField(field, "is not a width");
+      request.set_bits(static_cast<uint32_t>(bits));
+    } else if (field == "ignore_eos") {  // an extension
+      ASSIGN_OR_RETURN(const bool ignore, Boolean(value, field));
+      request.set_ignore_eos(ignore);
+    } else if (field == "user" || field == "metadata") {
+      continue;  // the caller's labels for its own records
+    } else if (field == "n" || field == "best_of" || field == "presence_penalty" || field == "frequency_penalty" || field == "echo" ||
+               field == "logit_bias" || field == "response_format" || field == "store" || field == "suffix" || field == "tools" ||
+               field == "tool_choice" || field == "parallel_tool_calls") {
+      RETURN_IF_ERROR(RequireNeutral(field, value));
+    } else {
+      return BadField(field, "is not a field this server knows");
+    }
+  }
+  request.set_return_logprobs(logprobs);
+  if (!chat) {
+    if (!r.contains("prompt")) return BadField("prompt", "is missing");
+    RETURN_IF_ERROR(SetPrompt(r["prompt"], served, request));
+    return out;
+  }
+  if (served.chat == nullptr) {
+    return absl::InvalidArgumentError(
+        "this model has no chat template (none in its tokenizer_config.json or chat_template.jinja, and no --chat-template): "
+        "use /v1/completions");
+  }
+  if (!r.contains("messages")) return BadField("messages", "is missing");
+  ASSIGN_OR_RETURN(const nlohmann::ordered_json messages, Messages(r["messages"]));
+  ChatTemplateOptions options;
+  options.add_generation_prompt = true;
+  options.bos_token = served.chat->bos_token;
+  options.eos_token = served.chat->eos_token;
+  absl::StatusOr<std::string> prompt = served.chat->chat_template.Render(messages, options);
+  if (!prompt.ok()) return absl::InvalidArgumentError(absl::StrCat("the chat template refused the messages: ", prompt.status().message()));
+  // The template writes the special tokens (BOS included) as text; the tokenizer reads them back.
+  for (const TokenId id : served.tokenizer->Encode(*prompt)) request.mutable_token_ids()->add_ids(id);
+  if (request.token_ids().ids().empty()) return BadField("messages", "render to an empty prompt");
+  return out;
+}
+
+json ModelList(const Model& model, int64_t created) {
+  json data = json::array();
+  const auto entry = [&](const std::string& id) { return json{{"id", id}, {"object", "model"}, {"created", created}, {"owned_by", "anyprec"}}; };
+  data.push_back(entry(model.LogicalName(0)));
+  const WidthRange widths = ModelWidths(model.config());
+  for (int b = widths.min; b <= widths.max && b > 0; ++b) data.push_back(entry(model.LogicalName(b)));
+  return {{"object", "list"}, {"data", data}};
+}
+
+const char* FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kEos:
+    case FinishReason::kStopSequence: return "stop";
+    case FinishReason::kLength:
+    case FinishReason::kCancelled:
+    case FinishReason::kTimeLimit: return "length";
+  }
+  return "length";
+}
+
+namespace {
+
+json Base(const AnswerHeader& h, bool chunk) {
+  const bool chat = h.endpoint == Endpoint::kChatCompletions;
+  return {{"id", h.id}, {"object", chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion"},
+          {"created", h.created}, {"model", h.model}};
+}
+
+json Usage(const RequestSummary& s) {
+  return {{"prompt_tokens", s.prompt_tokens}, {"completion_tokens", s.completion_tokens}, {"total_tokens", s.prompt_tokens + s.completion_tokens}};
+}
+
+// OpenAI's logprobs object for `tokens`: chat's {"content": [...]}, or the completions' lists.
+json Logprobs(Endpoint endpoint, const std::vector<OutputToken>& tokens) {
+  if (endpoint == Endpoint::kChatCompletions) {
+    json content = json::array();
+    for (const OutputToken& t : tokens) {
+      json bytes = json::array();
+      for (const unsigned char c : t.text) bytes.push_back(c);
+      content.push_back({{"token", t.text}, {"logprob", t.logprob.value_or(0.0f)}, {"bytes", bytes}, {"top_logprobs", json::array()}});
+    }
+    return {{"content", content}};
+  }
+  json texts = json::array();
+  json values = json::array();
+  for (const OutputToken& t : tokens) {
+    texts.push_back(t.text);
+    values.push_back(t.logprob.value_or(0.0f));
+  }
+  return {{"tokens", texts}, {"token_logprobs", values}, {"top_logprobs", nullptr}};
+}
+
+json Choice(Endpoint endpoint, const std::string& text, bool delta, json logprobs, json finish_reason) {
+  json choice = {{"index", 0}, {"logprobs", std::move(logprobs)}, {"finish_reason", std::move(finish_reason)}};
+  if (endpoint == Endpoint::kCompletions) {
+    choice["text"] = text;
+  } else if (delta) {
+    choice["delta"] = {{"content", text}};
+  } else {
+    choice["message"] = {{"role", "assistant"}, {"content", text}};
+  }
+  return choice;
+}
+
+}  // namespace
+
+json Completion(const AnswerHeader& header, const std::vector<OutputToken>& tokens, const std::string& tail, bool logprobs,
+                const RequestSummary& summary) {
+  std::string text;
+  for (const OutputToken& t : tokens) text += t.text;
+  text += tail;
+  json out = Base(header, false);
+  out["choices"] = json::array({Choice(header.endpoint, text, false, logprobs ? Logprobs(header.endpoint, tokens) : json(nullptr),
+                                       FinishReasonName(summary.reason))});
+  out["usage"] = Usage(summary);
+  return out;
+}
+
+json OpeningChunk(const AnswerHeader& header) {
+  json out = Base(header, true);
+  json choice = Choice(header.endpoint, "", true, nullptr, nullptr);
+  if (header.endpoint == Endpoint::kChatCompletions) choice["delta"] = {{"role", "assistant"}, {"content", ""}};
+  out["choices"] = json::array({choice});
+  return out;
+}
+
+json TokensChunk(const AnswerHeader& header, const std::vector<OutputToken>& tokens, bool logprobs) {
+  std::string text;
+  for (const OutputToken& t : tokens) text += t.text;
+  json out = Base(header, true);
+  out["choices"] = json::array({Choice(header.endpoint, text, true, logprobs ? Logprobs(header.endpoint, tokens) : json(nullptr), nullptr)});
+  return out;
+}
+
+json FinishChunk(const AnswerHeader& header, const std::string& tail, FinishReason reason) {
+  json out = Base(header, true);
+  out["choices"] = json::array({Choice(header.endpoint, tail, true, nullptr, FinishReasonName(reason))});
+  return out;
+}
+
+json UsageChunk(const AnswerHeader& header, const RequestSummary& summary) {
+  json out = Base(header, true);
+  out["choices"] = json::array();
+  out["usage"] = Usage(summary);
+  return out;
+}
+
+HttpError ToHttpError(const absl::Status& status) {
+  static const std::map<absl::StatusCode, std::pair<int, const char*>> kByCode = {
+      {absl::StatusCode::kUnauthenticated, {401, "authentication_error"}},
+      {absl::StatusCode::kPermissionDenied, {403, "permission_error"}},
+      {absl::StatusCode::kInvalidArgument, {400, "invalid_request_error"}},
+      {absl::StatusCode::kOutOfRange, {400, "invalid_request_error"}},
+      {absl::StatusCode::kNotFound, {404, "not_found_error"}},
+      {absl::StatusCode::kResourceExhausted, {429, "rate_limit_error"}},
+      {absl::StatusCode::kUnavailable, {503, "service_unavailable"}},
+  };
+  const auto it = kByCode.find(status.code());
+  const auto [http, type] = it != kByCode.end() ? it->second : std::pair<int, const char*>{500, "server_error"};
+  std::string message(status.message());
+  // The field a 400 names, as OpenAI's `param`: the message opens with it in quotes.
+  json param = nullptr;
+  if (http == 400 && message.starts_with("'")) {
+    if (const size_t end = message.find('\'', 1); end != std::string::npos) param = message.substr(1, end - 1);
+  }
+  return {http, {{"error", {{"message", message}, {"type", type}, {"param", param}, {"code", nullptr}}}}};
+}
+
+}  // namespace anyprec::server::openai
