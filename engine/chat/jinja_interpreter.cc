@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <deque>
 #include <utility>
 #include <vector>
 
@@ -522,7 +523,8 @@ class Interpreter {
       case BuiltinFunction::kDict: {
         if (!arguments.positional.empty()) return Error(location, "namespace() and dict() take keyword arguments only");
         ValueDict entries(arguments.keyword.begin(), arguments.keyword.end());
-        return function == BuiltinFunction::kDict ? Value::Dict(std::move(entries)) : Value::MakeNamespace(std::move(entries));
+        if (function == BuiltinFunction::kDict) return Value::Dict(std::move(entries));
+        return Value::NamespaceAt(namespaces_.emplace_back(Namespace{std::move(entries)}));
       }
       case BuiltinFunction::kRaiseException: {
         static constexpr std::string_view kParameters[] = {"message"};
@@ -694,6 +696,7 @@ class Interpreter {
 
   const Template& template_;
   WorkBudget budget_;
+  std::deque<Namespace> namespaces_;  // every namespace() of the render; values point into it
   std::vector<Scope> scopes_;  // scopes_[0]: the variables passed in and the template's top level
   size_t frame_base_ = 0;      // the innermost macro call's scopes begin here
   std::string output_;

@@ -178,9 +178,9 @@ Value Value::Dict(ValueDict entries) {
   return v;
 }
 
-Value Value::MakeNamespace(ValueDict attributes) {
+Value Value::NamespaceAt(Namespace& ns) {
   Value v;
-  v.data_ = std::make_shared<Namespace>(Namespace{std::move(attributes)});
+  v.data_ = &ns;
   return v;
 }
 
@@ -207,7 +207,7 @@ double Value::AsFloat() const {
 const std::string& Value::AsString() const { return std::get<std::string>(data_); }
 const ValueList& Value::AsList() const { return std::get<std::shared_ptr<const ListData>>(data_)->items; }
 const ValueDict& Value::AsDict() const { return std::get<std::shared_ptr<const DictData>>(data_)->entries; }
-Namespace& Value::AsNamespace() const { return *std::get<std::shared_ptr<Namespace>>(data_); }
+Namespace& Value::AsNamespace() const { return *std::get<Namespace*>(data_); }
 const Callable& Value::AsCallable() const { return *std::get<std::shared_ptr<const Callable>>(data_); }
 const std::string& Value::undefined_name() const { return std::get<Undefined>(data_).name; }
 

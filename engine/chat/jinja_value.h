@@ -50,7 +50,9 @@ class Value {
   static Value String(std::string value);
   static Value List(ValueList items);
   static Value Dict(ValueDict entries);  // later entries replace earlier ones with the same key
-  static Value MakeNamespace(ValueDict attributes);
+  // A namespace lives in the render that made it (Interpreter's arena), not in its values: a
+  // namespace may hold itself (`set ns.x = ns`), which owning pointers would leak.
+  static Value NamespaceAt(Namespace& ns);
   static Value MakeCallable(Callable callable);
 
   Kind kind() const;
@@ -90,7 +92,7 @@ class Value {
   struct ListData;
   struct DictData;
   std::variant<Undefined, std::monostate, bool, int64_t, double, std::string, std::shared_ptr<const ListData>,
-               std::shared_ptr<const DictData>, std::shared_ptr<Namespace>, std::shared_ptr<const Callable>>
+               std::shared_ptr<const DictData>, Namespace*, std::shared_ptr<const Callable>>
       data_;
 };
 
