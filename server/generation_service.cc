@@ -255,14 +255,14 @@ grpc::ServerWriteReactor<pb::GenerateResponse>* GenerationService::Generate(grpc
                                                                            const pb::GenerateRequest* request) {
   const absl::StatusOr<Tenant> tenant = tenants_.Authenticate(Authorization(*context));
   if (!tenant.ok()) {
-    if (metrics_) metrics_->RequestRejected("unauthenticated", "");
+    if (metrics_) metrics_->RequestRejected("unauthenticated", "", "grpc");
     return new RejectedReactor(ToGrpc(tenant.status()));
   }
   absl::StatusOr<GenerationRequest> validated = Validate(*request, *tenant);
   if (!validated.ok()) {
     if (metrics_) {
       const bool denied = validated.status().code() == absl::StatusCode::kPermissionDenied;
-      metrics_->RequestRejected(denied ? "permission_denied" : "invalid_argument", tenant->name);
+      metrics_->RequestRejected(denied ? "permission_denied" : "invalid_argument", tenant->name, "grpc");
     }
     return new RejectedReactor(ToGrpc(validated.status()));
   }

@@ -184,7 +184,7 @@ void HttpFront::Route() {
   const auto generate = [this](Endpoint endpoint, const httplib::Request& req, httplib::Response& res) {
     const absl::StatusOr<Tenant> tenant = Authenticate(tenants_, req);
     if (!tenant.ok()) {
-      if (metrics_) metrics_->RequestRejected("unauthenticated", "");
+      if (metrics_) metrics_->RequestRejected("unauthenticated", "", "http");
       return ReplyError(res, tenant.status());
     }
     absl::StatusOr<openai::ParsedRequest> parsed = openai::ParseRequest(endpoint, req.body, served_);
@@ -192,11 +192,12 @@ void HttpFront::Route() {
     if (!validated.ok()) {
       if (metrics_) {
         const bool denied = validated.status().code() == absl::StatusCode::kPermissionDenied;
-        metrics_->RequestRejected(denied ? "permission_denied" : "invalid_argument", tenant->name);
+        metrics_->RequestRejected(denied ? "permission_denied" : "invalid_argument", tenant->name, "http");
       }
       return ReplyError(res, validated.status());
     }
     validated->id = absl::StrCat("http-", next_id_++);
+    validated->api = "http";
     const openai::AnswerHeader header{endpoint, absl::StrCat(endpoint == Endpoint::kChatCompletions ? "chatcmpl-" : "cmpl-", validated->id),
                                       std::time(nullptr), served_.model->LogicalName(validated->bits)};
     const bool logprobs = validated->return_logprobs;

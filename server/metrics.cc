@@ -93,30 +93,30 @@ int ServerMetrics::port() const {
   return ports.empty() ? 0 : ports.front();
 }
 
-void ServerMetrics::RequestAdmitted(int bits, const std::string& tenant, double queue_seconds, int prompt_tokens) {
-  const prometheus::Labels labels{{"bits", std::to_string(bits)}, {"tenant", tenant}};
+void ServerMetrics::RequestAdmitted(int bits, const std::string& tenant, const std::string& api, double queue_seconds, int prompt_tokens) {
+  const prometheus::Labels labels{{"bits", std::to_string(bits)}, {"tenant", tenant}, {"api", api}};
   families_->queue.Add(labels, LatencyBuckets()).Observe(queue_seconds);
   families_->prompt.Add(labels).Increment(prompt_tokens);
 }
 
-void ServerMetrics::TokenGenerated(int bits, const std::string& tenant, double since_previous_seconds, bool first) {
-  const prometheus::Labels labels{{"bits", std::to_string(bits)}, {"tenant", tenant}};
+void ServerMetrics::TokenGenerated(int bits, const std::string& tenant, const std::string& api, double since_previous_seconds, bool first) {
+  const prometheus::Labels labels{{"bits", std::to_string(bits)}, {"tenant", tenant}, {"api", api}};
   families_->generated.Add(labels).Increment();
   (first ? families_->ttft : families_->itl).Add(labels, LatencyBuckets()).Observe(since_previous_seconds);
 }
 
-void ServerMetrics::RequestFinished(int bits, const std::string& tenant, FinishReason reason, double seconds) {
+void ServerMetrics::RequestFinished(int bits, const std::string& tenant, const std::string& api, FinishReason reason, double seconds) {
   const std::string b = std::to_string(bits);
-  families_->finished.Add({{"bits", b}, {"tenant", tenant}, {"reason", ReasonName(reason)}}).Increment();
-  families_->e2e.Add({{"bits", b}, {"tenant", tenant}}, LatencyBuckets()).Observe(seconds);
+  families_->finished.Add({{"bits", b}, {"tenant", tenant}, {"api", api}, {"reason", ReasonName(reason)}}).Increment();
+  families_->e2e.Add({{"bits", b}, {"tenant", tenant}, {"api", api}}, LatencyBuckets()).Observe(seconds);
 }
 
-void ServerMetrics::RequestRejected(const std::string& reason, const std::string& tenant) {
-  families_->rejected.Add({{"reason", reason}, {"tenant", tenant}}).Increment();
+void ServerMetrics::RequestRejected(const std::string& reason, const std::string& tenant, const std::string& api) {
+  families_->rejected.Add({{"reason", reason}, {"tenant", tenant}, {"api", api}}).Increment();
 }
 
-void ServerMetrics::Preempted(int bits, const std::string& tenant) {
-  families_->preempted.Add({{"bits", std::to_string(bits)}, {"tenant", tenant}}).Increment();
+void ServerMetrics::Preempted(int bits, const std::string& tenant, const std::string& api) {
+  families_->preempted.Add({{"bits", std::to_string(bits)}, {"tenant", tenant}, {"api", api}}).Increment();
 }
 
 void ServerMetrics::Step(const char* phase, int batch_tokens, double seconds) {

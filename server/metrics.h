@@ -1,5 +1,6 @@
-// Prometheus metrics of the server (prefix anyprec_, label `bits` wherever it applies and
-// `tenant` for per-request series), exposed on /metrics by prometheus-cpp. Tenant names come
+// Prometheus metrics of the server (prefix anyprec_, label `bits` wherever it applies, and
+// `tenant` and `api` (grpc or http, the front a request came by) for per-request series),
+// exposed on /metrics by prometheus-cpp. Tenant names come
 // from the tenants file only, never from clients, so the label's values stay few.
 #pragma once
 
@@ -25,12 +26,12 @@ class ServerMetrics {
 
   int port() const;
 
-  void RequestAdmitted(int bits, const std::string& tenant, double queue_seconds, int prompt_tokens);
-  void TokenGenerated(int bits, const std::string& tenant, double since_previous_seconds, bool first);
-  void RequestFinished(int bits, const std::string& tenant, FinishReason reason, double seconds);
+  void RequestAdmitted(int bits, const std::string& tenant, const std::string& api, double queue_seconds, int prompt_tokens);
+  void TokenGenerated(int bits, const std::string& tenant, const std::string& api, double since_previous_seconds, bool first);
+  void RequestFinished(int bits, const std::string& tenant, const std::string& api, FinishReason reason, double seconds);
   // `tenant` is empty when the request was refused before its tenant was known.
-  void RequestRejected(const std::string& reason, const std::string& tenant);
-  void Preempted(int bits, const std::string& tenant);
+  void RequestRejected(const std::string& reason, const std::string& tenant, const std::string& api);
+  void Preempted(int bits, const std::string& tenant, const std::string& api);
   void Step(const char* phase, int batch_tokens, double seconds);
   void Load(int running, int waiting, double kv_usage);
   void WeightBytes(const std::string& component, double bytes);

@@ -26,6 +26,7 @@ struct TenantLimits {
 struct GenerationRequest {
   std::string id;      // for logs
   std::string tenant;  // fair share, limits and metrics are kept per tenant
+  std::string api = "grpc";  // the front it came by, "grpc" or "http": a label of its metrics
   TenantLimits limits;
   std::vector<TokenId> prompt;  // BOS included when the caller wants it
   int bits = 0;

@@ -76,7 +76,7 @@ absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerationReque
   const int max_positions = s->decoder->max_positions();
   const long blocks = (max_positions + options_.kv_block_tokens - 1) / options_.kv_block_tokens;
   if (blocks > kv_blocks()) {
-    if (metrics_) metrics_->RequestRejected("kv_too_large", request.tenant);
+    if (metrics_) metrics_->RequestRejected("kv_too_large", request.tenant, request.api);
     return absl::InvalidArgumentError(absl::StrCat("prompt and max_new_tokens need ", max_positions, " KV positions, more than the server's ",
                                                    static_cast<long>(kv_blocks()) * options_.kv_block_tokens));
   }
@@ -88,16 +88,16 @@ absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerationReque
     std::lock_guard lock(mutex_);
     const std::string& tenant = s->request.tenant;
     if (!accepting_) {
-      if (metrics_) metrics_->RequestRejected("shutting_down", tenant);
+      if (metrics_) metrics_->RequestRejected("shutting_down", tenant, s->request.api);
       return absl::UnavailableError("the server is shutting down");
     }
     if (static_cast<int>(queue_.size()) >= options_.max_queued) {
-      if (metrics_) metrics_->RequestRejected("queue_full", tenant);
+      if (metrics_) metrics_->RequestRejected("queue_full", tenant, s->request.api);
       return absl::ResourceExhaustedError(absl::StrCat("queue full (", options_.max_queued, " waiting requests)"));
     }
     TenantState& state = tenants_[tenant];
     if (state.queued >= s->request.limits.max_queued) {
-      if (metrics_) metrics_->RequestRejected("tenant_queue_full", tenant);
+      if (metrics_) metrics_->RequestRejected("tenant_queue_full", tenant, s->request.api);
       return absl::ResourceExhaustedError(
           absl::StrCat("tenant ", tenant, " already has ", state.queued, " requests waiting, its limit"));
     }
@@ -152,7 +152,7 @@ void Scheduler::Finish(Sequence& s, FinishReason reason) {
   summary.queue_seconds = Seconds(s.admitted.value_or(now) - s.submitted);
   if (s.first_token) summary.ttft_seconds = Seconds(*s.first_token - s.submitted);
   summary.total_seconds = Seconds(now - s.submitted);
-  if (metrics_) metrics_->RequestFinished(s.request.bits, s.request.tenant, reason, summary.total_seconds);
+  if (metrics_) metrics_->RequestFinished(s.request.bits, s.request.tenant, s.request.api, reason, summary.total_seconds);
   s.sink->OnFinish(summary);
 }
 
@@ -161,7 +161,7 @@ void Scheduler::Preempt(Sequence& s) {
   s.cached = 0;
   s.preempted = true;
   ++s.preemptions;
-  if (metrics_) metrics_->Preempted(s.request.bits, s.request.tenant);
+  if (metrics_) metrics_->Preempted(s.request.bits, s.request.tenant, s.request.api);
 }
 
 void Scheduler::Admit(std::vector<std::unique_ptr<Sequence>>& running) {
@@ -188,7 +188,7 @@ void Scheduler::Admit(std::vector<std::unique_ptr<Sequence>>& running) {
     if (!s.admitted) {
       s.admitted = Clock::now();
       if (metrics_) {
-        metrics_->RequestAdmitted(s.request.bits, s.request.tenant, Seconds(*s.admitted - s.submitted), s.decoder->prompt_tokens());
+        metrics_->RequestAdmitted(s.request.bits, s.request.tenant, s.request.api, Seconds(*s.admitted - s.submitted), s.decoder->prompt_tokens());
       }
     }
     TenantState& state = tenants_[s.request.tenant];
@@ -334,7 +334,7 @@ void Scheduler::Emit(Sequence& s, std::span<const float> logits) {
   const Clock::time_point now = Clock::now();
   const bool first = !s.first_token;
   if (first) s.first_token = now;
-  if (metrics_) metrics_->TokenGenerated(s.request.bits, s.request.tenant, Seconds(now - (first ? s.submitted : s.last_token)), first);
+  if (metrics_) metrics_->TokenGenerated(s.request.bits, s.request.tenant, s.request.api, Seconds(now - (first ? s.submitted : s.last_token)), first);
   s.last_token = now;
   GeneratedToken token{*decoded.token, std::move(decoded.text), std::nullopt};
   if (s.request.return_logprobs) token.logprob = static_cast<float>(-NegativeLogLikelihood(logits, *decoded.token));

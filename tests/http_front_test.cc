@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <thread>
 
 #include <httplib.h>
@@ -171,6 +172,12 @@ TEST_F(HttpFrontTest, ModelsCompletionsAndChatAnswerAsGrpcDoes) {
   EXPECT_TRUE(events[events.size() - 2]["choices"].empty());
   EXPECT_EQ(events[events.size() - 2]["usage"]["completion_tokens"], 12);
   EXPECT_EQ(events.back(), "[DONE]");
+
+  // The same series count both fronts, told apart by `api`.
+  const std::map<std::string, double> metrics = testing::ScrapeAll(server);
+  EXPECT_EQ(metrics.at("anyprec_requests_finished_total{api=\"http\",bits=\"8\",reason=\"length\",tenant=\"anonymous\"}"), 1);
+  EXPECT_EQ(metrics.at("anyprec_requests_finished_total{api=\"grpc\",bits=\"8\",reason=\"length\",tenant=\"anonymous\"}"), 1);
+  EXPECT_EQ(metrics.at("anyprec_generation_tokens_total{api=\"http\",bits=\"4\",tenant=\"anonymous\"}"), 24) << "chat, whole and streamed";
 }
 
 // The official OpenAI Node.js client (npm `openai`), as an application would use it, with an API

@@ -51,9 +51,10 @@ constexpr long kGrowthBound = 24l << 20;
 
 const char* const kTenants[] = {"gold", "bronze"};
 
-// The server's count for (bits, tenant, reason) of anyprec_requests_finished_total.
+// The server's count for (bits, tenant, reason) of anyprec_requests_finished_total, of the
+// requests that came by gRPC (the load generator's front).
 double Finished(const std::map<std::string, double>& metrics, int bits, const std::string& tenant, const std::string& reason) {
-  const auto it = metrics.find("anyprec_requests_finished_total{bits=\"" + std::to_string(bits) + "\",reason=\"" + reason +
+  const auto it = metrics.find("anyprec_requests_finished_total{api=\"grpc\",bits=\"" + std::to_string(bits) + "\",reason=\"" + reason +
                                "\",tenant=\"" + tenant + "\"}");
   return it == metrics.end() ? 0 : it->second;
 }
