@@ -18,6 +18,7 @@ image=localhost/anyprec:cpu
 container=anyprec-container-test
 grpc_port=${ANYPREC_TEST_GRPC_PORT:-55051}
 metrics_port=${ANYPREC_TEST_METRICS_PORT:-59464}
+http_port=${ANYPREC_TEST_HTTP_PORT:-58000}
 prometheus_port=${ANYPREC_TEST_PROMETHEUS_PORT:-59090}
 
 say() { echo "container-test: $*"; }
@@ -102,7 +103,7 @@ run_container() {
   podman_ run -d --name "$container" --network host --stop-timeout 45 \
     -v "$model:/models/hf:ro" -v "$shared/data/wikitext-2-raw/wiki.valid.raw:/models/calibration.txt:ro" -v "$work/models:/models/out" -v "$work/etc:/etc/anyprec:ro" \
     -e ANYPREC_IMAGE=/models/out/image -e ANYPREC_MODEL_NAME=TinyStories-656K \
-    -e "ANYPREC_LISTEN=127.0.0.1:$grpc_port" -e "ANYPREC_METRICS_LISTEN=127.0.0.1:$metrics_port" \
+    -e "ANYPREC_LISTEN=127.0.0.1:$grpc_port" -e "ANYPREC_METRICS_LISTEN=127.0.0.1:$metrics_port" -e "ANYPREC_HTTP_LISTEN=127.0.0.1:$http_port" \
     "$image" "$@" > /dev/null 2>> "$work/podman-run.log"
 }
 # `podman healthcheck run` runs the image's HEALTHCHECK once (and fails if it has none).
@@ -131,6 +132,8 @@ client --api-key "$gold_key" --prompt "The sun was shining" --max-new-tokens 16 
 client --bits 8 --prompt "Once" --max-new-tokens 4 > /dev/null 2>&1 && fail "the free tenant was served at 8 bits"
 models=$(client --list-models) || fail "ListModels"
 grep -q "TinyStories-656K@3" <<< "$models" || fail "the models are not named after ANYPREC_MODEL_NAME: $models"
+http_models=$(curl -fsS -H "Authorization: Bearer $gold_key" "http://127.0.0.1:$http_port/v1/models") || fail "GET /v1/models over HTTP"
+grep -q '"TinyStories-656K@3"' <<< "$http_models" || fail "the HTTP front does not list the models: $http_models"
 say "served: $text"
 
 metrics=$(curl -fsS "http://127.0.0.1:$metrics_port/metrics") || fail "scraping /metrics"
