@@ -26,7 +26,7 @@ ENV PATH=/opt/anyprec/bin:$PATH
 USER 10001:10001
 WORKDIR /var/lib/anyprec
 VOLUME /models
-# gRPC (Generation, Admin, grpc.health.v1) and Prometheus /metrics.
+# gRPC (Generation, Admin, grpc.health.v1), Prometheus /metrics and the OpenAI-compatible HTTP API.
 EXPOSE 50051 9464 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=300s --retries=3 \
   CMD ["healthcheck.sh"]
