@@ -137,7 +137,7 @@ grep -q '"TinyStories-656K@3"' <<< "$http_models" || fail "the HTTP front does n
 say "served: $text"
 
 metrics=$(curl -fsS "http://127.0.0.1:$metrics_port/metrics") || fail "scraping /metrics"
-for series in 'anyprec_generation_tokens_total{bits="3",tenant="free"}' 'anyprec_generation_tokens_total{bits="8",tenant="gold"}' anyprec_requests_waiting anyprec_build_info; do
+for series in 'anyprec_generation_tokens_total{api="grpc",bits="3",tenant="free"}' 'anyprec_generation_tokens_total{api="grpc",bits="8",tenant="gold"}' anyprec_requests_waiting anyprec_build_info; do
   grep -qF "$series" <<< "$metrics" || fail "/metrics has no $series"
 done
 
