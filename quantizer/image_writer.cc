@@ -83,11 +83,9 @@ absl::Status ImageWriter::Put(const std::string& name, std::span<const std::byte
   if (next_ >= plan_.size() || plan_[next_].name != name) {
     return absl::InternalError(absl::StrCat("image writer: '", name, "' written out of order"));
   }
-  const SafetensorsWriter::Planned& planned = plan_[next_++];
-  size_t expected = DTypeSize(planned.dtype);
-  for (const int64_t d : planned.shape) expected *= static_cast<size_t>(d);
-  if (bytes.size() != expected) {
-    return absl::InternalError(absl::StrCat("image writer: '", name, "' holds ", bytes.size(), " bytes, planned ", expected));
+  const uint64_t planned = plan_[next_++].bytes();
+  if (bytes.size() != planned) {
+    return absl::InternalError(absl::StrCat("image writer: '", name, "' holds ", bytes.size(), " bytes, planned ", planned));
   }
   checksums_[image::ChecksumKey(name)] = image::Checksum(bytes);
   return file_.Append(bytes);

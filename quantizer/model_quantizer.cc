@@ -70,16 +70,9 @@ std::optional<size_t> AvailableMemoryBytes() {
   return std::nullopt;
 }
 
-// The decoder layers' weights in fp32: what the Fisher pass holds at once, where the other
-// passes hold one layer.
-size_t LayerWeightBytes(const ModelConfig& c) {
-  size_t floats = 0;
-  for (int j = 0; j < arch::kLinearsPerLayer; ++j) {
-    const auto [rows, cols] = arch::Shape(c, j);
-    floats += static_cast<size_t>(rows) * cols;
-  }
-  return floats * sizeof(float);
-}
+// One decoder layer's linear weights in fp32: the Fisher pass holds them all, the other passes
+// one layer at a time.
+size_t LayerWeightBytes(const ModelConfig& c) { return arch::LayerLinearWeights(c) * sizeof(float); }
 
 // kFisher with fp32 sums if its pass and every layer's fp32 weights fit in 90% of the memory
 // available, else with bf16 sums, else kActivation, which holds one layer at a time; says

@@ -334,7 +334,8 @@ int main(int argc, char** argv) {
   }
 
   server::Scheduler scheduler(model, engine.device(), engine.tokenizer(), scheduler_options, metrics->get());
-  server::GenerationService generation(model, engine.tokenizer(), scheduler, *tenants, {4096}, metrics->get());
+  const server::ServiceConfig service_config{4096};
+  server::GenerationService generation(model, engine.tokenizer(), scheduler, *tenants, service_config, metrics->get());
   server::AdminService admin(*tenants);
   int port = 0;
   const std::unique_ptr<grpc::Server> grpc_server = StartGrpc(flags, {&generation, &admin}, port);
@@ -343,7 +344,7 @@ int main(int argc, char** argv) {
   if (exit_code != 0) return exit_code;
   std::unique_ptr<server::HttpFront> http;
   if (!flags.http_listen.empty()) {
-    const server::openai::ServedModel served{&model, &engine.tokenizer(), chat ? &*chat : nullptr, 4096};
+    const server::openai::ServedModel served{&model, &engine.tokenizer(), chat ? &*chat : nullptr, service_config.max_new_tokens_limit};
     auto started = server::HttpFront::Start(flags.http_listen, served, generation, scheduler, *tenants, metrics->get());
     if (!started.ok()) {
       server::Log(err, std::string(started.status().message()));

@@ -116,18 +116,22 @@ absl::Status SetStop(const json& stop, anyprec::v1::GenerateRequest& request) {
   return absl::OkStatus();
 }
 
-// Fields whose only honourable value is the one that changes nothing.
-absl::Status RequireNeutral(const std::string& field, const json& value) {
-  const bool neutral = value.is_null() || (field == "n" && value == 1) || (field == "best_of" && value == 1) ||
-                       ((field == "presence_penalty" || field == "frequency_penalty") && value.is_number() && value.get<double>() == 0) ||
-                       (field == "echo" && value == false) || (field == "logit_bias" && value.is_object() && value.empty()) ||
-                       (field == "response_format" && value.is_object() && value.value("type", "") == "text") ||
-                       (field == "store" && value == false) || (field == "suffix" && value.is_string() && value.get<std::string>().empty()) ||
-                       (field == "tools" && value.is_array() && value.empty()) || (field == "tool_choice" && value == "none") ||
-                       (field == "parallel_tool_calls");
-  if (neutral) return absl::OkStatus();
-  return BadField(field, absl::StrCat("= ", value.dump(), " is not supported by this server"));
-}
+// Fields the engine honours only at the value that changes nothing (or null), each with its
+// test of that value.
+const std::map<std::string, bool (*)(const json&), std::less<>> kNeutralOnly = {
+    {"n", [](const json& v) { return v == 1; }},
+    {"best_of", [](const json& v) { return v == 1; }},
+    {"presence_penalty", [](const json& v) { return v.is_number() && v.get<double>() == 0; }},
+    {"frequency_penalty", [](const json& v) { return v.is_number() && v.get<double>() == 0; }},
+    {"echo", [](const json& v) { return v == false; }},
+    {"logit_bias", [](const json& v) { return v.is_object() && v.empty(); }},
+    {"response_format", [](const json& v) { return v.is_object() && v.value("type", "") == "text"; }},
+    {"store", [](const json& v) { return v == false; }},
+    {"suffix", [](const json& v) { return v.is_string() && v.get<std::string>().empty(); }},
+    {"tools", [](const json& v) { return v.is_array() && v.empty(); }},
+    {"tool_choice", [](const json& v) { return v == "none"; }},
+    {"parallel_tool_calls", [](const json&) { return true; }},  // without tools it means nothing
+};
 
 }  // namespace
 
@@ -207,10 +211,10 @@ absl::StatusOr<ParsedRequest> ParseRequest(Endpoint endpoint, std::string_view b
       request.set_ignore_eos(ignore);
     } else if (field == "user" || field == "metadata") {
       continue;  // the caller's labels for its own records
-    } else if (field == "n" || field == "best_of" || field == "presence_penalty" || field == "frequency_penalty" || field == "echo" ||
-               field == "logit_bias" || field == "response_format" || field == "store" || field == "suffix" || field == "tools" ||
-               field == "tool_choice" || field == "parallel_tool_calls") {
-      RETURN_IF_ERROR(RequireNeutral(field, value));
+    } else if (const auto neutral = kNeutralOnly.find(field); neutral != kNeutralOnly.end()) {
+      if (!value.is_null() && !neutral->second(value)) {
+        return BadField(field, absl::StrCat("= ", value.dump(), " is not supported by this server"));
+      }
     } else {
       return BadField(field, "is not a field this server knows");
     }

@@ -76,10 +76,8 @@ std::string HeaderText(std::span<const SafetensorsWriter::Planned> plan, const s
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (const SafetensorsWriter::Planned& t : plan) {
-    uint64_t bytes = DTypeSize(t.dtype);
-    for (const int64_t d : t.shape) bytes *= static_cast<uint64_t>(d);
-    header[t.name] = {{"dtype", DTypeName(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
+    header[t.name] = {{"dtype", DTypeName(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes()}}};
+    offset += t.bytes();
   }
   data_bytes = offset;
   std::string text = header.dump();
@@ -94,6 +92,12 @@ absl::Status WriteError(const std::string& path) {
 }
 
 }  // namespace
+
+uint64_t SafetensorsWriter::Planned::bytes() const {
+  uint64_t n = DTypeSize(dtype);
+  for (const int64_t d : shape) n *= static_cast<uint64_t>(d);
+  return n;
+}
 
 absl::StatusOr<SafetensorsWriter> SafetensorsWriter::Create(const std::string& path, std::vector<Planned> plan,
                                                              const std::map<std::string, std::string>& metadata) {
@@ -166,12 +170,12 @@ absl::Status WriteSafetensors(const std::string& path, std::span<const TensorToW
                               const std::map<std::string, std::string>& metadata) {
   std::vector<SafetensorsWriter::Planned> plan;
   for (const TensorToWrite& t : tensors) plan.push_back({t.name, t.dtype, t.shape});
-  ASSIGN_OR_RETURN(SafetensorsWriter writer, SafetensorsWriter::Create(path, std::move(plan), metadata));
-  for (const TensorToWrite& t : tensors) {
-    uint64_t bytes = DTypeSize(t.dtype);
-    for (const int64_t d : t.shape) bytes *= static_cast<uint64_t>(d);
-    if (t.data.size() != bytes) {
-      return absl::InternalError(absl::StrCat(path, ": tensor '", t.name, "' has ", t.data.size(), " bytes, its shape and dtype need ", bytes));
+  ASSIGN_OR_RETURN(SafetensorsWriter writer, SafetensorsWriter::Create(path, plan, metadata));
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const TensorToWrite& t = tensors[i];
+    if (t.data.size() != plan[i].bytes()) {
+      return absl::InternalError(
+          absl::StrCat(path, ": tensor '", t.name, "' has ", t.data.size(), " bytes, its shape and dtype need ", plan[i].bytes()));
     }
     RETURN_IF_ERROR(writer.Append(t.data));
   }

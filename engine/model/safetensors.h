@@ -52,6 +52,9 @@ class SafetensorsWriter {
     std::string name;
     DType dtype;
     std::vector<int64_t> shape;
+
+    // What its data takes: the shape's product times the dtype's size.
+    uint64_t bytes() const;
   };
 
   // The header's space is reserved for `metadata` as given: Finish's metadata may change its
