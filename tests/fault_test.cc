@@ -96,14 +96,16 @@ TEST_F(FaultTest, SigtermUnderLoadLosesNoRequestInFlight) {
   const std::vector<loadtest::RequestRecord> records = load.get();
   EXPECT_EQ(server.Wait(), 0) << "a drained SIGTERM exits 0";
 
-  // Requests the server had accepted finish whole; the rest were refused before a token.
+  // Requests the server had accepted finish whole; the rest were refused before a token. A call
+  // that reaches the server on the same instant as its GOAWAY, before gRPC has handed it to a
+  // handler, is ended CANCELLED by gRPC's own Shutdown: it never ran, and no tokens were lost.
   long completed = 0;
   for (const loadtest::RequestRecord& r : records) {
     if (r.status == "OK") {
       ++completed;
       EXPECT_EQ(r.output_tokens, 200);
     } else {
-      EXPECT_EQ(r.status, "UNAVAILABLE");
+      EXPECT_TRUE(r.status == "UNAVAILABLE" || r.status == "CANCELLED") << r.status;
       EXPECT_EQ(r.output_tokens, 0) << "a started request was cut off";
     }
   }
