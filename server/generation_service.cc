@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/base/status_macros.h"
 #include "engine/model/width.h"
+#include "engine/runtime/logprobs.h"
 #include "engine/runtime/prompt.h"
 #include "engine/tokenizer/utf8.h"
 #include "server/grpc_status.h"
@@ -56,6 +57,12 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
     t->set_id(token.id);
     t->set_text(std::move(token.text));
     if (token.logprob) t->set_logprob(*token.logprob);
+    for (TokenAlternative& alternative : token.top_logprobs) {
+      pb::TokenAlternative* a = t->add_top_logprobs();
+      a->set_id(alternative.id);
+      a->set_text(std::move(alternative.bytes));
+      a->set_logprob(alternative.logprob);
+    }
     MaybeWrite(lock);
   }
 
@@ -248,6 +255,11 @@ absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::Generate
   }
   decoding.ignore_eos = r.ignore_eos();
   out.return_logprobs = r.return_logprobs();
+  if (r.top_logprobs() > static_cast<uint32_t>(kMaxTopLogprobs)) {
+    return absl::InvalidArgumentError(absl::StrCat("top_logprobs must be in 0..", kMaxTopLogprobs, ", got ", r.top_logprobs()));
+  }
+  if (r.top_logprobs() > 0 && !r.return_logprobs()) return absl::InvalidArgumentError("top_logprobs needs return_logprobs");
+  out.top_logprobs = static_cast<int>(r.top_logprobs());
   return out;
 }
 

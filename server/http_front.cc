@@ -34,7 +34,7 @@ class HttpSink final : public GenerationSink {
 
   void OnToken(GeneratedToken token) override {
     std::lock_guard lock(mutex_);
-    tokens_.push_back({std::move(token.text), token.logprob});
+    tokens_.push_back(std::move(token));
     changed_.notify_all();
   }
 
@@ -46,7 +46,7 @@ class HttpSink final : public GenerationSink {
   }
 
   struct News {
-    std::vector<openai::OutputToken> tokens;
+    std::vector<GeneratedToken> tokens;
     std::optional<RequestSummary> finished;
   };
   // What arrived since the last call, waiting up to `timeout` for anything.
@@ -67,7 +67,7 @@ class HttpSink final : public GenerationSink {
   const std::string peer_;
   std::mutex mutex_;
   std::condition_variable changed_;
-  std::deque<openai::OutputToken> tokens_;
+  std::deque<GeneratedToken> tokens_;
   std::optional<RequestSummary> summary_;
 };
 
@@ -205,7 +205,7 @@ void HttpFront::Route() {
     absl::StatusOr<std::shared_ptr<RequestHandle>> handle = scheduler_.Submit(*std::move(validated), sink);
     if (!handle.ok()) return ReplyError(res, handle.status());
     if (!parsed->stream) {
-      std::vector<openai::OutputToken> tokens;
+      std::vector<GeneratedToken> tokens;
       for (;;) {
         HttpSink::News news = sink->Wait(std::chrono::milliseconds(100));
         tokens.insert(tokens.end(), std::make_move_iterator(news.tokens.begin()), std::make_move_iterator(news.tokens.end()));

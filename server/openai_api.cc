@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/base/status_macros.h"
 #include "engine/model/width.h"
+#include "engine/runtime/logprobs.h"
 #include "engine/tokenizer/utf8.h"
 
 namespace anyprec::server::openai {
@@ -149,6 +150,7 @@ absl::StatusOr<ParsedRequest> ParseRequest(Endpoint endpoint, std::string_view b
   request.set_max_new_tokens(served.max_new_tokens_limit);
   request.mutable_sampling()->set_temperature(1.0f);  // OpenAI's default
   bool logprobs = false;
+  int64_t top_logprobs = 0;
   for (const auto& [field, value] : r.items()) {
     if (field == "model") continue;
     if (field == (chat ? "messages" : "prompt")) continue;  // below, once the rest is known
@@ -193,14 +195,15 @@ absl::StatusOr<ParsedRequest> ParseRequest(Endpoint endpoint, std::string_view b
       if (chat) {
         ASSIGN_OR_RETURN(logprobs, Boolean(value, field));
       } else {
-        // Completions take the number of alternatives (0..5); the chosen token's comes with any.
-        ASSIGN_OR_RETURN(const int64_t alternatives, Integer(value, field));
-        if (alternatives != 0) return BadField(field, "asks for alternatives per token, which this server does not return yet; use 0");
+        // Completions take the number of alternatives; the chosen token's comes with any.
+        ASSIGN_OR_RETURN(top_logprobs, Integer(value, field));
+        if (top_logprobs < 0 || top_logprobs > kMaxTopLogprobs) return BadField(field, absl::StrCat("must be in 0..", kMaxTopLogprobs));
         logprobs = true;
       }
-    } else if (field == "top_logprobs") {
-      if (value.is_null() || value == 0) continue;
-      return BadField(field, "asks for alternatives per token, which this server does not return yet; use 0");
+    } else if (chat && field == "top_logprobs") {
+      if (value.is_null()) continue;
+      ASSIGN_OR_RETURN(top_logprobs, Integer(value, field));
+      if (top_logprobs < 0 || top_logprobs > kMaxTopLogprobs) return BadField(field, absl::StrCat("must be in 0..", kMaxTopLogprobs));
     } else if (field == "bits") {  // an extension: the width, as NAME@B selects it
       ASSIGN_OR_RETURN(const int64_t bits, Integer(value, field));
       if (model_bits != 0 && bits != model_bits) return BadField(field, absl::StrCat("= ", bits, " contradicts the model name '", out.model, "'"));
@@ -219,7 +222,9 @@ absl::StatusOr<ParsedRequest> ParseRequest(Endpoint endpoint, std::string_view b
       return BadField(field, "is not a field this server knows");
     }
   }
+  if (top_logprobs > 0 && !logprobs) return BadField("top_logprobs", "needs logprobs: true");
   request.set_return_logprobs(logprobs);
+  request.set_top_logprobs(static_cast<uint32_t>(top_logprobs));
   if (!chat) {
     if (!r.contains("prompt")) return BadField("prompt", "is missing");
     RETURN_IF_ERROR(SetPrompt(r["prompt"], served, request));
@@ -277,23 +282,32 @@ json Usage(const RequestSummary& s) {
 }
 
 // OpenAI's logprobs object for `tokens`: chat's {"content": [...]}, or the completions' lists.
-json Logprobs(Endpoint endpoint, const std::vector<OutputToken>& tokens) {
+json Logprobs(Endpoint endpoint, const std::vector<GeneratedToken>& tokens) {
+  const auto bytes_of = [](std::string_view text) {
+    json bytes = json::array();
+    for (const unsigned char c : text) bytes.push_back(c);
+    return bytes;
+  };
   if (endpoint == Endpoint::kChatCompletions) {
     json content = json::array();
-    for (const OutputToken& t : tokens) {
-      json bytes = json::array();
-      for (const unsigned char c : t.text) bytes.push_back(c);
-      content.push_back({{"token", t.text}, {"logprob", t.logprob.value_or(0.0f)}, {"bytes", bytes}, {"top_logprobs", json::array()}});
+    for (const GeneratedToken& t : tokens) {
+      json top = json::array();
+      for (const TokenAlternative& a : t.top_logprobs) top.push_back({{"token", utf8::Sanitize(a.bytes)}, {"logprob", a.logprob}, {"bytes", bytes_of(a.bytes)}});
+      content.push_back({{"token", t.text}, {"logprob", t.logprob.value_or(0.0f)}, {"bytes", bytes_of(t.text)}, {"top_logprobs", top}});
     }
     return {{"content", content}};
   }
   json texts = json::array();
   json values = json::array();
-  for (const OutputToken& t : tokens) {
+  json tops = json::array();
+  for (const GeneratedToken& t : tokens) {
     texts.push_back(t.text);
     values.push_back(t.logprob.value_or(0.0f));
+    json top = json::object();
+    for (const TokenAlternative& a : t.top_logprobs) top[utf8::Sanitize(a.bytes)] = a.logprob;
+    tops.push_back(std::move(top));
   }
-  return {{"tokens", texts}, {"token_logprobs", values}, {"top_logprobs", nullptr}};
+  return {{"tokens", texts}, {"token_logprobs", values}, {"top_logprobs", tops}};
 }
 
 json Choice(Endpoint endpoint, const std::string& text, bool delta, json logprobs, json finish_reason) {
@@ -310,10 +324,10 @@ json Choice(Endpoint endpoint, const std::string& text, bool delta, json logprob
 
 }  // namespace
 
-json Completion(const AnswerHeader& header, const std::vector<OutputToken>& tokens, const std::string& tail, bool logprobs,
+json Completion(const AnswerHeader& header, const std::vector<GeneratedToken>& tokens, const std::string& tail, bool logprobs,
                 const RequestSummary& summary) {
   std::string text;
-  for (const OutputToken& t : tokens) text += t.text;
+  for (const GeneratedToken& t : tokens) text += t.text;
   text += tail;
   json out = Base(header, false);
   out["choices"] = json::array({Choice(header.endpoint, text, false, logprobs ? Logprobs(header.endpoint, tokens) : json(nullptr),
@@ -330,9 +344,9 @@ json OpeningChunk(const AnswerHeader& header) {
   return out;
 }
 
-json TokensChunk(const AnswerHeader& header, const std::vector<OutputToken>& tokens, bool logprobs) {
+json TokensChunk(const AnswerHeader& header, const std::vector<GeneratedToken>& tokens, bool logprobs) {
   std::string text;
-  for (const OutputToken& t : tokens) text += t.text;
+  for (const GeneratedToken& t : tokens) text += t.text;
   json out = Base(header, true);
   out["choices"] = json::array({Choice(header.endpoint, text, true, logprobs ? Logprobs(header.endpoint, tokens) : json(nullptr), nullptr)});
   return out;

@@ -44,12 +44,6 @@ absl::StatusOr<ParsedRequest> ParseRequest(Endpoint endpoint, std::string_view b
 // GET /v1/models: the plain name (the caller's default width) and NAME@B for every width.
 nlohmann::json ModelList(const Model& model, int64_t created);
 
-// A generated token as an answer carries it.
-struct OutputToken {
-  std::string text;
-  std::optional<float> logprob;
-};
-
 // "stop" (EOS or a stop sequence) or "length"; a request cut short otherwise reads "length".
 const char* FinishReasonName(FinishReason reason);
 
@@ -62,12 +56,12 @@ struct AnswerHeader {
 };
 
 // The whole answer of a request that does not stream.
-nlohmann::json Completion(const AnswerHeader& header, const std::vector<OutputToken>& tokens, const std::string& tail, bool logprobs,
+nlohmann::json Completion(const AnswerHeader& header, const std::vector<GeneratedToken>& tokens, const std::string& tail, bool logprobs,
                           const RequestSummary& summary);
 // Stream chunks: the opening one (chat: the assistant's role), one per batch of tokens, the
 // closing one with the finish reason, and the usage chunk.
 nlohmann::json OpeningChunk(const AnswerHeader& header);
-nlohmann::json TokensChunk(const AnswerHeader& header, const std::vector<OutputToken>& tokens, bool logprobs);
+nlohmann::json TokensChunk(const AnswerHeader& header, const std::vector<GeneratedToken>& tokens, bool logprobs);
 nlohmann::json FinishChunk(const AnswerHeader& header, const std::string& tail, FinishReason reason);
 nlohmann::json UsageChunk(const AnswerHeader& header, const RequestSummary& summary);
 

@@ -32,15 +32,25 @@ struct GenerationRequest {
   int bits = 0;
   DecodingOptions decoding;
   bool return_logprobs = false;
+  int top_logprobs = 0;  // alternatives per token, with return_logprobs
   Clock::time_point deadline = Clock::time_point::max();
 };
 
 enum class FinishReason { kLength, kEos, kStopSequence, kCancelled, kTimeLimit };
 
+// A token the model could have produced instead, with its own bytes (maybe part of a UTF-8
+// character).
+struct TokenAlternative {
+  TokenId id;
+  std::string bytes;
+  float logprob;
+};
+
 struct GeneratedToken {
   TokenId id;
-  std::string text;
+  std::string text;  // what this token completes; whole UTF-8 characters
   std::optional<float> logprob;
+  std::vector<TokenAlternative> top_logprobs;  // most likely first
 };
 
 // How a finished request went, for its access log line.

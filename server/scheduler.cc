@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/base/status_macros.h"
-#include "engine/runtime/perplexity.h"
+#include "engine/runtime/logprobs.h"
 #include "server/metrics.h"
 
 namespace anyprec::server {
@@ -336,8 +336,14 @@ void Scheduler::Emit(Sequence& s, std::span<const float> logits) {
   if (first) s.first_token = now;
   if (metrics_) metrics_->TokenGenerated(s.request.bits, s.request.tenant, s.request.api, Seconds(now - (first ? s.submitted : s.last_token)), first);
   s.last_token = now;
-  GeneratedToken token{*decoded.token, std::move(decoded.text), std::nullopt};
-  if (s.request.return_logprobs) token.logprob = static_cast<float>(-NegativeLogLikelihood(logits, *decoded.token));
+  GeneratedToken token{*decoded.token, std::move(decoded.text), std::nullopt, {}};
+  if (s.request.return_logprobs) {
+    const double log_sum_exp = LogSumExp(logits);
+    token.logprob = static_cast<float>(logits[*decoded.token] - log_sum_exp);
+    for (const TokenLogprob& alternative : TopLogprobs(logits, s.request.top_logprobs, log_sum_exp)) {
+      token.top_logprobs.push_back({alternative.id, std::string(tokenizer_.TokenBytes(alternative.id)), alternative.logprob});
+    }
+  }
   s.sink->OnToken(std::move(token));
   if (decoded.end) Finish(s, *decoded.end == DecodeEnd::kStopSequence ? FinishReason::kStopSequence : FinishReason::kLength);
 }

@@ -3,6 +3,7 @@
 // greedy answers equal gRPC's for the same prompt ids; its errors carry OpenAI's shape.
 #include <signal.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -181,8 +182,8 @@ TEST_F(HttpFrontTest, ModelsCompletionsAndChatAnswerAsGrpcDoes) {
 }
 
 // The official OpenAI Node.js client (npm `openai`), as an application would use it, with an API
-// key: models, completions at two widths and a chat whole and streamed, all equal to gRPC's
-// greedy answers; an unknown width is its NotFoundError.
+// key: models, completions at two widths and a chat whole (with logprobs) and streamed, all equal
+// to gRPC's greedy answers; an unknown width is its NotFoundError.
 TEST_F(HttpFrontTest, TheOfficialOpenAIClientGetsWhatGrpcGets) {
   const std::string client_dir = std::string(ANYPREC_SOURCE_DIR) + "/tests/openai";
   ASSERT_EQ(std::system(("cd " + client_dir + " && npm ci --no-audit --no-fund --loglevel=error > /dev/null").c_str()), 0)
@@ -214,6 +215,12 @@ TEST_F(HttpFrontTest, TheOfficialOpenAIClientGetsWhatGrpcGets) {
   ASSERT_TRUE(chat.status.ok());
   EXPECT_EQ(got["chat"]["content"], chat.text);
   EXPECT_EQ(got["chat"]["usage"]["completion_tokens"], 12);
+  ASSERT_EQ(got["chat"]["logprobs"].size(), 12u) << output;
+  for (const json& entry : got["chat"]["logprobs"]) {
+    ASSERT_EQ(entry["top"].size(), 2u) << output;
+    EXPECT_EQ(entry["top"][0], entry["token"]) << "greedy takes the most likely token";
+    EXPECT_LE(entry["logprob"].get<double>(), 0.0);
+  }
   EXPECT_EQ(got["stream"]["content"], chat.text);
   EXPECT_GE(got["stream"]["chunks"], 3) << "the role, the tokens in one or more chunks, the finish";
   EXPECT_EQ(got["stream"]["finish_reason"], "length");
@@ -257,6 +264,81 @@ void ExpectError(const Answer& a, int status, const std::string& type, const std
   EXPECT_TRUE(error.contains("param") && error.contains("code")) << a.body.dump();
 }
 
+// Each token's logprob and its most likely alternatives come from the model's distribution:
+// greedy's token is the first alternative, the list is in falling order, and the HTTP front
+// reports what gRPC does (a byte-level vocabulary's partial characters aside, which TinyStories'
+// has none of in this answer).
+TEST_F(HttpFrontTest, LogprobsCarryTheMostLikelyAlternatives) {
+  ServerProcess server({"--model", image_});
+  pb::GenerateRequest request = Greedy("Once upon a time", 5, 8);
+  request.set_return_logprobs(true);
+  request.set_top_logprobs(4);
+  const testing::Result grpc = testing::Generate(*server.Stub(), request);
+  ASSERT_TRUE(grpc.status.ok()) << grpc.status.error_message();
+  std::vector<pb::Token> tokens;
+  for (const pb::GenerateResponse& m : grpc.messages) tokens.insert(tokens.end(), m.tokens().begin(), m.tokens().end());
+  ASSERT_EQ(tokens.size(), 8u);
+  for (const pb::Token& t : tokens) {
+    ASSERT_EQ(t.top_logprobs_size(), 4);
+    EXPECT_EQ(t.top_logprobs(0).id(), t.id()) << "greedy takes the most likely token";
+    EXPECT_EQ(t.top_logprobs(0).logprob(), t.logprob());
+    double mass = 0;
+    for (int i = 0; i < 4; ++i) {
+      EXPECT_LE(t.top_logprobs(i).logprob(), 0.0f);
+      if (i > 0) EXPECT_LE(t.top_logprobs(i).logprob(), t.top_logprobs(i - 1).logprob());
+      mass += std::exp(t.top_logprobs(i).logprob());
+    }
+    EXPECT_LE(mass, 1.0 + 1e-5);
+  }
+
+  const std::string model = std::string(kModel) + "@5";
+  const Answer completion =
+      Post(server, "/v1/completions", {{"model", model}, {"prompt", "Once upon a time"}, {"max_tokens", 8}, {"temperature", 0}, {"logprobs", 4}});
+  ASSERT_EQ(completion.status, 200) << completion.body.dump();
+  const json& lists = completion.body["choices"][0]["logprobs"];
+  ASSERT_EQ(lists["top_logprobs"].size(), 8u) << lists.dump();
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    EXPECT_EQ(lists["tokens"][i], tokens[i].text());
+    EXPECT_FLOAT_EQ(lists["token_logprobs"][i].get<float>(), tokens[i].logprob());
+    const json& top = lists["top_logprobs"][i];
+    EXPECT_EQ(top.size(), 4u) << top.dump();
+    for (const pb::TokenAlternative& a : tokens[i].top_logprobs()) {
+      ASSERT_TRUE(top.contains(a.text())) << top.dump();
+      EXPECT_FLOAT_EQ(top[a.text()].get<float>(), a.logprob());
+    }
+  }
+
+  const std::string template_path = SharedPath("chat-templates/llama-3.jinja");
+  ServerProcess chat_server({"--model", image_, "--chat-template", template_path});
+  const json chat = {{"model", model}, {"messages", ChatMessages()}, {"max_tokens", 6}, {"temperature", 0}, {"logprobs", true}, {"top_logprobs", 3}};
+  const Answer whole = Post(chat_server, "/v1/chat/completions", chat);
+  ASSERT_EQ(whole.status, 200) << whole.body.dump();
+  const json& content = whole.body["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 6u) << content.dump();
+  for (const json& entry : content) {
+    ASSERT_EQ(entry["top_logprobs"].size(), 3u) << entry.dump();
+    EXPECT_EQ(entry["top_logprobs"][0]["token"], entry["token"]);
+    EXPECT_EQ(entry["top_logprobs"][0]["logprob"], entry["logprob"]);
+    EXPECT_EQ(entry["top_logprobs"][0]["bytes"], entry["bytes"]);
+  }
+  json streamed = chat;
+  streamed["stream"] = true;
+  int entries = 0;
+  for (const json& event : CurlStream(chat_server, "/v1/chat/completions", streamed)) {
+    if (!event.is_object() || event["choices"].empty() || event["choices"][0]["logprobs"].is_null()) continue;
+    for (const json& entry : event["choices"][0]["logprobs"]["content"]) {
+      EXPECT_EQ(entry, content[entries]) << "a streamed token's logprobs are the whole answer's";
+      ++entries;
+    }
+  }
+  EXPECT_EQ(entries, 6);
+  ExpectError(Post(chat_server, "/v1/chat/completions", {{"model", model}, {"messages", ChatMessages()}, {"top_logprobs", 2}}), 400,
+              "invalid_request_error", "logprobs");
+  ExpectError(Post(chat_server, "/v1/chat/completions",
+                   {{"model", model}, {"messages", ChatMessages()}, {"logprobs", true}, {"top_logprobs", 21}}),
+              400, "invalid_request_error", "0..20");
+}
+
 TEST_F(HttpFrontTest, EveryErrorHasItsStatusAndOpenAIsShape) {
   const fs::path dir = fs::temp_directory_path() / ("anyprec-http-errors-" + std::to_string(::getpid()));
   fs::create_directories(dir);
@@ -273,7 +355,7 @@ TEST_F(HttpFrontTest, EveryErrorHasItsStatusAndOpenAIsShape) {
   ExpectError(Post(server, "/v1/completions", {{"model", "gpt-4o"}, {"prompt", "Once"}}, "fast-key"), 404, "not_found_error", "gpt-4o");
   for (const auto& [field, value] : std::vector<std::pair<std::string, json>>{
            {"n", 2}, {"tools", json::array({{{"type", "function"}}})}, {"response_format", {{"type", "json_object"}}},
-           {"frobnicate", 1}, {"top_logprobs", 3}, {"temperature", "hot"}}) {
+           {"frobnicate", 1}, {"top_logprobs", 3}, {"logprobs", 21}, {"temperature", "hot"}}) {
     json bad = ok;
     bad[field] = value;
     const Answer a = Post(server, "/v1/completions", bad, "fast-key");

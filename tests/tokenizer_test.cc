@@ -158,6 +158,22 @@ TEST(DecodeStream, NeverEmitsPartialCharactersAndMatchesDecode) {
   EXPECT_EQ(streamed, text);
 }
 
+// A token's own bytes, as the alternatives of an answer's logprobs give them: they concatenate to
+// the text (its leading space kept), and a byte token is its one byte.
+TEST(Tokenizer, TokenBytesConcatenateToTheText) {
+  for (const char* path : {"tokenizers/mistral-7b-v0.1/tokenizer.json", "tokenizers/llama-3.1/tokenizer.json"}) {
+    SCOPED_TRACE(path);
+    const Tokenizer& tokenizer = SharedTokenizer(path);
+    const std::string text = " Grüße 🙂 日本語 — done";
+    std::string joined;
+    for (const TokenId id : tokenizer.Encode(text)) joined += tokenizer.TokenBytes(id);
+    EXPECT_EQ(joined, text);
+    EXPECT_EQ(tokenizer.TokenBytes(-1), "");
+    EXPECT_EQ(tokenizer.TokenBytes(tokenizer.vocab_size()), "");
+  }
+  EXPECT_EQ(SharedTokenizer("tokenizers/mistral-7b-v0.1/tokenizer.json").TokenBytes(3 + 0xC3), "\xC3");
+}
+
 TEST(Tokenizer, IllFormedByteRunsDecodeToOneReplacementPerByte) {
   const Tokenizer& tokenizer = SharedTokenizer("tokenizers/mistral-7b-v0.1/tokenizer.json");
   // <0x41> <0xFF> is not UTF-8 as a run, so both bytes become U+FFFD, as in Hugging Face.

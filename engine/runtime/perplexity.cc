@@ -6,15 +6,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/base/status_macros.h"
+#include "engine/runtime/logprobs.h"
 
 namespace anyprec {
 
-double NegativeLogLikelihood(std::span<const float> logits, TokenId target) {
-  const double max_logit = *std::max_element(logits.begin(), logits.end());
-  double sum = 0;
-  for (float v : logits) sum += std::exp(v - max_logit);
-  return std::log(sum) + max_logit - logits[target];
-}
+double NegativeLogLikelihood(std::span<const float> logits, TokenId target) { return LogSumExp(logits) - logits[target]; }
 
 absl::StatusOr<std::vector<TokenWindow>> PerplexityWindows(std::span<const TokenId> text_tokens, TokenId bos, int windows,
                                                            int window_len, int context_length) {

@@ -173,6 +173,11 @@ std::string_view Tokenizer::Piece(TokenId id) const {
   return impl_->pieces[id];
 }
 
+std::string_view Tokenizer::TokenBytes(TokenId id) const {
+  if (id < 0 || id >= vocab_size()) return {};
+  return impl_->decoded_bytes[id];
+}
+
 std::string DecodeStream::Next(TokenId id) {
   const TokenizerParts& impl = *tokenizer_.impl_;
   if (id < 0 || id >= tokenizer_.vocab_size() || impl.special[id]) return {};

@@ -47,6 +47,9 @@ class Tokenizer {
   // The piece `id` stands for as the vocabulary writes it (e.g. "▁upon", "Ġworld", "<0x0A>"),
   // or "" when out of range.
   std::string_view Piece(TokenId id) const;
+  // The bytes `id` adds to a text it does not open (e.g. " upon", " world", "\n"); a byte token
+  // gives its one byte, which may be part of a UTF-8 character. "" when out of range.
+  std::string_view TokenBytes(TokenId id) const;
 
  private:
   friend class DecodeStream;

@@ -1,6 +1,6 @@
 // The official OpenAI Node.js client against anyprec-server's HTTP front, as an application
 // would use it: `node client.mjs BASE_URL API_KEY MODEL` lists the models, runs a completion at
-// widths 3 and 8, and a chat completion at width 4 whole and streamed, all greedy, and prints
+// widths 3 and 8, and a chat completion at width 4 whole (with logprobs) and streamed, all greedy, and prints
 // what it received as one JSON object for tests/http_front_test.cc to check.
 import OpenAI from "openai";
 
@@ -21,8 +21,13 @@ const messages = [
   { role: "system", content: "Tell a story." },
   { role: "user", content: "A cat" },
 ];
-const whole = await client.chat.completions.create({ model: `${model}@4`, messages, max_completion_tokens: 12, temperature: 0 });
-out.chat = { content: whole.choices[0].message.content, finish_reason: whole.choices[0].finish_reason, usage: whole.usage };
+const whole = await client.chat.completions.create({
+  model: `${model}@4`, messages, max_completion_tokens: 12, temperature: 0, logprobs: true, top_logprobs: 2,
+});
+out.chat = {
+  content: whole.choices[0].message.content, finish_reason: whole.choices[0].finish_reason, usage: whole.usage,
+  logprobs: whole.choices[0].logprobs.content.map((c) => ({ token: c.token, logprob: c.logprob, top: c.top_logprobs.map((t) => t.token) })),
+};
 
 const stream = await client.chat.completions.create({
   model: `${model}@4`, messages, max_completion_tokens: 12, temperature: 0, stream: true, stream_options: { include_usage: true },
