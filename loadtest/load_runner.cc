@@ -1,82 +1,16 @@
 #include "loadtest/load_runner.h"
 
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
 
 #include "absl/status/status.h"
 #include "anyprec/v1/generation.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "loadtest/dispatch.h"
 
 namespace anyprec::loadtest {
 namespace {
 
 namespace pb = anyprec::v1;
-using Clock = std::chrono::steady_clock;
-
-double Since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
-// What the dispatcher and the reactors share.
-class Ledger {
- public:
-  explicit Ledger(size_t expected) { records_.reserve(expected); }
-
-  void Sent(long index, RequestRecord record) {
-    std::lock_guard lock(mutex_);
-    if (records_.size() <= static_cast<size_t>(index)) records_.resize(index + 1);
-    records_[index] = std::move(record);
-    ++progress_.sent;
-  }
-  void Finished(long index, RequestRecord record) {
-    std::lock_guard lock(mutex_);
-    const std::string& status = record.status;
-    if (status != "OK" && status != "CANCELLED" && status != "DEADLINE_EXCEEDED") ++progress_.failed;
-    records_[index] = std::move(record);
-    ++progress_.finished;
-    changed_.notify_all();
-  }
-  long InFlight() {
-    std::lock_guard lock(mutex_);
-    return progress_.sent - progress_.finished;
-  }
-  // Sleeps until `until`, reporting progress meanwhile.
-  void SleepUntil(Clock::time_point until, Clock::time_point start, const RunOptions& options) {
-    std::unique_lock lock(mutex_);
-    while (Clock::now() < until) {
-      changed_.wait_until(lock, std::min(until, Clock::now() + std::chrono::milliseconds(500)));
-      Report(lock, start, options);
-    }
-  }
-  // Waits until fewer than `limit` are in flight, or `until`; reports progress meanwhile.
-  void WaitBelow(long limit, Clock::time_point until, Clock::time_point start, const RunOptions& options) {
-    std::unique_lock lock(mutex_);
-    while (progress_.sent - progress_.finished >= limit && Clock::now() < until) {
-      changed_.wait_until(lock, std::min(until, Clock::now() + std::chrono::milliseconds(500)));
-      Report(lock, start, options);
-    }
-    Report(lock, start, options);
-  }
-  std::vector<RequestRecord> Take() {
-    std::lock_guard lock(mutex_);
-    return std::move(records_);
-  }
-
- private:
-  void Report(std::unique_lock<std::mutex>&, Clock::time_point start, const RunOptions& options) {
-    if (!options.on_progress || Clock::now() < next_report_) return;
-    next_report_ = Clock::now() + std::chrono::milliseconds(500);
-    progress_.elapsed = Since(start);
-    options.on_progress(progress_);
-  }
-
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::vector<RequestRecord> records_;
-  Progress progress_;
-  Clock::time_point next_report_;
-};
-
 // One request: owns itself from Start until OnDone, the last callback gRPC makes.
 class Stream : public grpc::ClientReadReactor<pb::GenerateResponse> {
  public:
@@ -163,29 +97,8 @@ class Stream : public grpc::ClientReadReactor<pb::GenerateResponse> {
 
 std::vector<RequestRecord> RunLoad(const std::shared_ptr<grpc::Channel>& channel, const RunOptions& options, double* seconds) {
   const auto stub = pb::Generation::NewStub(channel);
-  Workload workload(options.workload);
-  Ledger ledger(options.requests > 0 ? options.requests : 1024);
-  const Clock::time_point start = Clock::now();
-  const Clock::time_point end_of_sending =
-      options.duration > 0 ? start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.duration))
-                           : Clock::time_point::max();
-  const bool closed_loop = options.concurrency > 0;
-  for (;;) {
-    PlannedRequest plan = workload.Next();
-    if (options.requests > 0 && plan.index >= options.requests) break;
-    if (closed_loop) {
-      ledger.WaitBelow(options.concurrency, end_of_sending, start, options);
-    } else {
-      const Clock::time_point at = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(plan.send_at));
-      if (at >= end_of_sending) break;
-      ledger.SleepUntil(at, start, options);
-    }
-    if (Clock::now() >= end_of_sending) break;
-    Stream::Start(*stub, plan, options, ledger);
-  }
-  ledger.WaitBelow(1, Clock::time_point::max(), start, options);
-  *seconds = Since(start);
-  return ledger.Take();
+  return Dispatch(
+      options, [&](const PlannedRequest& plan, Ledger& ledger) { Stream::Start(*stub, plan, options, ledger); }, seconds);
 }
 
 }  // namespace anyprec::loadtest

@@ -1,7 +1,9 @@
-// Sends a workload to anyprec-server over gRPC with the callback API: every request a
-// streaming reactor that timestamps each message, cancels itself after its first token or
-// carries a short deadline when its plan says so. Open loop (arrivals at planned times, as
-// many in flight as that makes) or closed loop (a fixed number in flight).
+// Sends a workload to anyprec-server, over gRPC or through its OpenAI HTTP front. Over gRPC
+// every request is a streaming reactor of the callback API; over HTTP a streamed
+// /v1/completions on a thread of its own. Either timestamps each token, cancels itself after
+// its first token or gives up after a short deadline when its plan says so. Open loop
+// (arrivals at planned times, as many in flight as that makes) or closed loop (a fixed number
+// in flight).
 #pragma once
 
 #include <functional>
@@ -35,5 +37,15 @@ struct RunOptions {
 // Runs until the bound is reached and every request sent has finished; the records are in
 // sending order. The run's length (first send to last status) goes to *seconds.
 std::vector<RequestRecord> RunLoad(const std::shared_ptr<grpc::Channel>& channel, const RunOptions& options, double* seconds);
+
+// The OpenAI HTTP front to load: requests name `model` (the plain name from /v1/models) or
+// `model@B` for a width, ask for greedy decoding as gRPC's default does, and ignore EOS. A
+// short deadline is the client's own there (HTTP carries none): it leaves when the deadline
+// passes, and the server counts the request cancelled. Statuses read as gRPC's (429: RESOURCE_EXHAUSTED, ...).
+struct HttpTarget {
+  std::string address;  // host:port of --http-listen
+  std::string model;
+};
+std::vector<RequestRecord> RunHttpLoad(const HttpTarget& target, const RunOptions& options, double* seconds);
 
 }  // namespace anyprec::loadtest

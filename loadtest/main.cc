@@ -1,6 +1,7 @@
-// anyprec-loadtest: load for anyprec-server, in the spirit of vLLM's serving benchmark.
-// Open-loop arrivals (Poisson or Gamma) or a closed loop, a mix of widths and tenants,
-// client-side faults, and latency/throughput/goodput per width; a rate sweep can be plotted.
+// anyprec-loadtest: load for anyprec-server, in the spirit of vLLM's serving benchmark, over
+// gRPC or the OpenAI HTTP front. Open-loop arrivals (Poisson or Gamma) or a closed loop, a mix
+// of widths and tenants, client-side faults, and latency/throughput/goodput per width; a rate
+// sweep can be plotted.
 #include <unistd.h>
 
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include "loadtest/load_runner.h"
 #include "loadtest/plot.h"
 #include "proto/client_channel.h"
+#include "proto/openai_client.h"
 
 namespace {
 
@@ -29,6 +31,7 @@ int main(int argc, char** argv) {
   CLI::App app{"anyprec-loadtest: load anyprec-server and report latency, throughput and every outcome per bit-width"};
   std::string address = "127.0.0.1:50051";
   std::string tls_ca;
+  std::string http_address;
   RunOptions run;
   std::string prompts_path;
   std::string split = "paragraphs";
@@ -42,6 +45,9 @@ int main(int argc, char** argv) {
   std::string json_path, plot_path;
   app.add_option("--server", address, "anyprec-server's gRPC address")->capture_default_str();
   app.add_option("--tls-ca", tls_ca, "CA certificate (PEM) of a TLS server")->check(CLI::ExistingFile);
+  app.add_option("--http", http_address, "Load the OpenAI HTTP front at this host:port (streamed /v1/completions) instead of gRPC")
+      ->excludes("--server")
+      ->excludes("--tls-ca");
   app.add_option("--rate", run.workload.rate, "Open loop: requests per second")->check(CLI::PositiveNumber);
   app.add_option("--burstiness", run.workload.burstiness, "Gamma shape of the arrivals: 1 Poisson, < 1 burstier")
       ->check(CLI::PositiveNumber)
@@ -91,9 +97,19 @@ int main(int argc, char** argv) {
   run.short_deadline = deadline_ms / 1e3;
   slo = {slo_ttft_ms / 1e3, slo_tpot_ms / 1e3};
 
-  const std::shared_ptr<grpc::Channel> channel = anyprec::ConnectToServer(address, tls_ca);
-  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
-    return Fail("cannot reach " + address, 1);
+  std::shared_ptr<grpc::Channel> channel;
+  HttpTarget http{http_address, ""};
+  if (http_address.empty()) {
+    channel = anyprec::ConnectToServer(address, tls_ca);
+    if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
+      return Fail("cannot reach " + address, 1);
+    }
+  } else {
+    // The plain name comes first in the list: the width then comes from the request or the tenant.
+    const auto models = anyprec::ListModels({http_address, run.api_keys.empty() ? "" : run.api_keys.front()});
+    if (!models.ok()) return Fail(std::string(models.status().message()), 1);
+    if (models->empty()) return Fail(http_address + " serves no model", 1);
+    http.model = models->front();
   }
   if (isatty(STDERR_FILENO)) {
     run.on_progress = [](const Progress& p) {
@@ -107,7 +123,7 @@ int main(int argc, char** argv) {
   for (const double rate : rates) {
     if (run.concurrency == 0) run.workload.rate = rate;
     double seconds = 0;
-    const std::vector<RequestRecord> records = RunLoad(channel, run, &seconds);
+    const std::vector<RequestRecord> records = channel ? RunLoad(channel, run, &seconds) : RunHttpLoad(http, run, &seconds);
     if (run.on_progress) std::fprintf(stderr, "\n");
     reports.push_back(Summarize(records, seconds, run.concurrency > 0 ? 0 : rate, slo));
     std::printf("%s\n", reports.back().Table().c_str());

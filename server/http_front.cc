@@ -119,10 +119,14 @@ bool WriteStream(Stream& s, httplib::DataSink& out) {
   };
   if (!s.opened) {
     s.opened = true;
-    if (!write(SseEvent(openai::OpeningChunk(s.header)))) return gone();
+    if (s.header.endpoint == Endpoint::kChatCompletions && !write(SseEvent(openai::OpeningChunk(s.header)))) return gone();
   }
   const HttpSink::News news = s.sink->Wait(std::chrono::milliseconds(100));
-  if (!news.tokens.empty() && !write(SseEvent(openai::TokensChunk(s.header, news.tokens, s.logprobs)))) return gone();
+  // One chunk per token, as OpenAI streams, so that clients may count tokens by chunks; those
+  // that arrived together go out in one write.
+  std::string chunks;
+  for (const GeneratedToken& token : news.tokens) chunks += SseEvent(openai::TokenChunk(s.header, token, s.logprobs));
+  if (!chunks.empty() && !write(chunks)) return gone();
   if (news.finished) {
     std::string tail = SseEvent(openai::FinishChunk(s.header, news.finished->text, news.finished->reason));
     if (s.include_usage) tail += SseEvent(openai::UsageChunk(s.header, *news.finished));

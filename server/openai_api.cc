@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <map>
+#include <span>
 
 #include "absl/strings/str_cat.h"
 #include "engine/base/status_macros.h"
@@ -282,7 +283,7 @@ json Usage(const RequestSummary& s) {
 }
 
 // OpenAI's logprobs object for `tokens`: chat's {"content": [...]}, or the completions' lists.
-json Logprobs(Endpoint endpoint, const std::vector<GeneratedToken>& tokens) {
+json Logprobs(Endpoint endpoint, std::span<const GeneratedToken> tokens) {
   const auto bytes_of = [](std::string_view text) {
     json bytes = json::array();
     for (const unsigned char c : text) bytes.push_back(c);
@@ -339,16 +340,15 @@ json Completion(const AnswerHeader& header, const std::vector<GeneratedToken>& t
 json OpeningChunk(const AnswerHeader& header) {
   json out = Base(header, true);
   json choice = Choice(header.endpoint, "", true, nullptr, nullptr);
-  if (header.endpoint == Endpoint::kChatCompletions) choice["delta"] = {{"role", "assistant"}, {"content", ""}};
+  choice["delta"] = {{"role", "assistant"}, {"content", ""}};
   out["choices"] = json::array({choice});
   return out;
 }
 
-json TokensChunk(const AnswerHeader& header, const std::vector<GeneratedToken>& tokens, bool logprobs) {
-  std::string text;
-  for (const GeneratedToken& t : tokens) text += t.text;
+json TokenChunk(const AnswerHeader& header, const GeneratedToken& token, bool logprobs) {
   json out = Base(header, true);
-  out["choices"] = json::array({Choice(header.endpoint, text, true, logprobs ? Logprobs(header.endpoint, tokens) : json(nullptr), nullptr)});
+  out["choices"] = json::array(
+      {Choice(header.endpoint, token.text, true, logprobs ? Logprobs(header.endpoint, std::span(&token, 1)) : json(nullptr), nullptr)});
   return out;
 }
 

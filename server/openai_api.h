@@ -58,10 +58,10 @@ struct AnswerHeader {
 // The whole answer of a request that does not stream.
 nlohmann::json Completion(const AnswerHeader& header, const std::vector<GeneratedToken>& tokens, const std::string& tail, bool logprobs,
                           const RequestSummary& summary);
-// Stream chunks: the opening one (chat: the assistant's role), one per batch of tokens, the
-// closing one with the finish reason, and the usage chunk.
-nlohmann::json OpeningChunk(const AnswerHeader& header);
-nlohmann::json TokensChunk(const AnswerHeader& header, const std::vector<GeneratedToken>& tokens, bool logprobs);
+// Stream chunks: the opening one (chat only: the assistant's role), one per token, the closing
+// one with the finish reason, and the usage chunk.
+nlohmann::json OpeningChunk(const AnswerHeader& header);  // of a chat
+nlohmann::json TokenChunk(const AnswerHeader& header, const GeneratedToken& token, bool logprobs);
 nlohmann::json FinishChunk(const AnswerHeader& header, const std::string& tail, FinishReason reason);
 nlohmann::json UsageChunk(const AnswerHeader& header, const RequestSummary& summary);
 

@@ -1,10 +1,13 @@
 // The soak test: the real anyprec-server on the TinyStories-656K image under about a minute
-// of load from anyprec-loadtest's runner, closed loop to measure the machine's capacity and
-// then open loop at a fraction of it: widths {3, 4, 8}, two tenants, 10% of requests
-// cancelled after their first token, 5% with a deadline that expires mid-stream.
+// of load from anyprec-loadtest's runners, half over gRPC and half through the OpenAI HTTP
+// front at once, closed loop to measure the machine's capacity and then open loop at a
+// fraction of it: widths {3, 4, 8}, two tenants, 10% of requests cancelled after their first
+// token, 5% with a deadline that expires mid-stream.
 // Every request sent is accounted for exactly once, the server's counters equal the
 // client's, the KV cache returns to idle, and resident memory stops growing after warm-up.
+#include <array>
 #include <cstdio>
+#include <future>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -51,10 +54,10 @@ constexpr long kGrowthBound = 24l << 20;
 
 const char* const kTenants[] = {"gold", "bronze"};
 
-// The server's count for (bits, tenant, reason) of anyprec_requests_finished_total, of the
-// requests that came by gRPC (the load generator's front).
-double Finished(const std::map<std::string, double>& metrics, int bits, const std::string& tenant, const std::string& reason) {
-  const auto it = metrics.find("anyprec_requests_finished_total{api=\"grpc\",bits=\"" + std::to_string(bits) + "\",reason=\"" + reason +
+// The server's count for (api, bits, tenant, reason) of anyprec_requests_finished_total.
+double Finished(const std::map<std::string, double>& metrics, const std::string& api, int bits, const std::string& tenant,
+                const std::string& reason) {
+  const auto it = metrics.find("anyprec_requests_finished_total{api=\"" + api + "\",bits=\"" + std::to_string(bits) + "\",reason=\"" + reason +
                                "\",tenant=\"" + tenant + "\"}");
   return it == metrics.end() ? 0 : it->second;
 }
@@ -85,16 +88,33 @@ TEST(Soak, LoadIsHeldAndEveryRequestAccountedFor) {
   run.short_deadline = 0.008;  // past the request's arrival, well before its last token
   run.api_keys = {"gold-key", "bronze-key"};
 
+  // Both fronts at once, each with half the load: gRPC (the callback API) and the OpenAI HTTP
+  // front (streamed completions). Returns their records, gRPC's first.
+  const loadtest::HttpTarget http{server.http_address(), "TinyStories-656K"};
+  const auto run_both = [&](loadtest::RunOptions options, double* seconds) {
+    loadtest::RunOptions http_options = options;
+    http_options.concurrency = options.concurrency / 2;
+    http_options.workload.rate = options.workload.rate / 2;
+    http_options.workload.seed = options.workload.seed + 100;
+    options.concurrency -= http_options.concurrency;
+    options.workload.rate -= http_options.workload.rate;
+    double http_seconds = 0;
+    auto over_http = std::async(std::launch::async, [&] { return loadtest::RunHttpLoad(http, http_options, &http_seconds); });
+    std::array<std::vector<loadtest::RequestRecord>, 2> records = {loadtest::RunLoad(channel, options, seconds), over_http.get()};
+    *seconds = std::max(*seconds, http_seconds);
+    return records;
+  };
+
   run.concurrency = kMaxRunning;
   run.duration = kWarmUpSeconds;
   double seconds = 0;
-  std::vector<loadtest::RequestRecord> records = loadtest::RunLoad(channel, run, &seconds);
+  std::array<std::vector<loadtest::RequestRecord>, 2> records = run_both(run, &seconds);
   const long warm_resident = testing::ResidentBytes(server.pid());
   // Cancelled and deadline-exceeded requests count: the load sends the same mix, so the rate
   // of that mix the server sustains includes them. Rejections (none expected) used no capacity.
   long served = 0;
-  for (const loadtest::RequestRecord& r : records) {
-    served += r.status == "OK" || r.status == "CANCELLED" || r.status == "DEADLINE_EXCEEDED";
+  for (const auto& front : records) {
+    for (const loadtest::RequestRecord& r : front) served += r.status == "OK" || r.status == "CANCELLED" || r.status == "DEADLINE_EXCEEDED";
   }
   const double capacity = served / seconds;
   ASSERT_GE(capacity, kMinCapacity) << "measured capacity " << capacity << " requests/s (" << served << " finished in " << seconds
@@ -105,41 +125,49 @@ TEST(Soak, LoadIsHeldAndEveryRequestAccountedFor) {
   run.workload.rate = rate;
   run.workload.seed = 1;
   run.duration = kLoadSeconds;
-  const std::vector<loadtest::RequestRecord> load = loadtest::RunLoad(channel, run, &seconds);
-  records.insert(records.end(), load.begin(), load.end());
+  const std::array<std::vector<loadtest::RequestRecord>, 2> load = run_both(run, &seconds);
+  for (size_t front = 0; front < 2; ++front) records[front].insert(records[front].end(), load[front].begin(), load[front].end());
   const long end_resident = testing::ResidentBytes(server.pid());
 
   // Every request is accounted for exactly once, with no outcome but these.
   std::map<std::string, long> outcomes;
-  for (const loadtest::RequestRecord& r : records) ++outcomes[r.status];
+  for (const auto& front : records) {
+    for (const loadtest::RequestRecord& r : front) ++outcomes[r.status];
+  }
+  const long sent = static_cast<long>(records[0].size() + records[1].size());
   const long completed = outcomes["OK"], cancelled = outcomes["CANCELLED"], deadline = outcomes["DEADLINE_EXCEEDED"],
              rejected = outcomes["RESOURCE_EXHAUSTED"];
-  EXPECT_EQ(completed + cancelled + deadline + rejected, static_cast<long>(records.size()))
-      << "other outcomes: " << ::testing::PrintToString(outcomes);
-  EXPECT_GT(completed, 0.7 * records.size());
+  EXPECT_EQ(completed + cancelled + deadline + rejected, sent) << "other outcomes: " << ::testing::PrintToString(outcomes);
+  EXPECT_GT(completed, 0.7 * sent);
   EXPECT_GT(cancelled, 0);
   EXPECT_GT(deadline, 0);
+  for (const auto& front : records) EXPECT_GT(front.size(), 0.3 * sent) << "each front carried its share";
 
-  // The server counted the same: per width, tenant and outcome.
-  // A request whose last message arrived just before its deadline or cancellation ran out
-  // counts as the server finished it.
-  std::map<std::tuple<int, std::string, std::string>, long> client;
-  for (const loadtest::RequestRecord& r : records) {
-    const std::string tenant = kTenants[r.tenant];
-    if (r.status == "OK" || r.finish == "LENGTH") {
-      ++client[{r.bits, tenant, "length"}];
-    } else if (r.status == "CANCELLED") {
-      ++client[{r.bits, tenant, "cancelled"}];
-    } else if (r.status == "DEADLINE_EXCEEDED") {
-      ++client[{r.bits, tenant, "time_limit"}];
+  // The server counted the same: per front, width, tenant and outcome. A request whose last
+  // message arrived just before its deadline or cancellation ran out counts as the server
+  // finished it. HTTP has no deadline: its client leaves, and the server counts a cancellation.
+  std::map<std::tuple<std::string, int, std::string, std::string>, long> client;
+  for (size_t front = 0; front < 2; ++front) {
+    const std::string api = front == 0 ? "grpc" : "http";
+    for (const loadtest::RequestRecord& r : records[front]) {
+      const std::string tenant = kTenants[r.tenant];
+      if (r.status == "OK" || r.finish == "LENGTH") {
+        ++client[{api, r.bits, tenant, "length"}];
+      } else if (r.status == "CANCELLED" || (api == "http" && r.status == "DEADLINE_EXCEEDED")) {
+        ++client[{api, r.bits, tenant, "cancelled"}];
+      } else if (r.status == "DEADLINE_EXCEEDED") {
+        ++client[{api, r.bits, tenant, "time_limit"}];
+      }
     }
   }
   const std::map<std::string, double> metrics = testing::ScrapeAll(server);
-  for (int bits : {3, 4, 8}) {
-    for (const std::string tenant : kTenants) {
-      for (const std::string reason : {"length", "cancelled", "time_limit", "eos", "stop_sequence"}) {
-        const long counted = client[std::make_tuple(bits, tenant, reason)];
-        EXPECT_EQ(Finished(metrics, bits, tenant, reason), counted) << bits << " bits, " << tenant << ", " << reason;
+  for (const std::string api : {"grpc", "http"}) {
+    for (int bits : {3, 4, 8}) {
+      for (const std::string tenant : kTenants) {
+        for (const std::string reason : {"length", "cancelled", "time_limit", "eos", "stop_sequence"}) {
+          const long counted = client[std::make_tuple(api, bits, tenant, reason)];
+          EXPECT_EQ(Finished(metrics, api, bits, tenant, reason), counted) << api << ", " << bits << " bits, " << tenant << ", " << reason;
+        }
       }
     }
   }
@@ -160,7 +188,7 @@ TEST(Soak, LoadIsHeldAndEveryRequestAccountedFor) {
   std::printf(
       "soak: capacity %.1f requests/s, offered %.1f/s; %zu requests (%ld completed, %ld cancelled, %ld past their deadline, "
       "%ld rejected); resident %ld -> %ld MiB\n",
-      capacity, rate, records.size(), completed, cancelled, deadline, rejected, warm_resident >> 20, end_resident >> 20);
+      capacity, rate, static_cast<size_t>(sent), completed, cancelled, deadline, rejected, warm_resident >> 20, end_resident >> 20);
   EXPECT_EQ(server.Terminate(), 0);
   fs::remove_all(dir);
 }

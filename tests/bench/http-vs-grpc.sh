@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The OpenAI HTTP front against gRPC on one anyprec-server: anyprec-loadtest in a closed loop at
+# 1 and 16 clients, greedy requests of T tokens (EOS ignored) over widths 3, 4 and 8, the two
+# fronts alternating R times on the same server. Prints a markdown table of the median
+# completion tokens/s, TTFT and ITL p50 per front and concurrency, and the cost per token each
+# front adds against the other. Not part of CI (it measures).
+#
+# Usage: tests/bench/http-vs-grpc.sh [--image DIR] [--build DIR] [--requests N] [--tokens T] [--repetitions R]
+#   --image DIR   an anyprec image (default: TinyStories-656K, quantized into /tmp/anyprec-http-vs-grpc)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+build=$repo/build
+image=
+requests=64
+tokens=128
+repetitions=3
+while [ $# -gt 0 ]; do
+  case $1 in
+    --image) image=$2; shift 2 ;;
+    --build) build=$2; shift 2 ;;
+    --requests) requests=$2; shift 2 ;;
+    --tokens) tokens=$2; shift 2 ;;
+    --repetitions) repetitions=$2; shift 2 ;;
+    *) sed -n '2,10p' "$0"; exit 2 ;;
+  esac
+done
+shared=$repo/../shared
+[ -d "$shared/models/TinyStories-656K" ] || { echo "http-vs-grpc: $shared/models is missing" >&2; exit 1; }
+work=$(mktemp -d /tmp/anyprec-http-vs-grpc.XXXXXX)
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+if [ -z "$image" ]; then
+  image=$work/image
+  "$build/bin/anyprec-quantize" --model "$shared/models/TinyStories-656K" --out "$image" --sensitivity none > /dev/null 2>&1
+fi
+
+"$build/bin/anyprec-server" --model "$image" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+  --max-running 16 > "$work/server.out" 2> "$work/server.err" &
+server_pid=$!
+for _ in $(seq 600); do grep -q 'listening on' "$work/server.out" && break; sleep 0.1; done
+grpc=$(grep -o 'listening on [0-9.:]*' "$work/server.out" | cut -d' ' -f3)
+http=$(grep -o 'http on [0-9.:]*' "$work/server.out" | cut -d' ' -f3)
+[ -n "$grpc" ] && [ -n "$http" ] || { cat "$work/server.err" >&2; exit 1; }
+
+run() {  # FRONT CLIENTS REPETITION
+  local target=(--server "$grpc")
+  [ "$1" = http ] && target=(--http "$http")
+  "$build/bin/anyprec-loadtest" "${target[@]}" --prompts "$shared/data/tinystories/tinystories_val_head.txt" \
+    --concurrency "$2" --requests "$requests" --output-tokens "$tokens" --prompt-words 20 --mix 3:1,4:1,8:1 \
+    --json "$work/$1-$2-$3.json" > /dev/null
+}
+for clients in 1 16; do
+  for r in $(seq "$repetitions"); do
+    run grpc "$clients" "$r"
+    run http "$clients" "$r"
+  done
+done
+
+python3 - "$work" "$repetitions" <<'PY'
+import json, statistics, sys
+work, reps = sys.argv[1], int(sys.argv[2])
+def load(front, clients):
+    runs = [json.load(open(f"{work}/{front}-{clients}-{r}.json"))[0]["by_bits"]["all"] for r in range(1, reps + 1)]
+    med = lambda f: statistics.median(f(x) for x in runs)
+    assert all(x["completed"] == x["requests"] for x in runs), "a request failed"
+    return med(lambda x: x["output_tokens_per_second"]), med(lambda x: x["ttft"]["p50"]), med(lambda x: x["itl"]["p50"])
+print("| clients | front | tokens/s | TTFT p50 (ms) | ITL p50 (ms) | µs per token | HTTP − gRPC per token (µs) |")
+print("|---|---|---|---|---|---|---|")
+for clients in (1, 16):
+    g, h = load("grpc", clients), load("http", clients)
+    for name, (tps, ttft, itl) in (("gRPC", g), ("HTTP", h)):
+        extra = f"{1e6 / h[0] - 1e6 / g[0]:+.1f}" if name == "HTTP" else ""
+        print(f"| {clients} | {name} | {tps:.0f} | {ttft * 1e3:.2f} | {itl * 1e3:.3f} | {1e6 / tps:.1f} | {extra} |")
+PY
