@@ -74,12 +74,25 @@ struct ClientOptions {
   std::optional<int> tenant_max_bits;
 };
 
+struct ChatOptions {
+  std::string address = "127.0.0.1:8000";
+  std::string api_key;
+  std::string model;  // empty: the server's first (its plain name)
+  int bits = 0;
+  std::string system;
+  int max_tokens = 512;
+  double temperature = 0.7;
+  double top_p = 1.0;
+  std::optional<uint64_t> seed;
+};
+
 void AddGenerateCommand(CLI::App& app, GenerateOptions& options);
 void AddClientCommand(CLI::App& app, ClientOptions& options);
 void AddEvalCommand(CLI::App& app, EvalOptions& options);
 void AddInspectCommand(CLI::App& app, InspectOptions& options);
 void AddTokenizeCommand(CLI::App& app, TokenizeOptions& options);
 void AddRenderChatCommand(CLI::App& app, RenderChatOptions& options);
+void AddChatCommand(CLI::App& app, ChatOptions& options);
 
 // Logs `status` as one line and returns `exit_code`.
 int ReportError(const absl::Status& status, int exit_code);
@@ -91,5 +104,6 @@ int RunInspect(const InspectOptions& options);
 int RunTokenize(const TokenizeOptions& options);
 int RunRenderChat(const RenderChatOptions& options);
 int RunClient(const ClientOptions& options);
+int RunChat(const ChatOptions& options);
 
 }  // namespace anyprec::cli

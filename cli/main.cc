@@ -26,17 +26,20 @@ int main(int argc, char** argv) {
   anyprec::cli::ClientOptions client;
   anyprec::cli::TokenizeOptions tokenize;
   anyprec::cli::RenderChatOptions render_chat;
+  anyprec::cli::ChatOptions chat;
   anyprec::cli::AddGenerateCommand(app, generate);
   anyprec::cli::AddEvalCommand(app, eval);
   anyprec::cli::AddInspectCommand(app, inspect);
   anyprec::cli::AddClientCommand(app, client);
   anyprec::cli::AddTokenizeCommand(app, tokenize);
   anyprec::cli::AddRenderChatCommand(app, render_chat);
+  anyprec::cli::AddChatCommand(app, chat);
   if (const auto exit_code = anyprec::flags::ParseOrExitCode(app, argc, argv)) return *exit_code;
   if (app.got_subcommand("generate")) return anyprec::cli::RunGenerate(generate);
   if (app.got_subcommand("inspect")) return anyprec::cli::RunInspect(inspect);
   if (app.got_subcommand("client")) return anyprec::cli::RunClient(client);
   if (app.got_subcommand("tokenize")) return anyprec::cli::RunTokenize(tokenize);
   if (app.got_subcommand("render-chat")) return anyprec::cli::RunRenderChat(render_chat);
+  if (app.got_subcommand("chat")) return anyprec::cli::RunChat(chat);
   return anyprec::cli::RunEval(eval);
 }

@@ -255,6 +255,40 @@ TEST_F(HttpFrontTest, StreamsArriveAsMadeAndALeavingClientFreesItsRequest) {
   EXPECT_EQ(next.status, 200) << next.body.dump();
 }
 
+// anyprec chat, as a user types into it: each line a turn of one conversation, /bits changing its
+// width. Each reply is the server's greedy answer to the conversation so far, and a turn the
+// server refuses (an unknown width) is left out of it.
+TEST_F(HttpFrontTest, AnyprecChatKeepsTheConversationAndItsWidth) {
+  const std::string template_path = SharedPath("chat-templates/llama-3.jinja");
+  ServerProcess server({"--model", image_, "--chat-template", template_path});
+  const fs::path dir = fs::temp_directory_path() / ("anyprec-chat-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string err = (dir / "stderr").string();
+  const std::string out = testing::Capture("printf 'A cat\\n/bits 99\\nOops\\n/bits 3\\nA dog\\n' | " + std::string(ANYPREC_CLI) +
+                                           " chat --addr " + server.http_address() +
+                                           " --system 'Tell a story.' --max-tokens 8 --temperature 0 2> " + err);
+  std::ifstream file(err);
+  const std::string log((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+
+  json messages = json::array({{{"role", "system"}, {"content", "Tell a story."}}, {{"role", "user"}, {"content", "A cat"}}});
+  const Answer first = Post(server, "/v1/chat/completions", {{"model", kModel}, {"messages", messages}, {"max_tokens", 8}, {"temperature", 0}});
+  ASSERT_EQ(first.status, 200) << first.body.dump();
+  const std::string reply1 = first.body["choices"][0]["message"]["content"];
+  messages.push_back({{"role", "assistant"}, {"content", reply1}});
+  messages.push_back({{"role", "user"}, {"content", "A dog"}});
+  const Answer second = Post(server, "/v1/chat/completions",
+                             {{"model", std::string(kModel) + "@3"}, {"messages", messages}, {"max_tokens", 8}, {"temperature", 0}});
+  ASSERT_EQ(second.status, 200) << second.body.dump();
+  const std::string reply2 = second.body["choices"][0]["message"]["content"];
+  EXPECT_EQ(out, reply1 + "\n" + reply2 + "\n") << log;
+  EXPECT_NE(log.find("[" + std::string(kModel) + "@8: length, 8 tokens]"), std::string::npos) << log;
+  EXPECT_NE(log.find("error 404"), std::string::npos) << log;
+  const std::string summary2 = "[" + std::string(kModel) + "@3: " + second.body["choices"][0]["finish_reason"].get<std::string>() + ", " +
+                               std::to_string(second.body["usage"]["completion_tokens"].get<int>()) + " tokens]";
+  EXPECT_NE(log.find(summary2), std::string::npos) << log;
+  fs::remove_all(dir);
+}
+
 void ExpectError(const Answer& a, int status, const std::string& type, const std::string& fragment) {
   EXPECT_EQ(a.status, status) << a.body.dump();
   ASSERT_TRUE(a.body.is_object() && a.body.contains("error")) << a.body.dump();
