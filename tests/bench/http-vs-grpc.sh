@@ -2,8 +2,9 @@
 # The OpenAI HTTP front against gRPC on one anyprec-server: anyprec-loadtest in a closed loop at
 # 1 and 16 clients, greedy requests of T tokens (EOS ignored) over widths 3, 4 and 8, the two
 # fronts alternating R times on the same server. Prints a markdown table of the median
-# completion tokens/s, TTFT and ITL p50 per front and concurrency, and the cost per token each
-# front adds against the other. Not part of CI (it measures).
+# completion tokens/s, TTFT and ITL p50 per front and concurrency, the wall time per token, and
+# the server's own CPU time per token (the clients share the machine, so wall time carries their
+# cost too). Not part of CI (it measures).
 #
 # Usage: tests/bench/http-vs-grpc.sh [--image DIR] [--build DIR] [--requests N] [--tokens T] [--repetitions R]
 #   --image DIR   an anyprec image (default: TinyStories-656K, quantized into /tmp/anyprec-http-vs-grpc)
@@ -47,12 +48,17 @@ grpc=$(grep -o 'listening on [0-9.:]*' "$work/server.out" | cut -d' ' -f3)
 http=$(grep -o 'http on [0-9.:]*' "$work/server.out" | cut -d' ' -f3)
 [ -n "$grpc" ] && [ -n "$http" ] || { cat "$work/server.err" >&2; exit 1; }
 
+# The server's CPU time so far (user + system), in clock ticks.
+server_ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
 run() {  # FRONT CLIENTS REPETITION
   local target=(--server "$grpc")
   [ "$1" = http ] && target=(--http "$http")
+  local before
+  before=$(server_ticks)
   "$build/bin/anyprec-loadtest" "${target[@]}" --prompts "$shared/data/tinystories/tinystories_val_head.txt" \
     --concurrency "$2" --requests "$requests" --output-tokens "$tokens" --prompt-words 20 --mix 3:1,4:1,8:1 \
     --json "$work/$1-$2-$3.json" > /dev/null
+  echo $(( $(server_ticks) - before )) > "$work/$1-$2-$3.ticks"
 }
 for clients in 1 16; do
   for r in $(seq "$repetitions"); do
@@ -61,19 +67,22 @@ for clients in 1 16; do
   done
 done
 
-python3 - "$work" "$repetitions" <<'PY'
+python3 - "$work" "$repetitions" "$(getconf CLK_TCK)" <<'PY'
 import json, statistics, sys
-work, reps = sys.argv[1], int(sys.argv[2])
+work, reps, tick = sys.argv[1], int(sys.argv[2]), 1 / int(sys.argv[3])
 def load(front, clients):
-    runs = [json.load(open(f"{work}/{front}-{clients}-{r}.json"))[0]["by_bits"]["all"] for r in range(1, reps + 1)]
+    runs = []
+    for r in range(1, reps + 1):
+        report = json.load(open(f"{work}/{front}-{clients}-{r}.json"))[0]["by_bits"]["all"]
+        report["server_cpu"] = int(open(f"{work}/{front}-{clients}-{r}.ticks").read()) * tick
+        runs.append(report)
     med = lambda f: statistics.median(f(x) for x in runs)
     assert all(x["completed"] == x["requests"] for x in runs), "a request failed"
-    return med(lambda x: x["output_tokens_per_second"]), med(lambda x: x["ttft"]["p50"]), med(lambda x: x["itl"]["p50"])
-print("| clients | front | tokens/s | TTFT p50 (ms) | ITL p50 (ms) | µs per token | HTTP − gRPC per token (µs) |")
+    return (med(lambda x: x["output_tokens_per_second"]), med(lambda x: x["ttft"]["p50"]), med(lambda x: x["itl"]["p50"]),
+            med(lambda x: x["server_cpu"] / x["output_tokens"]))
+print("| clients | front | tokens/s | TTFT p50 (ms) | ITL p50 (ms) | wall µs per token | server CPU µs per token |")
 print("|---|---|---|---|---|---|---|")
 for clients in (1, 16):
-    g, h = load("grpc", clients), load("http", clients)
-    for name, (tps, ttft, itl) in (("gRPC", g), ("HTTP", h)):
-        extra = f"{1e6 / h[0] - 1e6 / g[0]:+.1f}" if name == "HTTP" else ""
-        print(f"| {clients} | {name} | {tps:.0f} | {ttft * 1e3:.2f} | {itl * 1e3:.3f} | {1e6 / tps:.1f} | {extra} |")
+    for name, (tps, ttft, itl, cpu) in (("gRPC", load("grpc", clients)), ("HTTP", load("http", clients))):
+        print(f"| {clients} | {name} | {tps:.0f} | {ttft * 1e3:.2f} | {itl * 1e3:.3f} | {1e6 / tps:.1f} | {cpu * 1e6:.1f} |")
 PY
