@@ -21,8 +21,9 @@ using openai::Endpoint;
 // Requests that may wait or stream at once, each holding one of the front's threads: the
 // scheduler's queue and batch are far smaller, so this never binds first.
 constexpr int kThreads = 128;
-// A stream with nothing to send writes an SSE comment this often, so that a client that went
-// away is noticed (and its request cancelled) even while the request waits in the queue.
+// An answer with nothing to send writes this often (an SSE comment, or a space before a whole
+// answer), so that a client that went away is noticed (and its request cancelled) even while
+// the request waits in the queue.
 constexpr auto kKeepAlive = std::chrono::seconds(1);
 
 // One request's output, handed from the engine loop (which must never block) to the HTTP
@@ -95,47 +96,62 @@ absl::StatusOr<Tenant> Authenticate(const TenantRegistry& tenants, const httplib
 
 std::string SseEvent(const nlohmann::json& data) { return absl::StrCat("data: ", data.dump(), "\n\n"); }
 
-// An answer in progress: what the streaming provider needs between its calls.
-struct Stream {
+// An answer in progress: what its content provider needs between calls. Both kinds are written
+// as the request runs, so that a client that leaves is noticed and its request cancelled: a
+// stream as Server-Sent Events, a whole answer as one JSON object at the end, after a space
+// every kKeepAlive while it waits (JSON allows leading whitespace).
+struct Answer {
   std::shared_ptr<HttpSink> sink;
   std::shared_ptr<RequestHandle> handle;
   openai::AnswerHeader header;
+  bool stream = false;
   bool logprobs = false;
   bool include_usage = false;
   bool opened = false;
+  std::vector<GeneratedToken> tokens;  // a whole answer's, until it ends
   std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
 };
 
 // Writes what the request produced since the last call; false when the client is gone (the
-// request is then cancelled) or after the last event.
-bool WriteStream(Stream& s, httplib::DataSink& out) {
+// request is then cancelled) or after the last byte.
+bool WriteAnswer(Answer& a, httplib::DataSink& out) {
   const auto write = [&](const std::string& text) {
-    s.last_write = std::chrono::steady_clock::now();
+    a.last_write = std::chrono::steady_clock::now();
     return out.write(text.data(), text.size());
   };
   const auto gone = [&] {
-    s.handle->Cancel();
+    a.handle->Cancel();
     return false;
   };
-  if (!s.opened) {
-    s.opened = true;
-    if (s.header.endpoint == Endpoint::kChatCompletions && !write(SseEvent(openai::OpeningChunk(s.header)))) return gone();
+  if (a.stream && !a.opened) {
+    a.opened = true;
+    if (a.header.endpoint == Endpoint::kChatCompletions && !write(SseEvent(openai::OpeningChunk(a.header)))) return gone();
   }
-  const HttpSink::News news = s.sink->Wait(std::chrono::milliseconds(100));
+  HttpSink::News news = a.sink->Wait(std::chrono::milliseconds(100));
+  if (!a.stream) {
+    a.tokens.insert(a.tokens.end(), std::make_move_iterator(news.tokens.begin()), std::make_move_iterator(news.tokens.end()));
+    if (news.finished) {
+      if (!write(openai::Completion(a.header, a.tokens, news.finished->text, a.logprobs, *news.finished).dump())) return false;
+      out.done();
+      return true;
+    }
+    if (std::chrono::steady_clock::now() - a.last_write >= kKeepAlive && !write(" ")) return gone();
+    return true;
+  }
   // One chunk per token, as OpenAI streams, so that clients may count tokens by chunks; those
   // that arrived together go out in one write.
   std::string chunks;
-  for (const GeneratedToken& token : news.tokens) chunks += SseEvent(openai::TokenChunk(s.header, token, s.logprobs));
+  for (const GeneratedToken& token : news.tokens) chunks += SseEvent(openai::TokenChunk(a.header, token, a.logprobs));
   if (!chunks.empty() && !write(chunks)) return gone();
   if (news.finished) {
-    std::string tail = SseEvent(openai::FinishChunk(s.header, news.finished->text, news.finished->reason));
-    if (s.include_usage) tail += SseEvent(openai::UsageChunk(s.header, *news.finished));
+    std::string tail = SseEvent(openai::FinishChunk(a.header, news.finished->text, news.finished->reason));
+    if (a.include_usage) tail += SseEvent(openai::UsageChunk(a.header, *news.finished));
     tail += "data: [DONE]\n\n";
     if (!write(tail)) return false;
     out.done();
     return true;
   }
-  if (std::chrono::steady_clock::now() - s.last_write >= kKeepAlive && !write(": waiting\n\n")) return gone();
+  if (std::chrono::steady_clock::now() - a.last_write >= kKeepAlive && !write(": waiting\n\n")) return gone();
   return true;
 }
 
@@ -208,20 +224,13 @@ void HttpFront::Route() {
     auto sink = std::make_shared<HttpSink>(*validated, absl::StrCat(req.remote_addr, ":", req.remote_port));
     absl::StatusOr<std::shared_ptr<RequestHandle>> handle = scheduler_.Submit(*std::move(validated), sink);
     if (!handle.ok()) return ReplyError(res, handle.status());
-    if (!parsed->stream) {
-      std::vector<GeneratedToken> tokens;
-      for (;;) {
-        HttpSink::News news = sink->Wait(std::chrono::milliseconds(100));
-        tokens.insert(tokens.end(), std::make_move_iterator(news.tokens.begin()), std::make_move_iterator(news.tokens.end()));
-        if (news.finished) return Reply(res, 200, openai::Completion(header, tokens, news.finished->text, logprobs, *news.finished));
-      }
-    }
-    auto stream = std::make_shared<Stream>(Stream{sink, *handle, header, logprobs, parsed->include_usage});
-    res.set_header("Cache-Control", "no-cache");
+    auto answer = std::make_shared<Answer>(Answer{sink, *handle, header, parsed->stream, logprobs, parsed->include_usage});
+    if (parsed->stream) res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
-        "text/event-stream", [stream](size_t, httplib::DataSink& out) { return WriteStream(*stream, out); },
+        parsed->stream ? "text/event-stream" : "application/json",
+        [answer](size_t, httplib::DataSink& out) { return WriteAnswer(*answer, out); },
         // The response is done, written or not: a request the client left must not run on.
-        [stream](bool) { stream->handle->Cancel(); });
+        [answer](bool) { answer->handle->Cancel(); });
   };
   http_->Post("/v1/completions",
               [generate](const httplib::Request& req, httplib::Response& res) { generate(Endpoint::kCompletions, req, res); });

@@ -57,7 +57,10 @@ Answer Post(const ServerProcess& server, const std::string& path, const json& bo
   httplib::Headers headers;
   if (!key.empty()) headers.emplace("Authorization", "Bearer " + key);
   const httplib::Result r = client.Post(path, headers, body.dump(), "application/json");
-  if (!r) return {};
+  if (!r) {
+    ADD_FAILURE() << "no answer from " << path << ": " << httplib::to_string(r.error());
+    return {};
+  }
   return {r->status, json::parse(r->body, nullptr, false), r->get_header_value("Retry-After")};
 }
 
@@ -253,6 +256,38 @@ TEST_F(HttpFrontTest, StreamsArriveAsMadeAndALeavingClientFreesItsRequest) {
   // With one sequence slot, this runs only once the cancelled request let go of it.
   const Answer next = Post(server, "/v1/completions", {{"model", kModel}, {"prompt", "Once"}, {"max_tokens", 3}});
   EXPECT_EQ(next.status, 200) << next.body.dump();
+}
+
+// A client that asked for a whole (not streamed) answer and left while its request waited: the
+// front notices within a few of its keep-alive spaces and cancels the request, which never runs.
+// The queue ahead of it is sized from the time one request takes here, to last over 4 s.
+TEST_F(HttpFrontTest, AWholeAnswerWhoseClientLeftIsCancelled) {
+  ServerProcess server({"--model", image_, "--max-running", "1", "--max-queued", "1000"});
+  const json long_request = {{"model", std::string(kModel) + "@8"}, {"prompt", "Once"}, {"max_tokens", 480}, {"ignore_eos", true}};
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(Post(server, "/v1/completions", long_request).status, 200);
+  const double one = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const int ahead = static_cast<int>(std::ceil(8.0 / one)) + 1;
+  std::vector<std::future<Answer>> queue;
+  for (int i = 0; i < ahead; ++i) {
+    queue.push_back(std::async(std::launch::async, [&] { return Post(server, "/v1/completions", long_request); }));
+  }
+  // At least half of them waiting: over 4 s of work ahead of the next request.
+  const auto filling = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (testing::Scrape(server, "anyprec_requests_waiting") < ahead / 2) {
+    ASSERT_LT(std::chrono::steady_clock::now(), filling) << "the queue never held " << ahead / 2 << " requests";
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+
+  httplib::Client leaving("http://" + server.http_address());
+  leaving.set_read_timeout(0, 300'000);
+  // Its failed read closes its connection (httplib's stop() here would close a descriptor
+  // another connection of this process may have taken since).
+  EXPECT_FALSE(leaving.Post("/v1/completions", long_request.dump(), "application/json")) << "the answer came within 0.3 s";
+  const std::string cancelled = "anyprec_requests_finished_total{api=\"http\",bits=\"8\",reason=\"cancelled\",tenant=\"anonymous\"}";
+  EXPECT_TRUE(testing::ScrapeUntil(server, cancelled, 1, std::chrono::seconds(4))) << "the request whose client left was not cancelled";
+  EXPECT_GT(testing::Scrape(server, "anyprec_requests_waiting"), 0) << "the queue ahead drained first: the test proves nothing";
+  for (auto& answer : queue) EXPECT_EQ(answer.get().status, 200);
 }
 
 // anyprec chat, as a user types into it: each line a turn of one conversation, /bits changing its
