@@ -14,7 +14,7 @@ build_packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc prometheus-cpp-dev libcpp-httplib-dev
 )
 test_packages=(
-  git curl prometheus gnuplot-nox clang libclang-rt-14-dev
+  git curl iproute2 prometheus gnuplot-nox clang libclang-rt-14-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   podman runc debootstrap
 )

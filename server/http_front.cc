@@ -3,8 +3,10 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <ctime>
 #include <deque>
 #include <mutex>
@@ -182,15 +184,22 @@ absl::StatusOr<std::unique_ptr<HttpFront>> HttpFront::Start(const std::string& l
   auto front = std::make_unique<HttpFront>(served, validator, scheduler, tenants, metrics);
   httplib::Server& http = *front->http_;
   // httplib's default binds with SO_REUSEPORT, with which a second server would share the port.
-  http.set_socket_options([](socket_t sock) {
+  socket_t listening = INVALID_SOCKET;
+  http.set_socket_options([&listening](socket_t sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listening = sock;
   });
   http.new_task_queue = [] { return new httplib::ThreadPool(kThreads); };  // httplib takes ownership
   front->Route();
   front->port_ = port == 0 ? http.bind_to_any_port(host) : (http.bind_to_port(host, port) ? port : -1);
   if (front->port_ <= 0) {
     return absl::UnavailableError(absl::StrCat("cannot serve HTTP on ", listen, ": the address is in use or not this host's"));
+  }
+  // Debian's httplib listens with a backlog of 5: a burst of new connections overflows it, and
+  // the kernel drops them (clients stall or fail). Listening again sets the backlog.
+  if (::listen(listening, SOMAXCONN) != 0) {
+    return absl::InternalError(absl::StrCat("cannot listen on ", listen, " with a backlog of ", SOMAXCONN, ": ", std::strerror(errno)));
   }
   front->thread_ = std::thread([&http] { http.listen_after_bind(); });
   return front;

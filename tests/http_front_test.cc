@@ -10,6 +10,7 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include <httplib.h>
@@ -263,6 +264,16 @@ TEST_F(HttpFrontTest, StreamsArriveAsMadeAndALeavingClientFreesItsRequest) {
 // The queue ahead of it is sized from the time one request takes here, to last over 4 s.
 TEST_F(HttpFrontTest, AWholeAnswerWhoseClientLeftIsCancelled) {
   ServerProcess server({"--model", image_, "--max-running", "1", "--max-queued", "1000"});
+  // The burst of connections below overflowed httplib's backlog of 5, and under load the kernel
+  // dropped some of them; the front listens again with the system's maximum. ss shows a
+  // listening socket's backlog as its Send-Q.
+  const std::string port = server.http_address().substr(server.http_address().rfind(':') + 1);
+  std::istringstream listening(testing::Capture("ss -ltnH 'sport = :" + port + "'"));
+  std::string state, receive_queue;
+  long backlog = 0;
+  listening >> state >> receive_queue >> backlog;
+  ASSERT_EQ(state, "LISTEN") << "ss (iproute2) found no listener on " << port;
+  EXPECT_GE(backlog, 128);
   const json long_request = {{"model", std::string(kModel) + "@8"}, {"prompt", "Once"}, {"max_tokens", 480}, {"ignore_eos", true}};
   const auto start = std::chrono::steady_clock::now();
   ASSERT_EQ(Post(server, "/v1/completions", long_request).status, 200);
