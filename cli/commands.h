@@ -10,6 +10,7 @@
 #include "engine/runtime/engine.h"
 #include "engine/runtime/decoder.h"
 #include "engine/runtime/sampler.h"
+#include "engine/runtime/speculative.h"
 
 namespace anyprec::cli {
 
@@ -18,6 +19,8 @@ struct GenerateOptions {
   std::optional<int> bits;  // none: the widest the model serves (ModelWidths)
   std::string prompt;
   DecodingOptions decoding;
+  std::optional<int> draft_bits;  // set: decode speculatively, drafting at this width
+  int lookahead = 4;
 };
 
 struct EvalOptions {

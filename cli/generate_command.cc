@@ -27,6 +27,11 @@ void AddGenerateCommand(CLI::App& app, GenerateOptions& o) {
   cmd->add_option("--stop", d.stop, "Text that ends the output where it begins (repeat for several)")
       ->check([](const std::string& stop) { return stop.empty() ? std::string("a stop sequence must not be empty") : std::string(); });
   cmd->add_option("--seed", d.sampling.seed, "Random seed")->capture_default_str();
+  cmd->add_option("--speculative-draft-bits", o.draft_bits,
+                  "Decode speculatively: draft at this width, below --bits, and verify at --bits (the output is --bits')");
+  cmd->add_option("--speculative-lookahead", o.lookahead, "Tokens drafted per verify step, with --speculative-draft-bits")
+      ->check(CLI::Range(1, 16))
+      ->capture_default_str();
 }
 
 int RunGenerate(const GenerateOptions& o) {
@@ -49,19 +54,42 @@ int RunGenerate(const GenerateOptions& o) {
   Decoder decoder(config, engine.tokenizer(), o.decoding, std::move(prompt));
   // Room for what this run can use, not the model's whole context (which may be huge).
   KvCache cache(config, decoder.max_positions(), engine.kv_dtype());
-  std::fputs(decoder.prompt_text().c_str(), stdout);
-  std::vector<float> logits(config.vocab_size);
-  std::span<const TokenId> step = decoder.context();
-  for (;;) {
-    if (absl::Status s = transformer.Forward(step, cache, LogitsFor::kLastToken, logits, forward); !s.ok()) return ReportError(s, 1);
-    const DecodeStep decoded = decoder.Next(logits);
+  std::optional<SpeculativeOptions> speculative;
+  if (o.draft_bits) {
+    speculative = SpeculativeOptions{*o.draft_bits, o.lookahead};
+    if (absl::Status s = ValidateSpeculation(config, forward.bits, *speculative); !s.ok()) return ReportError(s, 2);
+  }
+  const auto print = [](const DecodeStep& decoded) {
     std::fputs(decoded.text.c_str(), stdout);
     std::fflush(stdout);
-    if (decoded.end) break;
-    step = std::span<const TokenId>(decoder.context()).last(1);
+  };
+  std::fputs(decoder.prompt_text().c_str(), stdout);
+  std::vector<float> logits(config.vocab_size);
+  // The prompt and the first token; then a token per step, or a speculative cycle per step.
+  if (absl::Status s = transformer.Forward(decoder.context(), cache, LogitsFor::kLastToken, logits, forward); !s.ok()) return ReportError(s, 1);
+  DecodeStep decoded = decoder.Next(logits);
+  print(decoded);
+  bool ended = decoded.end.has_value();
+  SpeculativeCounts counts;
+  while (!ended) {
+    if (speculative) {
+      const absl::StatusOr<bool> cycle = RunSpeculativeCycle(transformer, cache, decoder, forward.bits, *speculative, print, counts);
+      if (!cycle.ok()) return ReportError(cycle.status(), 1);
+      ended = *cycle;
+      continue;
+    }
+    const std::span<const TokenId> last = std::span<const TokenId>(decoder.context()).last(1);
+    if (absl::Status s = transformer.Forward(last, cache, LogitsFor::kLastToken, logits, forward); !s.ok()) return ReportError(s, 1);
+    decoded = decoder.Next(logits);
+    print(decoded);
+    ended = decoded.end.has_value();
   }
   std::fputs(decoder.Finish().c_str(), stdout);
   std::fputc('\n', stdout);
+  if (speculative) {
+    spdlog::info("speculative: draft {} bits, lookahead {}: {} of {} drafted tokens accepted ({:.2f}), {} verify steps", speculative->draft_bits,
+                 speculative->lookahead, counts.accepted, counts.drafted, counts.acceptance_rate(), counts.cycles);
+  }
   return 0;
 }
 

@@ -520,6 +520,19 @@ TEST_F(CliImageTest, GenerateRunsAnyWidth) {
   ExpectEnded(unquantized, 2, "--bits 3 is outside the model's widths 0..0");
 }
 
+// anyprec generate decodes speculatively when asked: the same text as plain decoding at --bits,
+// and the acceptance rate on stderr; a draft that is not narrower is refused.
+TEST_F(CliImageTest, GenerateSpeculativelyPrintsWhatPlainGenerates) {
+  const std::string args = "generate --model " + image_ + " --bits 8 --prompt 'Once upon a time' --temperature 0 --max-new-tokens 48";
+  const CliRun plain = RunCli(args);
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const CliRun fast = RunCli(args + " --speculative-draft-bits 3 --speculative-lookahead 4");
+  ASSERT_EQ(fast.exit_code, 0) << fast.err;
+  EXPECT_EQ(fast.out, plain.out);
+  EXPECT_NE(fast.err.find("drafted tokens accepted"), std::string::npos) << fast.err;
+  ExpectEnded(RunCli(args + " --speculative-draft-bits 8"), 2, "draft width 8 must be below the target width 8");
+}
+
 // Each int8 kernel this CPU runs, chosen as users choose it, keeps perplexity on two real
 // models within 0.5% of the exact kernel at every width (and prints the table in
 // docs/BENCHMARKS.md); the start-up line names the kernel; a name that is unknown or that

@@ -42,6 +42,16 @@ const std::string& TinyStoriesImage() {
   return image.dir();
 }
 
+const std::string& Stories260KImage() {
+  static const TemporaryImage image("models/stories260K-hf", "stories260k", [] {
+    quant::ModelQuantizeOptions options;
+    options.sensitivity = quant::Sensitivity::kNone;
+    options.tokenizer_path = SharedPath("models/stories260K/tok512.bin");
+    return options;
+  }());
+  return image.dir();
+}
+
 const std::string& SyntheticArchImage(const std::string& variant) {
   static std::map<std::string, std::unique_ptr<TemporaryImage>> images;
   std::unique_ptr<TemporaryImage>& image = images[variant];

@@ -76,6 +76,16 @@ void KvCache::Clear() {
   if (!own_pool_) Release();
 }
 
+void KvCache::Truncate(int positions) {
+  length_ = std::clamp(positions, 0, length_);
+  if (own_pool_) return;
+  const int needed = (length_ + pool_->block_tokens() - 1) / pool_->block_tokens();
+  while (static_cast<int>(blocks_.size()) > needed) {
+    pool_->Free(blocks_.back());
+    blocks_.pop_back();
+  }
+}
+
 bool KvCache::Reserve(int positions) {
   while (capacity() < positions) {
     const int block = pool_->Allocate();

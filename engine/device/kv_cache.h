@@ -96,6 +96,9 @@ class KvCache {
   // Empties the cache and gives its blocks back to a shared pool.
   void Clear();
   void Advance(int tokens) { length_ += tokens; }
+  // Forgets positions [positions, length()) (a speculative step's rejected tokens) and gives
+  // a shared pool the blocks no position left needs; the entries before stay as they are.
+  void Truncate(int positions);
   // Takes blocks until capacity() >= positions; false (keeping what it took) when the pool
   // runs out first.
   bool Reserve(int positions);

@@ -20,13 +20,24 @@ Decoder::Decoder(const ModelConfig& config, const Tokenizer& tokenizer, Decoding
   for (const TokenId id : context_) prompt_text_ += text_.Next(id);
 }
 
-DecodeStep Decoder::Next(std::span<const float> logits) {
+DecodeStep Decoder::Next(std::span<const float> logits) { return Commit(Draw(Distribution(logits))); }
+
+TokenDistribution Decoder::Distribution(std::span<const float> logits, std::span<const TokenId> drafted) {
   if (options_.repetition_penalty != 1.0f) {
     penalized_.assign(logits.begin(), logits.end());
-    ApplyRepetitionPenalty(penalized_, context_, options_.repetition_penalty);
+    std::span<const TokenId> seen = context_;
+    if (!drafted.empty()) {
+      seen_.assign(context_.begin(), context_.end());
+      seen_.insert(seen_.end(), drafted.begin(), drafted.end());
+      seen = seen_;
+    }
+    ApplyRepetitionPenalty(penalized_, seen, options_.repetition_penalty);
     logits = penalized_;
   }
-  const TokenId next = sampler_.Sample(logits);
+  return sampler_.Distribution(logits);
+}
+
+DecodeStep Decoder::Commit(TokenId next) {
   DecodeStep step;
   if (!options_.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), next) != eos_ids_.end()) {
     step.end = DecodeEnd::kEos;

@@ -39,8 +39,20 @@ class Decoder {
   // positions, whichever comes first (max_positions()). The tokenizer must outlive the decoder.
   Decoder(const ModelConfig& config, const Tokenizer& tokenizer, DecodingOptions options, std::vector<TokenId> prompt);
 
-  // The next token from the logits of the last context position.
+  // The next token from the logits of the last context position: Commit(Draw(Distribution(logits))).
   DecodeStep Next(std::span<const float> logits);
+
+  // The steps of Next, apart, for speculative decoding, where tokens are drafted ahead of the
+  // context and checked before they join it. The distribution the next token is drawn from,
+  // given the logits after the context and then `drafted` (which the repetition penalty counts
+  // as seen).
+  TokenDistribution Distribution(std::span<const float> logits, std::span<const TokenId> drafted = {});
+  TokenId Draw(const TokenDistribution& distribution) { return sampler_.Draw(distribution); }
+  Verdict Verify(const TokenDistribution& target, const TokenDistribution& draft, TokenId drafted) {
+    return sampler_.Verify(target, draft, drafted);
+  }
+  // Appends the chosen `token` to the output: EOS, stop sequences, the length limit, the text.
+  DecodeStep Commit(TokenId token);
   // The text still held when the sequence ends: what could have begun a stop sequence and an
   // unfinished character (as U+FFFD); nothing after a stop sequence.
   std::string Finish();
@@ -72,6 +84,7 @@ class Decoder {
   size_t released_ = 0;  // bytes of output_ handed out
   bool stopped_ = false;
   std::vector<float> penalized_;
+  std::vector<TokenId> seen_;  // the context and the drafted tokens, for the penalty
 };
 
 }  // namespace anyprec

@@ -21,16 +21,41 @@ struct SamplingParams {
   absl::Status Validate() const;
 };
 
+// What a sampler draws a token from: the candidates that survive top-k and top-p, most likely
+// first, each weighted exp((logit - max) / temperature); `total` is their sum. Greedy
+// (temperature 0) leaves one candidate of weight 1.
+struct TokenDistribution {
+  std::vector<std::pair<float, TokenId>> candidates;  // (weight, id)
+  double total = 0;
+
+  // The probability of `id`: its weight over the total, 0 when it is not a candidate.
+  double Probability(TokenId id) const;
+};
+
+// Speculative sampling's verdict on a drafted token (see Sampler::Verify).
+struct Verdict {
+  TokenId token;  // the drafted token when accepted, else the one drawn in its place
+  bool accepted;
+};
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
 
-  TokenId Sample(std::span<const float> logits);
+  TokenId Sample(std::span<const float> logits) { return Draw(Distribution(logits)); }
+
+  TokenDistribution Distribution(std::span<const float> logits) const;
+  TokenId Draw(const TokenDistribution& distribution);
+  // Speculative sampling (Leviathan et al. 2023; Chen et al. 2023): a token `drafted` from
+  // `draft` is accepted with probability min(1, p(x) / q(x)), p the target's distribution and q
+  // the draft's; otherwise a token is drawn from max(0, p − q), normalized. The output then
+  // follows `target` exactly, whatever the draft. Greedy distributions make this "accept when
+  // the target's choice is the drafted token, else take the target's choice", with no draw.
+  Verdict Verify(const TokenDistribution& target, const TokenDistribution& draft, TokenId drafted);
 
  private:
   SamplingParams params_;
   std::mt19937_64 rng_;
-  std::vector<std::pair<float, TokenId>> candidates_;
 };
 
 // CTRL's repetition penalty (Keskar et al., 2019), as Hugging Face applies it: the logit of

@@ -1,0 +1,49 @@
+// Self-speculative decoding from one any-precision image: the model at a low width drafts
+// tokens, the model at the requested width checks them all in one step, and the output is
+// exactly the requested width's (token for token when greedy; in distribution when sampling,
+// by Sampler::Verify). The draft costs no weight memory: its planes are a prefix of the
+// target's.
+//
+// The draft shares the target's KV cache. A cycle starts with the cache holding the context
+// but its last token, at the target width. Drafting k tokens runs k single-token steps at the
+// draft width, which write k positions at that width; the cache is then cut back, and the
+// verify step runs the context's last token and the k drafted ones at the target width,
+// rewriting those positions. After the verdicts the cache is cut to the committed context
+// again, so every position it keeps was computed at the target width.
+#pragma once
+
+#include <functional>
+
+#include "absl/status/statusor.h"
+#include "engine/runtime/decoder.h"
+#include "engine/runtime/transformer.h"
+
+namespace anyprec {
+
+struct SpeculativeOptions {
+  int draft_bits = 0;  // a width the image serves, below the target's
+  int lookahead = 4;   // tokens drafted per cycle, at most
+};
+
+// Tokens drafted and accepted, and verify steps run.
+struct SpeculativeCounts {
+  long drafted = 0;
+  long accepted = 0;
+  long cycles = 0;
+  double acceptance_rate() const { return drafted > 0 ? static_cast<double>(accepted) / drafted : 0; }
+};
+
+// Checks that the draft width is one the model serves below `target_bits` and the lookahead
+// is in 1..16.
+absl::Status ValidateSpeculation(const ModelConfig& config, int target_bits, const SpeculativeOptions& options);
+
+// One cycle for `decoder`'s sequence, whose context but its last token `cache` holds: drafts up
+// to options.lookahead tokens (fewer where the sequence's length limit is near), verifies them at
+// `target_bits`, commits the accepted ones and the token drawn after them, each handed to
+// `on_step` as Decoder::Commit returns it, and stops at the first that ends the sequence. The
+// cache then holds the new context but its last token. Returns whether the sequence ended.
+absl::StatusOr<bool> RunSpeculativeCycle(Transformer& transformer, KvCache& cache, Decoder& decoder, int target_bits,
+                                         const SpeculativeOptions& options, const std::function<void(const DecodeStep&)>& on_step,
+                                         SpeculativeCounts& counts);
+
+}  // namespace anyprec
