@@ -147,6 +147,29 @@ std::unique_ptr<Engine> OpenOnCpu(const std::string& image) {
   return engine.ok() ? *std::move(engine) : nullptr;
 }
 
+// A speculative step's rollback: the cache forgets the rejected positions and a shared pool
+// gets back the blocks no kept position needs.
+TEST(KvCacheTruncate, ForgetsPositionsAndReturnsTheirBlocks) {
+  const std::unique_ptr<Engine> engine = OpenOnCpu(testing::TinyStoriesImage());
+  ASSERT_NE(engine, nullptr);
+  const ModelConfig& config = engine->model().config();
+  KvBlockPool pool(config, 16, 8);
+  KvCache cache(pool);
+  ASSERT_TRUE(cache.Reserve(50));
+  cache.Advance(50);
+  EXPECT_EQ(pool.used_blocks(), 4);
+  cache.Truncate(33);
+  EXPECT_EQ(cache.length(), 33);
+  EXPECT_EQ(pool.used_blocks(), 3) << "position 32 needs a third block, not a fourth";
+  cache.Truncate(40);
+  EXPECT_EQ(cache.length(), 33) << "truncating never grows";
+  cache.Truncate(16);
+  EXPECT_EQ(pool.used_blocks(), 1);
+  EXPECT_EQ(cache.layer(0).blocks.size(), 1u);
+  cache.Truncate(0);
+  EXPECT_EQ(pool.used_blocks(), 0);
+}
+
 class SpeculativeDecoding : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
