@@ -10,7 +10,7 @@
 #include "engine/runtime/engine.h"
 #include "engine/runtime/decoder.h"
 #include "engine/runtime/sampler.h"
-#include "engine/runtime/speculative.h"
+#include "engine/runtime/generate.h"
 
 namespace anyprec::cli {
 

@@ -59,36 +59,18 @@ int RunGenerate(const GenerateOptions& o) {
     speculative = SpeculativeOptions{*o.draft_bits, o.lookahead};
     if (absl::Status s = ValidateSpeculation(config, forward.bits, *speculative); !s.ok()) return ReportError(s, 2);
   }
-  const auto print = [](const DecodeStep& decoded) {
-    std::fputs(decoded.text.c_str(), stdout);
-    std::fflush(stdout);
-  };
   std::fputs(decoder.prompt_text().c_str(), stdout);
-  std::vector<float> logits(config.vocab_size);
-  // The prompt and the first token; then a token per step, or a speculative cycle per step.
-  if (absl::Status s = transformer.Forward(decoder.context(), cache, LogitsFor::kLastToken, logits, forward); !s.ok()) return ReportError(s, 1);
-  DecodeStep decoded = decoder.Next(logits);
-  print(decoded);
-  bool ended = decoded.end.has_value();
-  SpeculativeCounts counts;
-  while (!ended) {
-    if (speculative) {
-      const absl::StatusOr<bool> cycle = RunSpeculativeCycle(transformer, cache, decoder, forward.bits, *speculative, print, counts);
-      if (!cycle.ok()) return ReportError(cycle.status(), 1);
-      ended = *cycle;
-      continue;
-    }
-    const std::span<const TokenId> last = std::span<const TokenId>(decoder.context()).last(1);
-    if (absl::Status s = transformer.Forward(last, cache, LogitsFor::kLastToken, logits, forward); !s.ok()) return ReportError(s, 1);
-    decoded = decoder.Next(logits);
-    print(decoded);
-    ended = decoded.end.has_value();
-  }
+  const absl::StatusOr<SpeculativeCounts> counts =
+      GenerateAlone(transformer, cache, decoder, forward.bits, speculative, [](const DecodeStep& decoded) {
+        std::fputs(decoded.text.c_str(), stdout);
+        std::fflush(stdout);
+      });
+  if (!counts.ok()) return ReportError(counts.status(), 1);
   std::fputs(decoder.Finish().c_str(), stdout);
   std::fputc('\n', stdout);
   if (speculative) {
     spdlog::info("speculative: draft {} bits, lookahead {}: {} of {} drafted tokens accepted ({:.2f}), {} verify steps", speculative->draft_bits,
-                 speculative->lookahead, counts.accepted, counts.drafted, counts.acceptance_rate(), counts.cycles);
+                 speculative->lookahead, counts->accepted, counts->drafted, counts->acceptance_rate(), counts->cycles);
   }
   return 0;
 }

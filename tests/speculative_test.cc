@@ -1,7 +1,7 @@
 // Self-speculative decoding (engine/runtime/speculative.h): the accept/resample rule against
 // exact distributions, and whole generations against plain decoding at the target width on the
 // real TinyStories-656K and stories260K images.
-#include "engine/runtime/speculative.h"
+#include "engine/runtime/generate.h"
 
 #include <array>
 #include <cmath>
@@ -106,34 +106,16 @@ Generation Generate(const Engine& engine, const std::string& prompt, int bits, c
   Transformer transformer(engine.model(), engine.device());
   Decoder decoder(config, engine.tokenizer(), decoding, engine.EncodePrompt(prompt));
   KvCache cache(config, decoder.max_positions(), engine.kv_dtype());
-  std::vector<float> logits(config.vocab_size);
-  ForwardOptions forward;
-  forward.bits = bits;
   Generation out;
-  const auto take = [&](const DecodeStep& step) {
+  const absl::StatusOr<SpeculativeCounts> counts = GenerateAlone(transformer, cache, decoder, bits, speculative, [&](const DecodeStep& step) {
     if (step.token) out.tokens.push_back(*step.token);
     out.text += step.text;
     out.end = step.end;
-  };
-  // The prompt, and the first token, at the target width.
-  EXPECT_TRUE(transformer.Forward(decoder.context(), cache, LogitsFor::kLastToken, logits, forward).ok());
-  DecodeStep step = decoder.Next(logits);
-  take(step);
-  bool ended = step.end.has_value();
-  while (!ended) {
-    if (speculative) {
-      const absl::StatusOr<bool> cycle = RunSpeculativeCycle(transformer, cache, decoder, bits, *speculative, take, out.counts);
-      EXPECT_TRUE(cycle.ok()) << cycle.status();
-      if (!cycle.ok()) break;
-      ended = *cycle;
-      EXPECT_EQ(cache.length(), static_cast<int>(decoder.context().size()) - 1) << "the cache holds the committed context";
-    } else {
-      EXPECT_TRUE(transformer.Forward(std::span(decoder.context()).last(1), cache, LogitsFor::kLastToken, logits, forward).ok());
-      step = decoder.Next(logits);
-      take(step);
-      ended = step.end.has_value();
-    }
-  }
+  });
+  // A cycle that finds the cache holding more or less than the committed context but its last
+  // token fails, so this also checks the KV accounting after every cycle.
+  EXPECT_TRUE(counts.ok()) << counts.status();
+  if (counts.ok()) out.counts = *counts;
   out.text += decoder.Finish();
   return out;
 }
