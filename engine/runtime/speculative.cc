@@ -21,6 +21,34 @@ absl::Status ValidateSpeculation(const ModelConfig& config, int target_bits, con
   return absl::OkStatus();
 }
 
+int CycleLookahead(const Decoder& decoder, const SpeculativeOptions& options) {
+  return std::clamp(decoder.max_positions() - static_cast<int>(decoder.context().size()) - 1, 0, options.lookahead);
+}
+
+void DrawDraft(Decoder& decoder, std::span<const float> logits, Draft& draft) {
+  draft.distributions.push_back(decoder.Distribution(logits, draft.tokens));
+  draft.tokens.push_back(decoder.Draw(draft.distributions.back()));
+}
+
+bool CommitVerdicts(Decoder& decoder, const Draft& draft, std::span<const float> logits, int vocab,
+                    const std::function<void(const DecodeStep&, std::span<const float>)>& on_step, SpeculativeCounts& counts) {
+  const int drafted = static_cast<int>(draft.tokens.size());
+  ++counts.cycles;
+  counts.drafted += drafted;
+  for (int j = 0; j <= drafted; ++j) {
+    const std::span<const float> row = logits.subspan(static_cast<size_t>(j) * vocab, vocab);
+    const TokenDistribution target = decoder.Distribution(row, std::span(draft.tokens).first(j));
+    // Past the last drafted token, every one stood: the target's next token comes free.
+    const Verdict verdict = j < drafted ? decoder.Verify(target, draft.distributions[j], draft.tokens[j]) : Verdict{decoder.Draw(target), false};
+    counts.accepted += j < drafted && verdict.accepted;
+    const DecodeStep step = decoder.Commit(verdict.token);
+    on_step(step, row);
+    if (step.end) return true;
+    if (!verdict.accepted) return false;
+  }
+  return false;
+}
+
 absl::StatusOr<bool> RunSpeculativeCycle(Transformer& transformer, KvCache& cache, Decoder& decoder, int target_bits,
                                          const SpeculativeOptions& options, const std::function<void(const DecodeStep&)>& on_step,
                                          SpeculativeCounts& counts) {
@@ -29,51 +57,27 @@ absl::StatusOr<bool> RunSpeculativeCycle(Transformer& transformer, KvCache& cach
   if (cache.length() != context - 1) {
     return absl::FailedPreconditionError(absl::StrCat("the cache holds ", cache.length(), " positions, not the context's ", context, " less one"));
   }
-  // A cycle commits up to k + 1 tokens, which the sequence's length limit must leave room for.
-  const int lookahead = std::clamp(decoder.max_positions() - context - 1, 0, options.lookahead);
-
-  // Draft: k single-token steps at the draft width, each from the distribution the decoder
-  // would sample from there.
-  std::vector<TokenId> tokens = {decoder.context().back()};  // the verify step's input
-  std::vector<TokenDistribution> drafts;
+  const int lookahead = CycleLookahead(decoder, options);
+  // Draft: single-token steps at the draft width.
+  Draft draft;
   std::vector<float> logits(static_cast<size_t>(lookahead + 1) * vocab);
   ForwardOptions draft_forward;
   draft_forward.bits = options.draft_bits;
   for (int j = 0; j < lookahead; ++j) {
+    const TokenId input = j == 0 ? decoder.context().back() : draft.tokens.back();
     const std::span<float> row(logits.data(), vocab);
-    RETURN_IF_ERROR(transformer.Forward(std::span(&tokens.back(), 1), cache, LogitsFor::kLastToken, row, draft_forward));
-    drafts.push_back(decoder.Distribution(row, std::span(tokens).subspan(1)));
-    tokens.push_back(decoder.Draw(drafts.back()));
+    RETURN_IF_ERROR(transformer.Forward(std::span(&input, 1), cache, LogitsFor::kLastToken, row, draft_forward));
+    DrawDraft(decoder, row, draft);
   }
   cache.Truncate(context - 1);
 
   // Verify: the context's last token and the drafted ones in one step at the target width.
+  std::vector<TokenId> tokens = {decoder.context().back()};
+  tokens.insert(tokens.end(), draft.tokens.begin(), draft.tokens.end());
   ForwardOptions target_forward;
   target_forward.bits = target_bits;
   RETURN_IF_ERROR(transformer.Forward(tokens, cache, LogitsFor::kAllTokens, logits, target_forward));
-  ++counts.cycles;
-  counts.drafted += lookahead;
-
-  const auto target_at = [&](int j) {
-    return decoder.Distribution(std::span<const float>(logits).subspan(static_cast<size_t>(j) * vocab, vocab),
-                                std::span(tokens).subspan(1, j));
-  };
-  bool ended = false;
-  bool rejected = false;
-  for (int j = 0; j < lookahead && !ended && !rejected; ++j) {
-    const Verdict verdict = decoder.Verify(target_at(j), drafts[j], tokens[j + 1]);
-    counts.accepted += verdict.accepted;
-    rejected = !verdict.accepted;
-    const DecodeStep step = decoder.Commit(verdict.token);
-    ended = step.end.has_value();
-    on_step(step);
-  }
-  if (!ended && !rejected) {
-    // Every drafted token stood: the target's next one comes free from the verify step.
-    const DecodeStep step = decoder.Commit(decoder.Draw(target_at(lookahead)));
-    ended = step.end.has_value();
-    on_step(step);
-  }
+  const bool ended = CommitVerdicts(decoder, draft, logits, vocab, [&](const DecodeStep& step, std::span<const float>) { on_step(step); }, counts);
   cache.Truncate(static_cast<int>(decoder.context().size()) - 1);
   return ended;
 }

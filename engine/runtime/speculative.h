@@ -13,6 +13,8 @@
 #pragma once
 
 #include <functional>
+#include <span>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/runtime/decoder.h"
@@ -36,6 +38,26 @@ struct SpeculativeCounts {
 // Checks that the draft width is one the model serves below `target_bits` and the lookahead
 // is in 1..16.
 absl::Status ValidateSpeculation(const ModelConfig& config, int target_bits, const SpeculativeOptions& options);
+
+// A cycle's drafted tokens and the distributions they were drawn from.
+struct Draft {
+  std::vector<TokenId> tokens;
+  std::vector<TokenDistribution> distributions;
+};
+
+// The tokens a cycle drafts for `decoder`'s sequence: the lookahead, less where the sequence's
+// length limit leaves no room for that many and one more.
+int CycleLookahead(const Decoder& decoder, const SpeculativeOptions& options);
+
+// Draws the next drafted token from the draft width's logits after the context and `draft`.
+void DrawDraft(Decoder& decoder, std::span<const float> logits, Draft& draft);
+
+// The verdicts on `draft` from the verify step's logits, a row per input (the context's last
+// token, then each drafted one): commits the accepted tokens and the token drawn after them,
+// each handed to `on_step` with the logits row it was chosen from, stopping at the first that
+// ends the sequence. Returns whether the sequence ended.
+bool CommitVerdicts(Decoder& decoder, const Draft& draft, std::span<const float> logits, int vocab,
+                    const std::function<void(const DecodeStep&, std::span<const float>)>& on_step, SpeculativeCounts& counts);
 
 // One cycle for `decoder`'s sequence, whose context but its last token `cache` holds: drafts up
 // to options.lookahead tokens (fewer where the sequence's length limit is near), verifies them at
