@@ -74,6 +74,8 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
     last.set_finish_reason(ToProto(reason));
     last.mutable_usage()->set_prompt_tokens(summary.prompt_tokens);
     last.mutable_usage()->set_completion_tokens(summary.completion_tokens);
+    last.mutable_usage()->set_drafted_tokens(static_cast<uint32_t>(summary.speculative.drafted));
+    last.mutable_usage()->set_accepted_tokens(static_cast<uint32_t>(summary.speculative.accepted));
     last.set_bits(bits_);
     last.set_model(model_);
     last.set_text(summary.text);
@@ -191,6 +193,10 @@ void LogFinishedRequest(const std::string& id, const std::string& tenant, int bi
                            {"total_ms", summary.total_seconds * 1e3},
                            {"preemptions", summary.preemptions},
                            {"peer", peer}};
+  if (summary.speculative.cycles > 0) {
+    fields["drafted_tokens"] = summary.speculative.drafted;
+    fields["accepted_tokens"] = summary.speculative.accepted;
+  }
   if (summary.ttft_seconds) fields["ttft_ms"] = *summary.ttft_seconds * 1e3;
   Log(spdlog::level::info, "request", fields);
 }
@@ -260,6 +266,12 @@ absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::Generate
   }
   if (r.top_logprobs() > 0 && !r.return_logprobs()) return absl::InvalidArgumentError("top_logprobs needs return_logprobs");
   out.top_logprobs = static_cast<int>(r.top_logprobs());
+  if (r.has_speculative()) {
+    const SpeculativeOptions speculative{static_cast<int>(r.speculative().draft_bits()),
+                                         r.speculative().lookahead() == 0 ? 4 : static_cast<int>(r.speculative().lookahead())};
+    RETURN_IF_ERROR(ValidateSpeculation(c, out.bits, speculative));
+    out.speculative = speculative;
+  }
   return out;
 }
 

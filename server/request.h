@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/runtime/decoder.h"
+#include "engine/runtime/speculative.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace anyprec::server {
@@ -33,6 +34,8 @@ struct GenerationRequest {
   DecodingOptions decoding;
   bool return_logprobs = false;
   int top_logprobs = 0;  // alternatives per token, with return_logprobs
+  // Set: decode speculatively, drafting at a lower width (validated against the model).
+  std::optional<SpeculativeOptions> speculative;
   Clock::time_point deadline = Clock::time_point::max();
 };
 
@@ -60,6 +63,7 @@ struct RequestSummary {
   int prompt_tokens = 0;
   int completion_tokens = 0;
   int preemptions = 0;
+  SpeculativeCounts speculative;          // zero for a plain request
   double queue_seconds = 0;               // submission to first admission
   std::optional<double> ttft_seconds;     // submission to first token
   double total_seconds = 0;

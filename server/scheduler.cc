@@ -23,6 +23,13 @@ struct Scheduler::Sequence {
   bool done = false;
   bool preempted = false;  // lost its cache this step; goes back to the queue's front
   int preemptions = 0;
+  // A speculative request's cycle in progress: the tokens drafted so far (one per engine step,
+  // at the draft width), and how many this cycle drafts before its verify step (-1 between
+  // cycles). Its cache then holds `cached` positions plus the drafted ones.
+  Draft draft;
+  int cycle_lookahead = -1;
+  std::vector<TokenId> verify_tokens;  // the verify step's input: the context's last token, the drafts
+  SpeculativeCounts speculative;
   Clock::time_point submitted;
   std::optional<Clock::time_point> admitted;
   std::optional<Clock::time_point> first_token;
@@ -149,6 +156,7 @@ void Scheduler::Finish(Sequence& s, FinishReason reason) {
   summary.prompt_tokens = s.decoder->prompt_tokens();
   summary.completion_tokens = s.decoder->generated();
   summary.preemptions = s.preemptions;
+  summary.speculative = s.speculative;
   summary.queue_seconds = Seconds(s.admitted.value_or(now) - s.submitted);
   if (s.first_token) summary.ttft_seconds = Seconds(*s.first_token - s.submitted);
   summary.total_seconds = Seconds(now - s.submitted);
@@ -159,6 +167,8 @@ void Scheduler::Finish(Sequence& s, FinishReason reason) {
 void Scheduler::Preempt(Sequence& s) {
   s.cache.reset();
   s.cached = 0;
+  s.draft = {};  // the cycle starts again once the context is recomputed
+  s.cycle_lookahead = -1;
   s.preempted = true;
   ++s.preemptions;
   if (metrics_) metrics_->Preempted(s.request.bits, s.request.tenant, s.request.api);
@@ -294,23 +304,43 @@ Scheduler::PlannedStep Scheduler::Plan(std::vector<std::unique_ptr<Sequence>>& r
     }
     // One token left is a decode step; more is (a chunk of) a prompt, or the context of a
     // preempted request being recomputed.
-    const int left = static_cast<int>(s.decoder->context().size()) - s.cached;
+    const std::vector<TokenId>& context = s.decoder->context();
+    const int left = static_cast<int>(context.size()) - s.cached;
     const bool decode = left == 1 && s.cached > 0;
-    const int chunk = decode ? 1 : std::min(left, options_.step_tokens - plan.prompt_tokens);
-    if (chunk == 0) continue;  // this step's prompt budget is spent; next step
+    SequenceStep step{std::span<const TokenId>(context).subspan(s.cached, decode ? 1 : std::min(left, options_.step_tokens - plan.prompt_tokens)),
+                      s.cache.get(), s.request.bits, LogitsFor::kLastToken};
+    StepKind kind = StepKind::kPlain;
+    if (decode && s.request.speculative) {
+      // A speculative cycle: one draft token per step at the draft width, then the verify step.
+      if (s.cycle_lookahead < 0) s.cycle_lookahead = CycleLookahead(*s.decoder, *s.request.speculative);
+      const int drafted = static_cast<int>(s.draft.tokens.size());
+      if (drafted < s.cycle_lookahead) {
+        kind = StepKind::kDraft;
+        step.tokens = drafted == 0 ? step.tokens : std::span<const TokenId>(s.draft.tokens).last(1);
+        step.bits = s.request.speculative->draft_bits;
+      } else if (drafted > 0) {
+        kind = StepKind::kVerify;
+        s.cache->Truncate(s.cached);
+        s.verify_tokens.assign(1, context.back());
+        s.verify_tokens.insert(s.verify_tokens.end(), s.draft.tokens.begin(), s.draft.tokens.end());
+        step.tokens = s.verify_tokens;
+        step.which = LogitsFor::kAllTokens;
+      }
+    }
+    if (step.tokens.empty()) continue;  // this step's prompt budget is spent; next step
     // Blocks for this step's tokens; when the pool is dry, the most recently admitted
     // request gives its blocks up, down to this one itself.
-    while (!s.cache->Reserve(s.cached + chunk)) {
+    while (!s.cache->Reserve(s.cache->length() + static_cast<int>(step.tokens.size()))) {
       auto victim = std::find_if(running.rbegin(), running.rend() - static_cast<long>(i) - 1,
                                  [](const std::unique_ptr<Sequence>& v) { return !v->done && !v->preempted; });
       Preempt(victim == running.rend() - static_cast<long>(i) - 1 ? s : **victim);
       if (s.preempted) break;
     }
     if (s.preempted) continue;
-    if (!decode) plan.prompt_tokens += chunk;
-    plan.steps.push_back({std::span<const TokenId>(s.decoder->context()).subspan(s.cached, chunk), s.cache.get(), s.request.bits,
-                          LogitsFor::kLastToken});
+    if (!decode) plan.prompt_tokens += static_cast<int>(step.tokens.size());
+    plan.steps.push_back(step);
     plan.sequences.push_back(&s);
+    plan.kinds.push_back(kind);
   }
   return plan;
 }
@@ -325,8 +355,9 @@ void Scheduler::ChargeTenants(const PlannedStep& plan) {
   }
 }
 
-void Scheduler::Emit(Sequence& s, std::span<const float> logits) {
-  DecodeStep decoded = s.decoder->Next(logits);
+void Scheduler::Emit(Sequence& s, std::span<const float> logits) { Deliver(s, s.decoder->Next(logits), logits); }
+
+void Scheduler::Deliver(Sequence& s, DecodeStep decoded, std::span<const float> logits) {
   if (!decoded.token) {
     Finish(s, FinishReason::kEos);
     return;
@@ -352,7 +383,12 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
   const PlannedStep plan = Plan(running);
   if (plan.steps.empty()) return;
   const int vocab = model_.config().vocab_size;
-  std::vector<float> logits(plan.steps.size() * vocab);
+  // A row of logits per step, or per token of a verify step.
+  std::vector<size_t> rows(plan.steps.size() + 1);
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    rows[i + 1] = rows[i] + (plan.steps[i].which == LogitsFor::kAllTokens ? plan.steps[i].tokens.size() : 1);
+  }
+  std::vector<float> logits(rows.back() * vocab);
   const Clock::time_point step_start = Clock::now();
   step_started_ = step_start.time_since_epoch().count();
   const absl::Status status = Forward(plan.steps, logits);
@@ -368,9 +404,29 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
   ChargeTenants(plan);
   for (size_t i = 0; i < plan.sequences.size(); ++i) {
     Sequence& s = *plan.sequences[i];
-    s.cached += static_cast<int>(plan.steps[i].tokens.size());
-    if (s.cached < static_cast<int>(s.decoder->context().size())) continue;  // the prompt goes on next step
-    Emit(s, std::span<const float>(logits).subspan(i * vocab, vocab));
+    const std::span<const float> step_logits = std::span<const float>(logits).subspan(rows[i] * vocab, (rows[i + 1] - rows[i]) * vocab);
+    switch (plan.kinds[i]) {
+      case StepKind::kPlain:
+        s.cached += static_cast<int>(plan.steps[i].tokens.size());
+        if (s.cached < static_cast<int>(s.decoder->context().size())) continue;  // the prompt goes on next step
+        Emit(s, step_logits);
+        break;
+      case StepKind::kDraft:
+        DrawDraft(*s.decoder, step_logits, s.draft);
+        break;
+      case StepKind::kVerify: {
+        const bool ended = CommitVerdicts(
+            *s.decoder, s.draft, step_logits, vocab, [&](const DecodeStep& decoded, std::span<const float> row) { Deliver(s, decoded, row); },
+            s.speculative);
+        s.draft = {};
+        s.cycle_lookahead = -1;
+        if (ended || s.done) break;
+        // Only positions computed at the target width stay: the committed context but its last token.
+        s.cached = static_cast<int>(s.decoder->context().size()) - 1;
+        s.cache->Truncate(s.cached);
+        break;
+      }
+    }
   }
 }
 

@@ -88,9 +88,12 @@ class Scheduler {
   // What the step runs: each running sequence's next tokens (one to decode, or a chunk of
   // prompt within the step's budget) with their KV blocks reserved, preempting when the pool
   // is dry; cancelled and timed-out sequences end here.
+  // A step of a speculative request drafts a token or verifies the drafted ones; any other is plain.
+  enum class StepKind { kPlain, kDraft, kVerify };
   struct PlannedStep {
     std::vector<SequenceStep> steps;
     std::vector<Sequence*> sequences;  // sequences[i] runs steps[i]
+    std::vector<StepKind> kinds;       // what steps[i] is
     int prompt_tokens = 0;
   };
   PlannedStep Plan(std::vector<std::unique_ptr<Sequence>>& running);
@@ -98,6 +101,8 @@ class Scheduler {
   void ChargeTenants(const PlannedStep& plan);
   // Chooses the sequence's next token from `logits` and delivers it, or ends the sequence.
   void Emit(Sequence& s, std::span<const float> logits);
+  // Delivers a chosen token (its logprobs from `logits`, the row it was chosen from), or ends the sequence.
+  void Deliver(Sequence& s, DecodeStep decoded, std::span<const float> logits);
   absl::Status Forward(std::span<const SequenceStep> steps, std::span<float> logits);
   void Preempt(Sequence& s);
   void Finish(Sequence& s, FinishReason reason);

@@ -1,0 +1,159 @@
+// Self-speculative requests through the real anyprec-server: their greedy output equals plain
+// output at the request's width, alone and in a continuous batch with plain requests, on the
+// real TinyStories-656K and stories260K images; cancellation and preemption mid-cycle lose
+// nothing and free every KV block.
+#include <future>
+#include <map>
+
+#include "gtest/gtest.h"
+#include "tests/server_process.h"
+#include "tests/test_image.h"
+
+namespace anyprec {
+namespace {
+
+namespace pb = anyprec::v1;
+using testing::Generate;
+using testing::Greedy;
+using testing::Result;
+using testing::Scrape;
+using testing::ScrapeUntil;
+
+class ServerProcess : public testing::ServerProcess {
+ public:
+  explicit ServerProcess(const std::vector<std::string>& args) : testing::ServerProcess(ANYPREC_SERVER, args) {
+    EXPECT_TRUE(started()) << "the server did not start";
+  }
+};
+
+constexpr int kTokens = 24;
+
+pb::GenerateRequest Speculative(int target, int draft, int lookahead, int tokens = kTokens) {
+  pb::GenerateRequest r = Greedy("Once upon a time", target, tokens);
+  r.set_ignore_eos(true);
+  r.mutable_speculative()->set_draft_bits(draft);
+  r.mutable_speculative()->set_lookahead(lookahead);
+  return r;
+}
+
+class SpeculativeServerTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  std::string Image() const { return GetParam() == "656K" ? testing::TinyStoriesImage() : testing::Stories260KImage(); }
+};
+
+// Every target 4..8, draft 3..t-1 and lookahead 1..8, first one request at a time, then all of
+// them at once beside plain requests of every width.
+TEST_P(SpeculativeServerTest, GreedyEqualsPlainAloneAndInAMixedBatch) {
+  ServerProcess server({"--model", Image(), "--max-running", "64", "--max-queued", "512"});
+  const auto stub = server.Stub();
+  std::map<int, std::vector<int>> plain;
+  for (int target = 4; target <= 8; ++target) {
+    pb::GenerateRequest r = Greedy("Once upon a time", target, kTokens);
+    r.set_ignore_eos(true);
+    const Result result = Generate(*stub, r);
+    ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+    plain[target] = result.ids;
+  }
+  struct Case {
+    int target, draft, lookahead;
+  };
+  std::vector<Case> cases;
+  for (int target = 4; target <= 8; ++target) {
+    for (int draft = 3; draft < target; ++draft) {
+      for (int lookahead = 1; lookahead <= 8; ++lookahead) cases.push_back({target, draft, lookahead});
+    }
+  }
+  long drafted = 0, accepted = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << "alone: target " << c.target << ", draft " << c.draft << ", lookahead " << c.lookahead);
+    const Result r = Generate(*stub, Speculative(c.target, c.draft, c.lookahead));
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.ids, plain[c.target]);
+    const pb::Usage& usage = r.messages.back().usage();
+    EXPECT_GT(usage.drafted_tokens(), 0u);
+    EXPECT_LE(usage.accepted_tokens(), usage.drafted_tokens());
+    drafted += usage.drafted_tokens();
+    accepted += usage.accepted_tokens();
+  }
+  EXPECT_GT(accepted, drafted / 4) << "the low widths of real weights agree with the high ones often";
+
+  std::vector<std::future<Result>> speculative, plain_again;
+  for (const Case& c : cases) {
+    speculative.push_back(std::async(std::launch::async, [&server, c] { return Generate(*server.Stub(), Speculative(c.target, c.draft, c.lookahead)); }));
+  }
+  for (int target = 4; target <= 8; ++target) {
+    plain_again.push_back(std::async(std::launch::async, [&server, target] {
+      pb::GenerateRequest r = Greedy("Once upon a time", target, kTokens);
+      r.set_ignore_eos(true);
+      return Generate(*server.Stub(), r);
+    }));
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Result r = speculative[i].get();
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.ids, plain[cases[i].target]) << "mixed batch: target " << cases[i].target << ", draft " << cases[i].draft << ", lookahead "
+                                             << cases[i].lookahead;
+  }
+  for (int target = 4; target <= 8; ++target) EXPECT_EQ(plain_again[target - 4].get().ids, plain[target]) << target;
+  EXPECT_TRUE(ScrapeUntil(server, "anyprec_kv_cache_usage_ratio", 0, std::chrono::seconds(1)));
+}
+
+INSTANTIATE_TEST_SUITE_P(Images, SpeculativeServerTest, ::testing::Values("656K", "260K"));
+
+// A pool far too small preempts speculative requests mid-cycle, and cancelling them mid-cycle
+// ends them; their answers are still plain decoding's and every block comes back.
+TEST(SpeculativeServer, PreemptedAndCancelledCyclesLoseNothing) {
+  const std::string image = testing::TinyStoriesImage();
+  ServerProcess server({"--model", image, "--kv-cache-tokens", "96", "--kv-block-tokens", "8", "--max-running", "4"});
+  const auto stub = server.Stub();
+  pb::GenerateRequest plain_request = Greedy("Once upon a time", 8, 60);
+  plain_request.set_ignore_eos(true);
+  const Result plain = Generate(*stub, plain_request);
+  ASSERT_TRUE(plain.status.ok());
+  std::vector<std::future<Result>> futures;
+  for (int i = 0; i < 4; ++i) {
+    futures.push_back(std::async(std::launch::async, [&server, i] { return Generate(*server.Stub(), Speculative(8, 3 + i, 2 + 2 * i, 60)); }));
+  }
+  for (auto& f : futures) {
+    const Result r = f.get();
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.ids, plain.ids);
+  }
+  EXPECT_GT(Scrape(server, "anyprec_preemptions_total"), 0);
+  EXPECT_TRUE(ScrapeUntil(server, "anyprec_kv_cache_usage_ratio", 0, std::chrono::seconds(1)));
+
+  // Cancelled after their first tokens, mid-cycle.
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<pb::GenerateResponse>>> readers;
+  for (int i = 0; i < 4; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    readers.push_back(stub->Generate(contexts.back().get(), Speculative(8, 3, 8, 60)));
+  }
+  pb::GenerateResponse response;
+  for (auto& reader : readers) EXPECT_TRUE(reader->Read(&response));
+  for (auto& context : contexts) context->TryCancel();
+  for (auto& reader : readers) {
+    while (reader->Read(&response)) {
+    }
+    reader->Finish();
+  }
+  EXPECT_TRUE(ScrapeUntil(server, "anyprec_kv_cache_usage_ratio", 0, std::chrono::seconds(1)));
+}
+
+// What cannot run is refused with the reason: a draft at or above the request's width, outside
+// the image's widths, or a lookahead out of range.
+TEST(SpeculativeServer, RefusesDraftsItCannotRun) {
+  ServerProcess server({"--model", testing::TinyStoriesImage()});
+  const auto stub = server.Stub();
+  for (const auto& [request, words] : std::vector<std::pair<pb::GenerateRequest, std::string>>{
+           {Speculative(5, 5, 4), "must be below the target width 5"},
+           {Speculative(5, 2, 4), "draft width 2 is outside the model's widths 3..8"},
+           {Speculative(8, 3, 17), "lookahead must be in 1..16"}}) {
+    const Result r = Generate(*stub, request);
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(r.status.error_message().find(words), std::string::npos) << r.status.error_message();
+  }
+}
+
+}  // namespace
+}  // namespace anyprec
