@@ -47,6 +47,9 @@ struct ServerMetrics::Families {
         weights(prometheus::BuildGauge().Name("anyprec_weight_bytes").Help("Resident weight bytes by component").Register(r)),
         preempted(prometheus::BuildCounter().Name("anyprec_preemptions_total").Help("Requests preempted for KV blocks").Register(r)),
         reloads(prometheus::BuildCounter().Name("anyprec_tenant_reloads_total").Help("Tenants file reloads by result").Register(r)),
+        drafted(prometheus::BuildCounter().Name("anyprec_speculative_drafted_tokens_total").Help("Tokens drafted by speculative requests, by draft and target width").Register(r)),
+        accepted(prometheus::BuildCounter().Name("anyprec_speculative_accepted_tokens_total").Help("Drafted tokens the verify steps accepted, by draft and target width").Register(r)),
+        per_verify(prometheus::BuildHistogram().Name("anyprec_speculative_tokens_per_verify_step").Help("Tokens a verify step committed (accepted drafts and one more)").Register(r)),
         stalled(prometheus::BuildGauge().Name("anyprec_engine_stalled").Help("1 while the watchdog sees the engine loop stalled").Register(r).Add({})),
         build(prometheus::BuildGauge().Name("anyprec_build_info").Help("Build information").Register(r)) {}
 
@@ -66,6 +69,9 @@ struct ServerMetrics::Families {
   prometheus::Family<prometheus::Gauge>& weights;
   prometheus::Family<prometheus::Counter>& preempted;
   prometheus::Family<prometheus::Counter>& reloads;
+  prometheus::Family<prometheus::Counter>& drafted;
+  prometheus::Family<prometheus::Counter>& accepted;
+  prometheus::Family<prometheus::Histogram>& per_verify;
   prometheus::Gauge& stalled;
   prometheus::Family<prometheus::Gauge>& build;
 };
@@ -117,6 +123,13 @@ void ServerMetrics::RequestRejected(const std::string& reason, const std::string
 
 void ServerMetrics::Preempted(int bits, const std::string& tenant, const std::string& api) {
   families_->preempted.Add({{"bits", std::to_string(bits)}, {"tenant", tenant}, {"api", api}}).Increment();
+}
+
+void ServerMetrics::Verified(int draft_bits, int bits, int drafted, int accepted, int committed) {
+  const prometheus::Labels labels{{"draft_bits", std::to_string(draft_bits)}, {"bits", std::to_string(bits)}};
+  families_->drafted.Add(labels).Increment(drafted);
+  families_->accepted.Add(labels).Increment(accepted);
+  families_->per_verify.Add(labels, prometheus::Histogram::BucketBoundaries{1, 2, 3, 4, 5, 6, 8, 10, 12, 17}).Observe(committed);
 }
 
 void ServerMetrics::Step(const char* phase, int batch_tokens, double seconds) {

@@ -32,6 +32,10 @@ class ServerMetrics {
   // `tenant` is empty when the request was refused before its tenant was known.
   void RequestRejected(const std::string& reason, const std::string& tenant, const std::string& api);
   void Preempted(int bits, const std::string& tenant, const std::string& api);
+  // A speculative request's verify step: the tokens it drafted and the ones accepted, and the
+  // tokens the step committed (the accepted ones and the one drawn after them, fewer when the
+  // request ended among them).
+  void Verified(int draft_bits, int bits, int drafted, int accepted, int committed);
   void Step(const char* phase, int batch_tokens, double seconds);
   void Load(int running, int waiting, double kv_usage);
   void WeightBytes(const std::string& component, double bytes);

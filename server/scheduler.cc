@@ -415,9 +415,19 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
         DrawDraft(*s.decoder, step_logits, s.draft);
         break;
       case StepKind::kVerify: {
+        const long accepted_before = s.speculative.accepted;
+        int committed = 0;
         const bool ended = CommitVerdicts(
-            *s.decoder, s.draft, step_logits, vocab, [&](const DecodeStep& decoded, std::span<const float> row) { Deliver(s, decoded, row); },
+            *s.decoder, s.draft, step_logits, vocab,
+            [&](const DecodeStep& decoded, std::span<const float> row) {
+              committed += decoded.token.has_value();
+              Deliver(s, decoded, row);
+            },
             s.speculative);
+        if (metrics_) {
+          metrics_->Verified(s.request.speculative->draft_bits, s.request.bits, static_cast<int>(s.draft.tokens.size()),
+                             static_cast<int>(s.speculative.accepted - accepted_before), committed);
+        }
         s.draft = {};
         s.cycle_lookahead = -1;
         if (ended || s.done) break;

@@ -76,6 +76,17 @@ TEST_P(SpeculativeServerTest, GreedyEqualsPlainAloneAndInAMixedBatch) {
     accepted += usage.accepted_tokens();
   }
   EXPECT_GT(accepted, drafted / 4) << "the low widths of real weights agree with the high ones often";
+  // The server counted the same, by draft and target width, and a histogram of tokens per verify step.
+  const std::map<std::string, double> metrics = testing::ScrapeAll(server);
+  const auto sum = [&](const std::string& prefix) {
+    double total = 0;
+    for (const auto& [series, value] : metrics) total += series.starts_with(prefix) ? value : 0;
+    return total;
+  };
+  EXPECT_EQ(sum("anyprec_speculative_drafted_tokens_total{"), drafted);
+  EXPECT_EQ(sum("anyprec_speculative_accepted_tokens_total{"), accepted);
+  EXPECT_GT(metrics.at("anyprec_speculative_drafted_tokens_total{bits=\"8\",draft_bits=\"3\"}"), 0);
+  EXPECT_GT(sum("anyprec_speculative_tokens_per_verify_step_count{"), 0);
 
   std::vector<std::future<Result>> speculative, plain_again;
   for (const Case& c : cases) {
