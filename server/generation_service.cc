@@ -267,10 +267,17 @@ absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::Generate
   if (r.top_logprobs() > 0 && !r.return_logprobs()) return absl::InvalidArgumentError("top_logprobs needs return_logprobs");
   out.top_logprobs = static_cast<int>(r.top_logprobs());
   if (r.has_speculative()) {
-    const SpeculativeOptions speculative{static_cast<int>(r.speculative().draft_bits()),
-                                         r.speculative().lookahead() == 0 ? 4 : static_cast<int>(r.speculative().lookahead())};
-    RETURN_IF_ERROR(ValidateSpeculation(c, out.bits, speculative));
-    out.speculative = speculative;
+    // Asked for: checked, and refused with the reason. A draft width of 0 asks for plain decoding.
+    if (r.speculative().draft_bits() != 0) {
+      const SpeculativeOptions speculative{static_cast<int>(r.speculative().draft_bits()),
+                                           r.speculative().lookahead() == 0 ? 4 : static_cast<int>(r.speculative().lookahead())};
+      RETURN_IF_ERROR(ValidateSpeculation(c, out.bits, speculative));
+      out.speculative = speculative;
+    }
+  } else if (const std::optional<SpeculativeOptions>& fallback = tenant.speculative ? tenant.speculative : config_.speculative;
+             fallback && fallback->draft_bits < out.bits) {
+    // The tenant's default, else the server's: for the widths it can draft for, never a refusal.
+    out.speculative = fallback;
   }
   return out;
 }

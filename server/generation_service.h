@@ -16,6 +16,9 @@ namespace anyprec::server {
 
 struct ServiceConfig {
   int max_new_tokens_limit = 4096;
+  // Requests that name no speculation, of tenants without a default, decode speculatively with
+  // this (where the draft is below their width).
+  std::optional<SpeculativeOptions> speculative;
 };
 
 class GenerationService final : public anyprec::v1::Generation::CallbackService {

@@ -101,6 +101,8 @@ struct ServerFlags {
   std::string tls_key;
   std::string log_format = "text";
   std::optional<int> default_bits;  // without --tenants; none: the widest
+  std::optional<int> speculative_draft_bits;  // set: requests decode speculatively by default
+  int speculative_lookahead = 4;
   double shutdown_grace = 30;
   double max_connection_age = 0;
   double watchdog_seconds = 60;
@@ -145,6 +147,13 @@ void AddServerFlags(CLI::App& app, ServerFlags& f) {
       ->capture_default_str();
   app.add_option("--step-tokens", scheduler.step_tokens, "Prompt tokens one engine step may take (chunked prefill)")
       ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--speculative-draft-bits", f.speculative_draft_bits,
+                 "Requests that name no speculation (of tenants without a default) decode speculatively, drafting at this "
+                 "width, where it is below theirs")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--speculative-lookahead", f.speculative_lookahead, "Tokens drafted per verify step, with --speculative-draft-bits")
+      ->check(CLI::Range(1, 16))
       ->capture_default_str();
   app.add_option("--shutdown-grace", f.shutdown_grace, "Seconds in-flight requests may run on after SIGTERM")->capture_default_str();
   app.add_option("--max-connection-age", f.max_connection_age,
@@ -318,6 +327,14 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   const std::unique_ptr<server::TenantRegistry> tenants = OpenTenants(flags, widths, exit_code);
   if (!tenants) return exit_code;
+  server::ServiceConfig service_config;
+  if (flags.speculative_draft_bits) {
+    if (const absl::Status checked = widths.Check(*flags.speculative_draft_bits, "--speculative-draft-bits", "the image's"); !checked.ok()) {
+      server::Log(err, std::string(checked.message()));
+      return 2;
+    }
+    service_config.speculative = anyprec::SpeculativeOptions{*flags.speculative_draft_bits, flags.speculative_lookahead};
+  }
 
   auto metrics = server::ServerMetrics::Start(flags.metrics_listen);
   if (!metrics.ok()) {
@@ -334,7 +351,6 @@ int main(int argc, char** argv) {
   }
 
   server::Scheduler scheduler(model, engine.device(), engine.tokenizer(), scheduler_options, metrics->get());
-  const server::ServiceConfig service_config{4096};
   server::GenerationService generation(model, engine.tokenizer(), scheduler, *tenants, service_config, metrics->get());
   server::AdminService admin(*tenants);
   int port = 0;
@@ -388,7 +404,10 @@ int main(int argc, char** argv) {
                {"tls", !flags.tls_cert.empty()},
                {"metrics", metrics_host + ":" + std::to_string((*metrics)->port()) + "/metrics"},
                {"http", http ? HostOf(flags.http_listen) + ":" + std::to_string(http->port()) : std::string("off")},
-               {"chat_template", chat ? chat->chat_template.name() : std::string("none")}});
+               {"chat_template", chat ? chat->chat_template.name() : std::string("none")},
+               {"speculative", service_config.speculative ? absl::StrCat("draft ", service_config.speculative->draft_bits, " bits, lookahead ",
+                                                                         service_config.speculative->lookahead)
+                                                          : std::string("off unless asked")}});
   // Before the line that tells callers the server is up, so that no signal finds the defaults.
   g_serving = 1;
   std::signal(SIGHUP, OnReloadSignal);

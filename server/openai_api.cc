@@ -210,6 +210,19 @@ absl::StatusOr<ParsedRequest> ParseRequest(Endpoint endpoint, std::string_view b
       if (model_bits != 0 && bits != model_bits) return BadField(field, absl::StrCat("= ", bits, " contradicts the model name '", out.model, "'"));
       if (bits < 0 || bits > 64) return BadField(field, "is not a width");
       request.set_bits(static_cast<uint32_t>(bits));
+    } else if (field == "speculative") {  // an extension: {"draft_bits": B, "lookahead": K}; draft_bits 0 is plain
+      if (!value.is_object()) return BadField(field, "must be an object {\"draft_bits\": B, \"lookahead\": K}");
+      for (const auto& [key, option] : value.items()) {
+        if (key != "draft_bits" && key != "lookahead") return BadField(absl::StrCat(field, ".", key), "is not a field this server knows");
+        ASSIGN_OR_RETURN(const int64_t n, Integer(option, absl::StrCat(field, ".", key)));
+        if (n < 0 || n > 64) return BadField(absl::StrCat(field, ".", key), "is out of range");
+        if (key == "draft_bits") {
+          request.mutable_speculative()->set_draft_bits(static_cast<uint32_t>(n));
+        } else {
+          request.mutable_speculative()->set_lookahead(static_cast<uint32_t>(n));
+        }
+      }
+      if (!value.contains("draft_bits")) return BadField("speculative.draft_bits", "is missing");
     } else if (field == "ignore_eos") {  // an extension
       ASSIGN_OR_RETURN(const bool ignore, Boolean(value, field));
       request.set_ignore_eos(ignore);
@@ -279,7 +292,13 @@ json Base(const AnswerHeader& h, bool chunk) {
 }
 
 json Usage(const RequestSummary& s) {
-  return {{"prompt_tokens", s.prompt_tokens}, {"completion_tokens", s.completion_tokens}, {"total_tokens", s.prompt_tokens + s.completion_tokens}};
+  json usage = {{"prompt_tokens", s.prompt_tokens}, {"completion_tokens", s.completion_tokens}, {"total_tokens", s.prompt_tokens + s.completion_tokens}};
+  // A speculative request's drafts, in the fields OpenAI reports predicted tokens in.
+  if (s.speculative.cycles > 0) {
+    usage["completion_tokens_details"] = {{"accepted_prediction_tokens", s.speculative.accepted},
+                                          {"rejected_prediction_tokens", s.speculative.drafted - s.speculative.accepted}};
+  }
+  return usage;
 }
 
 // OpenAI's logprobs object for `tokens`: chat's {"content": [...]}, or the completions' lists.

@@ -92,7 +92,7 @@ absl::StatusOr<Tenant> ParseTenant(const std::string& origin, const std::string&
   // A key folder's file named admin holds admin keys, so no tenant may take that name.
   if (name == "admin") return absl::InvalidArgumentError(absl::StrCat(origin, At(node), ": 'admin' is reserved for admin keys"));
   if (absl::Status s = Unknown(origin, *table,
-                               {"api_key_sha256", "default_bits", "min_bits", "max_bits", "max_running", "max_queued", "weight"},
+                               {"api_key_sha256", "default_bits", "min_bits", "max_bits", "max_running", "max_queued", "weight", "speculative"},
                                where);
       !s.ok()) {
     return s;
@@ -114,6 +114,19 @@ absl::StatusOr<Tenant> ParseTenant(const std::string& origin, const std::string&
       return absl::InvalidArgumentError(absl::StrCat(origin, At(*weight), ": ", where, ".weight must be a number in (0, 1e6]"));
     }
     t.limits.weight = *w;
+  }
+  if (const toml::node* node = table->get("speculative")) {
+    const std::string at = where + ".speculative";
+    const toml::table* speculative = node->as_table();
+    if (speculative == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(origin, At(*node), ": ", at, " must be a table { draft_bits = B, lookahead = K }"));
+    }
+    RETURN_IF_ERROR(Unknown(origin, *speculative, {"draft_bits", "lookahead"}, at));
+    if (!speculative->contains("draft_bits")) return absl::InvalidArgumentError(absl::StrCat(origin, At(*node), ": ", at, ".draft_bits is missing"));
+    SpeculativeOptions options;
+    ASSIGN_OR_RETURN(options.draft_bits, Int(origin, *speculative, "draft_bits", 0, widths.min, widths.max, at));
+    ASSIGN_OR_RETURN(options.lookahead, Int(origin, *speculative, "lookahead", options.lookahead, 1, 16, at));
+    t.speculative = options;
   }
   return t;
 }
@@ -292,6 +305,7 @@ std::string SerializeTenants(const TenantPolicy& policy) {
     toml::table table{{"default_bits", t.default_bits}, {"min_bits", t.min_bits}, {"max_bits", t.max_bits},
                       {"max_running", t.limits.max_running}, {"max_queued", t.limits.max_queued}, {"weight", t.limits.weight}};
     if (!t.key_hashes.empty()) table.insert("api_key_sha256", hashes(t.key_hashes));
+    if (t.speculative) table.insert("speculative", toml::table{{"draft_bits", t.speculative->draft_bits}, {"lookahead", t.speculative->lookahead}});
     tenants.insert(name, std::move(table));
   }
   root.insert("tenants", std::move(tenants));

@@ -25,6 +25,9 @@ struct Tenant {
   int min_bits = 0;
   int max_bits = 0;
   TenantLimits limits;
+  // Its requests decode speculatively unless they say otherwise (where the draft is below
+  // their width).
+  std::optional<SpeculativeOptions> speculative;
 
   // The widths it may use, min_bits..max_bits.
   WidthRange widths() const { return {min_bits, max_bits}; }

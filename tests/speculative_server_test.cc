@@ -1,11 +1,16 @@
 // Self-speculative requests through the real anyprec-server: their greedy output equals plain
 // output at the request's width, alone and in a continuous batch with plain requests, on the
 // real TinyStories-656K and stories260K images; cancellation and preemption mid-cycle lose
-// nothing and free every KV block.
+// nothing and free every KV block; defaults come from the request, the tenant, then the server.
+#include <httplib.h>
+
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <map>
 
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/server_process.h"
 #include "tests/test_image.h"
 
@@ -149,6 +154,68 @@ TEST(SpeculativeServer, PreemptedAndCancelledCyclesLoseNothing) {
     reader->Finish();
   }
   EXPECT_TRUE(ScrapeUntil(server, "anyprec_kv_cache_usage_ratio", 0, std::chrono::seconds(1)));
+}
+
+// Who decides: the request (a draft width, or 0 for plain), else its tenant's default, else the
+// server's; a default applies only where the draft is below the request's width, and never
+// refuses one. Through the HTTP front too, with the drafts in OpenAI's usage fields.
+TEST(SpeculativeServer, DefaultsComeFromTheTenantThenTheServer) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("anyprec-speculative-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string tenants = (dir / "tenants.toml").string();
+  std::ofstream(tenants) << "[tenants.fast]\napi_key_sha256 = [\"" << testing::HashKey(ANYPREC_SERVER, "fast-key")
+                         << "\"]\ndefault_bits = 8\nspeculative = { draft_bits = 3, lookahead = 2 }\n\n[tenants.plain]\napi_key_sha256 = [\""
+                         << testing::HashKey(ANYPREC_SERVER, "plain-key") << "\"]\ndefault_bits = 8\n";
+  ServerProcess server({"--model", testing::TinyStoriesImage(), "--tenants", tenants, "--speculative-draft-bits", "4",
+                        "--speculative-lookahead", "3"});
+  const auto stub = server.Stub();
+  pb::GenerateRequest request = Greedy("Once upon a time", 0, kTokens);
+  request.set_ignore_eos(true);
+  pb::GenerateRequest plain_request = request;
+  plain_request.mutable_speculative()->set_draft_bits(0);
+  const Result plain = Generate(*stub, plain_request, "plain-key");
+  ASSERT_TRUE(plain.status.ok()) << plain.status.error_message();
+  EXPECT_EQ(plain.messages.back().usage().drafted_tokens(), 0u) << "draft_bits 0 asks for plain decoding";
+  for (const std::string key : {"fast-key", "plain-key"}) {
+    const Result r = Generate(*stub, request, key);
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.ids, plain.ids) << key;
+    EXPECT_GT(r.messages.back().usage().drafted_tokens(), 0u) << key << ": its tenant's default, else the server's";
+  }
+  const std::map<std::string, double> metrics = testing::ScrapeAll(server);
+  EXPECT_GT(metrics.at("anyprec_speculative_drafted_tokens_total{bits=\"8\",draft_bits=\"3\"}"), 0) << "fast's own default";
+  EXPECT_GT(metrics.at("anyprec_speculative_drafted_tokens_total{bits=\"8\",draft_bits=\"4\"}"), 0) << "the server's default";
+  pb::GenerateRequest narrow = request;
+  narrow.set_bits(3);
+  const Result at_three = Generate(*stub, narrow, "fast-key");
+  ASSERT_TRUE(at_three.status.ok()) << "a default that cannot draft below 3 bits leaves the request plain";
+  EXPECT_EQ(at_three.messages.back().usage().drafted_tokens(), 0u);
+
+  httplib::Client http("http://" + server.http_address());
+  http.set_bearer_token_auth("plain-key");
+  const auto post = [&](const nlohmann::json& body) {
+    const httplib::Result r = http.Post("/v1/completions", body.dump(), "application/json");
+    EXPECT_TRUE(r);
+    return r ? std::make_pair(r->status, nlohmann::json::parse(r->body, nullptr, false)) : std::make_pair(0, nlohmann::json());
+  };
+  const nlohmann::json body = {{"model", "TinyStories-656K@8"}, {"prompt", "Once upon a time"}, {"max_tokens", kTokens},
+                               {"temperature", 0}, {"ignore_eos", true}};
+  nlohmann::json off = body, on = body;
+  off["speculative"] = {{"draft_bits", 0}};
+  on["speculative"] = {{"draft_bits", 5}, {"lookahead", 4}};
+  const auto [off_status, off_answer] = post(off);
+  const auto [on_status, on_answer] = post(on);
+  ASSERT_EQ(off_status, 200) << off_answer.dump();
+  ASSERT_EQ(on_status, 200) << on_answer.dump();
+  EXPECT_EQ(on_answer["choices"][0]["text"], off_answer["choices"][0]["text"]);
+  EXPECT_FALSE(off_answer["usage"].contains("completion_tokens_details"));
+  const nlohmann::json& details = on_answer["usage"]["completion_tokens_details"];
+  EXPECT_GE(details.value("accepted_prediction_tokens", -1) + details.value("rejected_prediction_tokens", -1), 1) << on_answer.dump();
+  nlohmann::json bad = body;
+  bad["speculative"] = {{"draft_bits", 8}};
+  const auto [bad_status, bad_answer] = post(bad);
+  EXPECT_EQ(bad_status, 400) << bad_answer.dump();
+  std::filesystem::remove_all(dir);
 }
 
 // What cannot run is refused with the reason: a draft at or above the request's width, outside

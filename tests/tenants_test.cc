@@ -36,6 +36,7 @@ weight = 0.5
 api_key_sha256 = [")" + HashApiKey("gold-secret") + R"(", ")" + HashApiKey("gold-second") + R"("]
 default_bits = 8
 weight = 3
+speculative = { draft_bits = 3, lookahead = 6 }
 )";
 
 TEST(Tenants, HashIsSha256Hex) {
@@ -53,7 +54,11 @@ TEST(Tenants, ParsesDefaultsAndRoundTrips) {
   EXPECT_EQ(gold.max_bits, 8);
   EXPECT_EQ(gold.key_hashes.size(), 2u);
   EXPECT_DOUBLE_EQ(gold.limits.weight, 3);
+  ASSERT_TRUE(gold.speculative.has_value());
+  EXPECT_EQ(gold.speculative->draft_bits, 3);
+  EXPECT_EQ(gold.speculative->lookahead, 6);
   const Tenant& free = policy->tenants.at("free");
+  EXPECT_FALSE(free.speculative.has_value());
   EXPECT_EQ(free.limits.max_running, 2);
   EXPECT_EQ(free.limits.max_queued, 4);
 
@@ -62,6 +67,7 @@ TEST(Tenants, ParsesDefaultsAndRoundTrips) {
   EXPECT_EQ(SerializeTenants(*again), SerializeTenants(*policy));
   EXPECT_EQ(again->admin_key_hashes, policy->admin_key_hashes);
   EXPECT_EQ(again->tenants.at("gold").key_hashes, gold.key_hashes);
+  EXPECT_EQ(again->tenants.at("gold").speculative->lookahead, 6);
 }
 
 TEST(Tenants, EveryMistakeIsNamedWithItsPlace) {
@@ -87,6 +93,11 @@ TEST(Tenants, EveryMistakeIsNamedWithItsPlace) {
       {"", "no [tenants.<name>] table"},
       {"[tenants.a]\ndefault_bits = = 3\n", "t.toml:2:"},
       {"[tenants.a]\n[tenants.a]\n", "t.toml:2:"},
+      {"[tenants.a]\nspeculative = 3\n", "speculative must be a table"},
+      {"[tenants.a]\nspeculative = { lookahead = 4 }\n", "speculative.draft_bits is missing"},
+      {"[tenants.a]\nspeculative = { draft_bits = 2 }\n", "draft_bits must be an integer in 3..8"},
+      {"[tenants.a]\nspeculative = { draft_bits = 3, lookahead = 40 }\n", "lookahead must be an integer in 1..16"},
+      {"[tenants.a]\nspeculative = { draft_bits = 3, draft = 4 }\n", "unknown key 'draft'"},
   };
   for (const auto& [text, expected] : cases) {
     const absl::StatusOr<TenantPolicy> policy = ParseTenants(text, "t.toml", kWidths);
