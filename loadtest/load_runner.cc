@@ -22,6 +22,10 @@ class Stream : public grpc::ClientReadReactor<pb::GenerateResponse> {
     s.request_.set_bits(plan.bits);
     s.request_.set_max_new_tokens(plan.max_new_tokens);
     s.request_.set_ignore_eos(true);
+    if (plan.speculative) {
+      s.request_.mutable_speculative()->set_draft_bits(options.workload.draft_bits);
+      s.request_.mutable_speculative()->set_lookahead(options.workload.lookahead);
+    }
     if (plan.tenant < static_cast<int>(options.api_keys.size())) {
       s.context_.AddMetadata("authorization", "Bearer " + options.api_keys[plan.tenant]);
     }
@@ -61,6 +65,8 @@ class Stream : public grpc::ClientReadReactor<pb::GenerateResponse> {
     if (response_.finish_reason() != pb::FINISH_REASON_UNSPECIFIED) {
       record_.finish = pb::FinishReason_Name(response_.finish_reason());
       record_.served_bits = static_cast<int>(response_.bits());
+      record_.drafted = static_cast<int>(response_.usage().drafted_tokens());
+      record_.accepted = static_cast<int>(response_.usage().accepted_tokens());
     }
     if (plan_.fault == Fault::kCancelAfterFirstToken && record_.output_tokens > 0 && record_.finish.empty()) {
       context_.TryCancel();

@@ -69,6 +69,13 @@ int main(int argc, char** argv) {
   app.add_option("--deadline-fraction", run.workload.deadline_fraction, "Fraction of requests sent with a short deadline")
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--deadline-ms", deadline_ms, "That short deadline")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--speculative-fraction", run.workload.speculative_fraction,
+                 "Fraction of requests (of widths above the draft's) decoded self-speculatively")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--speculative-draft-bits", run.workload.draft_bits, "Their draft width")->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_option("--speculative-lookahead", run.workload.lookahead, "Their tokens drafted per verify step")
+      ->check(CLI::Range(1, 16))
+      ->capture_default_str();
   app.add_option("--slo-ttft-ms", slo_ttft_ms, "Goodput counts requests with TTFT at most this")->check(CLI::PositiveNumber);
   app.add_option("--slo-tpot-ms", slo_tpot_ms, "... and time per output token at most this")->check(CLI::PositiveNumber);
   app.add_option("--seed", run.workload.seed, "Seed of the workload")->capture_default_str();

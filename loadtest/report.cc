@@ -46,6 +46,8 @@ Report Summarize(const std::vector<RequestRecord>& records, double seconds, doub
     for (const RequestRecord* r : members) {
       ++s.requests;
       ++s.outcomes[r->finish.empty() ? r->status : r->status + "/" + r->finish];
+      s.drafted += r->drafted;
+      s.accepted += r->accepted;
       if (r->status != "OK") continue;
       ++s.completed;
       s.output_tokens += r->output_tokens;
@@ -78,6 +80,10 @@ std::string Report::Table() const {
   absl::StrAppend(&out, "\noutcomes (all widths):");
   for (const auto& [outcome, count] : overall().outcomes) absl::StrAppend(&out, " ", outcome, " ", count, ";");
   absl::StrAppend(&out, "\n");
+  if (overall().drafted > 0) {
+    absl::StrAppend(&out, absl::StrFormat("speculative: %d of %d drafted tokens accepted (%.2f)\n", overall().accepted, overall().drafted,
+                                          static_cast<double>(overall().accepted) / overall().drafted));
+  }
   return out;
 }
 
@@ -88,6 +94,8 @@ nlohmann::json Report::ToJson() const {
                             {"completed", s.completed},
                             {"good", s.good},
                             {"output_tokens", s.output_tokens},
+                            {"drafted_tokens", s.drafted},
+                            {"accepted_tokens", s.accepted},
                             {"requests_per_second", s.completed / seconds},
                             {"output_tokens_per_second", s.output_tokens / seconds},
                             {"goodput", s.good / seconds},

@@ -17,6 +17,8 @@ struct RequestRecord {
   std::string status;    // the gRPC status code's name, e.g. "OK", "CANCELLED"
   std::string finish;    // the finish reason's name; empty when none came
   int output_tokens = 0;
+  int drafted = 0;       // a speculative request's drafted tokens, and the accepted ones, as reported
+  int accepted = 0;
   double ttft = -1;      // seconds from sending to the first token; -1 when none came
   double e2e = 0;        // seconds from sending to the status
   std::vector<double> itl;  // seconds between tokens (a message's gap shared by its tokens)
@@ -37,6 +39,8 @@ struct Summary {
   long completed = 0;  // status OK
   long output_tokens = 0;
   long good = 0;       // completed within the SLOs
+  long drafted = 0;    // speculative requests' drafted and accepted tokens
+  long accepted = 0;
   Percentiles ttft, itl, tpot, e2e;
   std::map<std::string, long> outcomes;  // "OK/LENGTH", "CANCELLED", "RESOURCE_EXHAUSTED", ...
 };

@@ -90,6 +90,10 @@ PlannedRequest Workload::Next() {
   } else if (fault < options_.cancel_fraction + options_.deadline_fraction) {
     r.fault = Fault::kShortDeadline;
   }
+  // Drawn only when asked for, so that other workloads keep their streams.
+  if (options_.speculative_fraction > 0 && r.bits > options_.draft_bits) {
+    r.speculative = std::uniform_real_distribution<double>(0, 1)(rng_) < options_.speculative_fraction;
+  }
   return r;
 }
 

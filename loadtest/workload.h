@@ -45,6 +45,10 @@ struct WorkloadOptions {
   std::vector<Weighted<int>> tenant_mix = {{0, 1.0}};  // index into the API keys
   double cancel_fraction = 0;
   double deadline_fraction = 0;
+  // This fraction of the requests with a width above draft_bits decode self-speculatively.
+  double speculative_fraction = 0;
+  int draft_bits = 3;
+  int lookahead = 4;
   uint64_t seed = 0;
 };
 
@@ -56,6 +60,7 @@ struct PlannedRequest {
   int bits = 0;
   int tenant = 0;
   Fault fault = Fault::kNone;
+  bool speculative = false;  // with WorkloadOptions' draft_bits and lookahead
 };
 
 class Workload {

@@ -2,7 +2,7 @@
 // of load from anyprec-loadtest's runners, half over gRPC and half through the OpenAI HTTP
 // front at once, closed loop to measure the machine's capacity and then open loop at a
 // fraction of it: widths {3, 4, 8}, two tenants, 10% of requests cancelled after their first
-// token, 5% with a deadline that expires mid-stream.
+// token, 5% with a deadline that expires mid-stream, 30% of the 4- and 8-bit ones speculative.
 // Every request sent is accounted for exactly once, the server's counters equal the
 // client's, the KV cache returns to idle, and resident memory stops growing after warm-up.
 #include <array>
@@ -85,6 +85,9 @@ TEST(Soak, LoadIsHeldAndEveryRequestAccountedFor) {
   run.workload.tenant_mix = {{0, 1.0}, {1, 1.0}};
   run.workload.cancel_fraction = 0.10;
   run.workload.deadline_fraction = 0.05;
+  run.workload.speculative_fraction = 0.3;  // of the 4- and 8-bit requests, drafting at 3 bits
+  run.workload.draft_bits = 3;
+  run.workload.lookahead = 4;
   run.short_deadline = 0.008;  // past the request's arrival, well before its last token
   run.api_keys = {"gold-key", "bronze-key"};
 
@@ -171,6 +174,18 @@ TEST(Soak, LoadIsHeldAndEveryRequestAccountedFor) {
       }
     }
   }
+  // Speculative requests: the drafts their clients saw reported are among those the server counted
+  // (cancelled ones end before a report).
+  long drafted = 0;
+  for (const auto& front : records) {
+    for (const loadtest::RequestRecord& r : front) drafted += r.drafted;
+  }
+  double server_drafted = 0;
+  for (const auto& [series, value] : metrics) {
+    if (series.starts_with("anyprec_speculative_drafted_tokens_total{")) server_drafted += value;
+  }
+  EXPECT_GT(drafted, 0) << "speculative requests ran and reported their drafts";
+  EXPECT_GE(server_drafted, drafted);
   double server_rejected = 0;
   for (const auto& [series, value] : metrics) {
     if (series.starts_with("anyprec_requests_rejected_total")) server_rejected += value;
