@@ -156,6 +156,25 @@ TEST(SpeculativeServer, PreemptedAndCancelledCyclesLoseNothing) {
   EXPECT_TRUE(ScrapeUntil(server, "anyprec_kv_cache_usage_ratio", 0, std::chrono::seconds(1)));
 }
 
+// Sampling end to end: a seeded speculative request gives the same text twice, at temperature 1
+// with top-k, top-p and a repetition penalty applied to both distributions.
+TEST(SpeculativeServer, ASeededSampledRequestRepeatsItself) {
+  ServerProcess server({"--model", testing::TinyStoriesImage()});
+  const auto stub = server.Stub();
+  pb::GenerateRequest r = Speculative(8, 4, 4, 64);
+  r.mutable_sampling()->set_temperature(1.0f);
+  r.mutable_sampling()->set_top_k(40);
+  r.mutable_sampling()->set_top_p(0.9f);
+  r.mutable_sampling()->set_repetition_penalty(1.1f);
+  r.mutable_sampling()->set_seed(99);
+  const Result first = Generate(*stub, r);
+  const Result second = Generate(*stub, r);
+  ASSERT_TRUE(first.status.ok() && second.status.ok());
+  EXPECT_EQ(first.ids, second.ids);
+  EXPECT_EQ(first.ids.size(), 64u);
+  EXPECT_GT(first.messages.back().usage().accepted_tokens(), 0u);
+}
+
 // Who decides: the request (a draft width, or 0 for plain), else its tenant's default, else the
 // server's; a default applies only where the draft is below the request's width, and never
 // refuses one. Through the HTTP front too, with the drafts in OpenAI's usage fields.
