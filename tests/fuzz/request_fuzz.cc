@@ -13,6 +13,7 @@
 #include "anyprec/v1/generation.pb.h"
 #include "engine/device/cpu_device.h"
 #include "engine/device/kv_cache.h"
+#include "engine/runtime/logprobs.h"
 #include "quantizer/quantizer.h"
 #include "server/generation_service.h"
 #include "server/scheduler.h"
@@ -84,6 +85,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (validated->bits < s.tenant.min_bits || validated->bits > s.tenant.max_bits || validated->prompt.empty()) __builtin_trap();
   for (anyprec::TokenId id : validated->prompt) {
     if (id < 0 || id >= s.model->config().vocab_size) __builtin_trap();
+  }
+  if (validated->top_logprobs < 0 || validated->top_logprobs > anyprec::kMaxTopLogprobs) __builtin_trap();
+  if (const auto& speculative = validated->speculative) {
+    if (speculative->draft_bits < 3 || speculative->draft_bits >= validated->bits) __builtin_trap();
+    if (speculative->lookahead < 1 || speculative->lookahead > 16) __builtin_trap();
   }
   return 0;
 }
