@@ -49,7 +49,9 @@ void AddChatCommand(CLI::App& app, ChatOptions& o) {
 }
 
 int RunChat(const ChatOptions& o) {
-  OpenAIServer server{o.address, o.api_key};
+  OpenAIServer server;
+  server.address = o.address;
+  server.api_key = o.api_key;
   std::string model = o.model;
   if (model.empty()) {
     const absl::StatusOr<std::vector<std::string>> models = ListModels(server);

@@ -15,7 +15,8 @@ using nlohmann::json;
 
 // One streamed completion, start to end, on the calling thread; the ledger has it as sent.
 void RunHttpRequest(const HttpTarget& target, const PlannedRequest& plan, const RunOptions& options, RequestRecord record, Ledger& ledger) {
-  OpenAIServer server{target.address};
+  OpenAIServer server;
+  server.address = target.address;
   if (plan.tenant < static_cast<int>(options.api_keys.size())) server.api_key = options.api_keys[plan.tenant];
   // HTTP carries no deadline: the client keeps its own, reading no longer than it allows.
   const bool has_deadline = plan.fault == Fault::kShortDeadline;

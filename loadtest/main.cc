@@ -113,7 +113,10 @@ int main(int argc, char** argv) {
     }
   } else {
     // The plain name comes first in the list: the width then comes from the request or the tenant.
-    const auto models = anyprec::ListModels({http_address, run.api_keys.empty() ? "" : run.api_keys.front()});
+    anyprec::OpenAIServer server;
+    server.address = http_address;
+    if (!run.api_keys.empty()) server.api_key = run.api_keys.front();
+    const auto models = anyprec::ListModels(server);
     if (!models.ok()) return Fail(std::string(models.status().message()), 1);
     if (models->empty()) return Fail(http_address + " serves no model", 1);
     http.model = models->front();

@@ -233,7 +233,13 @@ void HttpFront::Route() {
     auto sink = std::make_shared<HttpSink>(*validated, absl::StrCat(req.remote_addr, ":", req.remote_port));
     absl::StatusOr<std::shared_ptr<RequestHandle>> handle = scheduler_.Submit(*std::move(validated), sink);
     if (!handle.ok()) return ReplyError(res, handle.status());
-    auto answer = std::make_shared<Answer>(Answer{sink, *handle, header, parsed->stream, logprobs, parsed->include_usage});
+    auto answer = std::make_shared<Answer>();
+    answer->sink = sink;
+    answer->handle = *handle;
+    answer->header = header;
+    answer->stream = parsed->stream;
+    answer->logprobs = logprobs;
+    answer->include_usage = parsed->include_usage;
     if (parsed->stream) res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         parsed->stream ? "text/event-stream" : "application/json",

@@ -365,7 +365,9 @@ TEST_F(HttpFrontTest, LogprobsCarryTheMostLikelyAlternatives) {
     double mass = 0;
     for (int i = 0; i < 4; ++i) {
       EXPECT_LE(t.top_logprobs(i).logprob(), 0.0f);
-      if (i > 0) EXPECT_LE(t.top_logprobs(i).logprob(), t.top_logprobs(i - 1).logprob());
+      if (i > 0) {
+        EXPECT_LE(t.top_logprobs(i).logprob(), t.top_logprobs(i - 1).logprob());
+      }
       mass += std::exp(t.top_logprobs(i).logprob());
     }
     EXPECT_LE(mass, 1.0 + 1e-5);
