@@ -40,6 +40,16 @@ namespace {
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+// Where each step's rows of logits start, and (last) how many rows all steps take: one per
+// step, or one per token of a step that asks for every token's (a speculative verify step).
+std::vector<size_t> LogitsRowOffsets(std::span<const SequenceStep> steps) {
+  std::vector<size_t> rows(steps.size() + 1);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    rows[i + 1] = rows[i] + (steps[i].which == LogitsFor::kAllTokens ? steps[i].tokens.size() : 1);
+  }
+  return rows;
+}
+
 // Token weights of the virtual token counter: a generated token costs twice a prompt
 // token, as in Sheng et al.
 constexpr double kPromptTokenCost = 1;
@@ -268,6 +278,7 @@ void Scheduler::Loop() {
 absl::Status Scheduler::Forward(std::span<const SequenceStep> steps, std::span<float> logits) {
   if (!options_.group_by_bits) return transformer_.ForwardBatch(steps, logits);
   const size_t vocab = model_.config().vocab_size;
+  const std::vector<size_t> rows = LogitsRowOffsets(steps);
   std::vector<bool> run(steps.size());
   for (size_t first = 0; first < steps.size(); ++first) {
     if (run[first]) continue;
@@ -279,10 +290,12 @@ absl::Status Scheduler::Forward(std::span<const SequenceStep> steps, std::span<f
       group.push_back(i);
       group_steps.push_back(steps[i]);
     }
-    std::vector<float> group_logits(group.size() * vocab);
+    const std::vector<size_t> group_rows = LogitsRowOffsets(group_steps);
+    std::vector<float> group_logits(group_rows.back() * vocab);
     RETURN_IF_ERROR(transformer_.ForwardBatch(group_steps, group_logits));
     for (size_t g = 0; g < group.size(); ++g) {
-      std::copy_n(group_logits.begin() + g * vocab, vocab, logits.begin() + group[g] * vocab);
+      std::copy(group_logits.begin() + group_rows[g] * vocab, group_logits.begin() + group_rows[g + 1] * vocab,
+                logits.begin() + rows[group[g]] * vocab);
     }
   }
   return absl::OkStatus();
@@ -383,11 +396,7 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
   const PlannedStep plan = Plan(running);
   if (plan.steps.empty()) return;
   const int vocab = model_.config().vocab_size;
-  // A row of logits per step, or per token of a verify step.
-  std::vector<size_t> rows(plan.steps.size() + 1);
-  for (size_t i = 0; i < plan.steps.size(); ++i) {
-    rows[i + 1] = rows[i] + (plan.steps[i].which == LogitsFor::kAllTokens ? plan.steps[i].tokens.size() : 1);
-  }
+  const std::vector<size_t> rows = LogitsRowOffsets(plan.steps);
   std::vector<float> logits(rows.back() * vocab);
   const Clock::time_point step_start = Clock::now();
   step_started_ = step_start.time_since_epoch().count();

@@ -156,6 +156,33 @@ TEST(SpeculativeServer, PreemptedAndCancelledCyclesLoseNothing) {
   EXPECT_TRUE(ScrapeUntil(server, "anyprec_kv_cache_usage_ratio", 0, std::chrono::seconds(1)));
 }
 
+// --group-by-bits runs each width as a batch of its own: a verify step's rows (one per token)
+// come back in place beside the draft rows and plain rows of other widths.
+TEST(SpeculativeServer, GroupedByWidthVerifyRowsStayInPlace) {
+  ServerProcess server({"--model", testing::TinyStoriesImage(), "--group-by-bits", "--max-running", "8"});
+  std::map<int, std::vector<int>> plain;
+  for (const int target : {4, 8}) {
+    pb::GenerateRequest r = Greedy("Once upon a time", target, kTokens);
+    r.set_ignore_eos(true);
+    plain[target] = Generate(*server.Stub(), r).ids;
+  }
+  std::vector<std::pair<int, std::future<Result>>> answers;
+  for (int i = 0; i < 8; ++i) {
+    const int target = i % 2 == 0 ? 8 : 4;
+    answers.emplace_back(target, std::async(std::launch::async, [&server, i, target] {
+                           if (i < 4) return Generate(*server.Stub(), Speculative(target, 3, 2 + i));
+                           pb::GenerateRequest r = Greedy("Once upon a time", target, kTokens);
+                           r.set_ignore_eos(true);
+                           return Generate(*server.Stub(), r);
+                         }));
+  }
+  for (auto& [target, answer] : answers) {
+    const Result r = answer.get();
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.ids, plain[target]) << target;
+  }
+}
+
 // Sampling end to end: a seeded speculative request gives the same text twice, at temperature 1
 // with top-k, top-p and a repetition penalty applied to both distributions.
 TEST(SpeculativeServer, ASeededSampledRequestRepeatsItself) {
