@@ -28,6 +28,7 @@ struct Scheduler::Sequence {
   // cycles). Its cache then holds `cached` positions plus the drafted ones.
   Draft draft;
   int cycle_lookahead = -1;
+  std::mt19937_64 cycle_random;  // the sampler's state when the cycle began
   std::vector<TokenId> verify_tokens;  // the verify step's input: the context's last token, the drafts
   SpeculativeCounts speculative;
   Clock::time_point submitted;
@@ -177,7 +178,9 @@ void Scheduler::Finish(Sequence& s, FinishReason reason) {
 void Scheduler::Preempt(Sequence& s) {
   s.cache.reset();
   s.cached = 0;
-  s.draft = {};  // the cycle starts again once the context is recomputed
+  // The cycle starts again once the context is recomputed, drawing what it drew before.
+  if (s.cycle_lookahead >= 0) s.decoder->RestoreRandomState(s.cycle_random);
+  s.draft = {};
   s.cycle_lookahead = -1;
   s.preempted = true;
   ++s.preemptions;
@@ -320,12 +323,18 @@ Scheduler::PlannedStep Scheduler::Plan(std::vector<std::unique_ptr<Sequence>>& r
     const std::vector<TokenId>& context = s.decoder->context();
     const int left = static_cast<int>(context.size()) - s.cached;
     const bool decode = left == 1 && s.cached > 0;
-    SequenceStep step{std::span<const TokenId>(context).subspan(s.cached, decode ? 1 : std::min(left, options_.step_tokens - plan.prompt_tokens)),
+    // A speculative request recomputing after preemption stops one token short, so that its
+    // next token comes from a cycle (drawing what the cut-short cycle drew) rather than plainly.
+    const int recompute = s.request.speculative && s.decoder->generated() > 0 ? left - 1 : left;
+    SequenceStep step{std::span<const TokenId>(context).subspan(s.cached, decode ? 1 : std::min(recompute, options_.step_tokens - plan.prompt_tokens)),
                       s.cache.get(), s.request.bits, LogitsFor::kLastToken};
     StepKind kind = StepKind::kPlain;
     if (decode && s.request.speculative) {
       // A speculative cycle: one draft token per step at the draft width, then the verify step.
-      if (s.cycle_lookahead < 0) s.cycle_lookahead = CycleLookahead(*s.decoder, *s.request.speculative);
+      if (s.cycle_lookahead < 0) {
+        s.cycle_lookahead = CycleLookahead(*s.decoder, *s.request.speculative);
+        s.cycle_random = s.decoder->random_state();
+      }
       const int drafted = static_cast<int>(s.draft.tokens.size());
       if (drafted < s.cycle_lookahead) {
         kind = StepKind::kDraft;

@@ -138,6 +138,28 @@ TEST(SpeculativeServer, PreemptedAndCancelledCyclesLoseNothing) {
   EXPECT_GT(Scrape(server, "anyprec_preemptions_total"), 0);
   EXPECT_TRUE(ScrapeUntil(server, "anyprec_kv_cache_usage_ratio", 0, std::chrono::seconds(1)));
 
+  // Seeded sampling too: a cycle cut short by preemption draws its drafts again as before, so
+  // each request gives what it gives alone.
+  const auto sampled = [](int seed) {
+    pb::GenerateRequest r = Speculative(8, 3 + seed % 2, 3, 60);
+    r.mutable_sampling()->set_temperature(1.0f);
+    r.mutable_sampling()->set_seed(seed);
+    return r;
+  };
+  std::vector<std::vector<int>> alone;
+  for (int seed = 0; seed < 4; ++seed) alone.push_back(Generate(*stub, sampled(seed)).ids);
+  const double preempted_before = Scrape(server, "anyprec_preemptions_total");
+  std::vector<std::future<Result>> together;
+  for (int seed = 0; seed < 4; ++seed) {
+    together.push_back(std::async(std::launch::async, [&server, &sampled, seed] { return Generate(*server.Stub(), sampled(seed)); }));
+  }
+  for (int seed = 0; seed < 4; ++seed) {
+    const Result r = together[seed].get();
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.ids, alone[seed]) << "seed " << seed;
+  }
+  EXPECT_GT(Scrape(server, "anyprec_preemptions_total"), preempted_before);
+
   // Cancelled after their first tokens, mid-cycle.
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
   std::vector<std::unique_ptr<grpc::ClientReader<pb::GenerateResponse>>> readers;

@@ -53,6 +53,8 @@ class Decoder {
   }
   // Appends the chosen `token` to the output: EOS, stop sequences, the length limit, the text.
   DecodeStep Commit(TokenId token);
+  std::mt19937_64 random_state() const { return sampler_.random_state(); }
+  void RestoreRandomState(const std::mt19937_64& state) { sampler_.RestoreRandomState(state); }
   // The text still held when the sequence ends: what could have begun a stop sequence and an
   // unfinished character (as U+FFFD); nothing after a stop sequence.
   std::string Finish();

@@ -53,6 +53,11 @@ class Sampler {
   // the target's choice is the drafted token, else take the target's choice", with no draw.
   Verdict Verify(const TokenDistribution& target, const TokenDistribution& draft, TokenId drafted);
 
+  // The generator's state, and going back to one: work that is thrown away and done again (a
+  // speculative cycle cut short by preemption) then draws what it drew the first time.
+  std::mt19937_64 random_state() const { return rng_; }
+  void RestoreRandomState(const std::mt19937_64& state) { rng_ = state; }
+
  private:
   SamplingParams params_;
   std::mt19937_64 rng_;
