@@ -20,7 +20,7 @@ struct GenerateOptions {
   std::string prompt;
   DecodingOptions decoding;
   std::optional<int> draft_bits;  // set: decode speculatively, drafting at this width
-  int lookahead = 4;
+  int lookahead = kDefaultLookahead;
 };
 
 struct EvalOptions {

@@ -30,7 +30,7 @@ void AddGenerateCommand(CLI::App& app, GenerateOptions& o) {
   cmd->add_option("--speculative-draft-bits", o.draft_bits,
                   "Decode speculatively: draft at this width, below --bits, and verify at --bits (the output is --bits')");
   cmd->add_option("--speculative-lookahead", o.lookahead, "Tokens drafted per verify step, with --speculative-draft-bits")
-      ->check(CLI::Range(1, 16))
+      ->check(CLI::Range(1, kMaxLookahead))
       ->capture_default_str();
 }
 

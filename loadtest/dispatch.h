@@ -78,6 +78,15 @@ class Ledger {
   Clock::time_point next_report_;
 };
 
+// A planned request's record as it is sent: its width and tenant, not yet finished.
+inline RequestRecord SentRecord(const PlannedRequest& plan) {
+  RequestRecord record;
+  record.bits = plan.bits;
+  record.tenant = plan.tenant;
+  record.status = "UNFINISHED";
+  return record;
+}
+
 // Starts one planned request, which reports itself to the ledger: Sent at once, Finished when
 // it ends (on any thread).
 using StartRequest = std::function<void(const PlannedRequest& plan, Ledger& ledger)>;

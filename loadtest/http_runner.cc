@@ -94,10 +94,7 @@ std::vector<RequestRecord> RunHttpLoad(const HttpTarget& target, const RunOption
           return true;
         });
         // Counted as sent before this returns, so that a closed loop never overshoots.
-        RequestRecord record;
-        record.bits = plan.bits;
-        record.tenant = plan.tenant;
-        record.status = "UNFINISHED";
+        const RequestRecord record = SentRecord(plan);
         ledger.Sent(plan.index, record);
         auto ended = std::make_shared<std::atomic<bool>>(false);
         workers.push_back({std::thread([&target, &options, &ledger, plan, record, ended] {

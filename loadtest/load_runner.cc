@@ -42,11 +42,7 @@ class Stream : public grpc::ClientReadReactor<pb::GenerateResponse> {
 
   // Called through make_shared by Start only (Key is private to this file).
   struct Key {};
-  Stream(Key, const PlannedRequest& plan, Ledger& ledger) : plan_(plan), ledger_(ledger) {
-    record_.bits = plan.bits;
-    record_.tenant = plan.tenant;
-    record_.status = "UNFINISHED";
-  }
+  Stream(Key, const PlannedRequest& plan, Ledger& ledger) : plan_(plan), ledger_(ledger), record_(SentRecord(plan)) {}
 
   void OnReadDone(bool ok) override {
     if (!ok) return;

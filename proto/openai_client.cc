@@ -79,6 +79,7 @@ StreamEnd StreamOpenAI(const OpenAIServer& server, const std::string& path, cons
                        const std::function<bool(const json& event)>& on_event) {
   httplib::Client client = Connect(server);
   StreamEnd end;
+  const bool streams = body.value("stream", false);
   std::string answer;  // an error, or an answer that does not stream
   EventReader events;
   auto last_arrival = std::chrono::steady_clock::now();
@@ -100,7 +101,7 @@ StreamEnd StreamOpenAI(const OpenAIServer& server, const std::string& path, cons
       return true;
     }
     // An answer that does not stream is one JSON object, not events.
-    if (!body.value("stream", false)) {
+    if (!streams) {
       answer.append(data, size);
       return true;
     }
@@ -129,7 +130,7 @@ StreamEnd StreamOpenAI(const OpenAIServer& server, const std::string& path, cons
   if (end.http_status != 200) {
     const json parsed = json::parse(answer, nullptr, false);
     end.error = parsed.is_object() && parsed.contains("error") ? parsed["error"] : json{{"message", answer}};
-  } else if (!body.value("stream", false)) {
+  } else if (!streams) {
     const json parsed = json::parse(answer, nullptr, false);
     if (!parsed.is_discarded()) on_event(parsed);
   }

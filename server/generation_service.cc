@@ -270,7 +270,7 @@ absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::Generate
     // Asked for: checked, and refused with the reason. A draft width of 0 asks for plain decoding.
     if (r.speculative().draft_bits() != 0) {
       const SpeculativeOptions speculative{static_cast<int>(r.speculative().draft_bits()),
-                                           r.speculative().lookahead() == 0 ? 4 : static_cast<int>(r.speculative().lookahead())};
+                                           r.speculative().lookahead() == 0 ? kDefaultLookahead : static_cast<int>(r.speculative().lookahead())};
       RETURN_IF_ERROR(ValidateSpeculation(c, out.bits, speculative));
       out.speculative = speculative;
     }

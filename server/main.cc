@@ -102,7 +102,7 @@ struct ServerFlags {
   std::string log_format = "text";
   std::optional<int> default_bits;  // without --tenants; none: the widest
   std::optional<int> speculative_draft_bits;  // set: requests decode speculatively by default
-  int speculative_lookahead = 4;
+  int speculative_lookahead = anyprec::kDefaultLookahead;
   double shutdown_grace = 30;
   double max_connection_age = 0;
   double watchdog_seconds = 60;
@@ -153,7 +153,7 @@ void AddServerFlags(CLI::App& app, ServerFlags& f) {
                  "width, where it is below theirs")
       ->check(CLI::Range(1, 64));
   app.add_option("--speculative-lookahead", f.speculative_lookahead, "Tokens drafted per verify step, with --speculative-draft-bits")
-      ->check(CLI::Range(1, 16))
+      ->check(CLI::Range(1, anyprec::kMaxLookahead))
       ->capture_default_str();
   app.add_option("--shutdown-grace", f.shutdown_grace, "Seconds in-flight requests may run on after SIGTERM")->capture_default_str();
   app.add_option("--max-connection-age", f.max_connection_age,

@@ -152,6 +152,12 @@ absl::StatusOr<ParsedRequest> ParseRequest(Endpoint endpoint, std::string_view b
   request.mutable_sampling()->set_temperature(1.0f);  // OpenAI's default
   bool logprobs = false;
   int64_t top_logprobs = 0;
+  // Chat's top_logprobs, or completions' logprobs: alternatives per token.
+  const auto read_alternatives = [&top_logprobs](const std::string& field, const json& value) -> absl::Status {
+    ASSIGN_OR_RETURN(top_logprobs, Integer(value, field));
+    if (top_logprobs < 0 || top_logprobs > kMaxTopLogprobs) return BadField(field, absl::StrCat("must be in 0..", kMaxTopLogprobs));
+    return absl::OkStatus();
+  };
   for (const auto& [field, value] : r.items()) {
     if (field == "model") continue;
     if (field == (chat ? "messages" : "prompt")) continue;  // below, once the rest is known
@@ -197,14 +203,12 @@ absl::StatusOr<ParsedRequest> ParseRequest(Endpoint endpoint, std::string_view b
         ASSIGN_OR_RETURN(logprobs, Boolean(value, field));
       } else {
         // Completions take the number of alternatives; the chosen token's comes with any.
-        ASSIGN_OR_RETURN(top_logprobs, Integer(value, field));
-        if (top_logprobs < 0 || top_logprobs > kMaxTopLogprobs) return BadField(field, absl::StrCat("must be in 0..", kMaxTopLogprobs));
+        RETURN_IF_ERROR(read_alternatives(field, value));
         logprobs = true;
       }
     } else if (chat && field == "top_logprobs") {
       if (value.is_null()) continue;
-      ASSIGN_OR_RETURN(top_logprobs, Integer(value, field));
-      if (top_logprobs < 0 || top_logprobs > kMaxTopLogprobs) return BadField(field, absl::StrCat("must be in 0..", kMaxTopLogprobs));
+      RETURN_IF_ERROR(read_alternatives(field, value));
     } else if (field == "bits") {  // an extension: the width, as NAME@B selects it
       ASSIGN_OR_RETURN(const int64_t bits, Integer(value, field));
       if (model_bits != 0 && bits != model_bits) return BadField(field, absl::StrCat("= ", bits, " contradicts the model name '", out.model, "'"));

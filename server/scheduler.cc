@@ -29,7 +29,7 @@ struct Scheduler::Sequence {
   Draft draft;
   int cycle_lookahead = -1;
   std::mt19937_64 cycle_random;  // the sampler's state when the cycle began
-  std::vector<TokenId> verify_tokens;  // the verify step's input: the context's last token, the drafts
+  std::vector<TokenId> speculative_input;  // the draft or verify step's tokens (DraftInput, VerifyInput)
   SpeculativeCounts speculative;
   Clock::time_point submitted;
   std::optional<Clock::time_point> admitted;
@@ -338,14 +338,14 @@ Scheduler::PlannedStep Scheduler::Plan(std::vector<std::unique_ptr<Sequence>>& r
       const int drafted = static_cast<int>(s.draft.tokens.size());
       if (drafted < s.cycle_lookahead) {
         kind = StepKind::kDraft;
-        step.tokens = drafted == 0 ? step.tokens : std::span<const TokenId>(s.draft.tokens).last(1);
+        s.speculative_input = {DraftInput(*s.decoder, s.draft)};
+        step.tokens = s.speculative_input;
         step.bits = s.request.speculative->draft_bits;
       } else if (drafted > 0) {
         kind = StepKind::kVerify;
         s.cache->Truncate(s.cached);
-        s.verify_tokens.assign(1, context.back());
-        s.verify_tokens.insert(s.verify_tokens.end(), s.draft.tokens.begin(), s.draft.tokens.end());
-        step.tokens = s.verify_tokens;
+        s.speculative_input = VerifyInput(*s.decoder, s.draft);
+        step.tokens = s.speculative_input;
         step.which = LogitsFor::kAllTokens;
       }
     }

@@ -125,7 +125,7 @@ absl::StatusOr<Tenant> ParseTenant(const std::string& origin, const std::string&
     if (!speculative->contains("draft_bits")) return absl::InvalidArgumentError(absl::StrCat(origin, At(*node), ": ", at, ".draft_bits is missing"));
     SpeculativeOptions options;
     ASSIGN_OR_RETURN(options.draft_bits, Int(origin, *speculative, "draft_bits", 0, widths.min, widths.max, at));
-    ASSIGN_OR_RETURN(options.lookahead, Int(origin, *speculative, "lookahead", options.lookahead, 1, 16, at));
+    ASSIGN_OR_RETURN(options.lookahead, Int(origin, *speculative, "lookahead", options.lookahead, 1, kMaxLookahead, at));
     t.speculative = options;
   }
   return t;
@@ -349,7 +349,7 @@ absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Load(const std::
 
 std::unique_ptr<TenantRegistry> TenantRegistry::Open(WidthRange widths, int default_bits) {
   TenantPolicy policy;
-  Tenant anonymous{std::string(kAnonymous), {}, default_bits, widths.min, widths.max, {}};
+  Tenant anonymous{std::string(kAnonymous), {}, default_bits, widths.min, widths.max, {}, std::nullopt};
   policy.tenants.emplace(anonymous.name, anonymous);
   policy.anonymous_tenant = anonymous.name;
   return std::unique_ptr<TenantRegistry>(new TenantRegistry("", widths, policy, {}, policy));

@@ -327,9 +327,9 @@ TEST_F(HttpFrontTest, AnyprecChatKeepsTheConversationAndItsWidth) {
   ASSERT_EQ(second.status, 200) << second.body.dump();
   const std::string reply2 = second.body["choices"][0]["message"]["content"];
   EXPECT_EQ(out, reply1 + "\n" + reply2 + "\n") << log;
-  EXPECT_NE(log.find("[" + std::string(kModel) + "@8: length, 8 tokens]"), std::string::npos) << log;
+  EXPECT_NE(log.find(std::string("[") + kModel + "@8: length, 8 tokens]"), std::string::npos) << log;
   EXPECT_NE(log.find("error 404"), std::string::npos) << log;
-  const std::string summary2 = "[" + std::string(kModel) + "@3: " + second.body["choices"][0]["finish_reason"].get<std::string>() + ", " +
+  const std::string summary2 = std::string("[") + kModel + "@3: " + second.body["choices"][0]["finish_reason"].get<std::string>() + ", " +
                                std::to_string(second.body["usage"]["completion_tokens"].get<int>()) + " tokens]";
   EXPECT_NE(log.find(summary2), std::string::npos) << log;
   fs::remove_all(dir);

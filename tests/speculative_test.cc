@@ -202,7 +202,9 @@ TEST_P(SpeculativeDecoding, PenaltyStopSequencesAndEosEndWherePlainDecodingEnds)
   DecodingOptions decoding = Greedy(400);
   decoding.repetition_penalty = 1.3f;
   const Generation plain = Generate(engine, "Once upon a time", 8, decoding, std::nullopt);
-  if (GetParam() == "656K") EXPECT_EQ(plain.end, DecodeEnd::kEos);
+  if (GetParam() == "656K") {
+    EXPECT_EQ(plain.end, DecodeEnd::kEos);
+  }
   for (const int lookahead : {2, 5, 8}) {
     const Generation fast = Generate(engine, "Once upon a time", 8, decoding, SpeculativeOptions{3, lookahead});
     EXPECT_EQ(fast.tokens, plain.tokens) << lookahead;

@@ -15,14 +15,24 @@ absl::Status ValidateSpeculation(const ModelConfig& config, int target_bits, con
   if (options.draft_bits >= target_bits) {
     return absl::InvalidArgumentError(absl::StrCat("draft width ", options.draft_bits, " must be below the target width ", target_bits));
   }
-  if (options.lookahead < 1 || options.lookahead > 16) {
-    return absl::InvalidArgumentError(absl::StrCat("lookahead must be in 1..16, got ", options.lookahead));
+  if (options.lookahead < 1 || options.lookahead > kMaxLookahead) {
+    return absl::InvalidArgumentError(absl::StrCat("lookahead must be in 1..", kMaxLookahead, ", got ", options.lookahead));
   }
   return absl::OkStatus();
 }
 
 int CycleLookahead(const Decoder& decoder, const SpeculativeOptions& options) {
   return std::clamp(decoder.max_positions() - static_cast<int>(decoder.context().size()) - 1, 0, options.lookahead);
+}
+
+TokenId DraftInput(const Decoder& decoder, const Draft& draft) {
+  return draft.tokens.empty() ? decoder.context().back() : draft.tokens.back();
+}
+
+std::vector<TokenId> VerifyInput(const Decoder& decoder, const Draft& draft) {
+  std::vector<TokenId> tokens = {decoder.context().back()};
+  tokens.insert(tokens.end(), draft.tokens.begin(), draft.tokens.end());
+  return tokens;
 }
 
 void DrawDraft(Decoder& decoder, std::span<const float> logits, Draft& draft) {
@@ -64,7 +74,7 @@ absl::StatusOr<bool> RunSpeculativeCycle(Transformer& transformer, KvCache& cach
   ForwardOptions draft_forward;
   draft_forward.bits = options.draft_bits;
   for (int j = 0; j < lookahead; ++j) {
-    const TokenId input = j == 0 ? decoder.context().back() : draft.tokens.back();
+    const TokenId input = DraftInput(decoder, draft);
     const std::span<float> row(logits.data(), vocab);
     RETURN_IF_ERROR(transformer.Forward(std::span(&input, 1), cache, LogitsFor::kLastToken, row, draft_forward));
     DrawDraft(decoder, row, draft);
@@ -72,8 +82,7 @@ absl::StatusOr<bool> RunSpeculativeCycle(Transformer& transformer, KvCache& cach
   cache.Truncate(context - 1);
 
   // Verify: the context's last token and the drafted ones in one step at the target width.
-  std::vector<TokenId> tokens = {decoder.context().back()};
-  tokens.insert(tokens.end(), draft.tokens.begin(), draft.tokens.end());
+  const std::vector<TokenId> tokens = VerifyInput(decoder, draft);
   ForwardOptions target_forward;
   target_forward.bits = target_bits;
   RETURN_IF_ERROR(transformer.Forward(tokens, cache, LogitsFor::kAllTokens, logits, target_forward));

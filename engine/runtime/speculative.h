@@ -22,9 +22,13 @@
 
 namespace anyprec {
 
+// Tokens drafted per cycle when a caller names no number, and the most a cycle may draft.
+inline constexpr int kDefaultLookahead = 4;
+inline constexpr int kMaxLookahead = 16;
+
 struct SpeculativeOptions {
-  int draft_bits = 0;  // a width the image serves, below the target's
-  int lookahead = 4;   // tokens drafted per cycle, at most
+  int draft_bits = 0;                  // a width the image serves, below the target's
+  int lookahead = kDefaultLookahead;  // tokens drafted per cycle, at most
 };
 
 // Tokens drafted and accepted, and verify steps run.
@@ -36,7 +40,7 @@ struct SpeculativeCounts {
 };
 
 // Checks that the draft width is one the model serves below `target_bits` and the lookahead
-// is in 1..16.
+// is in 1..kMaxLookahead.
 absl::Status ValidateSpeculation(const ModelConfig& config, int target_bits, const SpeculativeOptions& options);
 
 // A cycle's drafted tokens and the distributions they were drawn from.
@@ -49,8 +53,12 @@ struct Draft {
 // length limit leaves no room for that many and one more.
 int CycleLookahead(const Decoder& decoder, const SpeculativeOptions& options);
 
+// The token the next draft step runs: the context's last, then each drafted one.
+TokenId DraftInput(const Decoder& decoder, const Draft& draft);
 // Draws the next drafted token from the draft width's logits after the context and `draft`.
 void DrawDraft(Decoder& decoder, std::span<const float> logits, Draft& draft);
+// The verify step's tokens: the context's last token, then the drafted ones.
+std::vector<TokenId> VerifyInput(const Decoder& decoder, const Draft& draft);
 
 // The verdicts on `draft` from the verify step's logits, a row per input (the context's last
 // token, then each drafted one): commits the accepted tokens and the token drawn after them,

@@ -29,9 +29,9 @@ done
 shared=$repo/../shared
 [ -d "$shared/models/TinyStories-656K" ] || { echo "http-vs-grpc: $shared/models is missing" >&2; exit 1; }
 work=$(mktemp -d /tmp/anyprec-http-vs-grpc.XXXXXX)
-server_pid=
+. "$repo/tests/bench/server-lib.sh"
 cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  stop_server
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -40,13 +40,7 @@ if [ -z "$image" ]; then
   "$build/bin/anyprec-quantize" --model "$shared/models/TinyStories-656K" --out "$image" --sensitivity none > /dev/null 2>&1
 fi
 
-"$build/bin/anyprec-server" --model "$image" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
-  --max-running 16 > "$work/server.out" 2> "$work/server.err" &
-server_pid=$!
-for _ in $(seq 600); do grep -q 'listening on' "$work/server.out" && break; sleep 0.1; done
-grpc=$(grep -o 'listening on [0-9.:]*' "$work/server.out" | cut -d' ' -f3)
-http=$(grep -o 'http on [0-9.:]*' "$work/server.out" | cut -d' ' -f3)
-[ -n "$grpc" ] && [ -n "$http" ] || { cat "$work/server.err" >&2; exit 1; }
+start_server "$build" "$work" "$image" --max-running 16
 
 # The server's CPU time so far (user + system), in clock ticks.
 server_ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }

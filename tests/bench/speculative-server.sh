@@ -31,19 +31,13 @@ done
 [ -n "$image" ] || { sed -n '2,9p' "$0"; exit 2; }
 shared=$repo/../shared
 work=$(mktemp -d /tmp/anyprec-speculative-server.XXXXXX)
-server_pid=
+. "$repo/tests/bench/server-lib.sh"
 cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  stop_server
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-"$build/bin/anyprec-server" --model "$image" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --http-listen '' \
-  --max-running 4 > "$work/server.out" 2> "$work/server.err" &
-server_pid=$!
-for _ in $(seq 1200); do grep -q 'listening on' "$work/server.out" && break; sleep 0.1; done
-grpc=$(grep -o 'listening on [0-9.:]*' "$work/server.out" | cut -d' ' -f3)
-[ -n "$grpc" ] || { cat "$work/server.err" >&2; exit 1; }
+start_server "$build" "$work" "$image" --max-running 4
 
 run() {  # NAME CLIENTS [loadtest options...]
   local name=$1 clients=$2

@@ -14,6 +14,7 @@
 #include "engine/device/cpu_device.h"
 #include "engine/device/kv_cache.h"
 #include "engine/runtime/logprobs.h"
+#include "engine/runtime/speculative.h"
 #include "quantizer/quantizer.h"
 #include "server/generation_service.h"
 #include "server/scheduler.h"
@@ -89,7 +90,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (validated->top_logprobs < 0 || validated->top_logprobs > anyprec::kMaxTopLogprobs) __builtin_trap();
   if (const auto& speculative = validated->speculative) {
     if (speculative->draft_bits < 3 || speculative->draft_bits >= validated->bits) __builtin_trap();
-    if (speculative->lookahead < 1 || speculative->lookahead > 16) __builtin_trap();
+    if (speculative->lookahead < 1 || speculative->lookahead > anyprec::kMaxLookahead) __builtin_trap();
   }
   return 0;
 }
