@@ -1,5 +1,9 @@
 #include <cstdio>
+#include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "anyprec/v1/admin.grpc.pb.h"
 #include "anyprec/v1/generation.grpc.pb.h"
 #include "cli/commands.h"
@@ -61,6 +65,9 @@ void AddClientCommand(CLI::App& app, ClientOptions& o) {
   cmd->add_option("--tls-ca", o.tls_ca, "PEM root certificates: connect over TLS, trusting these")->check(CLI::ExistingFile);
   cmd->add_option("--prompt", o.prompt, "Text to continue");
   cmd->add_option("--bits", o.bits, "Width to run; 0 takes the tenant's default")->check(CLI::Range(0, 64))->capture_default_str();
+  cmd->add_option("--min-bits", o.min_bits, "Adaptive width: the narrowest the server may choose under load (with --bits 0)")
+      ->check(CLI::Range(0, 64));
+  cmd->add_option("--max-bits", o.max_bits, "Adaptive width: the widest")->check(CLI::Range(0, 64));
   cmd->add_option("--max-new-tokens", o.max_new_tokens, "Tokens to generate at most")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   cmd->add_option("--temperature", o.sampling.temperature, "Sampling temperature; 0 is greedy")->capture_default_str();
   cmd->add_option("--top-p", o.sampling.top_p, "Nucleus sampling mass")->capture_default_str();
@@ -105,6 +112,8 @@ int RunClient(const ClientOptions& o) {
   pb::GenerateRequest request;
   request.set_text(o.prompt);
   request.set_bits(o.bits);
+  if (o.min_bits) request.set_min_bits(*o.min_bits);
+  if (o.max_bits) request.set_max_bits(*o.max_bits);
   request.set_max_new_tokens(o.max_new_tokens);
   request.mutable_sampling()->set_temperature(o.sampling.temperature);
   request.mutable_sampling()->set_top_p(o.sampling.top_p);
@@ -124,8 +133,12 @@ int RunClient(const ClientOptions& o) {
   }
   std::fputc('\n', stdout);
   if (const grpc::Status status = reader->Finish(); !status.ok()) return Fail(status);
-  std::fprintf(stderr, "%s: %s, %u prompt + %u completion tokens\n", last.model().c_str(), pb::FinishReason_Name(last.finish_reason()).c_str(),
-               last.usage().prompt_tokens(), last.usage().completion_tokens());
+  // The widths the tokens came from: one, unless the request was adaptive.
+  std::vector<std::string> widths;
+  for (const pb::WidthTokens& w : last.usage().tokens_by_width()) widths.push_back(absl::StrCat(w.tokens(), " at ", w.bits(), " bits"));
+  std::fprintf(stderr, "%s: %s, %u prompt + %u completion tokens%s\n", last.model().c_str(), pb::FinishReason_Name(last.finish_reason()).c_str(),
+               last.usage().prompt_tokens(), last.usage().completion_tokens(),
+               widths.empty() ? "" : absl::StrCat(" (", absl::StrJoin(widths, ", "), ")").c_str());
   return 0;
 }
 

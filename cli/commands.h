@@ -64,6 +64,8 @@ struct ClientOptions {
   float repetition_penalty = 1.0f;
   std::string prompt;
   int bits = 0;
+  std::optional<int> min_bits;  // set: an adaptive width's range (bits 0)
+  std::optional<int> max_bits;
   int max_new_tokens = 256;
   SamplingParams sampling;
   std::vector<std::string> stop;

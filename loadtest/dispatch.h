@@ -81,7 +81,7 @@ class Ledger {
 // A planned request's record as it is sent: its width and tenant, not yet finished.
 inline RequestRecord SentRecord(const PlannedRequest& plan) {
   RequestRecord record;
-  record.bits = plan.bits;
+  record.width = plan.width;
   record.tenant = plan.tenant;
   record.status = "UNFINISHED";
   return record;

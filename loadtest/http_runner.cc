@@ -23,22 +23,34 @@ void RunHttpRequest(const HttpTarget& target, const PlannedRequest& plan, const 
   const auto deadline = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.short_deadline));
   if (has_deadline) server.read_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(deadline);
   bool past_deadline = false;
-  json body = {{"model", plan.bits > 0 ? absl::StrCat(target.model, "@", plan.bits) : target.model},
+  json body = {{"model", plan.width.bits > 0 ? absl::StrCat(target.model, "@", plan.width.bits) : target.model},
                {"prompt", plan.prompt},
                {"max_tokens", plan.max_new_tokens},
                {"temperature", 0},
                {"ignore_eos", true},
                {"stream", true},
                {"stream_options", {{"include_usage", true}}}};
+  if (plan.width.adaptive()) {
+    body["min_bits"] = plan.width.min_bits;
+    body["max_bits"] = plan.width.max_bits;
+  }
   if (plan.speculative) body["speculative"] = {{"draft_bits", options.workload.draft_bits}, {"lookahead", options.workload.lookahead}};
   const Clock::time_point start = Clock::now();
   Clock::time_point last = start;
   const StreamEnd end = StreamOpenAI(server, "/v1/completions", body, [&](const json& event) {
     const Clock::time_point now = Clock::now();
-    if (event.contains("usage") && event["usage"].is_object() && event["usage"].contains("completion_tokens_details")) {
-      const json& details = event["usage"]["completion_tokens_details"];
-      record.accepted = details.value("accepted_prediction_tokens", 0);
-      record.drafted = record.accepted + details.value("rejected_prediction_tokens", 0);
+    if (event.contains("usage") && event["usage"].is_object()) {
+      const json& usage = event["usage"];
+      if (usage.contains("completion_tokens_details") && usage["completion_tokens_details"].is_object()) {
+        const json& details = usage["completion_tokens_details"];
+        record.accepted = details.value("accepted_prediction_tokens", 0);
+        record.drafted = record.accepted + details.value("rejected_prediction_tokens", 0);
+      }
+      if (usage.contains("tokens_by_width") && usage["tokens_by_width"].is_object()) {
+        for (const auto& [bits, tokens] : usage["tokens_by_width"].items()) {
+          if (tokens.is_number_integer()) record.tokens_by_width[std::atoi(bits.c_str())] = tokens.get<int>();
+        }
+      }
     }
     if (!event.contains("choices") || !event["choices"].is_array() || event["choices"].empty()) return true;
     const json& choice = event["choices"][0];

@@ -19,7 +19,11 @@ class Stream : public grpc::ClientReadReactor<pb::GenerateResponse> {
     Stream& s = *stream;
     s.self_ = std::move(stream);
     s.request_.set_text(plan.prompt);
-    s.request_.set_bits(plan.bits);
+    s.request_.set_bits(plan.width.bits);
+    if (plan.width.adaptive()) {
+      s.request_.set_min_bits(plan.width.min_bits);
+      s.request_.set_max_bits(plan.width.max_bits);
+    }
     s.request_.set_max_new_tokens(plan.max_new_tokens);
     s.request_.set_ignore_eos(true);
     if (plan.speculative) {
@@ -63,6 +67,7 @@ class Stream : public grpc::ClientReadReactor<pb::GenerateResponse> {
       record_.served_bits = static_cast<int>(response_.bits());
       record_.drafted = static_cast<int>(response_.usage().drafted_tokens());
       record_.accepted = static_cast<int>(response_.usage().accepted_tokens());
+      for (const pb::WidthTokens& width : response_.usage().tokens_by_width()) record_.tokens_by_width[width.bits()] = width.tokens();
     }
     if (plan_.fault == Fault::kCancelAfterFirstToken && record_.output_tokens > 0 && record_.finish.empty()) {
       context_.TryCancel();

@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--prompt-words", prompt_words, "Cut prompts to N or MIN-MAX words (0: whole)")->capture_default_str();
   app.add_option("--output-tokens", output_tokens, "Tokens to generate: N or MIN-MAX (EOS ignored)")->capture_default_str();
-  app.add_option("--mix", mix, "Widths with weights, e.g. 3:0.5,4:0.3,8:0.2 (0: the tenant's default)")->capture_default_str();
+  app.add_option("--mix", mix, "Widths with weights, e.g. 3:0.5,4:0.3,8:0.2 (0: the tenant's default; MIN-MAX, e.g. 3-8: adaptive within)")->capture_default_str();
   app.add_option("--api-key", run.api_keys, "A tenant's API key; repeat for several tenants (chosen with equal weight)");
   app.add_option("--cancel-fraction", run.workload.cancel_fraction, "Fraction of requests cancelled after their first token")
       ->check(CLI::Range(0.0, 1.0));
@@ -91,14 +91,14 @@ int main(int argc, char** argv) {
   auto prompts = ReadPrompts(prompts_path, split == "lines" ? PromptSplit::kLines : PromptSplit::kParagraphs);
   auto words = ParseRange(prompt_words);
   auto outputs = ParseRange(output_tokens);
-  auto bits = ParseBitsMix(mix);
+  auto bits = ParseWidthMix(mix);
   for (const absl::Status& s : {prompts.status(), words.status(), outputs.status(), bits.status()}) {
     if (!s.ok()) return Fail(std::string(s.message()), 2);
   }
   run.workload.prompts = *std::move(prompts);
   run.workload.prompt_words = *words;
   run.workload.output_tokens = *outputs;
-  run.workload.bits_mix = *bits;
+  run.workload.width_mix = *bits;
   run.workload.tenant_mix.clear();
   for (size_t t = 0; t < std::max<size_t>(1, run.api_keys.size()); ++t) run.workload.tenant_mix.push_back({static_cast<int>(t), 1.0});
   run.short_deadline = deadline_ms / 1e3;

@@ -34,7 +34,7 @@ Report Summarize(const std::vector<RequestRecord>& records, double seconds, doub
   std::map<std::string, std::vector<const RequestRecord*>> groups;
   for (const RequestRecord& r : records) {
     groups["all"].push_back(&r);
-    groups[std::to_string(r.bits)].push_back(&r);
+    groups[r.width.Name()].push_back(&r);
   }
   Report report;
   report.seconds = seconds;
@@ -43,6 +43,7 @@ Report Summarize(const std::vector<RequestRecord>& records, double seconds, doub
   for (const auto& [key, members] : groups) {
     Summary& s = report.by_bits[key];
     std::vector<double> ttft, itl, tpot, e2e;
+    double bit_tokens = 0, width_tokens = 0;
     for (const RequestRecord* r : members) {
       ++s.requests;
       ++s.outcomes[r->finish.empty() ? r->status : r->status + "/" + r->finish];
@@ -51,6 +52,10 @@ Report Summarize(const std::vector<RequestRecord>& records, double seconds, doub
       if (r->status != "OK") continue;
       ++s.completed;
       s.output_tokens += r->output_tokens;
+      for (const auto& [bits, tokens] : r->tokens_by_width) {
+        bit_tokens += static_cast<double>(bits) * tokens;
+        width_tokens += tokens;
+      }
       ttft.push_back(r->ttft);
       e2e.push_back(r->e2e);
       itl.insert(itl.end(), r->itl.begin(), r->itl.end());
@@ -58,6 +63,7 @@ Report Summarize(const std::vector<RequestRecord>& records, double seconds, doub
       if (r->output_tokens > 1) tpot.push_back(per_token);
       if ((slo.ttft <= 0 || r->ttft <= slo.ttft) && (slo.tpot <= 0 || per_token <= slo.tpot)) ++s.good;
     }
+    s.mean_bits = width_tokens > 0 ? bit_tokens / width_tokens : 0;
     s.ttft = Of(std::move(ttft));
     s.itl = Of(std::move(itl));
     s.tpot = Of(std::move(tpot));
@@ -70,12 +76,12 @@ std::string Report::Table() const {
   std::string out = absl::StrFormat("%.1f s%s\n\n", seconds,
                                     offered_rate > 0 ? absl::StrFormat(", offered %.2f req/s", offered_rate) : ", closed loop");
   absl::StrAppend(&out,
-                  "| bits | sent | ok | req/s | out tok/s | goodput req/s | TTFT ms p50/p90/p99 | ITL ms | TPOT ms | "
-                  "E2E ms |\n|---|---|---|---|---|---|---|---|---|---|\n");
+                  "| bits | sent | ok | req/s | out tok/s | goodput req/s | mean bits served | TTFT ms p50/p90/p99 | ITL ms | TPOT ms | "
+                  "E2E ms |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& [key, s] : by_bits) {
-    absl::StrAppend(&out, absl::StrFormat("| %s | %d | %d | %.2f | %.1f | %.2f | %s | %s | %s | %s |\n", key, s.requests, s.completed,
-                                          s.completed / seconds, s.output_tokens / seconds, s.good / seconds, Ms(s.ttft), Ms(s.itl),
-                                          Ms(s.tpot), Ms(s.e2e)));
+    absl::StrAppend(&out, absl::StrFormat("| %s | %d | %d | %.2f | %.1f | %.2f | %.2f | %s | %s | %s | %s |\n", key, s.requests, s.completed,
+                                          s.completed / seconds, s.output_tokens / seconds, s.good / seconds, s.mean_bits, Ms(s.ttft),
+                                          Ms(s.itl), Ms(s.tpot), Ms(s.e2e)));
   }
   absl::StrAppend(&out, "\noutcomes (all widths):");
   for (const auto& [outcome, count] : overall().outcomes) absl::StrAppend(&out, " ", outcome, " ", count, ";");
@@ -99,6 +105,7 @@ nlohmann::json Report::ToJson() const {
                             {"requests_per_second", s.completed / seconds},
                             {"output_tokens_per_second", s.output_tokens / seconds},
                             {"goodput", s.good / seconds},
+                            {"mean_bits", s.mean_bits},
                             {"ttft", loadtest::ToJson(s.ttft)},
                             {"itl", loadtest::ToJson(s.itl)},
                             {"tpot", loadtest::ToJson(s.tpot)},

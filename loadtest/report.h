@@ -6,13 +6,15 @@
 #include <string>
 #include <vector>
 
+#include "loadtest/workload.h"
 #include "nlohmann/json.hpp"
 
 namespace anyprec::loadtest {
 
 struct RequestRecord {
-  int bits = 0;          // as asked (0: the tenant's default)
+  Width width;           // as asked
   int served_bits = 0;   // as the server reported it; 0 when no final message came
+  std::map<int, int> tokens_by_width;  // output tokens by the width that produced them, as reported
   int tenant = 0;
   std::string status;    // the gRPC status code's name, e.g. "OK", "CANCELLED"
   std::string finish;    // the finish reason's name; empty when none came
@@ -41,11 +43,12 @@ struct Summary {
   long good = 0;       // completed within the SLOs
   long drafted = 0;    // speculative requests' drafted and accepted tokens
   long accepted = 0;
+  double mean_bits = 0;  // of the output tokens of completed requests, by the widths reported
   Percentiles ttft, itl, tpot, e2e;
   std::map<std::string, long> outcomes;  // "OK/LENGTH", "CANCELLED", "RESOURCE_EXHAUSTED", ...
 };
 
-// Per width asked ("3", "4", ...; "all" overall); `seconds` is the run's length.
+// Per width asked ("3", "4", "3-8" for an adaptive range, ...; "all" overall); `seconds` is the run's length.
 struct Report {
   double seconds = 0;
   double offered_rate = 0;  // 0 for closed loop

@@ -10,14 +10,25 @@
 
 namespace anyprec::loadtest {
 
-absl::StatusOr<std::vector<Weighted<int>>> ParseBitsMix(const std::string& text) {
-  std::vector<Weighted<int>> mix;
+std::string Width::Name() const { return adaptive() ? absl::StrCat(min_bits, "-", max_bits) : absl::StrCat(bits); }
+
+absl::StatusOr<std::vector<Weighted<Width>>> ParseWidthMix(const std::string& text) {
+  std::vector<Weighted<Width>> mix;
   for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
     const std::vector<absl::string_view> parts = absl::StrSplit(item, ':');
-    Weighted<int> entry{0, 1.0};
-    if (parts.size() > 2 || !absl::SimpleAtoi(parts[0], &entry.value) || entry.value < 0 || entry.value > 8 ||
-        (parts.size() == 2 && (!absl::SimpleAtod(parts[1], &entry.weight) || !(entry.weight > 0)))) {
-      return absl::InvalidArgumentError(absl::StrCat("bad mix entry '", item, "': want BITS:WEIGHT, bits 0..8, weight > 0"));
+    const std::vector<absl::string_view> widths = absl::StrSplit(parts[0], '-');
+    Weighted<Width> entry{Width{}, 1.0};
+    Width& w = entry.value;
+    bool good = parts.size() <= 2 && widths.size() <= 2;
+    if (good && widths.size() == 1) {
+      good = absl::SimpleAtoi(widths[0], &w.bits) && w.bits >= 0 && w.bits <= 8;
+    } else if (good) {
+      good = absl::SimpleAtoi(widths[0], &w.min_bits) && absl::SimpleAtoi(widths[1], &w.max_bits) && w.min_bits >= 1 &&
+             w.min_bits <= w.max_bits && w.max_bits <= 8;
+    }
+    if (!good || (parts.size() == 2 && (!absl::SimpleAtod(parts[1], &entry.weight) || !(entry.weight > 0)))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad mix entry '", item, "': want BITS:WEIGHT (bits 0..8) or MIN-MAX:WEIGHT (adaptive, 1..8), weight > 0"));
     }
     mix.push_back(entry);
   }
@@ -82,7 +93,7 @@ PlannedRequest Workload::Next() {
     if (r.prompt.empty()) r.prompt = whole;
   }
   r.max_new_tokens = std::max(1, uniform(options_.output_tokens));
-  r.bits = Pick(options_.bits_mix);
+  r.width = Pick(options_.width_mix);
   r.tenant = Pick(options_.tenant_mix);
   const double fault = std::uniform_real_distribution<double>(0, 1)(rng_);
   if (fault < options_.cancel_fraction) {
@@ -91,7 +102,7 @@ PlannedRequest Workload::Next() {
     r.fault = Fault::kShortDeadline;
   }
   // Drawn only when asked for, so that other workloads keep their streams.
-  if (options_.speculative_fraction > 0 && r.bits > options_.draft_bits) {
+  if (options_.speculative_fraction > 0 && r.width.highest() > options_.draft_bits) {
     r.speculative = std::uniform_real_distribution<double>(0, 1)(rng_) < options_.speculative_fraction;
   }
   return r;

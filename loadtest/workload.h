@@ -19,8 +19,33 @@ struct Weighted {
   double weight;
 };
 
-// Parses "3:0.5,4:0.3,8:0.2" (weights need not sum to 1; a missing weight counts 1).
-absl::StatusOr<std::vector<Weighted<int>>> ParseBitsMix(const std::string& text);
+// A width to ask for: a fixed one (bits; 0 is the tenant's default), or an adaptive range
+// min_bits..max_bits within which the server chooses (bits 0).
+struct Width {
+  int bits = 0;
+  int min_bits = 0;
+  int max_bits = 0;
+
+  static Width Fixed(int bits) {
+    Width w;
+    w.bits = bits;
+    return w;
+  }
+  static Width Adaptive(int min_bits, int max_bits) {
+    Width w;
+    w.min_bits = min_bits;
+    w.max_bits = max_bits;
+    return w;
+  }
+  bool adaptive() const { return max_bits > 0; }
+  int highest() const { return adaptive() ? max_bits : bits; }
+  // "8", or "3-8" for an adaptive range: how reports name it.
+  std::string Name() const;
+};
+
+// Parses "3:0.5,4:0.3,3-8:0.2": widths or adaptive ranges with weights (which need not sum
+// to 1; a missing weight counts 1).
+absl::StatusOr<std::vector<Weighted<Width>>> ParseWidthMix(const std::string& text);
 
 // Paragraphs (blocks separated by blank lines) or lines of a text file, without empty ones.
 enum class PromptSplit { kParagraphs, kLines };
@@ -41,7 +66,7 @@ struct WorkloadOptions {
   std::vector<std::string> prompts;
   Range prompt_words{0, 0};  // 0..0: whole prompts; else cut to this many words
   Range output_tokens{64, 64};
-  std::vector<Weighted<int>> bits_mix = {{0, 1.0}};  // 0: the tenant's default width
+  std::vector<Weighted<Width>> width_mix = {{Width{}, 1.0}};  // the tenant's default width
   std::vector<Weighted<int>> tenant_mix = {{0, 1.0}};  // index into the API keys
   double cancel_fraction = 0;
   double deadline_fraction = 0;
@@ -57,7 +82,7 @@ struct PlannedRequest {
   double send_at = 0;  // seconds after the start (open loop)
   std::string prompt;
   int max_new_tokens = 0;
-  int bits = 0;
+  Width width;
   int tenant = 0;
   Fault fault = Fault::kNone;
   bool speculative = false;  // with WorkloadOptions' draft_bits and lookahead

@@ -57,6 +57,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
     t->set_id(token.id);
     t->set_text(std::move(token.text));
     if (token.logprob) t->set_logprob(*token.logprob);
+    t->set_bits(token.bits);
     for (TokenAlternative& alternative : token.top_logprobs) {
       pb::TokenAlternative* a = t->add_top_logprobs();
       a->set_id(alternative.id);
@@ -76,6 +77,11 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
     last.mutable_usage()->set_completion_tokens(summary.completion_tokens);
     last.mutable_usage()->set_drafted_tokens(static_cast<uint32_t>(summary.speculative.drafted));
     last.mutable_usage()->set_accepted_tokens(static_cast<uint32_t>(summary.speculative.accepted));
+    for (const auto& [bits, tokens] : summary.tokens_by_width) {
+      pb::WidthTokens* width = last.mutable_usage()->add_tokens_by_width();
+      width->set_bits(bits);
+      width->set_tokens(tokens);
+    }
     last.set_bits(bits_);
     last.set_model(model_);
     last.set_text(summary.text);
@@ -198,6 +204,10 @@ void LogFinishedRequest(const std::string& id, const std::string& tenant, int bi
     fields["accepted_tokens"] = summary.speculative.accepted;
   }
   if (summary.ttft_seconds) fields["ttft_ms"] = *summary.ttft_seconds * 1e3;
+  // The widths the output came from, as "bits": tokens; one unless the request was adaptive.
+  nlohmann::json widths = nlohmann::json::object();
+  for (const auto& [b, tokens] : summary.tokens_by_width) widths[std::to_string(b)] = tokens;
+  fields["tokens_by_width"] = std::move(widths);
   Log(spdlog::level::info, "request", fields);
 }
 
@@ -217,11 +227,31 @@ absl::StatusOr<GenerationRequest> GenerationService::Validate(const pb::Generate
   GenerationRequest out;
   out.tenant = tenant.name;
   out.limits = tenant.limits;
-  out.bits = r.bits() == 0 ? tenant.default_bits : static_cast<int>(r.bits());
-  RETURN_IF_ERROR(ModelWidths(c).Check(out.bits, "bits", "the served"));
-  if (!tenant.widths().Contains(out.bits)) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("tenant ", tenant.name, " may use widths ", tenant.min_bits, "..", tenant.max_bits, ", not ", out.bits));
+  // Past any width, so that a huge value reads as itself in the error rather than wrapped.
+  const auto width = [](uint32_t bits) { return static_cast<int>(std::min<uint32_t>(bits, 1000)); };
+  const bool asks_range = r.has_min_bits() || r.has_max_bits();
+  if (asks_range && r.bits() != 0) {
+    return absl::InvalidArgumentError("bits fixes the width, min_bits and max_bits ask for an adaptive one: set one or the other");
+  }
+  if (r.bits() == 0 && (asks_range || tenant.adaptive)) {
+    const WidthRange bound = tenant.adaptive.value_or(tenant.widths());
+    const WidthRange range{r.has_min_bits() ? width(r.min_bits()) : bound.min, r.has_max_bits() ? width(r.max_bits()) : bound.max};
+    RETURN_IF_ERROR(ModelWidths(c).Check(range.min, "min_bits", "the served"));
+    RETURN_IF_ERROR(ModelWidths(c).Check(range.max, "max_bits", "the served"));
+    if (range.min > range.max) return absl::InvalidArgumentError(absl::StrCat("min_bits ", range.min, " exceeds max_bits ", range.max));
+    if (!bound.Contains(range.min) || !bound.Contains(range.max)) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("tenant ", tenant.name, " may adapt within widths ", bound.ToString(), ", not ", range.ToString()));
+    }
+    out.bits = range.max;
+    out.adaptive = AdaptiveWidth{range, bound, tenant.slo.value_or(config_.slo)};
+  } else {
+    out.bits = r.bits() == 0 ? tenant.default_bits : width(r.bits());
+    RETURN_IF_ERROR(ModelWidths(c).Check(out.bits, "bits", "the served"));
+    if (!tenant.widths().Contains(out.bits)) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("tenant ", tenant.name, " may use widths ", tenant.widths().ToString(), ", not ", out.bits));
+    }
   }
   if (r.has_token_ids()) {
     if (r.token_ids().ids().empty()) return absl::InvalidArgumentError("prompt token_ids is empty");

@@ -19,6 +19,8 @@ struct ServiceConfig {
   // Requests that name no speculation, of tenants without a default, decode speculatively with
   // this (where the draft is below their width).
   std::optional<SpeculativeOptions> speculative;
+  // The objectives of adaptive requests whose tenant sets none.
+  Slo slo;
 };
 
 class GenerationService final : public anyprec::v1::Generation::CallbackService {

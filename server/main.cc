@@ -103,6 +103,8 @@ struct ServerFlags {
   std::optional<int> default_bits;  // without --tenants; none: the widest
   std::optional<int> speculative_draft_bits;  // set: requests decode speculatively by default
   int speculative_lookahead = anyprec::kDefaultLookahead;
+  double slo_ttft_ms = 2000;
+  double slo_tpot_ms = 150;
   double shutdown_grace = 30;
   double max_connection_age = 0;
   double watchdog_seconds = 60;
@@ -154,6 +156,13 @@ void AddServerFlags(CLI::App& app, ServerFlags& f) {
       ->check(CLI::Range(1, 64));
   app.add_option("--speculative-lookahead", f.speculative_lookahead, "Tokens drafted per verify step, with --speculative-draft-bits")
       ->check(CLI::Range(1, anyprec::kMaxLookahead))
+      ->capture_default_str();
+  app.add_option("--slo-ttft-ms", f.slo_ttft_ms,
+                 "Time to first token that adaptive requests are served to keep, where their tenant sets none (docs/TENANTS.md)")
+      ->check(CLI::Range(1.0, 86400e3))
+      ->capture_default_str();
+  app.add_option("--slo-tpot-ms", f.slo_tpot_ms, "Time per output token that adaptive requests are served to keep, where their tenant sets none")
+      ->check(CLI::Range(1.0, 86400e3))
       ->capture_default_str();
   app.add_option("--shutdown-grace", f.shutdown_grace, "Seconds in-flight requests may run on after SIGTERM")->capture_default_str();
   app.add_option("--max-connection-age", f.max_connection_age,
@@ -328,6 +337,7 @@ int main(int argc, char** argv) {
   const std::unique_ptr<server::TenantRegistry> tenants = OpenTenants(flags, widths, exit_code);
   if (!tenants) return exit_code;
   server::ServiceConfig service_config;
+  service_config.slo = {.ttft_seconds = flags.slo_ttft_ms / 1e3, .tpot_seconds = flags.slo_tpot_ms / 1e3};
   if (flags.speculative_draft_bits) {
     if (const absl::Status checked = widths.Check(*flags.speculative_draft_bits, "--speculative-draft-bits", "the image's"); !checked.ok()) {
       server::Log(err, std::string(checked.message()));
@@ -407,7 +417,8 @@ int main(int argc, char** argv) {
                {"chat_template", chat ? chat->chat_template.name() : std::string("none")},
                {"speculative", service_config.speculative ? absl::StrCat("draft ", service_config.speculative->draft_bits, " bits, lookahead ",
                                                                          service_config.speculative->lookahead)
-                                                          : std::string("off unless asked")}});
+                                                          : std::string("off unless asked")},
+               {"slo", absl::StrCat("ttft ", flags.slo_ttft_ms, " ms, tpot ", flags.slo_tpot_ms, " ms (adaptive requests of tenants without their own)")}});
   // Before the line that tells callers the server is up, so that no signal finds the defaults.
   g_serving = 1;
   std::signal(SIGHUP, OnReloadSignal);

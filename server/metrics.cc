@@ -50,6 +50,8 @@ struct ServerMetrics::Families {
         drafted(prometheus::BuildCounter().Name("anyprec_speculative_drafted_tokens_total").Help("Tokens drafted by speculative requests, by draft and target width").Register(r)),
         accepted(prometheus::BuildCounter().Name("anyprec_speculative_accepted_tokens_total").Help("Drafted tokens the verify steps accepted, by draft and target width").Register(r)),
         per_verify(prometheus::BuildHistogram().Name("anyprec_speculative_tokens_per_verify_step").Help("Tokens a verify step committed (accepted drafts and one more)").Register(r)),
+        width_changes(prometheus::BuildCounter().Name("anyprec_width_changes_total").Help("Adaptive requests' width changes, by tenant and direction (up or down)").Register(r)),
+        width_ceiling(prometheus::BuildGauge().Name("anyprec_width_ceiling_bits").Help("The width the controller lets a tenant's adaptive requests run at, at most").Register(r)),
         stalled(prometheus::BuildGauge().Name("anyprec_engine_stalled").Help("1 while the watchdog sees the engine loop stalled").Register(r).Add({})),
         build(prometheus::BuildGauge().Name("anyprec_build_info").Help("Build information").Register(r)) {}
 
@@ -72,6 +74,8 @@ struct ServerMetrics::Families {
   prometheus::Family<prometheus::Counter>& drafted;
   prometheus::Family<prometheus::Counter>& accepted;
   prometheus::Family<prometheus::Histogram>& per_verify;
+  prometheus::Family<prometheus::Counter>& width_changes;
+  prometheus::Family<prometheus::Gauge>& width_ceiling;
   prometheus::Gauge& stalled;
   prometheus::Family<prometheus::Gauge>& build;
 };
@@ -131,6 +135,12 @@ void ServerMetrics::Verified(int draft_bits, int bits, int drafted, int accepted
   families_->accepted.Add(labels).Increment(accepted);
   families_->per_verify.Add(labels, prometheus::Histogram::BucketBoundaries{1, 2, 3, 4, 5, 6, 8, 10, 12, 17}).Observe(committed);
 }
+
+void ServerMetrics::WidthChanged(const std::string& tenant, bool up) {
+  families_->width_changes.Add({{"tenant", tenant}, {"direction", up ? "up" : "down"}}).Increment();
+}
+
+void ServerMetrics::WidthCeiling(const std::string& tenant, int bits) { families_->width_ceiling.Add({{"tenant", tenant}}).Set(bits); }
 
 void ServerMetrics::Step(const char* phase, int batch_tokens, double seconds) {
   families_->step.Add({{"phase", phase}}, LatencyBuckets()).Observe(seconds);

@@ -36,6 +36,10 @@ class ServerMetrics {
   // tokens the step committed (the accepted ones and the one drawn after them, fewer when the
   // request ended among them).
   void Verified(int draft_bits, int bits, int drafted, int accepted, int committed);
+  // An adaptive request of `tenant` moved to a higher (`up`) or lower width.
+  void WidthChanged(const std::string& tenant, bool up);
+  // The width ceiling the controller set for `tenant`'s adaptive requests.
+  void WidthCeiling(const std::string& tenant, int bits);
   void Step(const char* phase, int batch_tokens, double seconds);
   void Load(int running, int waiting, double kv_usage);
   void WeightBytes(const std::string& component, double bytes);

@@ -214,6 +214,14 @@ absl::StatusOr<ParsedRequest> ParseRequest(Endpoint endpoint, std::string_view b
       if (model_bits != 0 && bits != model_bits) return BadField(field, absl::StrCat("= ", bits, " contradicts the model name '", out.model, "'"));
       if (bits < 0 || bits > 64) return BadField(field, "is not a width");
       request.set_bits(static_cast<uint32_t>(bits));
+    } else if (field == "min_bits" || field == "max_bits") {  // extensions: an adaptive width's range
+      ASSIGN_OR_RETURN(const int64_t bits, Integer(value, field));
+      if (bits < 0 || bits > 64) return BadField(field, "is not a width");
+      if (field == "min_bits") {
+        request.set_min_bits(static_cast<uint32_t>(bits));
+      } else {
+        request.set_max_bits(static_cast<uint32_t>(bits));
+      }
     } else if (field == "speculative") {  // an extension: {"draft_bits": B, "lookahead": K}; draft_bits 0 is plain
       if (!value.is_object()) return BadField(field, "must be an object {\"draft_bits\": B, \"lookahead\": K}");
       for (const auto& [key, option] : value.items()) {
@@ -302,6 +310,11 @@ json Usage(const RequestSummary& s) {
     usage["completion_tokens_details"] = {{"accepted_prediction_tokens", s.speculative.accepted},
                                           {"rejected_prediction_tokens", s.speculative.drafted - s.speculative.accepted}};
   }
+  // An extension: the output tokens by the width that produced them, which an adaptive
+  // request's width may change.
+  json widths = json::object();
+  for (const auto& [bits, tokens] : s.tokens_by_width) widths[std::to_string(bits)] = tokens;
+  usage["tokens_by_width"] = std::move(widths);
   return usage;
 }
 

@@ -5,10 +5,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "engine/model/width.h"
 #include "engine/runtime/decoder.h"
 #include "engine/runtime/speculative.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -24,13 +26,30 @@ struct TenantLimits {
   double weight = 1.0;  // share of the engine relative to other tenants
 };
 
+// The latencies a tenant's adaptive requests are served to keep: time to the first token, and
+// time per output token after it.
+struct Slo {
+  double ttft_seconds = 2.0;
+  double tpot_seconds = 0.15;
+};
+
+// A request whose width the scheduler chooses under load (docs/TENANTS.md): within `widths`,
+// which lie within `tenant_widths`, the range the tenant's width ceiling moves in.
+struct AdaptiveWidth {
+  WidthRange widths;
+  WidthRange tenant_widths;
+  Slo slo;
+};
+
 struct GenerationRequest {
   std::string id;      // for logs
   std::string tenant;  // fair share, limits and metrics are kept per tenant
   std::string api = "grpc";  // the front it came by, "grpc" or "http": a label of its metrics
   TenantLimits limits;
   std::vector<TokenId> prompt;  // BOS included when the caller wants it
-  int bits = 0;
+  int bits = 0;  // the width; an adaptive request's highest
+  // Set: the scheduler chooses the width step by step within adaptive->widths.
+  std::optional<AdaptiveWidth> adaptive;
   DecodingOptions decoding;
   bool return_logprobs = false;
   int top_logprobs = 0;  // alternatives per token, with return_logprobs
@@ -54,6 +73,7 @@ struct GeneratedToken {
   std::string text;  // what this token completes; whole UTF-8 characters
   std::optional<float> logprob;
   std::vector<TokenAlternative> top_logprobs;  // most likely first
+  int bits = 0;  // the width that produced it
 };
 
 // How a finished request went, for its access log line.
@@ -64,6 +84,7 @@ struct RequestSummary {
   int completion_tokens = 0;
   int preemptions = 0;
   SpeculativeCounts speculative;          // zero for a plain request
+  std::map<int, int> tokens_by_width;     // output tokens by the width that produced them
   double queue_seconds = 0;               // submission to first admission
   std::optional<double> ttft_seconds;     // submission to first token
   double total_seconds = 0;

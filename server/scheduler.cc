@@ -20,6 +20,10 @@ struct Scheduler::Sequence {
   std::unique_ptr<Decoder> decoder;
   std::unique_ptr<KvCache> cache;  // while admitted
   int cached = 0;                  // context tokens whose keys and values are in the cache
+  // The width it runs at now: the request's, or for an adaptive one its tenant's ceiling
+  // within its range (0 until first chosen).
+  int bits = 0;
+  std::map<int, int> tokens_by_width;
   bool done = false;
   bool preempted = false;  // lost its cache this step; goes back to the queue's front
   int preemptions = 0;
@@ -40,6 +44,13 @@ struct Scheduler::Sequence {
 namespace {
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Arrivals counted for the demand the width controllers see, and first tokens for their TTFT.
+constexpr Clock::duration kDemandWindow = std::chrono::seconds(10);
+constexpr Clock::duration kFirstTokenWindow = std::chrono::seconds(2);
+
+// A speculative request drafts only below the width it runs at, which an adaptive one's may not be.
+bool Speculating(const GenerationRequest& request, int bits) { return request.speculative && request.speculative->draft_bits < bits; }
 
 // Where each step's rows of logits start, and (last) how many rows all steps take: one per
 // step, or one per token of a step that asks for every token's (a speculative verify step).
@@ -98,6 +109,7 @@ absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerationReque
     return absl::InvalidArgumentError(absl::StrCat("prompt and max_new_tokens need ", max_positions, " KV positions, more than the server's ",
                                                    static_cast<long>(kv_blocks()) * options_.kv_block_tokens));
   }
+  s->bits = request.adaptive ? 0 : request.bits;
   s->request = std::move(request);
   s->sink = std::move(sink);
   s->submitted = Clock::now();
@@ -129,6 +141,9 @@ absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerationReque
       if (least != std::numeric_limits<double>::infinity()) state.served = std::max(state.served, least);
     }
     ++state.queued;
+    if (s->request.adaptive) adaptive_policies_[tenant] = *s->request.adaptive;
+    arrivals_.emplace_back(s->submitted, s->request.decoding.max_new_tokens);
+    if (!first_arrival_) first_arrival_ = s->submitted;
     queue_.push_back(std::move(s));
     waiting_count_ = static_cast<int>(queue_.size());
   }
@@ -168,6 +183,10 @@ void Scheduler::Finish(Sequence& s, FinishReason reason) {
   summary.completion_tokens = s.decoder->generated();
   summary.preemptions = s.preemptions;
   summary.speculative = s.speculative;
+  summary.tokens_by_width = s.tokens_by_width;
+  if (reason == FinishReason::kLength || reason == FinishReason::kEos || reason == FinishReason::kStopSequence) {
+    output_tokens_mean_ = outputs_measured_++ == 0 ? summary.completion_tokens : 0.9 * output_tokens_mean_ + 0.1 * summary.completion_tokens;
+  }
   summary.queue_seconds = Seconds(s.admitted.value_or(now) - s.submitted);
   if (s.first_token) summary.ttft_seconds = Seconds(*s.first_token - s.submitted);
   summary.total_seconds = Seconds(now - s.submitted);
@@ -224,6 +243,7 @@ void Scheduler::Admit(std::vector<std::unique_ptr<Sequence>>& running) {
 
 void Scheduler::Loop() {
   std::vector<std::unique_ptr<Sequence>> running;
+  LoadSnapshot load;
   for (;;) {
     {
       std::unique_lock lock(mutex_);
@@ -246,8 +266,9 @@ void Scheduler::Loop() {
       Admit(running);
       waiting_count_ = static_cast<int>(queue_.size());
       running_count_ = static_cast<int>(running.size());
+      load = SnapshotLoad();
     }
-    Step(running);
+    Step(running, load);
     {
       std::lock_guard lock(mutex_);
       // Preempted requests return to the queue's front in their admission order.
@@ -325,11 +346,12 @@ Scheduler::PlannedStep Scheduler::Plan(std::vector<std::unique_ptr<Sequence>>& r
     const bool decode = left == 1 && s.cached > 0;
     // A speculative request recomputing after preemption stops one token short, so that its
     // next token comes from a cycle (drawing what the cut-short cycle drew) rather than plainly.
-    const int recompute = s.request.speculative && s.decoder->generated() > 0 ? left - 1 : left;
+    const bool speculating = Speculating(s.request, s.bits);
+    const int recompute = speculating && s.decoder->generated() > 0 ? left - 1 : left;
     SequenceStep step{std::span<const TokenId>(context).subspan(s.cached, decode ? 1 : std::min(recompute, options_.step_tokens - plan.prompt_tokens)),
-                      s.cache.get(), s.request.bits, LogitsFor::kLastToken};
+                      s.cache.get(), s.bits, LogitsFor::kLastToken};
     StepKind kind = StepKind::kPlain;
-    if (decode && s.request.speculative) {
+    if (decode && speculating) {
       // A speculative cycle: one draft token per step at the draft width, then the verify step.
       if (s.cycle_lookahead < 0) {
         s.cycle_lookahead = CycleLookahead(*s.decoder, *s.request.speculative);
@@ -387,9 +409,14 @@ void Scheduler::Deliver(Sequence& s, DecodeStep decoded, std::span<const float> 
   const Clock::time_point now = Clock::now();
   const bool first = !s.first_token;
   if (first) s.first_token = now;
-  if (metrics_) metrics_->TokenGenerated(s.request.bits, s.request.tenant, s.request.api, Seconds(now - (first ? s.submitted : s.last_token)), first);
+  if (metrics_) metrics_->TokenGenerated(s.bits, s.request.tenant, s.request.api, Seconds(now - (first ? s.submitted : s.last_token)), first);
+  if (first && s.request.adaptive) first_tokens_[s.request.tenant].emplace_back(now, Seconds(now - s.submitted));
   s.last_token = now;
-  GeneratedToken token{*decoded.token, std::move(decoded.text), std::nullopt, {}};
+  ++s.tokens_by_width[s.bits];
+  GeneratedToken token;
+  token.id = *decoded.token;
+  token.text = std::move(decoded.text);
+  token.bits = s.bits;
   if (s.request.return_logprobs) {
     const double log_sum_exp = LogSumExp(logits);
     token.logprob = static_cast<float>(logits[*decoded.token] - log_sum_exp);
@@ -401,7 +428,8 @@ void Scheduler::Deliver(Sequence& s, DecodeStep decoded, std::span<const float> 
   if (decoded.end) Finish(s, *decoded.end == DecodeEnd::kStopSequence ? FinishReason::kStopSequence : FinishReason::kLength);
 }
 
-void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
+void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running, const LoadSnapshot& load) {
+  UpdateWidths(running, load);
   const PlannedStep plan = Plan(running);
   if (plan.steps.empty()) return;
   const int vocab = model_.config().vocab_size;
@@ -413,12 +441,14 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
   step_started_ = 0;
   int step_tokens = 0;
   for (const SequenceStep& step : plan.steps) step_tokens += static_cast<int>(step.tokens.size());
-  if (metrics_) metrics_->Step(plan.prompt_tokens > 0 ? "prefill" : "decode", step_tokens, Seconds(Clock::now() - step_start));
+  const double step_seconds = Seconds(Clock::now() - step_start);
+  if (metrics_) metrics_->Step(plan.prompt_tokens > 0 ? "prefill" : "decode", step_tokens, step_seconds);
   if (!status.ok()) {
     // Requests were validated on entry; an engine error ends them rather than the server.
     for (Sequence* s : plan.sequences) Finish(*s, FinishReason::kCancelled);
     return;
   }
+  RecordStep(plan, step_seconds);
   ChargeTenants(plan);
   for (size_t i = 0; i < plan.sequences.size(); ++i) {
     Sequence& s = *plan.sequences[i];
@@ -443,7 +473,7 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
             },
             s.speculative);
         if (metrics_) {
-          metrics_->Verified(s.request.speculative->draft_bits, s.request.bits, static_cast<int>(s.draft.tokens.size()),
+          metrics_->Verified(s.request.speculative->draft_bits, s.bits, static_cast<int>(s.draft.tokens.size()),
                              static_cast<int>(s.speculative.accepted - accepted_before), committed);
         }
         s.draft = {};
@@ -456,6 +486,91 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running) {
       }
     }
   }
+}
+
+}  // namespace anyprec::server
+
+namespace anyprec::server {
+
+Scheduler::LoadSnapshot Scheduler::SnapshotLoad() {
+  LoadSnapshot load;
+  const Clock::time_point now = Clock::now();
+  while (!arrivals_.empty() && now - arrivals_.front().first > kDemandWindow) arrivals_.pop_front();
+  for (const auto& [tenant, policy] : adaptive_policies_) {
+    AdaptiveTenant& t = load.tenants[tenant];
+    t.policy = policy;
+    const TenantState& state = tenants_[tenant];
+    t.active = state.queued + state.running > 0;
+  }
+  for (const std::unique_ptr<Sequence>& s : queue_) {
+    const auto it = load.tenants.find(s->request.tenant);
+    if (it == load.tenants.end()) continue;
+    std::optional<Clock::time_point>& oldest = it->second.oldest_waiting;
+    oldest = std::min(oldest.value_or(s->submitted), s->submitted);
+  }
+  if (!arrivals_.empty()) {
+    // Output tokens per request: as finished requests had them; before any, as asked for.
+    double tokens = output_tokens_mean_;
+    if (outputs_measured_ == 0) {
+      tokens = 0;
+      for (const auto& [when, asked] : arrivals_) tokens += asked;
+      tokens /= static_cast<double>(arrivals_.size());
+    }
+    // Over the window, or the time since the first request when shorter (at least a second,
+    // so that a first burst does not read as a rate without end).
+    const double span = std::max(1.0, Seconds(std::min(kDemandWindow, now - *first_arrival_)));
+    load.demand_tokens_per_second = static_cast<double>(arrivals_.size()) / span * tokens;
+  }
+  return load;
+}
+
+void Scheduler::UpdateWidths(std::vector<std::unique_ptr<Sequence>>& running, const LoadSnapshot& load) {
+  const Clock::time_point now = Clock::now();
+  bool moved = false;
+  for (const auto& [tenant, info] : load.tenants) {
+    auto [it, fresh] = controllers_.try_emplace(tenant, info.policy.tenant_widths, info.policy.slo);
+    WidthController& controller = it->second;
+    if (!fresh) controller.SetPolicy(info.policy.tenant_widths, info.policy.slo);
+    TenantLoad seen;
+    seen.active = info.active;
+    seen.steps_measured = window_.steps();
+    seen.step_seconds = window_.mean_seconds();
+    seen.rows = window_.mean_rows();
+    std::deque<std::pair<Clock::time_point, double>>& first_tokens = first_tokens_[tenant];
+    while (!first_tokens.empty() && now - first_tokens.front().first > kFirstTokenWindow) first_tokens.pop_front();
+    for (const auto& [when, ttft] : first_tokens) seen.ttft_seconds += ttft / static_cast<double>(first_tokens.size());
+    if (info.oldest_waiting) seen.ttft_seconds = std::max(seen.ttft_seconds, Seconds(now - *info.oldest_waiting));
+    for (const std::unique_ptr<Sequence>& s : running) {
+      if (s->done || (s->request.adaptive && s->request.tenant == tenant)) continue;
+      seen.others_widest = std::max(seen.others_widest, s->bits);
+    }
+    seen.demand_tokens_per_second = load.demand_tokens_per_second;
+    seen.slots = options_.max_running;
+    const int before = controller.ceiling();
+    moved |= controller.Update(seen, step_costs_, Seconds(now.time_since_epoch())) != before;
+    if (metrics_) metrics_->WidthCeiling(tenant, controller.ceiling());
+  }
+  if (moved) window_.Clear();
+  for (const std::unique_ptr<Sequence>& s : running) {
+    // A speculative cycle keeps the width it began at.
+    if (!s->request.adaptive || s->done || s->cycle_lookahead >= 0) continue;
+    const auto it = controllers_.find(s->request.tenant);
+    const WidthRange& widths = s->request.adaptive->widths;
+    const int bits = it == controllers_.end() ? widths.max : std::clamp(it->second.ceiling(), widths.min, widths.max);
+    if (s->bits != 0 && bits != s->bits && metrics_) metrics_->WidthChanged(s->request.tenant, bits > s->bits);
+    s->bits = bits;
+  }
+}
+
+void Scheduler::RecordStep(const PlannedStep& plan, double seconds) {
+  int widest = 0;
+  int rows = 0;
+  for (const SequenceStep& step : plan.steps) {
+    widest = std::max(widest, step.bits);
+    rows += static_cast<int>(step.tokens.size());
+  }
+  step_costs_.Record(widest, rows, seconds);
+  window_.Record(seconds, rows);
 }
 
 }  // namespace anyprec::server

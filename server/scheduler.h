@@ -4,7 +4,8 @@
 // entries live in one paged block pool; requests are admitted when their blocks can be
 // had, tenants take turns by weighted tokens served (a virtual token counter, as in Sheng
 // et al., OSDI 2024), and when the pool runs dry mid-decode the most recently admitted
-// request is preempted and later recomputed.
+// request is preempted and later recomputed. Adaptive requests run at the width their tenant's
+// WidthController chooses each step from the measured step costs, latencies and demand.
 #pragma once
 
 #include <atomic>
@@ -25,6 +26,8 @@
 #include "engine/runtime/transformer.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/request.h"
+#include "server/step_costs.h"
+#include "server/width_controller.h"
 
 namespace anyprec::server {
 
@@ -80,11 +83,21 @@ class Scheduler {
     int running = 0;
     double served = 0;  // weighted tokens served / weight: the virtual token counter
   };
+  // What the width controllers need of the queue and the tenants, copied under mutex_ (held).
+  struct AdaptiveTenant {
+    AdaptiveWidth policy;  // the tenant range and objectives of its latest adaptive request
+    bool active = false;   // a request of the tenant is running or waiting
+    std::optional<Clock::time_point> oldest_waiting;  // submission of its longest-waiting request
+  };
+  struct LoadSnapshot {
+    std::map<std::string, AdaptiveTenant> tenants;
+    double demand_tokens_per_second = 0;
+  };
   void Loop();
   void Admit(std::vector<std::unique_ptr<Sequence>>& running);  // with mutex_ held
   // One engine step: Plan, one Forward over every sequence planned, ChargeTenants, and
   // Emit for each sequence whose context is now all in its cache.
-  void Step(std::vector<std::unique_ptr<Sequence>>& running);
+  void Step(std::vector<std::unique_ptr<Sequence>>& running, const LoadSnapshot& load);
   // What the step runs: each running sequence's next tokens (one to decode, or a chunk of
   // prompt within the step's budget) with their KV blocks reserved, preempting when the pool
   // is dry; cancelled and timed-out sequences end here.
@@ -97,6 +110,12 @@ class Scheduler {
     int prompt_tokens = 0;
   };
   PlannedStep Plan(std::vector<std::unique_ptr<Sequence>>& running);
+  LoadSnapshot SnapshotLoad();  // with mutex_ held
+  // Moves each adaptive tenant's width ceiling, then each adaptive sequence between speculative
+  // cycles to its ceiling (within its own range).
+  void UpdateWidths(std::vector<std::unique_ptr<Sequence>>& running, const LoadSnapshot& load);
+  // Adds a step that ran to the step costs and to the measurement window of the widths in force.
+  void RecordStep(const PlannedStep& plan, double seconds);
   // Adds the step's tokens to each tenant's virtual token counter (fair share).
   void ChargeTenants(const PlannedStep& plan);
   // Chooses the sequence's next token from `logits` and delivers it, or ends the sequence.
@@ -121,6 +140,17 @@ class Scheduler {
   std::map<std::string, TenantState> tenants_;   // guarded by mutex_
   bool accepting_ = true;                        // guarded by mutex_
   bool stopping_ = false;                        // guarded by mutex_
+  std::map<std::string, AdaptiveWidth> adaptive_policies_;  // guarded by mutex_: by tenant
+  // guarded by mutex_: recent submissions and their max_new_tokens, and the first ever
+  std::deque<std::pair<Clock::time_point, int>> arrivals_;
+  std::optional<Clock::time_point> first_arrival_;
+  // The engine loop's alone: what the width controllers measure and decide.
+  StepCosts step_costs_;
+  std::map<std::string, WidthController> controllers_;
+  std::map<std::string, std::deque<std::pair<Clock::time_point, double>>> first_tokens_;  // recent TTFTs of adaptive requests
+  double output_tokens_mean_ = 0;  // of finished requests, recent ones weighing more
+  long outputs_measured_ = 0;
+  StepWindow window_;  // steps since the widths last changed
   std::atomic<int> running_count_{0};
   std::atomic<int> waiting_count_{0};
   std::atomic<int> kv_blocks_used_{0};

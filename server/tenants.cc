@@ -57,6 +57,36 @@ absl::StatusOr<int> Int(const std::string& origin, const toml::table& table, con
   return static_cast<int>(*v);
 }
 
+// The inline table `key` of `table` (null when absent): only `known` keys, every `required` one.
+absl::StatusOr<const toml::table*> SubTable(const std::string& origin, const toml::table& table, const std::string& key,
+                                            std::initializer_list<const char*> known, std::initializer_list<const char*> required,
+                                            const std::string& where) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return nullptr;
+  const std::string at = absl::StrCat(where, ".", key);
+  const toml::table* sub = node->as_table();
+  if (sub == nullptr) {
+    std::vector<std::string> fields;
+    for (const char* k : known) fields.push_back(absl::StrCat(k, " = ..."));
+    return absl::InvalidArgumentError(absl::StrCat(origin, At(*node), ": ", at, " must be a table { ", absl::StrJoin(fields, ", "), " }"));
+  }
+  RETURN_IF_ERROR(Unknown(origin, *sub, known, at));
+  for (const char* k : required) {
+    if (!sub->contains(k)) return absl::InvalidArgumentError(absl::StrCat(origin, At(*node), ": ", at, ".", k, " is missing"));
+  }
+  return sub;
+}
+
+// A duration in milliseconds, as seconds: a positive number up to a day.
+absl::StatusOr<double> Milliseconds(const std::string& origin, const toml::table& table, const std::string& key, const std::string& where) {
+  const toml::node* node = table.get(key);
+  const std::optional<double> ms = node->value<double>();
+  if (!ms || !std::isfinite(*ms) || *ms <= 0 || *ms > 86400e3) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, At(*node), ": ", where, ".", key, " must be a number of milliseconds in (0, 86400000]"));
+  }
+  return *ms / 1e3;
+}
+
 absl::StatusOr<std::vector<std::string>> KeyHashes(const std::string& origin, const toml::table& table, const std::string& where) {
   std::vector<std::string> hashes;
   const toml::node* node = table.get("api_key_sha256");
@@ -92,7 +122,8 @@ absl::StatusOr<Tenant> ParseTenant(const std::string& origin, const std::string&
   // A key folder's file named admin holds admin keys, so no tenant may take that name.
   if (name == "admin") return absl::InvalidArgumentError(absl::StrCat(origin, At(node), ": 'admin' is reserved for admin keys"));
   if (absl::Status s = Unknown(origin, *table,
-                               {"api_key_sha256", "default_bits", "min_bits", "max_bits", "max_running", "max_queued", "weight", "speculative"},
+                               {"api_key_sha256", "default_bits", "min_bits", "max_bits", "max_running", "max_queued", "weight", "speculative",
+                                "adaptive", "slo"},
                                where);
       !s.ok()) {
     return s;
@@ -115,18 +146,33 @@ absl::StatusOr<Tenant> ParseTenant(const std::string& origin, const std::string&
     }
     t.limits.weight = *w;
   }
-  if (const toml::node* node = table->get("speculative")) {
+  ASSIGN_OR_RETURN(const toml::table* speculative, SubTable(origin, *table, "speculative", {"draft_bits", "lookahead"}, {"draft_bits"}, where));
+  if (speculative != nullptr) {
     const std::string at = where + ".speculative";
-    const toml::table* speculative = node->as_table();
-    if (speculative == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(origin, At(*node), ": ", at, " must be a table { draft_bits = B, lookahead = K }"));
-    }
-    RETURN_IF_ERROR(Unknown(origin, *speculative, {"draft_bits", "lookahead"}, at));
-    if (!speculative->contains("draft_bits")) return absl::InvalidArgumentError(absl::StrCat(origin, At(*node), ": ", at, ".draft_bits is missing"));
     SpeculativeOptions options;
     ASSIGN_OR_RETURN(options.draft_bits, Int(origin, *speculative, "draft_bits", 0, widths.min, widths.max, at));
     ASSIGN_OR_RETURN(options.lookahead, Int(origin, *speculative, "lookahead", options.lookahead, 1, kMaxLookahead, at));
     t.speculative = options;
+  }
+  ASSIGN_OR_RETURN(const toml::table* adaptive, SubTable(origin, *table, "adaptive", {"min_bits", "max_bits"}, {}, where));
+  if (adaptive != nullptr) {
+    // Within the tenant's allowed widths, all of them by default.
+    const std::string at = where + ".adaptive";
+    WidthRange range;
+    ASSIGN_OR_RETURN(range.min, Int(origin, *adaptive, "min_bits", t.min_bits, t.min_bits, t.max_bits, at));
+    ASSIGN_OR_RETURN(range.max, Int(origin, *adaptive, "max_bits", t.max_bits, t.min_bits, t.max_bits, at));
+    if (range.min > range.max) {
+      return absl::InvalidArgumentError(absl::StrCat(origin, At(*table->get("adaptive")), ": ", at, ".min_bits ", range.min, " exceeds max_bits ", range.max));
+    }
+    t.adaptive = range;
+  }
+  ASSIGN_OR_RETURN(const toml::table* slo, SubTable(origin, *table, "slo", {"ttft_ms", "tpot_ms"}, {"ttft_ms", "tpot_ms"}, where));
+  if (slo != nullptr) {
+    const std::string at = where + ".slo";
+    Slo objectives;
+    ASSIGN_OR_RETURN(objectives.ttft_seconds, Milliseconds(origin, *slo, "ttft_ms", at));
+    ASSIGN_OR_RETURN(objectives.tpot_seconds, Milliseconds(origin, *slo, "tpot_ms", at));
+    t.slo = objectives;
   }
   return t;
 }
@@ -306,6 +352,8 @@ std::string SerializeTenants(const TenantPolicy& policy) {
                       {"max_running", t.limits.max_running}, {"max_queued", t.limits.max_queued}, {"weight", t.limits.weight}};
     if (!t.key_hashes.empty()) table.insert("api_key_sha256", hashes(t.key_hashes));
     if (t.speculative) table.insert("speculative", toml::table{{"draft_bits", t.speculative->draft_bits}, {"lookahead", t.speculative->lookahead}});
+    if (t.adaptive) table.insert("adaptive", toml::table{{"min_bits", t.adaptive->min}, {"max_bits", t.adaptive->max}});
+    if (t.slo) table.insert("slo", toml::table{{"ttft_ms", t.slo->ttft_seconds * 1e3}, {"tpot_ms", t.slo->tpot_seconds * 1e3}});
     tenants.insert(name, std::move(table));
   }
   root.insert("tenants", std::move(tenants));
@@ -349,7 +397,11 @@ absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Load(const std::
 
 std::unique_ptr<TenantRegistry> TenantRegistry::Open(WidthRange widths, int default_bits) {
   TenantPolicy policy;
-  Tenant anonymous{std::string(kAnonymous), {}, default_bits, widths.min, widths.max, {}, std::nullopt};
+  Tenant anonymous;
+  anonymous.name = kAnonymous;
+  anonymous.default_bits = default_bits;
+  anonymous.min_bits = widths.min;
+  anonymous.max_bits = widths.max;
   policy.tenants.emplace(anonymous.name, anonymous);
   policy.anonymous_tenant = anonymous.name;
   return std::unique_ptr<TenantRegistry>(new TenantRegistry("", widths, policy, {}, policy));
@@ -414,6 +466,10 @@ absl::StatusOr<Tenant> TenantRegistry::Update(const std::string& name, std::opti
                                                    widths_.ToString()));
   }
   RETURN_IF_ERROR(t.widths().Check(t.default_bits, "default_bits", "the allowed"));
+  if (t.adaptive && !(t.widths().Contains(t.adaptive->min) && t.widths().Contains(t.adaptive->max))) {
+    return absl::InvalidArgumentError(absl::StrCat("allowed widths ", t.widths().ToString(), " would leave out the tenant's adaptive range ",
+                                                   t.adaptive->ToString(), " (change it in the tenants file)"));
+  }
   // What is written must read back as what is applied.
   const std::string text = SerializeTenants(next);
   RETURN_IF_ERROR(ParseTenants(text, path_, widths_).status());

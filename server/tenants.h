@@ -28,6 +28,10 @@ struct Tenant {
   // Its requests decode speculatively unless they say otherwise (where the draft is below
   // their width).
   std::optional<SpeculativeOptions> speculative;
+  // Set: requests that name no width run at a width the scheduler chooses under load, within
+  // this range (inside the allowed widths), to keep `slo` (else the server's).
+  std::optional<WidthRange> adaptive;
+  std::optional<Slo> slo;
 
   // The widths it may use, min_bits..max_bits.
   WidthRange widths() const { return {min_bits, max_bits}; }

@@ -30,7 +30,7 @@ loadtest::RunOptions ClosedLoop(int concurrency, long requests, int output_token
   run.requests = requests;
   run.workload.prompts = {"Once upon a time, there was a little girl named Lily.", "The sun was shining and the birds sang."};
   run.workload.output_tokens = {output_tokens, output_tokens};
-  run.workload.bits_mix = {{3, 1}, {4, 1}, {8, 1}};
+  run.workload.width_mix = {{loadtest::Width::Fixed(3), 1}, {loadtest::Width::Fixed(4), 1}, {loadtest::Width::Fixed(8), 1}};
   return run;
 }
 

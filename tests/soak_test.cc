@@ -2,7 +2,8 @@
 // of load from anyprec-loadtest's runners, half over gRPC and half through the OpenAI HTTP
 // front at once, closed loop to measure the machine's capacity and then open loop at a
 // fraction of it: widths {3, 4, 8}, two tenants, 10% of requests cancelled after their first
-// token, 5% with a deadline that expires mid-stream, 30% of the 4- and 8-bit ones speculative.
+// token, 5% with a deadline that expires mid-stream, 30% of the 4- and 8-bit ones speculative,
+// and a sixth adaptive (3..8 bits, the server choosing the width under load).
 // Every request sent is accounted for exactly once, the server's counters equal the
 // client's, the KV cache returns to idle, and resident memory stops growing after warm-up.
 #include <array>
@@ -81,7 +82,8 @@ TEST(Soak, LoadIsHeldAndEveryRequestAccountedFor) {
   run.workload.prompts = *prompts;
   run.workload.prompt_words = {5, 60};
   run.workload.output_tokens = {96, 192};
-  run.workload.bits_mix = {{3, 0.5}, {4, 0.3}, {8, 0.2}};
+  run.workload.width_mix = {{loadtest::Width::Fixed(3), 0.5}, {loadtest::Width::Fixed(4), 0.3}, {loadtest::Width::Fixed(8), 0.2},
+                            {loadtest::Width::Adaptive(3, 8), 0.2}};
   run.workload.tenant_mix = {{0, 1.0}, {1, 1.0}};
   run.workload.cancel_fraction = 0.10;
   run.workload.deadline_fraction = 0.05;
@@ -146,7 +148,24 @@ TEST(Soak, LoadIsHeldAndEveryRequestAccountedFor) {
   EXPECT_GT(deadline, 0);
   for (const auto& front : records) EXPECT_GT(front.size(), 0.3 * sent) << "each front carried its share";
 
-  // The server counted the same: per front, width, tenant and outcome. A request whose last
+  // An adaptive request's tokens are counted by the widths that produced them, within its range.
+  long adaptive_completed = 0;
+  for (const auto& front : records) {
+    for (const loadtest::RequestRecord& r : front) {
+      if (!r.width.adaptive() || r.status != "OK") continue;
+      ++adaptive_completed;
+      int counted = 0;
+      for (const auto& [bits, tokens] : r.tokens_by_width) {
+        EXPECT_TRUE(bits >= 3 && bits <= 8) << bits;
+        counted += tokens;
+      }
+      EXPECT_EQ(counted, r.output_tokens);
+    }
+  }
+  EXPECT_GT(adaptive_completed, 0);
+
+  // The server counted the same: per front, width, tenant and outcome (an adaptive request
+  // under the top of its range). A request whose last
   // message arrived just before its deadline or cancellation ran out counts as the server
   // finished it. HTTP has no deadline: its client leaves, and the server counts a cancellation.
   std::map<std::tuple<std::string, int, std::string, std::string>, long> client;
@@ -155,11 +174,11 @@ TEST(Soak, LoadIsHeldAndEveryRequestAccountedFor) {
     for (const loadtest::RequestRecord& r : records[front]) {
       const std::string tenant = kTenants[r.tenant];
       if (r.status == "OK" || r.finish == "LENGTH") {
-        ++client[{api, r.bits, tenant, "length"}];
+        ++client[{api, r.width.highest(), tenant, "length"}];
       } else if (r.status == "CANCELLED" || (api == "http" && r.status == "DEADLINE_EXCEEDED")) {
-        ++client[{api, r.bits, tenant, "cancelled"}];
+        ++client[{api, r.width.highest(), tenant, "cancelled"}];
       } else if (r.status == "DEADLINE_EXCEEDED") {
-        ++client[{api, r.bits, tenant, "time_limit"}];
+        ++client[{api, r.width.highest(), tenant, "time_limit"}];
       }
     }
   }

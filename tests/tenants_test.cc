@@ -37,6 +37,8 @@ api_key_sha256 = [")" + HashApiKey("gold-secret") + R"(", ")" + HashApiKey("gold
 default_bits = 8
 weight = 3
 speculative = { draft_bits = 3, lookahead = 6 }
+adaptive = { min_bits = 4 }
+slo = { ttft_ms = 1500, tpot_ms = 120.5 }
 )";
 
 TEST(Tenants, HashIsSha256Hex) {
@@ -57,8 +59,15 @@ TEST(Tenants, ParsesDefaultsAndRoundTrips) {
   ASSERT_TRUE(gold.speculative.has_value());
   EXPECT_EQ(gold.speculative->draft_bits, 3);
   EXPECT_EQ(gold.speculative->lookahead, 6);
+  ASSERT_TRUE(gold.adaptive.has_value());
+  EXPECT_EQ(gold.adaptive->ToString(), "4..8");  // to the allowed widths' top when not given
+  ASSERT_TRUE(gold.slo.has_value());
+  EXPECT_DOUBLE_EQ(gold.slo->ttft_seconds, 1.5);
+  EXPECT_DOUBLE_EQ(gold.slo->tpot_seconds, 0.1205);
   const Tenant& free = policy->tenants.at("free");
   EXPECT_FALSE(free.speculative.has_value());
+  EXPECT_FALSE(free.adaptive.has_value());
+  EXPECT_FALSE(free.slo.has_value());
   EXPECT_EQ(free.limits.max_running, 2);
   EXPECT_EQ(free.limits.max_queued, 4);
 
@@ -68,6 +77,8 @@ TEST(Tenants, ParsesDefaultsAndRoundTrips) {
   EXPECT_EQ(again->admin_key_hashes, policy->admin_key_hashes);
   EXPECT_EQ(again->tenants.at("gold").key_hashes, gold.key_hashes);
   EXPECT_EQ(again->tenants.at("gold").speculative->lookahead, 6);
+  EXPECT_EQ(again->tenants.at("gold").adaptive->ToString(), "4..8");
+  EXPECT_DOUBLE_EQ(again->tenants.at("gold").slo->tpot_seconds, 0.1205);
 }
 
 TEST(Tenants, EveryMistakeIsNamedWithItsPlace) {
@@ -98,6 +109,15 @@ TEST(Tenants, EveryMistakeIsNamedWithItsPlace) {
       {"[tenants.a]\nspeculative = { draft_bits = 2 }\n", "draft_bits must be an integer in 3..8"},
       {"[tenants.a]\nspeculative = { draft_bits = 3, lookahead = 40 }\n", "lookahead must be an integer in 1..16"},
       {"[tenants.a]\nspeculative = { draft_bits = 3, draft = 4 }\n", "unknown key 'draft'"},
+      {"[tenants.a]\nadaptive = 3\n", "adaptive must be a table { min_bits = ..., max_bits = ... }"},
+      {"[tenants.a]\nadaptive = { min_bits = 2 }\n", "adaptive.min_bits must be an integer in 3..8"},
+      {"[tenants.a]\nmax_bits = 4\nadaptive = { max_bits = 6 }\n", "adaptive.max_bits must be an integer in 3..4"},
+      {"[tenants.a]\nadaptive = { min_bits = 6, max_bits = 4 }\n", "adaptive.min_bits 6 exceeds max_bits 4"},
+      {"[tenants.a]\nadaptive = { bits = 4 }\n", "unknown key 'bits'"},
+      {"[tenants.a]\nslo = { ttft_ms = 100 }\n", "slo.tpot_ms is missing"},
+      {"[tenants.a]\nslo = { ttft_ms = 0, tpot_ms = 5 }\n", "slo.ttft_ms must be a number of milliseconds"},
+      {"[tenants.a]\nslo = { ttft_ms = 10, tpot_ms = \"5\" }\n", "slo.tpot_ms must be a number of milliseconds"},
+      {"[tenants.a]\nslo = { ttft_ms = 10, tpot_ms = 5, p99 = 1 }\n", "unknown key 'p99'"},
   };
   for (const auto& [text, expected] : cases) {
     const absl::StatusOr<TenantPolicy> policy = ParseTenants(text, "t.toml", kWidths);
@@ -165,6 +185,10 @@ TEST_F(TenantRegistryTest, UpdatesWriteThroughAndSurviveALoad) {
   EXPECT_EQ(registry->Update("free", 8, std::nullopt, std::nullopt).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(registry->Update("free", std::nullopt, 2, std::nullopt).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(registry->Update("nobody", 4, std::nullopt, std::nullopt).status().code(), absl::StatusCode::kNotFound);
+  // gold adapts within 4..8: allowed widths from 5 would leave 4 out.
+  const absl::StatusOr<Tenant> narrowed = registry->Update("gold", std::nullopt, 5, std::nullopt);
+  EXPECT_EQ(narrowed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(narrowed.status().message().find("adaptive range 4..8"), std::string::npos) << narrowed.status();
   EXPECT_EQ(Read(), before);  // refused changes touch nothing
   EXPECT_EQ(registry->Authenticate(std::nullopt)->default_bits, 4);
 

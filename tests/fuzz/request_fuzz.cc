@@ -1,6 +1,7 @@
 // Request validation on GenerateRequest messages parsed from arbitrary bytes, against a real
 // anyprec image of TinyStories-656K made at start-up: a request is refused with
-// INVALID_ARGUMENT or PERMISSION_DENIED, or becomes one the scheduler can run.
+// INVALID_ARGUMENT or PERMISSION_DENIED, or becomes one the scheduler can run (an adaptive one
+// within the tenant's widths).
 #include <unistd.h>
 
 #include <cstddef>
@@ -88,6 +89,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (id < 0 || id >= s.model->config().vocab_size) __builtin_trap();
   }
   if (validated->top_logprobs < 0 || validated->top_logprobs > anyprec::kMaxTopLogprobs) __builtin_trap();
+  // An adaptive request's range lies within the tenant's widths, its top the request's width.
+  if (const auto& adaptive = validated->adaptive) {
+    if (adaptive->widths.min < s.tenant.min_bits || adaptive->widths.max > s.tenant.max_bits) __builtin_trap();
+    if (adaptive->widths.min > adaptive->widths.max || adaptive->widths.max != validated->bits) __builtin_trap();
+    if (!(adaptive->slo.ttft_seconds > 0 && adaptive->slo.tpot_seconds > 0)) __builtin_trap();
+  }
   if (const auto& speculative = validated->speculative) {
     if (speculative->draft_bits < 3 || speculative->draft_bits >= validated->bits) __builtin_trap();
     if (speculative->lookahead < 1 || speculative->lookahead > anyprec::kMaxLookahead) __builtin_trap();
