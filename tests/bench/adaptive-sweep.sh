@@ -8,7 +8,8 @@
 # (it measures).
 #
 # Usage: tests/bench/adaptive-sweep.sh --image DIR [--tokenizer FILE] [--build DIR] [--duration S]
-#            [--multiples "0.5 1 1.5 2 3"] [--ttft-ms 2000] [--tpot-ms 150] [--tokens 32] [--plot PNG]
+#            [--multiples "0.5 1 1.5 2 3"] [--ttft-ms 2000] [--tpot-ms 150] [--tokens 32] [--max-running 16]
+#            [--plot PNG]
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -20,6 +21,7 @@ multiples="0.5 1 1.5 2 3"
 ttft_ms=2000
 tpot_ms=150
 tokens=32
+max_running=16
 plot=
 while [ $# -gt 0 ]; do
   case $1 in
@@ -31,11 +33,12 @@ while [ $# -gt 0 ]; do
     --ttft-ms) ttft_ms=$2; shift 2 ;;
     --tpot-ms) tpot_ms=$2; shift 2 ;;
     --tokens) tokens=$2; shift 2 ;;
+    --max-running) max_running=$2; shift 2 ;;
     --plot) plot=$2; shift 2 ;;
-    *) sed -n '2,12p' "$0"; exit 2 ;;
+    *) sed -n '2,13p' "$0"; exit 2 ;;
   esac
 done
-[ -n "$image" ] || { sed -n '2,12p' "$0"; exit 2; }
+[ -n "$image" ] || { sed -n '2,13p' "$0"; exit 2; }
 shared=$repo/../shared
 work=$(mktemp -d /tmp/anyprec-adaptive-sweep.XXXXXX)
 . "$repo/tests/bench/server-lib.sh"
@@ -44,14 +47,14 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-server_flags=(--max-running 16 --slo-ttft-ms "$ttft_ms" --slo-tpot-ms "$tpot_ms")
+server_flags=(--max-running "$max_running" --slo-ttft-ms "$ttft_ms" --slo-tpot-ms "$tpot_ms")
 [ -z "$tokenizer" ] || server_flags+=(--tokenizer "$tokenizer")
 load=("$build/bin/anyprec-loadtest" --prompts "$shared/data/tinystories/tinystories_val_head.txt" --prompt-words 20-60
       --output-tokens "$tokens" --slo-ttft-ms "$ttft_ms" --slo-tpot-ms "$tpot_ms")
 
 # Saturation: fixed 8 bits, every slot busy.
 start_server "$build" "$work" "$image" "${server_flags[@]}"
-"${load[@]}" --server "$grpc" --concurrency 16 --duration "$duration" --mix 8 --json "$work/saturation.json" > /dev/null
+"${load[@]}" --server "$grpc" --concurrency "$max_running" --duration "$duration" --mix 8 --json "$work/saturation.json" > /dev/null
 stop_server
 saturation=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[0]['by_bits']['all']['requests_per_second'])" "$work/saturation.json")
 rates=$(python3 -c "import sys; print(','.join('%.3f' % (float(m) * float(sys.argv[1])) for m in sys.argv[2].split()))" "$saturation" "$multiples")
@@ -99,11 +102,12 @@ if plot:
 set terminal pngcairo size 1200,480 font ",11"
 set output "{plot}"
 set multiplot layout 1,2
-set key left top
+set key right top
 set xlabel "offered rate / fixed 8-bit saturation rate"
 set ylabel "goodput (requests/s within TTFT and TPOT SLOs)"
 plot "{plot}.dat" using 1:3 with linespoints title "fixed 8-bit", "" using 1:5 with linespoints title "fixed 3-bit", "" using 1:7 with linespoints title "adaptive 3..8"
 set ylabel "mean width served (bits)"
+set key right center
 set yrange [2.5:8.5]
 plot "{plot}.dat" using 1:4 with linespoints title "fixed 8-bit", "" using 1:6 with linespoints title "fixed 3-bit", "" using 1:8 with linespoints title "adaptive 3..8"
 unset multiplot

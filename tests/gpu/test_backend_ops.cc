@@ -83,7 +83,10 @@ struct ResidentMatrix {
 
 std::string Describe(int rows, int cols, std::span<const int> bits, Activation type) {
   std::string text = std::to_string(rows) + "x" + std::to_string(cols) + (type == Activation::kF16 ? " f16" : " bf16") + " bits {";
-  for (size_t i = 0; i < bits.size(); ++i) text += (i ? "," : "") + std::to_string(bits[i]);
+  for (size_t i = 0; i < bits.size(); ++i) {
+    if (i > 0) text += ",";
+    text += std::to_string(bits[i]);
+  }
   return text + "}";
 }
 
