@@ -1,6 +1,6 @@
 // The engine loop in process, on the real TinyStories-656K: fair share between tenants by
 // weight, per-tenant limits, preemption when the KV block pool runs dry (with outputs that
-// match running alone), and the watchdog.
+// match running alone), adaptive requests submitted concurrently, and the watchdog.
 #include "server/scheduler.h"
 
 #include <atomic>
@@ -213,6 +213,37 @@ TEST(Scheduler, ConcurrentClientsSubmitCancelAndStop) {
   done = true;
   observer.join();
   scheduler.Stop();
+}
+
+// Adaptive requests beside fixed ones, submitted from several threads while the loop runs:
+// what the width controllers read (arrivals, tenants' policies, the queue) crosses from
+// Submit to the engine loop (under ThreadSanitizer in CI). The model is unquantized, so its
+// one width is 0; objectives no step can meet make the controller try to drop on every look.
+TEST(Scheduler, AdaptiveRequestsFromManyThreadsAllFinishWithTheirWidthsCounted) {
+  Scheduler scheduler(TinyStories().model, *TinyStories().device, TinyStories().tokenizer, SmallPool(4, 4096));
+  constexpr int kThreads = 4, kEach = 6, kTokens = 5;
+  std::vector<std::shared_ptr<Collector>> sinks(kThreads * kEach);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        GenerationRequest request = Request(t % 2 ? "elastic" : "fixed", Prompt(i), kTokens);
+        if (t % 2) request.adaptive = AdaptiveWidth{{0, 0}, {0, 0}, Slo{.ttft_seconds = 1e-6, .tpot_seconds = 1e-6}};
+        auto sink = std::make_shared<Collector>();
+        sinks[t * kEach + i] = sink;
+        EXPECT_TRUE(scheduler.Submit(std::move(request), sink).ok());
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const std::shared_ptr<Collector>& sink : sinks) {
+    sink->done.get_future().wait();
+    EXPECT_EQ(sink->summary->reason, FinishReason::kLength);
+    EXPECT_EQ(sink->ids.size(), static_cast<size_t>(kTokens));
+    EXPECT_EQ(sink->summary->tokens_by_width, (std::map<int, int>{{0, kTokens}}));
+  }
+  EXPECT_TRUE(scheduler.WaitIdle(Clock::now() + std::chrono::seconds(10)));
+  EXPECT_EQ(scheduler.kv_blocks_used(), 0);
 }
 
 TEST(Watchdog, ReportsAStallAndTheRecovery) {
