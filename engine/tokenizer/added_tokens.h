@@ -9,9 +9,9 @@
 #include <unordered_map>
 #include <vector>
 
-namespace anyprec {
+#include "engine/tokenizer/token_id.h"
 
-using TokenId = int32_t;
+namespace anyprec {
 
 struct AddedToken {
   std::string content;

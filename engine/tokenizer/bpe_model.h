@@ -11,9 +11,9 @@
 #include <unordered_map>
 #include <vector>
 
-namespace anyprec {
+#include "engine/tokenizer/token_id.h"
 
-using TokenId = int32_t;
+namespace anyprec {
 
 struct StringHash {
   using is_transparent = void;

@@ -12,10 +12,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/tokenizer/token_id.h"
 
 namespace anyprec {
-
-using TokenId = int32_t;
 
 struct TokenizerParts;  // internal: what a loaded tokenizer is assembled from
 
