@@ -440,7 +440,11 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running, const Load
   const absl::Status status = Forward(plan.steps, logits);
   step_started_ = 0;
   int step_tokens = 0;
-  for (const SequenceStep& step : plan.steps) step_tokens += static_cast<int>(step.tokens.size());
+  int widest_bits = 0;
+  for (const SequenceStep& step : plan.steps) {
+    step_tokens += static_cast<int>(step.tokens.size());
+    widest_bits = std::max(widest_bits, step.bits);
+  }
   const double step_seconds = Seconds(Clock::now() - step_start);
   if (metrics_) metrics_->Step(plan.prompt_tokens > 0 ? "prefill" : "decode", step_tokens, step_seconds);
   if (!status.ok()) {
@@ -448,7 +452,7 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running, const Load
     for (Sequence* s : plan.sequences) Finish(*s, FinishReason::kCancelled);
     return;
   }
-  RecordStep(plan, step_seconds);
+  RecordStep(widest_bits, step_tokens, step_seconds);
   ChargeTenants(plan);
   for (size_t i = 0; i < plan.sequences.size(); ++i) {
     Sequence& s = *plan.sequences[i];
@@ -488,10 +492,6 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running, const Load
   }
 }
 
-}  // namespace anyprec::server
-
-namespace anyprec::server {
-
 Scheduler::LoadSnapshot Scheduler::SnapshotLoad() {
   LoadSnapshot load;
   const Clock::time_point now = Clock::now();
@@ -530,6 +530,8 @@ void Scheduler::UpdateWidths(std::vector<std::unique_ptr<Sequence>>& running, co
   for (const auto& [tenant, info] : load.tenants) {
     auto [it, fresh] = controllers_.try_emplace(tenant, info.policy.tenant_widths, info.policy.slo);
     WidthController& controller = it->second;
+    // The ceiling the gauge shows, set when the controller is made and whenever it moves.
+    const int published = fresh ? -1 : controller.ceiling();
     if (!fresh) controller.SetPolicy(info.policy.tenant_widths, info.policy.slo);
     TenantLoad seen;
     seen.active = info.active;
@@ -548,7 +550,7 @@ void Scheduler::UpdateWidths(std::vector<std::unique_ptr<Sequence>>& running, co
     seen.slots = options_.max_running;
     const int before = controller.ceiling();
     moved |= controller.Update(seen, step_costs_, Seconds(now.time_since_epoch())) != before;
-    if (metrics_) metrics_->WidthCeiling(tenant, controller.ceiling());
+    if (metrics_ && controller.ceiling() != published) metrics_->WidthCeiling(tenant, controller.ceiling());
   }
   if (moved) window_.Clear();
   for (const std::unique_ptr<Sequence>& s : running) {
@@ -562,14 +564,8 @@ void Scheduler::UpdateWidths(std::vector<std::unique_ptr<Sequence>>& running, co
   }
 }
 
-void Scheduler::RecordStep(const PlannedStep& plan, double seconds) {
-  int widest = 0;
-  int rows = 0;
-  for (const SequenceStep& step : plan.steps) {
-    widest = std::max(widest, step.bits);
-    rows += static_cast<int>(step.tokens.size());
-  }
-  step_costs_.Record(widest, rows, seconds);
+void Scheduler::RecordStep(int widest_bits, int rows, double seconds) {
+  step_costs_.Record(widest_bits, rows, seconds);
   window_.Record(seconds, rows);
 }
 

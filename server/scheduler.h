@@ -114,8 +114,9 @@ class Scheduler {
   // Moves each adaptive tenant's width ceiling, then each adaptive sequence between speculative
   // cycles to its ceiling (within its own range).
   void UpdateWidths(std::vector<std::unique_ptr<Sequence>>& running, const LoadSnapshot& load);
-  // Adds a step that ran to the step costs and to the measurement window of the widths in force.
-  void RecordStep(const PlannedStep& plan, double seconds);
+  // Adds a step that ran (its widest width and token rows) to the step costs and to the
+  // measurement window of the widths in force.
+  void RecordStep(int widest_bits, int rows, double seconds);
   // Adds the step's tokens to each tenant's virtual token counter (fair share).
   void ChargeTenants(const PlannedStep& plan);
   // Chooses the sequence's next token from `logits` and delivers it, or ends the sequence.

@@ -52,9 +52,10 @@ int WidthController::Update(const TenantLoad& load, const StepCosts& costs, doub
   if (!load.active) return ceiling_;
   active_at_ = now;
   if (load.steps_measured < kSettleSteps) return ceiling_;
-  if (ceiling_ > widths_.min && Pressure(load, costs, ceiling_) > kLowerAbove) {
+  const double pressure = Pressure(load, costs, ceiling_);
+  if (ceiling_ > widths_.min && pressure > kLowerAbove) {
     int best = ceiling_;
-    double least = Pressure(load, costs, ceiling_);
+    double least = pressure;
     for (int bits = ceiling_ - 1; bits >= widths_.min; --bits) {
       const double pressure = Pressure(load, costs, bits);
       if (pressure <= kTarget) {
