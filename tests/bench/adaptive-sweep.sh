@@ -40,13 +40,8 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$image" ] || { sed -n '2,13p' "$0"; exit 2; }
 shared=$repo/../shared
-work=$(mktemp -d /tmp/anyprec-adaptive-sweep.XXXXXX)
 . "$repo/tests/bench/server-lib.sh"
-cleanup() {
-  stop_server
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_work adaptive-sweep
 server_flags=(--max-running "$max_running" --slo-ttft-ms "$ttft_ms" --slo-tpot-ms "$tpot_ms")
 [ -z "$tokenizer" ] || server_flags+=(--tokenizer "$tokenizer")
 load=("$build/bin/anyprec-loadtest" --prompts "$shared/data/tinystories/tinystories_val_head.txt" --prompt-words 20-60

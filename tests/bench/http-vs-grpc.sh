@@ -28,13 +28,8 @@ while [ $# -gt 0 ]; do
 done
 shared=$repo/../shared
 [ -d "$shared/models/TinyStories-656K" ] || { echo "http-vs-grpc: $shared/models is missing" >&2; exit 1; }
-work=$(mktemp -d /tmp/anyprec-http-vs-grpc.XXXXXX)
 . "$repo/tests/bench/server-lib.sh"
-cleanup() {
-  stop_server
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_work http-vs-grpc
 if [ -z "$image" ]; then
   image=$work/image
   "$build/bin/anyprec-quantize" --model "$shared/models/TinyStories-656K" --out "$image" --sensitivity none > /dev/null 2>&1

@@ -1,7 +1,15 @@
-# Shared by the benchmark scripts that load a running anyprec-server: source it, then
-# `start_server BUILD WORK IMAGE [server flags...]`. It starts the server on free loopback
-# ports (gRPC, metrics, HTTP), waits up to 2 minutes for it to listen, and sets `server_pid`,
-# `grpc` and `http` (HOST:PORT). `stop_server` ends it; call it from the script's EXIT trap.
+# Shared by the benchmark scripts that load a running anyprec-server: source it, call
+# `bench_work NAME` for a scratch folder, then `start_server BUILD WORK IMAGE [server flags...]`.
+# It starts the server on free loopback ports (gRPC, metrics, HTTP), waits up to 2 minutes for
+# it to listen, and sets `server_pid`, `grpc` and `http` (HOST:PORT). `stop_server` ends it
+# (bench_work's exit trap does too).
+
+# Sets `work` to a new scratch folder, /tmp/anyprec-NAME.XXXXXX. When the script exits, any
+# server still running is stopped and the folder removed.
+bench_work() {
+  work=$(mktemp -d "/tmp/anyprec-$1.XXXXXX")
+  trap 'stop_server; rm -rf "$work"' EXIT
+}
 
 server_pid=
 start_server() {

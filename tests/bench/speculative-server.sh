@@ -30,13 +30,8 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$image" ] || { sed -n '2,9p' "$0"; exit 2; }
 shared=$repo/../shared
-work=$(mktemp -d /tmp/anyprec-speculative-server.XXXXXX)
 . "$repo/tests/bench/server-lib.sh"
-cleanup() {
-  stop_server
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_work speculative-server
 start_server "$build" "$work" "$image" --max-running 4
 
 run() {  # NAME CLIENTS [loadtest options...]
