@@ -41,6 +41,10 @@ void RunHttpRequest(const HttpTarget& target, const PlannedRequest& plan, const 
     const Clock::time_point now = Clock::now();
     if (event.contains("usage") && event["usage"].is_object()) {
       const json& usage = event["usage"];
+      record.prompt_tokens = usage.value("prompt_tokens", 0);
+      if (usage.contains("prompt_tokens_details") && usage["prompt_tokens_details"].is_object()) {
+        record.cached_prompt_tokens = usage["prompt_tokens_details"].value("cached_tokens", 0);
+      }
       if (usage.contains("completion_tokens_details") && usage["completion_tokens_details"].is_object()) {
         const json& details = usage["completion_tokens_details"];
         record.accepted = details.value("accepted_prediction_tokens", 0);

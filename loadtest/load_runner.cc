@@ -67,6 +67,8 @@ class Stream : public grpc::ClientReadReactor<pb::GenerateResponse> {
       record_.served_bits = static_cast<int>(response_.bits());
       record_.drafted = static_cast<int>(response_.usage().drafted_tokens());
       record_.accepted = static_cast<int>(response_.usage().accepted_tokens());
+      record_.prompt_tokens = static_cast<int>(response_.usage().prompt_tokens());
+      record_.cached_prompt_tokens = static_cast<int>(response_.usage().cached_prompt_tokens());
       for (const pb::WidthTokens& width : response_.usage().tokens_by_width()) record_.tokens_by_width[width.bits()] = width.tokens();
     }
     if (plan_.fault == Fault::kCancelAfterFirstToken && record_.output_tokens > 0 && record_.finish.empty()) {

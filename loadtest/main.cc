@@ -8,7 +8,9 @@
 #include <fstream>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
+#include "engine/base/mapped_file.h"
 #include "flags/parse.h"
 #include "grpcpp/grpcpp.h"
 #include "loadtest/load_runner.h"
@@ -43,6 +45,7 @@ int main(int argc, char** argv) {
   Slo slo;
   double slo_ttft_ms = 0, slo_tpot_ms = 0;
   std::string json_path, plot_path;
+  std::vector<std::string> prefix_paths;
   app.add_option("--server", address, "anyprec-server's gRPC address")->capture_default_str();
   app.add_option("--tls-ca", tls_ca, "CA certificate (PEM) of a TLS server")->check(CLI::ExistingFile);
   app.add_option("--http", http_address, "Load the OpenAI HTTP front at this host:port (streamed /v1/completions) instead of gRPC")
@@ -61,6 +64,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"paragraphs", "lines"}))
       ->capture_default_str();
   app.add_option("--prompt-words", prompt_words, "Cut prompts to N or MIN-MAX words (0: whole)")->capture_default_str();
+  app.add_option("--prefix-file", prefix_paths,
+                 "A text that prompts start with (a shared system prompt); repeat for several, one drawn per request")
+      ->check(CLI::ExistingFile);
   app.add_option("--output-tokens", output_tokens, "Tokens to generate: N or MIN-MAX (EOS ignored)")->capture_default_str();
   app.add_option("--mix", mix, "Widths with weights, e.g. 3:0.5,4:0.3,8:0.2 (0: the tenant's default; MIN-MAX, e.g. 3-8: adaptive within)")->capture_default_str();
   app.add_option("--api-key", run.api_keys, "A tenant's API key; repeat for several tenants (chosen with equal weight)");
@@ -96,6 +102,13 @@ int main(int argc, char** argv) {
     if (!s.ok()) return Fail(std::string(s.message()), 2);
   }
   run.workload.prompts = *std::move(prompts);
+  for (const std::string& path : prefix_paths) {
+    absl::StatusOr<std::string> text = anyprec::ReadTextFile(path);
+    if (!text.ok()) return Fail(std::string(text.status().message()), 2);
+    const absl::string_view prefix = absl::StripTrailingAsciiWhitespace(*text);
+    if (prefix.empty()) return Fail(path + ": holds no text", 2);
+    run.workload.prefixes.emplace_back(std::string(prefix));
+  }
   run.workload.prompt_words = *words;
   run.workload.output_tokens = *outputs;
   run.workload.width_mix = *bits;

@@ -49,6 +49,8 @@ Report Summarize(const std::vector<RequestRecord>& records, double seconds, doub
       ++s.outcomes[r->finish.empty() ? r->status : r->status + "/" + r->finish];
       s.drafted += r->drafted;
       s.accepted += r->accepted;
+      s.prompt_tokens += r->prompt_tokens;
+      s.cached_prompt_tokens += r->cached_prompt_tokens;
       if (r->status != "OK") continue;
       ++s.completed;
       s.output_tokens += r->output_tokens;
@@ -90,6 +92,10 @@ std::string Report::Table() const {
     absl::StrAppend(&out, absl::StrFormat("speculative: %d of %d drafted tokens accepted (%.2f)\n", overall().accepted, overall().drafted,
                                           static_cast<double>(overall().accepted) / overall().drafted));
   }
+  if (overall().cached_prompt_tokens > 0) {
+    absl::StrAppend(&out, absl::StrFormat("prefix cache: %d of %d prompt tokens cached (%.2f)\n", overall().cached_prompt_tokens,
+                                          overall().prompt_tokens, static_cast<double>(overall().cached_prompt_tokens) / overall().prompt_tokens));
+  }
   return out;
 }
 
@@ -102,6 +108,8 @@ nlohmann::json Report::ToJson() const {
                             {"output_tokens", s.output_tokens},
                             {"drafted_tokens", s.drafted},
                             {"accepted_tokens", s.accepted},
+                            {"prompt_tokens", s.prompt_tokens},
+                            {"cached_prompt_tokens", s.cached_prompt_tokens},
                             {"requests_per_second", s.completed / seconds},
                             {"output_tokens_per_second", s.output_tokens / seconds},
                             {"goodput", s.good / seconds},

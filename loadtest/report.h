@@ -19,6 +19,8 @@ struct RequestRecord {
   std::string status;    // the gRPC status code's name, e.g. "OK", "CANCELLED"
   std::string finish;    // the finish reason's name; empty when none came
   int output_tokens = 0;
+  int prompt_tokens = 0;         // as reported, and those of them found in the prefix cache
+  int cached_prompt_tokens = 0;
   int drafted = 0;       // a speculative request's drafted tokens, and the accepted ones, as reported
   int accepted = 0;
   double ttft = -1;      // seconds from sending to the first token; -1 when none came
@@ -44,6 +46,8 @@ struct Summary {
   long drafted = 0;    // speculative requests' drafted and accepted tokens
   long accepted = 0;
   double mean_bits = 0;  // of the output tokens of completed requests, by the widths reported
+  long prompt_tokens = 0;  // of the requests that reported usage, and those found in the prefix cache
+  long cached_prompt_tokens = 0;
   Percentiles ttft, itl, tpot, e2e;
   std::map<std::string, long> outcomes;  // "OK/LENGTH", "CANCELLED", "RESOURCE_EXHAUSTED", ...
 };

@@ -92,6 +92,8 @@ PlannedRequest Workload::Next() {
     for (int n = uniform(options_.prompt_words); n > 0 && words >> word; --n) absl::StrAppend(&r.prompt, r.prompt.empty() ? "" : " ", word);
     if (r.prompt.empty()) r.prompt = whole;
   }
+  // Drawn only when asked for, so that other workloads keep their streams.
+  if (!options_.prefixes.empty()) r.prompt = absl::StrCat(options_.prefixes[rng_() % options_.prefixes.size()], "\n\n", r.prompt);
   r.max_new_tokens = std::max(1, uniform(options_.output_tokens));
   r.width = Pick(options_.width_mix);
   r.tenant = Pick(options_.tenant_mix);

@@ -65,6 +65,9 @@ struct WorkloadOptions {
   double burstiness = 1.0;  // shape of the Gamma inter-arrival times; 1 is Poisson, < 1 burstier
   std::vector<std::string> prompts;
   Range prompt_words{0, 0};  // 0..0: whole prompts; else cut to this many words
+  // Texts that requests start with (a system prompt, few-shot examples), one drawn per
+  // request and put before its prompt with a blank line; none when empty.
+  std::vector<std::string> prefixes;
   Range output_tokens{64, 64};
   std::vector<Weighted<Width>> width_mix = {{Width{}, 1.0}};  // the tenant's default width
   std::vector<Weighted<int>> tenant_mix = {{0, 1.0}};  // index into the API keys

@@ -75,6 +75,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<pb::GenerateRespon
     last.set_finish_reason(ToProto(reason));
     last.mutable_usage()->set_prompt_tokens(summary.prompt_tokens);
     last.mutable_usage()->set_completion_tokens(summary.completion_tokens);
+    last.mutable_usage()->set_cached_prompt_tokens(summary.cached_prompt_tokens);
     last.mutable_usage()->set_drafted_tokens(static_cast<uint32_t>(summary.speculative.drafted));
     last.mutable_usage()->set_accepted_tokens(static_cast<uint32_t>(summary.speculative.accepted));
     for (const auto& [bits, tokens] : summary.tokens_by_width) {
@@ -193,6 +194,7 @@ void LogFinishedRequest(const std::string& id, const std::string& tenant, int bi
                            {"tenant", tenant},
                            {"bits", bits},
                            {"prompt_tokens", summary.prompt_tokens},
+                           {"cached_prompt_tokens", summary.cached_prompt_tokens},
                            {"completion_tokens", summary.completion_tokens},
                            {"finish", pb::FinishReason_Name(ToProto(summary.reason))},
                            {"queue_ms", summary.queue_seconds * 1e3},

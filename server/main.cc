@@ -150,6 +150,9 @@ void AddServerFlags(CLI::App& app, ServerFlags& f) {
   app.add_option("--step-tokens", scheduler.step_tokens, "Prompt tokens one engine step may take (chunked prefill)")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
+  app.add_flag("--prefix-cache,!--no-prefix-cache", scheduler.prefix_cache,
+               "Requests whose context starts as an earlier one's did, at the same width, reuse its KV blocks")
+      ->capture_default_str();
   app.add_option("--speculative-draft-bits", f.speculative_draft_bits,
                  "Requests that name no speculation (of tenants without a default) decode speculatively, drafting at this "
                  "width, where it is below theirs")

@@ -44,6 +44,9 @@ struct ServerMetrics::Families {
         running(prometheus::BuildGauge().Name("anyprec_requests_running").Help("Requests being decoded").Register(r).Add({})),
         waiting(prometheus::BuildGauge().Name("anyprec_requests_waiting").Help("Requests queued").Register(r).Add({})),
         kv(prometheus::BuildGauge().Name("anyprec_kv_cache_usage_ratio").Help("KV cache blocks held by requests / blocks in the pool").Register(r).Add({})),
+        prefix_queries(prometheus::BuildCounter().Name("anyprec_prefix_cache_query_tokens_total").Help("Context tokens looked up in the prefix cache at admission, by width").Register(r)),
+        prefix_hits(prometheus::BuildCounter().Name("anyprec_prefix_cache_hit_tokens_total").Help("Context tokens found in the prefix cache at admission, by width").Register(r)),
+        prefix_blocks(prometheus::BuildGauge().Name("anyprec_prefix_cache_blocks").Help("KV blocks registered in the prefix cache, held by requests or not").Register(r).Add({})),
         weights(prometheus::BuildGauge().Name("anyprec_weight_bytes").Help("Resident weight bytes by component").Register(r)),
         preempted(prometheus::BuildCounter().Name("anyprec_preemptions_total").Help("Requests preempted for KV blocks").Register(r)),
         reloads(prometheus::BuildCounter().Name("anyprec_tenant_reloads_total").Help("Tenants file reloads by result").Register(r)),
@@ -68,6 +71,9 @@ struct ServerMetrics::Families {
   prometheus::Gauge& running;
   prometheus::Gauge& waiting;
   prometheus::Gauge& kv;
+  prometheus::Family<prometheus::Counter>& prefix_queries;
+  prometheus::Family<prometheus::Counter>& prefix_hits;
+  prometheus::Gauge& prefix_blocks;
   prometheus::Family<prometheus::Gauge>& weights;
   prometheus::Family<prometheus::Counter>& preempted;
   prometheus::Family<prometheus::Counter>& reloads;
@@ -148,10 +154,17 @@ void ServerMetrics::Step(const char* phase, int batch_tokens, double seconds) {
       .Observe(batch_tokens);
 }
 
-void ServerMetrics::Load(int running, int waiting, double kv_usage) {
+void ServerMetrics::Load(int running, int waiting, double kv_usage, int prefix_cached_blocks) {
   families_->running.Set(running);
   families_->waiting.Set(waiting);
   families_->kv.Set(kv_usage);
+  families_->prefix_blocks.Set(prefix_cached_blocks);
+}
+
+void ServerMetrics::PrefixLookup(int bits, int query_tokens, int hit_tokens) {
+  const prometheus::Labels labels{{"bits", std::to_string(bits)}};
+  families_->prefix_queries.Add(labels).Increment(query_tokens);
+  families_->prefix_hits.Add(labels).Increment(hit_tokens);
 }
 
 void ServerMetrics::TenantsReloaded(bool ok) { families_->reloads.Add({{"result", ok ? "ok" : "error"}}).Increment(); }

@@ -41,7 +41,11 @@ class ServerMetrics {
   // The width ceiling the controller set for `tenant`'s adaptive requests.
   void WidthCeiling(const std::string& tenant, int bits);
   void Step(const char* phase, int batch_tokens, double seconds);
-  void Load(int running, int waiting, double kv_usage);
+  // `kv_usage`: blocks held by requests over all blocks; cached blocks that no request holds
+  // are counted apart, in `prefix_cached_blocks` (with the held ones that are cached).
+  void Load(int running, int waiting, double kv_usage, int prefix_cached_blocks);
+  // An admission's prefix cache lookup: its context's tokens and those found cached.
+  void PrefixLookup(int bits, int query_tokens, int hit_tokens);
   void WeightBytes(const std::string& component, double bytes);
   void TenantsReloaded(bool ok);
   void EngineStalled(bool stalled);

@@ -304,7 +304,10 @@ json Base(const AnswerHeader& h, bool chunk) {
 }
 
 json Usage(const RequestSummary& s) {
-  json usage = {{"prompt_tokens", s.prompt_tokens}, {"completion_tokens", s.completion_tokens}, {"total_tokens", s.prompt_tokens + s.completion_tokens}};
+  json usage = {{"prompt_tokens", s.prompt_tokens},
+                {"completion_tokens", s.completion_tokens},
+                {"total_tokens", s.prompt_tokens + s.completion_tokens},
+                {"prompt_tokens_details", {{"cached_tokens", s.cached_prompt_tokens}}}};
   // A speculative request's drafts, in the fields OpenAI reports predicted tokens in.
   if (s.speculative.cycles > 0) {
     usage["completion_tokens_details"] = {{"accepted_prediction_tokens", s.speculative.accepted},

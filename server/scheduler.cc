@@ -23,6 +23,11 @@ struct Scheduler::Sequence {
   // The width it runs at now: the request's, or for an adaptive one its tenant's ceiling
   // within its range (0 until first chosen).
   int bits = 0;
+  // Every cached position was computed at `bits`, so its full blocks can be registered for
+  // other requests; an adaptive request's first width change mid-context ends that until a
+  // preemption recomputes it.
+  bool one_width = true;
+  int prefix_hit_tokens = 0;  // context tokens its first admission found cached
   std::map<int, int> tokens_by_width;
   bool done = false;
   bool preempted = false;  // lost its cache this step; goes back to the queue's front
@@ -181,6 +186,7 @@ void Scheduler::Finish(Sequence& s, FinishReason reason) {
   summary.text = s.decoder->Finish();
   summary.prompt_tokens = s.decoder->prompt_tokens();
   summary.completion_tokens = s.decoder->generated();
+  summary.cached_prompt_tokens = s.prefix_hit_tokens;
   summary.preemptions = s.preemptions;
   summary.speculative = s.speculative;
   summary.tokens_by_width = s.tokens_by_width;
@@ -222,12 +228,20 @@ void Scheduler::Admit(std::vector<std::unique_ptr<Sequence>>& running) {
     }
     if (next == queue_.end()) return;
     Sequence& s = **next;
-    // Blocks for the whole context and the next token, so that a fresh admission is not
-    // preempted at once.
+    if (s.request.adaptive) s.bits = AdaptiveBits(s);
+    // The cached prefix, leaving at least the last token to compute (its logits choose the
+    // next), then blocks for the whole context and the next token, so that a fresh admission
+    // is not preempted at once.
+    const std::vector<TokenId>& context = s.decoder->context();
     auto cache = std::make_unique<KvCache>(pool_);
-    if (!cache->Reserve(std::min<int>(static_cast<int>(s.decoder->context().size()) + 1, s.decoder->max_positions()))) return;
+    const int hit = options_.prefix_cache ? cache->SharePrefix(s.bits, context, static_cast<int>(context.size()) - 1) : 0;
+    if (!cache->Reserve(std::min<int>(static_cast<int>(context.size()) + 1, s.decoder->max_positions()))) return;
+    if (options_.prefix_cache && metrics_) metrics_->PrefixLookup(s.bits, static_cast<int>(context.size()), hit);
     s.cache = std::move(cache);
+    s.cached = hit;
+    s.one_width = true;
     if (!s.admitted) {
+      s.prefix_hit_tokens = hit;
       s.admitted = Clock::now();
       if (metrics_) {
         metrics_->RequestAdmitted(s.request.bits, s.request.tenant, s.request.api, Seconds(*s.admitted - s.submitted), s.decoder->prompt_tokens());
@@ -289,13 +303,13 @@ void Scheduler::Loop() {
       kv_blocks_used_ = pool_.used_blocks();
       if (running.empty() && queue_.empty()) idle_.notify_all();
     }
-    if (metrics_) metrics_->Load(running_count_, waiting_count_, static_cast<double>(kv_blocks_used_) / kv_blocks());
+    if (metrics_) metrics_->Load(running_count_, waiting_count_, static_cast<double>(kv_blocks_used_) / kv_blocks(), pool_.cached_blocks());
   }
   for (auto& s : running) Finish(*s, FinishReason::kCancelled);
   running.clear();
   running_count_ = 0;
   kv_blocks_used_ = 0;
-  if (metrics_) metrics_->Load(0, 0, 0);
+  if (metrics_) metrics_->Load(0, 0, 0, pool_.cached_blocks());
   idle_.notify_all();
 }
 
@@ -343,7 +357,7 @@ Scheduler::PlannedStep Scheduler::Plan(std::vector<std::unique_ptr<Sequence>>& r
     // preempted request being recomputed.
     const std::vector<TokenId>& context = s.decoder->context();
     const int left = static_cast<int>(context.size()) - s.cached;
-    const bool decode = left == 1 && s.cached > 0;
+    const bool decode = Decoding(s);
     // A speculative request recomputing after preemption stops one token short, so that its
     // next token comes from a cycle (drawing what the cut-short cycle drew) rather than plainly.
     const bool speculating = Speculating(s.request, s.bits);
@@ -389,13 +403,16 @@ Scheduler::PlannedStep Scheduler::Plan(std::vector<std::unique_ptr<Sequence>>& r
   return plan;
 }
 
+bool Scheduler::Decoding(const Sequence& s) {
+  return s.decoder->generated() > 0 && static_cast<int>(s.decoder->context().size()) - s.cached == 1;
+}
+
 void Scheduler::ChargeTenants(const PlannedStep& plan) {
   std::lock_guard lock(mutex_);
   for (size_t i = 0; i < plan.sequences.size(); ++i) {
     const Sequence& s = *plan.sequences[i];
-    const bool decode = plan.steps[i].tokens.size() == 1 && s.cached > 0;
     tenants_[s.request.tenant].served +=
-        (decode ? kGeneratedTokenCost : kPromptTokenCost * plan.steps[i].tokens.size()) / s.request.limits.weight;
+        (Decoding(s) ? kGeneratedTokenCost : kPromptTokenCost * plan.steps[i].tokens.size()) / s.request.limits.weight;
   }
 }
 
@@ -460,6 +477,7 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running, const Load
     switch (plan.kinds[i]) {
       case StepKind::kPlain:
         s.cached += static_cast<int>(plan.steps[i].tokens.size());
+        RegisterPrefix(s);
         if (s.cached < static_cast<int>(s.decoder->context().size())) continue;  // the prompt goes on next step
         Emit(s, step_logits);
         break;
@@ -486,6 +504,7 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& running, const Load
         // Only positions computed at the target width stay: the committed context but its last token.
         s.cached = static_cast<int>(s.decoder->context().size()) - 1;
         s.cache->Truncate(s.cached);
+        RegisterPrefix(s);
         break;
       }
     }
@@ -556,12 +575,22 @@ void Scheduler::UpdateWidths(std::vector<std::unique_ptr<Sequence>>& running, co
   for (const std::unique_ptr<Sequence>& s : running) {
     // A speculative cycle keeps the width it began at.
     if (!s->request.adaptive || s->done || s->cycle_lookahead >= 0) continue;
-    const auto it = controllers_.find(s->request.tenant);
-    const WidthRange& widths = s->request.adaptive->widths;
-    const int bits = it == controllers_.end() ? widths.max : std::clamp(it->second.ceiling(), widths.min, widths.max);
-    if (s->bits != 0 && bits != s->bits && metrics_) metrics_->WidthChanged(s->request.tenant, bits > s->bits);
+    const int bits = AdaptiveBits(*s);
+    if (bits == s->bits) continue;
+    if (metrics_) metrics_->WidthChanged(s->request.tenant, bits > s->bits);
+    if (s->cached > 0) s->one_width = false;
     s->bits = bits;
   }
+}
+
+int Scheduler::AdaptiveBits(const Sequence& s) const {
+  const auto it = controllers_.find(s.request.tenant);
+  const WidthRange& widths = s.request.adaptive->widths;
+  return it == controllers_.end() ? widths.max : std::clamp(it->second.ceiling(), widths.min, widths.max);
+}
+
+void Scheduler::RegisterPrefix(Sequence& s) {
+  if (options_.prefix_cache && s.one_width) s.cache->RegisterPrefix(s.bits, s.decoder->context(), s.cached);
 }
 
 void Scheduler::RecordStep(int widest_bits, int rows, double seconds) {

@@ -38,6 +38,9 @@ struct SchedulerOptions {
   int kv_block_tokens = 16;      // positions per block
   cpu::KvDType kv_dtype = cpu::KvDType::kF32;  // how the pool stores keys and values
   int step_tokens = 256;         // prompt tokens one step may take (chunked prefill)
+  // Full KV blocks are registered by their contents (width and tokens from the start), and a
+  // request admitted takes the longest prefix of its context the pool holds at its width.
+  bool prefix_cache = true;
   // Runs each width's rows as a batch of its own rather than all widths in one pass; only
   // for measuring what the one-pass mixed-precision kernels save.
   bool group_by_bits = false;
@@ -70,7 +73,8 @@ class Scheduler {
 
   int running() const { return running_count_.load(); }
   int waiting() const { return waiting_count_.load(); }
-  // Blocks of the KV pool held by requests, and all of them.
+  // Blocks of the KV pool held by requests, and all of them (cached blocks no request holds
+  // count as free: they are evicted when needed).
   int kv_blocks_used() const { return kv_blocks_used_.load(); }
   int kv_blocks() const { return static_cast<int>(options_.kv_cache_tokens / options_.kv_block_tokens); }
   // When the engine step now running began; nullopt between steps. A watchdog reads it.
@@ -94,7 +98,11 @@ class Scheduler {
     double demand_tokens_per_second = 0;
   };
   void Loop();
-  void Admit(std::vector<std::unique_ptr<Sequence>>& running);  // with mutex_ held
+  // Admits queued requests while blocks for their context can be had, each starting on the
+  // cached blocks of its longest cached prefix (with mutex_ held).
+  void Admit(std::vector<std::unique_ptr<Sequence>>& running);
+  // The width an adaptive sequence runs at now: its tenant's ceiling within its own range.
+  int AdaptiveBits(const Sequence& s) const;
   // One engine step: Plan, one Forward over every sequence planned, ChargeTenants, and
   // Emit for each sequence whose context is now all in its cache.
   void Step(std::vector<std::unique_ptr<Sequence>>& running, const LoadSnapshot& load);
@@ -117,6 +125,9 @@ class Scheduler {
   // Adds a step that ran (its widest width and token rows) to the step costs and to the
   // measurement window of the widths in force.
   void RecordStep(int widest_bits, int rows, double seconds);
+  // Whether the sequence's next step decodes (generates from its last token) rather than
+  // computing part of its context.
+  static bool Decoding(const Sequence& s);
   // Adds the step's tokens to each tenant's virtual token counter (fair share).
   void ChargeTenants(const PlannedStep& plan);
   // Chooses the sequence's next token from `logits` and delivers it, or ends the sequence.
@@ -125,6 +136,8 @@ class Scheduler {
   void Deliver(Sequence& s, DecodeStep decoded, std::span<const float> logits);
   absl::Status Forward(std::span<const SequenceStep> steps, std::span<float> logits);
   void Preempt(Sequence& s);
+  // Registers the sequence's newly filled blocks in the prefix cache, while it may.
+  void RegisterPrefix(Sequence& s);
   void Finish(Sequence& s, FinishReason reason);
 
   const Model& model_;

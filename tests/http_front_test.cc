@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/server_process.h"
+#include "tests/test_server.h"
 #include "tests/shared_data.h"
 #include "tests/test_image.h"
 
@@ -34,10 +35,9 @@ using testing::SharedPath;
 
 constexpr char kModel[] = "TinyStories-656K";
 
-class ServerProcess : public testing::ServerProcess {
+class ServerProcess : public testing::TestServer {
  public:
-  explicit ServerProcess(const std::vector<std::string>& args) : testing::ServerProcess(ANYPREC_SERVER, args) {
-    EXPECT_TRUE(started()) << "the server did not start";
+  explicit ServerProcess(const std::vector<std::string>& args) : testing::TestServer(args) {
     EXPECT_FALSE(http_address().empty()) << "no HTTP front";
   }
   httplib::Client Http() const {

@@ -126,6 +126,12 @@ std::map<std::string, double> ScrapeAll(const ServerProcess& server) {
   return samples;
 }
 
+double SumOf(const std::map<std::string, double>& metrics, const std::string& name) {
+  double sum = 0;
+  for (const auto& [series, value] : metrics) sum += series == name || series.starts_with(name + "{") ? value : 0;
+  return sum;
+}
+
 double Scrape(const ServerProcess& server, const std::string& series) {
   for (const auto& [name, value] : ScrapeAll(server)) {
     if (name == series || name.starts_with(series + "{")) return value;

@@ -66,6 +66,8 @@ std::string Capture(const std::string& command);
 
 // Every sample of the server's /metrics: "name{labels}" (as exposed) -> value.
 std::map<std::string, double> ScrapeAll(const ServerProcess& server);
+// The sum of every sample of the series `name` in `metrics`, whatever their labels.
+double SumOf(const std::map<std::string, double>& metrics, const std::string& name);
 // The first sample of `series` (a name, or a name with its labels' opening brace); -1 when absent.
 double Scrape(const ServerProcess& server, const std::string& series);
 // Polls `series` until it equals `value` or `timeout` passes; true when it did.

@@ -22,6 +22,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/server_process.h"
+#include "tests/test_server.h"
 #include "tests/shared_data.h"
 #include "tests/test_image.h"
 
@@ -39,13 +40,7 @@ using testing::ScrapeUntil;
 using testing::SharedPath;
 
 // The real server binary, checked to have started.
-class ServerProcess : public testing::ServerProcess {
- public:
-  explicit ServerProcess(const std::vector<std::string>& args, const std::string& log_path = "")
-      : testing::ServerProcess(ANYPREC_SERVER, args, log_path) {
-    EXPECT_TRUE(started()) << "the server did not start";
-  }
-};
+using ServerProcess = testing::TestServer;
 
 std::string RunGenerate(const std::string& image, const std::string& prompt, int bits, int max_new_tokens) {
   return Capture(std::string(ANYPREC_CLI) + " generate --model " + image + " --bits " + std::to_string(bits) +

@@ -3,9 +3,11 @@
 // front at once, closed loop to measure the machine's capacity and then open loop at a
 // fraction of it: widths {3, 4, 8}, two tenants, 10% of requests cancelled after their first
 // token, 5% with a deadline that expires mid-stream, 30% of the 4- and 8-bit ones speculative,
-// and a sixth adaptive (3..8 bits, the server choosing the width under load).
+// a sixth adaptive (3..8 bits, the server choosing the width under load), and every prompt
+// after one of two shared prefixes (the prefix cache serving them).
 // Every request sent is accounted for exactly once, the server's counters equal the
-// client's, the KV cache returns to idle, and resident memory stops growing after warm-up.
+// client's, the KV cache returns to idle (its cached blocks counted apart), and resident memory
+// stops growing after warm-up.
 #include <array>
 #include <cstdio>
 #include <future>
@@ -81,6 +83,7 @@ TEST(Soak, LoadIsHeldAndEveryRequestAccountedFor) {
   ASSERT_TRUE(prompts.ok()) << prompts.status();
   run.workload.prompts = *prompts;
   run.workload.prompt_words = {5, 60};
+  run.workload.prefixes = {prompts->at(0), prompts->at(1)};  // about 45 tokens each
   run.workload.output_tokens = {96, 192};
   run.workload.width_mix = {{loadtest::Width::Fixed(3), 0.5}, {loadtest::Width::Fixed(4), 0.3}, {loadtest::Width::Fixed(8), 0.2},
                             {loadtest::Width::Adaptive(3, 8), 0.2}};
@@ -204,17 +207,19 @@ TEST(Soak, LoadIsHeldAndEveryRequestAccountedFor) {
   for (const auto& front : records) {
     for (const loadtest::RequestRecord& r : front) drafted += r.drafted;
   }
-  double server_drafted = 0;
-  for (const auto& [series, value] : metrics) {
-    if (series.starts_with("anyprec_speculative_drafted_tokens_total{")) server_drafted += value;
-  }
   EXPECT_GT(drafted, 0) << "speculative requests ran and reported their drafts";
-  EXPECT_GE(server_drafted, drafted);
-  double server_rejected = 0;
-  for (const auto& [series, value] : metrics) {
-    if (series.starts_with("anyprec_requests_rejected_total")) server_rejected += value;
+  EXPECT_GE(testing::SumOf(metrics, "anyprec_speculative_drafted_tokens_total"), drafted);
+  EXPECT_EQ(testing::SumOf(metrics, "anyprec_requests_rejected_total"), rejected);
+
+  // The shared prefixes were served from the cache, and the clients were told so.
+  long cached_prompt_tokens = 0;
+  for (const auto& front : records) {
+    for (const loadtest::RequestRecord& r : front) cached_prompt_tokens += r.cached_prompt_tokens;
   }
-  EXPECT_EQ(server_rejected, rejected);
+  EXPECT_GT(cached_prompt_tokens, 0);
+  EXPECT_GE(testing::SumOf(metrics, "anyprec_prefix_cache_hit_tokens_total"), cached_prompt_tokens)
+      << "the server counts re-admissions after preemption too";
+  EXPECT_GT(metrics.at("anyprec_prefix_cache_blocks"), 0) << "idle, the cached blocks stay (and count apart from KV usage)";
 
   // No growth after warm-up beyond the bound.
   if (kBoundResident) {

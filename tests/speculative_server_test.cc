@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/server_process.h"
+#include "tests/test_server.h"
 #include "tests/test_image.h"
 
 namespace anyprec {
@@ -24,12 +25,7 @@ using testing::Result;
 using testing::Scrape;
 using testing::ScrapeUntil;
 
-class ServerProcess : public testing::ServerProcess {
- public:
-  explicit ServerProcess(const std::vector<std::string>& args) : testing::ServerProcess(ANYPREC_SERVER, args) {
-    EXPECT_TRUE(started()) << "the server did not start";
-  }
-};
+using ServerProcess = testing::TestServer;
 
 constexpr int kTokens = 24;
 
@@ -83,15 +79,10 @@ TEST_P(SpeculativeServerTest, GreedyEqualsPlainAloneAndInAMixedBatch) {
   EXPECT_GT(accepted, drafted / 4) << "the low widths of real weights agree with the high ones often";
   // The server counted the same, by draft and target width, and a histogram of tokens per verify step.
   const std::map<std::string, double> metrics = testing::ScrapeAll(server);
-  const auto sum = [&](const std::string& prefix) {
-    double total = 0;
-    for (const auto& [series, value] : metrics) total += series.starts_with(prefix) ? value : 0;
-    return total;
-  };
-  EXPECT_EQ(sum("anyprec_speculative_drafted_tokens_total{"), drafted);
-  EXPECT_EQ(sum("anyprec_speculative_accepted_tokens_total{"), accepted);
+  EXPECT_EQ(testing::SumOf(metrics, "anyprec_speculative_drafted_tokens_total"), drafted);
+  EXPECT_EQ(testing::SumOf(metrics, "anyprec_speculative_accepted_tokens_total"), accepted);
   EXPECT_GT(metrics.at("anyprec_speculative_drafted_tokens_total{bits=\"8\",draft_bits=\"3\"}"), 0);
-  EXPECT_GT(sum("anyprec_speculative_tokens_per_verify_step_count{"), 0);
+  EXPECT_GT(testing::SumOf(metrics, "anyprec_speculative_tokens_per_verify_step_count"), 0);
 
   std::vector<std::future<Result>> speculative, plain_again;
   for (const Case& c : cases) {

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <numeric>
 
 #include "engine/model/half_float.h"
 
@@ -35,31 +34,6 @@ void Convert(std::span<const float> row, cpu::KvDType dtype, std::byte* to) {
 
 }  // namespace
 
-size_t KvBlockPool::BytesPerPosition(const ModelConfig& config, cpu::KvDType dtype) {
-  return 2 * cpu::KvDTypeBytes(dtype) * static_cast<size_t>(config.num_layers) * config.kv_dim();
-}
-
-KvBlockPool::KvBlockPool(const ModelConfig& config, int block_tokens, int num_blocks, cpu::KvDType dtype)
-    : block_tokens_(block_tokens),
-      num_blocks_(num_blocks),
-      row_width_(config.kv_dim()),
-      dtype_(dtype),
-      keys_(std::make_unique_for_overwrite<std::byte[]>(BytesPerPosition(config, dtype) / 2 * num_blocks * block_tokens)),
-      values_(std::make_unique_for_overwrite<std::byte[]>(BytesPerPosition(config, dtype) / 2 * num_blocks * block_tokens)),
-      free_(num_blocks) {
-  // Highest id at the bottom of the stack, so blocks go out in ascending order.
-  std::iota(free_.rbegin(), free_.rend(), 0);
-}
-
-int KvBlockPool::Allocate() {
-  if (free_.empty()) return -1;
-  const int block = free_.back();
-  free_.pop_back();
-  return block;
-}
-
-void KvBlockPool::Free(int block) { free_.push_back(block); }
-
 KvCache::KvCache(const ModelConfig& config, int capacity, cpu::KvDType dtype)
     : own_pool_(std::make_unique<KvBlockPool>(config, std::max(capacity, 1), 1, dtype)), pool_(own_pool_.get()) {
   blocks_.push_back(pool_->Allocate());
@@ -81,9 +55,10 @@ void KvCache::Truncate(int positions) {
   if (own_pool_) return;
   const int needed = (length_ + pool_->block_tokens() - 1) / pool_->block_tokens();
   while (static_cast<int>(blocks_.size()) > needed) {
-    pool_->Free(blocks_.back());
+    pool_->Release(blocks_.back());
     blocks_.pop_back();
   }
+  if (static_cast<int>(serials_.size()) > needed) serials_.resize(needed);
 }
 
 bool KvCache::Reserve(int positions) {
@@ -95,9 +70,41 @@ bool KvCache::Reserve(int positions) {
   return true;
 }
 
+int KvCache::SharePrefix(int bits, std::span<const TokenId> tokens, int max_positions) {
+  const size_t block_tokens = pool_->block_tokens();
+  const size_t whole = std::min<size_t>(tokens.size(), std::max(max_positions, 0)) / block_tokens;
+  BlockContent content{.parent = 0, .bits = bits, .tokens = {}};
+  while (blocks_.size() < whole) {
+    const std::span<const TokenId> block = tokens.subspan(blocks_.size() * block_tokens, block_tokens);
+    content.tokens.assign(block.begin(), block.end());
+    const std::optional<KvBlockPool::Shared> shared = pool_->Share(content);
+    if (!shared) break;
+    blocks_.push_back(shared->block);
+    serials_.push_back(shared->serial);
+    content.parent = shared->serial;
+  }
+  length_ = static_cast<int>(blocks_.size() * block_tokens);
+  return length_;
+}
+
+void KvCache::RegisterPrefix(int bits, std::span<const TokenId> tokens, int positions) {
+  const size_t block_tokens = pool_->block_tokens();
+  const size_t full = std::min(std::min(static_cast<size_t>(std::max(positions, 0)), tokens.size()) / block_tokens, blocks_.size());
+  // A block whose contents another sequence registered first stays this cache's own, and the
+  // chain goes on from that sequence's block (the pool returns its serial).
+  while (serials_.size() < full) {
+    const std::span<const TokenId> block = tokens.subspan(serials_.size() * block_tokens, block_tokens);
+    BlockContent content{.parent = serials_.empty() ? 0 : serials_.back(), .bits = bits, .tokens = {block.begin(), block.end()}};
+    serials_.push_back(pool_->Register(blocks_[serials_.size()], std::move(content)));
+  }
+}
+
 void KvCache::Release() {
-  for (const int block : blocks_) pool_->Free(block);
+  // The last blocks first, so that the pool evicts a sequence's tail before the prefix that
+  // other sequences are likelier to share.
+  for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) pool_->Release(*it);
   blocks_.clear();
+  serials_.clear();
 }
 
 }  // namespace anyprec

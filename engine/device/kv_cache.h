@@ -1,76 +1,21 @@
 // Keys and values of one sequence for every layer, so that each new token attends to the
 // past without recomputing it. Storage is paged: a KvBlockPool holds fixed-size blocks of
 // positions, and a sequence's KvCache maps its positions onto the blocks it holds, so a
-// server can share one pool among many sequences and grow each by a block at a time.
+// server can share one pool among many sequences, grow each by a block at a time, and let
+// sequences with a common prefix hold the same blocks for it.
 #pragma once
 
-#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
-#include <utility>
 #include <vector>
 
 #include "engine/cpu/kv_layer_view.h"
+#include "engine/device/kv_block_pool.h"
 #include "engine/model/model_config.h"
+#include "engine/tokenizer/token_id.h"
 
 namespace anyprec {
-
-// What a device keeps of a pool in its own memory (a GPU's copy of the keys and values, at
-// the pool's block ids): made by that device, which must outlive the pool, and freed with it.
-class KvMirror {
- public:
-  virtual ~KvMirror() = default;
-};
-
-// Blocks of `block_tokens` positions, each with keys and values for every layer, stored as
-// `dtype`. Not thread-safe: the engine loop owns it.
-class KvBlockPool {
- public:
-  KvBlockPool(const ModelConfig& config, int block_tokens, int num_blocks, cpu::KvDType dtype = cpu::KvDType::kF32);
-
-  // 2 (keys and values) x the dtype's bytes x num_layers x kv_dim.
-  static size_t BytesPerPosition(const ModelConfig& config, cpu::KvDType dtype);
-
-  int block_tokens() const { return block_tokens_; }
-  int num_blocks() const { return num_blocks_; }
-  int free_blocks() const { return static_cast<int>(free_.size()); }
-  int used_blocks() const { return num_blocks_ - free_blocks(); }
-
-  // A free block's id, or -1 when none is left.
-  int Allocate();
-  void Free(int block);
-
-  cpu::KvDType dtype() const { return dtype_; }
-  // The first position row of `block` in `layer`; the block's rows follow contiguously.
-  std::byte* keys(int block, int layer) { return keys_.get() + Offset(block, layer); }
-  std::byte* values(int block, int layer) { return values_.get() + Offset(block, layer); }
-  const std::byte* keys(int block, int layer) const { return keys_.get() + Offset(block, layer); }
-  const std::byte* values(int block, int layer) const { return values_.get() + Offset(block, layer); }
-  // Elements between the same row of consecutive block ids within one layer.
-  size_t block_stride() const { return static_cast<size_t>(block_tokens_) * row_width_; }
-  int row_width() const { return row_width_; }
-
-  // The device copy of the pool, if a device made one; the pool's own memory then stays
-  // untouched.
-  KvMirror* mirror() const { return mirror_.get(); }
-  void set_mirror(std::unique_ptr<KvMirror> mirror) { mirror_ = std::move(mirror); }
-
- private:
-  size_t Offset(int block, int layer) const {
-    return (static_cast<size_t>(layer) * num_blocks_ + block) * block_stride() * cpu::KvDTypeBytes(dtype_);
-  }
-
-  int block_tokens_;
-  int num_blocks_;
-  int row_width_;
-  cpu::KvDType dtype_;
-  // [layer][block][position in block][kv_dim], left uninitialized so that a large pool
-  // costs physical memory only as blocks are first written.
-  std::unique_ptr<std::byte[]> keys_;
-  std::unique_ptr<std::byte[]> values_;
-  std::vector<int> free_;      // a stack, so recently freed (cache-warm) blocks go out first
-  std::unique_ptr<KvMirror> mirror_;
-};
 
 class KvCache {
  public:
@@ -98,10 +43,24 @@ class KvCache {
   void Advance(int tokens) { length_ += tokens; }
   // Forgets positions [positions, length()) (a speculative step's rejected tokens) and gives
   // a shared pool the blocks no position left needs; the entries before stay as they are.
+  // `positions` must not fall inside the shared prefix (see SharePrefix).
   void Truncate(int positions);
   // Takes blocks until capacity() >= positions; false (keeping what it took) when the pool
   // runs out first.
   bool Reserve(int positions);
+
+  // Prefix caching, for a cache on a shared pool. The shared prefix is the run of leading
+  // blocks the pool has registered: those this cache took from it and those it registered.
+  // They are never written again.
+  //
+  // In an empty cache: takes the pool's registered blocks holding the longest prefix of
+  // `tokens` computed at width `bits`, whole blocks within `max_positions`, and advances over
+  // them; returns the positions they hold.
+  int SharePrefix(int bits, std::span<const TokenId> tokens, int max_positions);
+  // Registers each full block among positions [0, positions) after the shared prefix, holding
+  // the keys and values of `tokens` computed at `bits` (as every position before them was).
+  void RegisterPrefix(int bits, std::span<const TokenId> tokens, int positions);
+  int shared_blocks() const { return static_cast<int>(serials_.size()); }
 
   // Writes attention's inputs for `position` of `layer`, rows of the pool's row_width,
   // converted to its dtype; the block must be held.
@@ -118,6 +77,7 @@ class KvCache {
   KvBlockPool* pool_;
   std::vector<int> blocks_;
   int length_ = 0;
+  std::vector<uint64_t> serials_;  // of the shared prefix's blocks, as the pool registered them
 };
 
 }  // namespace anyprec
