@@ -82,7 +82,7 @@ struct RequestSummary {
   std::string text;  // the output's last text, which completes no token (Decoder::Finish)
   int prompt_tokens = 0;
   int completion_tokens = 0;
-  int cached_prompt_tokens = 0;  // prompt tokens its first admission found in the prefix cache
+  int cached_prompt_tokens = 0;  // prompt tokens found in the prefix cache (until a preemption, if any)
   int preemptions = 0;
   SpeculativeCounts speculative;          // zero for a plain request
   std::map<int, int> tokens_by_width;     // output tokens by the width that produced them

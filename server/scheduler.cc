@@ -27,7 +27,7 @@ struct Scheduler::Sequence {
   // other requests; an adaptive request's first width change mid-context ends that until a
   // preemption recomputes it.
   bool one_width = true;
-  int prefix_hit_tokens = 0;  // context tokens its first admission found cached
+  int prefix_hit_tokens = 0;  // context tokens found cached, until its first preemption
   std::map<int, int> tokens_by_width;
   bool done = false;
   bool preempted = false;  // lost its cache this step; goes back to the queue's front
@@ -356,6 +356,7 @@ Scheduler::PlannedStep Scheduler::Plan(std::vector<std::unique_ptr<Sequence>>& r
     // One token left is a decode step; more is (a chunk of) a prompt, or the context of a
     // preempted request being recomputed.
     const std::vector<TokenId>& context = s.decoder->context();
+    if (!Decoding(s)) SharePrefixSince(s);
     const int left = static_cast<int>(context.size()) - s.cached;
     const bool decode = Decoding(s);
     // A speculative request recomputing after preemption stops one token short, so that its
@@ -587,6 +588,15 @@ int Scheduler::AdaptiveBits(const Sequence& s) const {
   const auto it = controllers_.find(s.request.tenant);
   const WidthRange& widths = s.request.adaptive->widths;
   return it == controllers_.end() ? widths.max : std::clamp(it->second.ceiling(), widths.min, widths.max);
+}
+
+void Scheduler::SharePrefixSince(Sequence& s) {
+  if (!options_.prefix_cache || !s.one_width || s.cached != s.cache->length()) return;
+  const int before = s.cached;
+  s.cached = s.cache->SharePrefix(s.bits, s.decoder->context(), static_cast<int>(s.decoder->context().size()) - 1);
+  if (s.cached == before) return;
+  if (s.preemptions == 0) s.prefix_hit_tokens += s.cached - before;
+  if (metrics_) metrics_->PrefixLookup(s.bits, 0, s.cached - before);
 }
 
 void Scheduler::RegisterPrefix(Sequence& s) {

@@ -138,6 +138,10 @@ class Scheduler {
   void Preempt(Sequence& s);
   // Registers the sequence's newly filled blocks in the prefix cache, while it may.
   void RegisterPrefix(Sequence& s);
+  // Before a chunk of context, when the sequence holds nothing past its shared prefix: takes
+  // what other requests have registered of its context since (one computing the same prefix
+  // a step ahead), so that a burst of requests with one new prefix computes it about once.
+  void SharePrefixSince(Sequence& s);
   void Finish(Sequence& s, FinishReason reason);
 
   const Model& model_;

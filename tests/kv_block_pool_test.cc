@@ -78,6 +78,31 @@ TEST(KvBlockPool, ASequenceSharesTheLongestCachedPrefixAtItsWidth) {
   EXPECT_EQ(later.SharePrefix(4, diverging, 10), 4) << "up to the first block that differs";
 }
 
+// A request admitted beside another with the same new prefix takes the blocks the other
+// registers before its own prompt begins, in place of those it reserved.
+TEST(KvBlockPool, ACacheHoldingOnlyItsSharedPrefixExtendsItLater) {
+  KvBlockPool pool(TinyConfig(), kBlockTokens, 16);
+  const std::vector<TokenId> prompt = Tokens(13);
+  KvCache first(pool), second(pool);
+  ASSERT_TRUE(first.Reserve(13));
+  ASSERT_TRUE(second.Reserve(13));
+  EXPECT_EQ(second.SharePrefix(4, prompt, 12), 0);
+  first.Advance(8);
+  first.RegisterPrefix(4, prompt, 8);
+  EXPECT_EQ(pool.used_blocks(), 8);
+  EXPECT_EQ(second.SharePrefix(4, prompt, 12), 8);
+  EXPECT_EQ(second.blocks()[0], first.blocks()[0]);
+  EXPECT_EQ(second.blocks()[1], first.blocks()[1]);
+  EXPECT_EQ(second.blocks_held(), 4) << "its reserve stands: two shared blocks for two of its own";
+  EXPECT_EQ(pool.used_blocks(), 6);
+  // Once it has computed past its shared prefix, it takes no more.
+  second.Advance(2);
+  first.Advance(4);
+  first.RegisterPrefix(4, prompt, 12);
+  EXPECT_EQ(second.SharePrefix(4, prompt, 12), 10);
+  EXPECT_EQ(second.shared_blocks(), 2);
+}
+
 TEST(KvBlockPool, BlocksAreNeverSharedAcrossWidths) {
   KvBlockPool pool(TinyConfig(), kBlockTokens, 16);
   const std::vector<TokenId> prompt = Tokens(12);

@@ -71,19 +71,26 @@ bool KvCache::Reserve(int positions) {
 }
 
 int KvCache::SharePrefix(int bits, std::span<const TokenId> tokens, int max_positions) {
+  if (!holds_only_shared_prefix()) return length_;
   const size_t block_tokens = pool_->block_tokens();
   const size_t whole = std::min<size_t>(tokens.size(), std::max(max_positions, 0)) / block_tokens;
-  BlockContent content{.parent = 0, .bits = bits, .tokens = {}};
-  while (blocks_.size() < whole) {
-    const std::span<const TokenId> block = tokens.subspan(blocks_.size() * block_tokens, block_tokens);
+  BlockContent content{.parent = serials_.empty() ? 0 : serials_.back(), .bits = bits, .tokens = {}};
+  while (serials_.size() < whole) {
+    const size_t index = serials_.size();
+    const std::span<const TokenId> block = tokens.subspan(index * block_tokens, block_tokens);
     content.tokens.assign(block.begin(), block.end());
     const std::optional<KvBlockPool::Shared> shared = pool_->Share(content);
     if (!shared) break;
-    blocks_.push_back(shared->block);
+    if (index < blocks_.size()) {
+      pool_->Release(blocks_[index]);  // reserved, never written
+      blocks_[index] = shared->block;
+    } else {
+      blocks_.push_back(shared->block);
+    }
     serials_.push_back(shared->serial);
     content.parent = shared->serial;
   }
-  length_ = static_cast<int>(blocks_.size() * block_tokens);
+  length_ = static_cast<int>(serials_.size() * block_tokens);
   return length_;
 }
 

@@ -53,10 +53,12 @@ class KvCache {
   // blocks the pool has registered: those this cache took from it and those it registered.
   // They are never written again.
   //
-  // In an empty cache: takes the pool's registered blocks holding the longest prefix of
-  // `tokens` computed at width `bits`, whole blocks within `max_positions`, and advances over
-  // them; returns the positions they hold.
+  // In a cache that holds nothing but its shared prefix (an empty one, say): extends it with the
+  // pool's registered blocks that hold the longest prefix of `tokens` computed at width `bits`,
+  // whole blocks within `max_positions`, in place of any blocks reserved there, and advances
+  // over them; returns length().
   int SharePrefix(int bits, std::span<const TokenId> tokens, int max_positions);
+  bool holds_only_shared_prefix() const { return length_ == shared_blocks() * pool_->block_tokens(); }
   // Registers each full block among positions [0, positions) after the shared prefix, holding
   // the keys and values of `tokens` computed at `bits` (as every position before them was).
   void RegisterPrefix(int bits, std::span<const TokenId> tokens, int positions);
