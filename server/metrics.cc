@@ -45,7 +45,7 @@ struct ServerMetrics::Families {
         waiting(prometheus::BuildGauge().Name("anyprec_requests_waiting").Help("Requests queued").Register(r).Add({})),
         kv(prometheus::BuildGauge().Name("anyprec_kv_cache_usage_ratio").Help("KV cache blocks held by requests / blocks in the pool").Register(r).Add({})),
         prefix_queries(prometheus::BuildCounter().Name("anyprec_prefix_cache_query_tokens_total").Help("Context tokens looked up in the prefix cache at admission, by width").Register(r)),
-        prefix_hits(prometheus::BuildCounter().Name("anyprec_prefix_cache_hit_tokens_total").Help("Context tokens found in the prefix cache at admission, by width").Register(r)),
+        prefix_hits(prometheus::BuildCounter().Name("anyprec_prefix_cache_hit_tokens_total").Help("Context tokens found in the prefix cache, at admission or before a prompt chunk, by width").Register(r)),
         prefix_blocks(prometheus::BuildGauge().Name("anyprec_prefix_cache_blocks").Help("KV blocks registered in the prefix cache, held by requests or not").Register(r).Add({})),
         weights(prometheus::BuildGauge().Name("anyprec_weight_bytes").Help("Resident weight bytes by component").Register(r)),
         preempted(prometheus::BuildCounter().Name("anyprec_preemptions_total").Help("Requests preempted for KV blocks").Register(r)),

@@ -44,7 +44,8 @@ class ServerMetrics {
   // `kv_usage`: blocks held by requests over all blocks; cached blocks that no request holds
   // are counted apart, in `prefix_cached_blocks` (with the held ones that are cached).
   void Load(int running, int waiting, double kv_usage, int prefix_cached_blocks);
-  // An admission's prefix cache lookup: its context's tokens and those found cached.
+  // A prefix cache lookup: at admission, the context's tokens and those found cached; before a
+  // prompt chunk, no query and the tokens found since.
   void PrefixLookup(int bits, int query_tokens, int hit_tokens);
   void WeightBytes(const std::string& component, double bytes);
   void TenantsReloaded(bool ok);

@@ -412,8 +412,9 @@ void Scheduler::ChargeTenants(const PlannedStep& plan) {
   std::lock_guard lock(mutex_);
   for (size_t i = 0; i < plan.sequences.size(); ++i) {
     const Sequence& s = *plan.sequences[i];
+    const bool one_token = plan.steps[i].tokens.size() == 1;  // a decode or draft step; a verify step takes k + 1
     tenants_[s.request.tenant].served +=
-        (Decoding(s) ? kGeneratedTokenCost : kPromptTokenCost * plan.steps[i].tokens.size()) / s.request.limits.weight;
+        (Decoding(s) && one_token ? kGeneratedTokenCost : kPromptTokenCost * plan.steps[i].tokens.size()) / s.request.limits.weight;
   }
 }
 

@@ -187,7 +187,8 @@ TEST_F(HttpFrontTest, ModelsCompletionsAndChatAnswerAsGrpcDoes) {
 
 // The official OpenAI Node.js client (npm `openai`), as an application would use it, with an API
 // key: models, completions at two widths and a chat whole (with logprobs) and streamed, all equal
-// to gRPC's greedy answers; an unknown width is its NotFoundError.
+// to gRPC's greedy answers, the second chat's prompt from the prefix cache; an unknown width is its
+// NotFoundError.
 TEST_F(HttpFrontTest, TheOfficialOpenAIClientGetsWhatGrpcGets) {
   const std::string client_dir = std::string(ANYPREC_SOURCE_DIR) + "/tests/openai";
   ASSERT_EQ(std::system(("cd " + client_dir + " && npm ci --no-audit --no-fund --loglevel=error > /dev/null").c_str()), 0)
@@ -229,6 +230,9 @@ TEST_F(HttpFrontTest, TheOfficialOpenAIClientGetsWhatGrpcGets) {
   EXPECT_GE(got["stream"]["chunks"], 3) << "the role, the tokens in one or more chunks, the finish";
   EXPECT_EQ(got["stream"]["finish_reason"], "length");
   EXPECT_EQ(got["stream"]["usage"]["completion_tokens"], 12);
+  // The same chat twice at 4 bits: the second found the first's prompt in the prefix cache.
+  EXPECT_EQ(got["chat"]["usage"]["prompt_tokens_details"]["cached_tokens"], 0) << output;
+  EXPECT_GT(got["stream"]["usage"]["prompt_tokens_details"]["cached_tokens"], 0) << output;
   EXPECT_EQ(got["unknown_model"]["status"], 404) << output;
   fs::remove_all(dir);
 }

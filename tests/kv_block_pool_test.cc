@@ -178,6 +178,22 @@ TEST(KvBlockPool, EvictsUnheldCachedBlocksLeastRecentlyReleasedAndTailsFirst) {
   EXPECT_EQ(pool.used_blocks(), 4);
 }
 
+// A request the pool cannot take now must not empty the prefix cache trying.
+TEST(KvBlockPool, AReserveThatCannotBeMetTakesAndEvictsNothing) {
+  KvBlockPool pool(TinyConfig(), kBlockTokens, 4);
+  {
+    KvCache first(pool);
+    Compute(first, 4, Tokens(8));
+  }
+  ASSERT_EQ(pool.cached_blocks(), 2);
+  KvCache big(pool);
+  EXPECT_FALSE(big.Reserve(5 * kBlockTokens));
+  EXPECT_EQ(big.blocks_held(), 0);
+  EXPECT_EQ(pool.cached_blocks(), 2);
+  EXPECT_TRUE(big.Reserve(4 * kBlockTokens)) << "what the pool can give, evicting the cached blocks";
+  EXPECT_EQ(pool.cached_blocks(), 0);
+}
+
 TEST(KvBlockPool, TruncatingGivesUpTheSharedBlocksItNoLongerNeeds) {
   KvBlockPool pool(TinyConfig(), kBlockTokens, 8);
   const std::vector<TokenId> prompt = Tokens(12);

@@ -62,6 +62,8 @@ void KvCache::Truncate(int positions) {
 }
 
 bool KvCache::Reserve(int positions) {
+  const int needed = (positions - capacity() + pool_->block_tokens() - 1) / pool_->block_tokens();
+  if (needed > pool_->free_blocks()) return false;
   while (capacity() < positions) {
     const int block = pool_->Allocate();
     if (block < 0) return false;

@@ -45,8 +45,9 @@ class KvCache {
   // a shared pool the blocks no position left needs; the entries before stay as they are.
   // `positions` must not fall inside the shared prefix (see SharePrefix).
   void Truncate(int positions);
-  // Takes blocks until capacity() >= positions; false (keeping what it took) when the pool
-  // runs out first.
+  // Takes blocks until capacity() >= positions; false, taking none, when the pool has fewer
+  // to give (free or cached and unheld), so that a request that cannot be admitted evicts
+  // nothing from the prefix cache.
   bool Reserve(int positions);
 
   // Prefix caching, for a cache on a shared pool. The shared prefix is the run of leading
