@@ -232,16 +232,15 @@ void Scheduler::Admit(std::vector<std::unique_ptr<Sequence>>& running) {
     // The cached prefix, leaving at least the last token to compute (its logits choose the
     // next), then blocks for the whole context and the next token, so that a fresh admission
     // is not preempted at once.
-    const std::vector<TokenId>& context = s.decoder->context();
+    const int context = static_cast<int>(s.decoder->context().size());
     auto cache = std::make_unique<KvCache>(pool_);
-    const int hit = options_.prefix_cache ? cache->SharePrefix(s.bits, context, static_cast<int>(context.size()) - 1) : 0;
-    if (!cache->Reserve(std::min<int>(static_cast<int>(context.size()) + 1, s.decoder->max_positions()))) return;
-    if (options_.prefix_cache && metrics_) metrics_->PrefixLookup(s.bits, static_cast<int>(context.size()), hit);
+    const int hit = options_.prefix_cache ? ShareCachedPrefix(s, *cache) : 0;
+    if (!cache->Reserve(std::min(context + 1, s.decoder->max_positions()))) return;
+    if (options_.prefix_cache) CountPrefixHit(s, context, hit);
     s.cache = std::move(cache);
     s.cached = hit;
     s.one_width = true;
     if (!s.admitted) {
-      s.prefix_hit_tokens = hit;
       s.admitted = Clock::now();
       if (metrics_) {
         metrics_->RequestAdmitted(s.request.bits, s.request.tenant, s.request.api, Seconds(*s.admitted - s.submitted), s.decoder->prompt_tokens());
@@ -591,13 +590,21 @@ int Scheduler::AdaptiveBits(const Sequence& s) const {
   return it == controllers_.end() ? widths.max : std::clamp(it->second.ceiling(), widths.min, widths.max);
 }
 
+int Scheduler::ShareCachedPrefix(const Sequence& s, KvCache& cache) {
+  const std::vector<TokenId>& context = s.decoder->context();
+  return cache.SharePrefix(s.bits, context, static_cast<int>(context.size()) - 1);
+}
+
+void Scheduler::CountPrefixHit(Sequence& s, int query_tokens, int hit_tokens) {
+  if (s.preemptions == 0) s.prefix_hit_tokens += hit_tokens;
+  if (metrics_) metrics_->PrefixLookup(s.bits, query_tokens, hit_tokens);
+}
+
 void Scheduler::SharePrefixSince(Sequence& s) {
   if (!options_.prefix_cache || !s.one_width || s.cached != s.cache->length()) return;
   const int before = s.cached;
-  s.cached = s.cache->SharePrefix(s.bits, s.decoder->context(), static_cast<int>(s.decoder->context().size()) - 1);
-  if (s.cached == before) return;
-  if (s.preemptions == 0) s.prefix_hit_tokens += s.cached - before;
-  if (metrics_) metrics_->PrefixLookup(s.bits, 0, s.cached - before);
+  s.cached = ShareCachedPrefix(s, *s.cache);
+  if (s.cached > before) CountPrefixHit(s, 0, s.cached - before);
 }
 
 void Scheduler::RegisterPrefix(Sequence& s) {

@@ -136,6 +136,13 @@ class Scheduler {
   void Deliver(Sequence& s, DecodeStep decoded, std::span<const float> logits);
   absl::Status Forward(std::span<const SequenceStep> steps, std::span<float> logits);
   void Preempt(Sequence& s);
+  // Extends `cache`, holding only its shared prefix, with what the prefix cache holds of the
+  // sequence's context at its width, leaving the last token to compute (its logits choose the
+  // next); returns the positions it then holds.
+  static int ShareCachedPrefix(const Sequence& s, KvCache& cache);
+  // Counts a lookup (`query_tokens` looked up, 0 after admission) and the tokens it found, in
+  // the metrics and, before any preemption, in the request's usage.
+  void CountPrefixHit(Sequence& s, int query_tokens, int hit_tokens);
   // Registers the sequence's newly filled blocks in the prefix cache, while it may.
   void RegisterPrefix(Sequence& s);
   // Before a chunk of context, when the sequence holds nothing past its shared prefix: takes

@@ -64,11 +64,7 @@ void KvCache::Truncate(int positions) {
 bool KvCache::Reserve(int positions) {
   const int needed = (positions - capacity() + pool_->block_tokens() - 1) / pool_->block_tokens();
   if (needed > pool_->free_blocks()) return false;
-  while (capacity() < positions) {
-    const int block = pool_->Allocate();
-    if (block < 0) return false;
-    blocks_.push_back(block);
-  }
+  while (capacity() < positions) blocks_.push_back(pool_->Allocate());
   return true;
 }
 
@@ -76,13 +72,10 @@ int KvCache::SharePrefix(int bits, std::span<const TokenId> tokens, int max_posi
   if (!holds_only_shared_prefix()) return length_;
   const size_t block_tokens = pool_->block_tokens();
   const size_t whole = std::min<size_t>(tokens.size(), std::max(max_positions, 0)) / block_tokens;
-  BlockContent content{.parent = serials_.empty() ? 0 : serials_.back(), .bits = bits, .tokens = {}};
   while (serials_.size() < whole) {
-    const size_t index = serials_.size();
-    const std::span<const TokenId> block = tokens.subspan(index * block_tokens, block_tokens);
-    content.tokens.assign(block.begin(), block.end());
-    const std::optional<KvBlockPool::Shared> shared = pool_->Share(content);
+    const std::optional<KvBlockPool::Shared> shared = pool_->Share(NextBlockContent(bits, tokens));
     if (!shared) break;
+    const size_t index = serials_.size();
     if (index < blocks_.size()) {
       pool_->Release(blocks_[index]);  // reserved, never written
       blocks_[index] = shared->block;
@@ -90,7 +83,6 @@ int KvCache::SharePrefix(int bits, std::span<const TokenId> tokens, int max_posi
       blocks_.push_back(shared->block);
     }
     serials_.push_back(shared->serial);
-    content.parent = shared->serial;
   }
   length_ = static_cast<int>(serials_.size() * block_tokens);
   return length_;
@@ -102,10 +94,14 @@ void KvCache::RegisterPrefix(int bits, std::span<const TokenId> tokens, int posi
   // A block whose contents another sequence registered first stays this cache's own, and the
   // chain goes on from that sequence's block (the pool returns its serial).
   while (serials_.size() < full) {
-    const std::span<const TokenId> block = tokens.subspan(serials_.size() * block_tokens, block_tokens);
-    BlockContent content{.parent = serials_.empty() ? 0 : serials_.back(), .bits = bits, .tokens = {block.begin(), block.end()}};
-    serials_.push_back(pool_->Register(blocks_[serials_.size()], std::move(content)));
+    const uint64_t serial = pool_->Register(blocks_[serials_.size()], NextBlockContent(bits, tokens));
+    serials_.push_back(serial);
   }
+}
+
+BlockContent KvCache::NextBlockContent(int bits, std::span<const TokenId> tokens) const {
+  const std::span<const TokenId> block = tokens.subspan(serials_.size() * pool_->block_tokens(), pool_->block_tokens());
+  return {.parent = serials_.empty() ? 0 : serials_.back(), .bits = bits, .tokens = {block.begin(), block.end()}};
 }
 
 void KvCache::Release() {

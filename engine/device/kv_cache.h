@@ -75,6 +75,8 @@ class KvCache {
 
  private:
   void Release();
+  // What the block after the shared prefix holds, if it holds `tokens`' keys and values at `bits`.
+  BlockContent NextBlockContent(int bits, std::span<const TokenId> tokens) const;
 
   std::unique_ptr<KvBlockPool> own_pool_;  // set for a cache of its own
   KvBlockPool* pool_;

@@ -67,26 +67,25 @@ done
 stop_server
 echo "system prompt: $words words, $have tokens" >&2
 
-for cache in on off; do
-  flags=("${server_flags[@]}")
-  [ "$cache" = on ] || flags+=(--no-prefix-cache)
-  start_server "$build" "$work" "$image" "${flags[@]}"
-  warm_up
-  "${load[@]}" --server "$grpc" --prefix-file "$work/system.txt" --concurrency "$max_running" --duration "$duration" \
-    --json "$work/closed-$cache.json" > /dev/null
-  stop_server
-done
+# measure MODE: with the cache on, then off, each on a fresh server that has seen the system
+# prompt once, the load with the rest of the arguments; reports in $work/MODE-{on,off}.json.
+measure() {
+  local mode=$1 cache
+  shift
+  for cache in on off; do
+    local flags=("${server_flags[@]}")
+    [ "$cache" = on ] || flags+=(--no-prefix-cache)
+    start_server "$build" "$work" "$image" "${flags[@]}"
+    warm_up
+    "${load[@]}" --server "$grpc" --prefix-file "$work/system.txt" --duration "$duration" "$@" --json "$work/$mode-$cache.json" > /dev/null
+    stop_server
+  done
+}
+measure closed --concurrency "$max_running"
 rate=$(python3 -c "import json,sys; print('%.3f' % (float(sys.argv[2]) * json.load(open(sys.argv[1]))[0]['by_bits']['all']['requests_per_second']))" \
   "$work/closed-off.json" "$load_fraction")
 echo "open loop at $rate requests/s ($load_fraction x the cache-off closed-loop rate)" >&2
-for cache in on off; do
-  flags=("${server_flags[@]}")
-  [ "$cache" = on ] || flags+=(--no-prefix-cache)
-  start_server "$build" "$work" "$image" "${flags[@]}"
-  warm_up
-  "${load[@]}" --server "$grpc" --prefix-file "$work/system.txt" --rate "$rate" --duration "$duration" --json "$work/open-$cache.json" > /dev/null
-  stop_server
-done
+measure open --rate "$rate"
 
 python3 - "$work" "$have" "$max_running" "$rate" <<'PY'
 import json, sys
